@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+/** Entry point: wires the CLI to Node and turns failures into sysexits statuses. */
+import { Command, ValidationError } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, Console, Effect, Exit, Option } from "effect"
+import { createRequire } from "node:module"
+import { daemonCommand } from "./cli/daemon.js"
+import { exitStatus, isStartupError } from "./errors.js"
+
+const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
+
+const cli = Command.run(daemonCommand, { name: "pmjq", version })
+
+const EX_SOFTWARE = 70
+
+const statusOf = (error: unknown) =>
+  ValidationError.isValidationError(error) ? 64 : isStartupError(error) ? exitStatus(error) : EX_SOFTWARE
+
+cli(process.argv).pipe(
+  // @effect/cli has already printed its own usage errors; ours get one line.
+  Effect.tapError((error) => (ValidationError.isValidationError(error) ? Effect.void : Console.error(`pmjq: ${error.message}`))),
+  Effect.tapDefect((defect) => Console.error(`pmjq: internal error: ${Cause.pretty(Cause.die(defect))}`)),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    // pmjq installs its own text/json logger (--log-format).
+    disablePrettyLogger: true,
+    // A stop by signal is interruption: the graceful path, so exit 0.
+    teardown: (exit, onExit) => {
+      if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
+      onExit(Option.match(Cause.failureOption<unknown>(exit.cause), { onNone: () => EX_SOFTWARE, onSome: statusOf }))
+    }
+  })
+)

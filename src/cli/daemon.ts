@@ -1,0 +1,108 @@
+/**
+ * The daemon command: `pmjq [-C cpu-limit] [-o archive-dir] job-spool`, the
+ * seed's synopsis, plus the options issue #2 adds.
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { Effect, Layer, Option } from "effect"
+import * as os from "node:os"
+import * as path from "node:path"
+import { daemon } from "../daemon.js"
+import { UsageError } from "../errors.js"
+import { Gate } from "../gate/Gate.js"
+import { LoadAverage } from "../gate/LoadAverage.js"
+import { Archive } from "../job/Archive.js"
+import { ProcessRunner } from "../job/Runner.js"
+import { logLayer } from "../log.js"
+import { ensureDirectory, SpoolLive } from "../spool/Spool.js"
+import { check, duration } from "./options.js"
+
+const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
+
+const positiveNumber = (n: number) => Number.isFinite(n) && n > 0
+
+export const daemonOptions = {
+  // Optional here and checked in the handler: a required root argument would
+  // stop subcommands (pmjq status SPOOL) from parsing.
+  spool: Args.text({ name: "job-spool" }).pipe(
+    Args.withDescription("The directory to watch; jobs are the executable files written into it."),
+    Args.optional
+  ),
+  cpuLimit: Options.float("cpu-limit").pipe(
+    Options.withAlias("C"),
+    Options.withDescription("Launch no job while the 1-minute load average (estimated, see README) is at or above this."),
+    check("cpu-limit", positiveNumber, "a positive number"),
+    Options.optional
+  ),
+  archiveDir: Options.text("archive-dir").pipe(
+    Options.withAlias("o"),
+    Options.withDescription("Archive each executed job here as STAMP_NAME, with .out, .err and .json (created if missing)."),
+    Options.optional
+  ),
+  errorDir: Options.text("error-dir").pipe(
+    Options.withAlias("e"),
+    Options.withDescription("Archive failed jobs here instead of the archive dir (created if missing)."),
+    Options.optional
+  ),
+  maxJobs: Options.integer("max-jobs").pipe(
+    Options.withAlias("j"),
+    Options.withDescription("Run at most this many jobs at once; 0 means no cap. Default: the number of CPUs."),
+    Options.withDefault(os.availableParallelism()),
+    check("max-jobs", (n: number) => n >= 0, "0 or more")
+  ),
+  poll: duration("poll", "2s", "Rescan the spool at least this often (notifications miss other machines' writes)."),
+  grace: duration("grace", "30s", "On SIGTERM/SIGINT, let running jobs finish this long before killing them."),
+  drain: Options.boolean("drain").pipe(
+    Options.withDescription("Run what is queued, wait for running jobs, and exit 0 once the spool is empty.")
+  ),
+  logFormat: Options.choice("log-format", ["text", "json"]).pipe(
+    Options.withDefault("text" as const),
+    Options.withDescription("One log line per job event on stderr, as text or JSON.")
+  )
+}
+
+type Parsed = Command.Command.ParseConfig<typeof daemonOptions>
+
+const run = (options: Parsed) =>
+  Effect.gen(function*() {
+    if (Option.isNone(options.spool)) {
+      return yield* new UsageError({ reason: `missing job-spool; usage: ${SYNOPSIS}` })
+    }
+    const resolve = (dir: string) => path.resolve(dir)
+    const spool = resolve(options.spool.value)
+    const archiveDir = Option.map(options.archiveDir, resolve)
+    const errorDir = Option.map(options.errorDir, resolve)
+
+    const node = `${os.hostname()}-${process.pid}`
+    const settings = {
+      spool,
+      node,
+      host: os.hostname(),
+      user: os.userInfo().username,
+      workdir: process.cwd(),
+      archiveDir,
+      errorDir,
+      maxJobs: options.maxJobs,
+      poll: options.poll,
+      grace: options.grace,
+      drain: options.drain,
+      killAfter: "5 seconds",
+      busyFor: "1 minute"
+    } as const
+
+    const live = Layer.mergeAll(
+      SpoolLive({ spool, node }),
+      Gate.layer({ cpuLimit: options.cpuLimit, sampleEvery: "1 second" }).pipe(Layer.provide(LoadAverage.Live)),
+      ProcessRunner.Live,
+      Archive.Live
+    )
+    // Built inside `live`, after the spool was found: a failed start creates nothing.
+    const createDirectories = Effect.forEach([archiveDir, errorDir], Option.match({
+      onNone: () => Effect.void,
+      onSome: ensureDirectory
+    }))
+    yield* Effect.zipRight(createDirectories, daemon(settings)).pipe(Effect.scoped, Effect.provide(live))
+  }).pipe(Effect.provide(logLayer(options.logFormat)))
+
+export const daemonCommand = Command.make("pmjq", daemonOptions, run).pipe(
+  Command.withDescription("Watch a job spool and run the executable files that appear in it.")
+)

@@ -1,0 +1,97 @@
+/**
+ * The pipeline: spool events -> pending queue -> slot -> gate -> claim -> run -> archive.
+ *
+ * One dispatcher fiber takes the oldest ready job when a slot (-j) is free and
+ * the CPU gate (-C) is open, claims it, and forks its run into a FiberSet. On
+ * interruption (SIGTERM/SIGINT) claiming stops at once; running jobs get `grace`
+ * to finish, then their process groups are terminated and they are archived as
+ * interrupted.
+ */
+import { Duration, Effect, FiberSet, Option, Stream } from "effect"
+import { Gate } from "./gate/Gate.js"
+import { type JobSettings, runJob } from "./job/Job.js"
+import { makeFeed, spoolEvents } from "./spool/feed.js"
+import { makePending } from "./spool/Pending.js"
+import { Spool } from "./spool/Spool.js"
+
+export interface DaemonSettings extends JobSettings {
+  /** At most this many jobs at once; 0 means no cap. */
+  readonly maxJobs: number
+  readonly poll: Duration.DurationInput
+  /** Exit once the spool is empty and nothing runs. */
+  readonly drain: boolean
+  /** How long running jobs may go on after a stop was asked for. */
+  readonly grace: Duration.DurationInput
+}
+
+export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
+  const spool = yield* Spool
+  const gate = yield* Gate
+  const pending = yield* makePending
+  const feed = yield* makeFeed(pending)
+  const jobs = yield* FiberSet.make()
+  const slots = settings.maxJobs > 0 ? yield* Effect.makeSemaphore(settings.maxJobs) : null
+  const takeSlot = slots === null ? Effect.void : slots.take(1)
+  const freeSlot = slots === null ? Effect.void : slots.release(1)
+
+  // Runs before the FiberSet's own finalizer (finalizers run last-in first-out),
+  // so jobs get their grace before they are interrupted.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      const running = yield* FiberSet.size(jobs)
+      if (running === 0) return
+      yield* Effect.logInfo("stopping").pipe(Effect.annotateLogs({ running, grace: Duration.format(settings.grace) }))
+      const done = yield* FiberSet.awaitEmpty(jobs).pipe(Effect.interruptible, Effect.timeoutOption(settings.grace))
+      if (Option.isNone(done)) yield* Effect.logWarning("grace period over; terminating running jobs")
+    })
+  )
+
+  const events = yield* spoolEvents(settings.poll)
+  yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)
+  // Let the watcher start before the first listing, so nothing falls between them.
+  yield* Effect.yieldNow()
+  yield* feed.scan
+  yield* Effect.logInfo("watching").pipe(
+    Effect.annotateLogs({ spool: spool.path, node: settings.node, queued: yield* pending.size })
+  )
+
+  const launch = (name: string) =>
+    Effect.uninterruptible(Effect.gen(function*() {
+      const claim = yield* spool.claim(name).pipe(
+        Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
+        Effect.orElseSucceed(() => Option.none())
+      )
+      if (Option.isNone(claim)) {
+        yield* Effect.logDebug("claimed elsewhere").pipe(Effect.annotateLogs({ job: name }))
+        return yield* freeSlot
+      }
+      yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
+      const ended = yield* gate.started
+      yield* FiberSet.run(jobs, runJob(claim.value, settings).pipe(Effect.ensuring(Effect.zipRight(ended, freeSlot))))
+    }))
+
+  // In drain mode an empty queue is checked twice: once nothing runs (a job may
+  // have submitted another), by a full listing. Only then is the spool drained.
+  const drained = Effect.gen(function*() {
+    yield* FiberSet.awaitEmpty(jobs)
+    yield* feed.scan
+    return (yield* pending.size) === 0
+  })
+
+  for (;;) {
+    yield* takeSlot
+    yield* gate.whenOpen
+    const next = yield* pending.poll
+    if (next !== undefined) {
+      yield* launch(next.name)
+      continue
+    }
+    if (!settings.drain) {
+      yield* launch((yield* pending.take).name)
+      continue
+    }
+    yield* freeSlot
+    if (yield* drained) break
+  }
+  yield* Effect.logInfo("drained")
+})

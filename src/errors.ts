@@ -1,0 +1,109 @@
+/**
+ * The failures pmjq tells apart: one tagged error per decision a caller makes.
+ * Startup errors carry the sysexits status the entry point exits with.
+ */
+import { Data } from "effect"
+
+/** The spool directory does not exist or is not a directory (EX_NOINPUT). */
+export class SpoolMissing extends Data.TaggedError("SpoolMissing")<{
+  readonly path: string
+}> {
+  override get message() {
+    return `job spool ${this.path} does not exist or is not a directory`
+  }
+}
+
+/** A directory pmjq needs (archive, error, its own state) cannot be created (EX_CANTCREAT). */
+export class CannotCreateDirectory extends Data.TaggedError("CannotCreateDirectory")<{
+  readonly path: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `cannot create directory ${this.path}: ${this.reason}`
+  }
+}
+
+/** A command-line value pmjq refuses (EX_USAGE). */
+export class UsageError extends Data.TaggedError("UsageError")<{
+  readonly reason: string
+}> {
+  override get message() {
+    return this.reason
+  }
+}
+
+/** An unexpected I/O failure on the spool: logged, and the operation retried later. */
+export class SpoolIOError extends Data.TaggedError("SpoolIOError")<{
+  readonly operation: string
+  readonly path: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `${this.operation} ${this.path}: ${this.reason}`
+  }
+}
+
+/**
+ * The job file is still open for writing (ETXTBSY at exec): it is not ready yet,
+ * so the run is retried rather than recorded as a failure.
+ */
+export class JobBusy extends Data.TaggedError("JobBusy")<{
+  readonly path: string
+}> {
+  override get message() {
+    return `${this.path} is still being written (ETXTBSY)`
+  }
+}
+
+/** The job could not be started at all (missing interpreter, no shebang, EACCES...). */
+export class SpawnFailed extends Data.TaggedError("SpawnFailed")<{
+  readonly path: string
+  readonly code: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `cannot execute ${this.path}: ${this.reason}`
+  }
+}
+
+/** A finished job could not be moved to its archive: it is kept where it is. */
+export class ArchiveFailed extends Data.TaggedError("ArchiveFailed")<{
+  readonly path: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `cannot archive to ${this.path}: ${this.reason}`
+  }
+}
+
+export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError
+
+/** sysexits(3) status for each startup error. */
+export const exitStatus = (error: StartupError): number => {
+  switch (error._tag) {
+    case "UsageError":
+      return 64
+    case "SpoolMissing":
+      return 66
+    case "CannotCreateDirectory":
+      return 73
+  }
+}
+
+/** One line from a Node system error, e.g. "EACCES: permission denied". */
+export const describe = (error: unknown): string => {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code
+    const text = error.message.replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "")
+    return code ? `${code}: ${text}` : text
+  }
+  return String(error)
+}
+
+export const errnoCode = (error: unknown): string | undefined =>
+  error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
+
+const startupTags: ReadonlySet<string> = new Set(["SpoolMissing", "CannotCreateDirectory", "UsageError"])
+
+export const isStartupError = (u: unknown): u is StartupError =>
+  typeof u === "object" && u !== null && "_tag" in u && startupTags.has(String(u._tag))

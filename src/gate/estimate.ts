@@ -1,0 +1,30 @@
+/**
+ * The rule behind `-C`.
+ *
+ * The 1-minute load average is an exponentially damped mean with a 60 s time
+ * constant: a CPU-bound job started at t0 shows in it as 1 - e^-(t - t0)/60, so a
+ * gate that only reads the average sees an idle machine for the first seconds and
+ * launches the whole queue at once. We add back, for each job we started that is
+ * still running, the part the average has not caught up with yet at the time of
+ * the sample: e^-(sampledAt - t0)/60, or all of it for a job started after the
+ * sample. For CPU-bound jobs the estimate is then the load they will settle at;
+ * for jobs that mostly sleep the correction fades within a few minutes, so the gate
+ * errs on the side of holding, never on the side of a burst.
+ */
+export const LOAD_TIME_CONSTANT_MS = 60_000
+
+export interface LoadSample {
+  readonly oneMinute: number
+  readonly sampledAt: number
+}
+
+export const estimateLoad = (sample: LoadSample, startedAt: Iterable<number>): number => {
+  let unseen = 0
+  for (const t0 of startedAt) {
+    unseen += t0 >= sample.sampledAt ? 1 : Math.exp(-(sample.sampledAt - t0) / LOAD_TIME_CONSTANT_MS)
+  }
+  return sample.oneMinute + unseen
+}
+
+/** A job may start only while the estimate is below the limit: `-C 2` settles at two CPU-bound jobs. */
+export const gateIsOpen = (limit: number, estimate: number): boolean => estimate < limit

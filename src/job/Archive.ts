@@ -1,0 +1,151 @@
+/**
+ * Archival: a finished job's script, output and record, moved under one entry name
+ *
+ *   DIR/STAMP_NAME  DIR/STAMP_NAME.out  DIR/STAMP_NAME.err  DIR/STAMP_NAME.json
+ *
+ * The entry is reserved by creating STAMP_NAME exclusively (link(2) or an
+ * O_EXCL copy), so two same-named jobs ending in the same millisecond get
+ * STAMP_NAME and STAMP-1_NAME: nothing is ever overwritten. The record appears
+ * last and whole (written aside, then linked in), so a reader that sees the
+ * .json sees a complete entry.
+ */
+import { Context, Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
+import { pipeline } from "node:stream/promises"
+import { ArchiveFailed, describe, errnoCode } from "../errors.js"
+import type { JobRecord } from "./Record.js"
+
+export interface Finished {
+  /** The claimed script. */
+  readonly script: string
+  /** Captured output files, when output was captured. */
+  readonly stdout: string | null
+  readonly stderr: string | null
+  readonly record: JobRecord
+}
+
+export class Archive extends Context.Tag("pmjq/Archive")<
+  Archive,
+  {
+    /** Moves a finished job into DIR; returns the entry's path (its script). */
+    readonly store: (dir: string, job: Finished, stamp: string) => Effect.Effect<string, ArchiveFailed>
+    /** No archive for this job: delete the script (and any captured output). */
+    readonly discard: (job: Finished) => Effect.Effect<void, ArchiveFailed>
+  }
+>() {
+  static readonly Live = Layer.sync(Archive, () => makeLive())
+}
+
+// Longest file name most filesystems take (NAME_MAX), and room for ".json".
+const NAME_MAX = 255
+const LONGEST_SUFFIX = ".json".length
+
+const fitName = (prefix: string, name: string): string => {
+  const room = NAME_MAX - LONGEST_SUFFIX - Buffer.byteLength(prefix)
+  if (Buffer.byteLength(name) <= room) return name
+  // Cut on a character boundary; the record keeps the full name.
+  let cut = ""
+  for (const ch of name) {
+    if (Buffer.byteLength(cut + ch) > room) break
+    cut += ch
+  }
+  return cut
+}
+
+/** STAMP_NAME, then STAMP-1_NAME, STAMP-2_NAME... */
+export const entryName = (stamp: string, name: string, clash: number): string => {
+  const prefix = clash === 0 ? `${stamp}_` : `${stamp}-${clash}_`
+  return prefix + fitName(prefix, name)
+}
+
+/**
+ * Tries entry names in order until `reserve` creates one (true) rather than
+ * finding it taken (false).
+ */
+export const reserveEntry = <E>(
+  reserve: (entry: string) => Effect.Effect<boolean, E>,
+  stamp: string,
+  name: string
+): Effect.Effect<string, E> => {
+  const attempt = (clash: number): Effect.Effect<string, E> => {
+    const entry = entryName(stamp, name, clash)
+    return Effect.flatMap(reserve(entry), (created) => (created ? Effect.succeed(entry) : attempt(clash + 1)))
+  }
+  return attempt(0)
+}
+
+/** Hard link where we can; across filesystems, an exclusive copy. Never replaces `to`. */
+const placeExclusive = async (from: string, to: string): Promise<boolean> => {
+  try {
+    await fsp.link(from, to)
+    return true
+  } catch (e) {
+    const code = errnoCode(e)
+    if (code === "EEXIST") return false
+    if (code !== "EXDEV" && code !== "EPERM") throw e
+  }
+  try {
+    await fsp.copyFile(from, to, fsp.constants.COPYFILE_EXCL)
+    return true
+  } catch (e) {
+    if (errnoCode(e) === "EEXIST") return false
+    throw e
+  }
+}
+
+const removeIfPresent = (file: string) =>
+  fsp.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
+
+const replay = (file: string, sink: NodeJS.WritableStream) =>
+  pipeline(fs.createReadStream(file), sink, { end: false }).catch((e: unknown) =>
+    errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)
+  )
+
+const makeLive = () => {
+  const fail = (where: string) => (e: unknown) => new ArchiveFailed({ path: where, reason: describe(e) })
+
+  const store = (dir: string, job: Finished, stamp: string) =>
+    Effect.gen(function*() {
+      const entry = yield* reserveEntry(
+        (candidate) =>
+          Effect.tryPromise({ try: () => placeExclusive(job.script, path.join(dir, candidate)), catch: fail(dir) }),
+        stamp,
+        job.record.name
+      )
+      const base = path.join(dir, entry)
+      yield* Effect.tryPromise({
+        try: async () => {
+          for (const [file, suffix] of [[job.stdout, ".out"], [job.stderr, ".err"]] as const) {
+            if (file === null) continue
+            if (!(await placeExclusive(file, base + suffix))) throw new Error(`${base}${suffix} already exists`)
+          }
+          const aside = path.join(dir, `.${entry}.json.tmp`)
+          await fsp.writeFile(aside, JSON.stringify(job.record, null, 2) + "\n", { flag: "wx" })
+          const placed = await placeExclusive(aside, base + ".json")
+          await fsp.unlink(aside)
+          if (!placed) throw new Error(`${base}.json already exists`)
+          // Only now that the entry is whole does the job leave the running folder.
+          for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(file)
+        },
+        catch: fail(base)
+      })
+      return base
+    })
+
+  // With only an error dir, a successful job's output was captured in case it
+  // failed; it passes through to pmjq's own output instead of vanishing.
+  const discard = (job: Finished) =>
+    Effect.tryPromise({
+      try: async () => {
+        for (const [file, sink] of [[job.stdout, process.stdout], [job.stderr, process.stderr]] as const) {
+          if (file !== null) await replay(file, sink)
+        }
+        for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(file)
+      },
+      catch: fail(job.script)
+    })
+
+  return Archive.of({ store, discard })
+}

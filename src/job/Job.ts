@@ -1,0 +1,143 @@
+/**
+ * One claimed job, from exec to archive. The run is a scoped Effect: if the
+ * fiber is interrupted (pmjq stopping), the job's process group is terminated,
+ * and the job is still recorded and archived as "interrupted" before the fiber ends.
+ */
+import { Cause, Clock, Duration, Effect, Exit, Option, Schedule } from "effect"
+import * as path from "node:path"
+import type { ArchiveFailed } from "../errors.js"
+import type { Claim } from "../spool/Spool.js"
+import { Spool } from "../spool/Spool.js"
+import { Archive, type Finished } from "./Archive.js"
+import { type Ending, judge, type JobRecord, stamp } from "./Record.js"
+import { type Output, ProcessRunner, type RunningProcess } from "./Runner.js"
+
+export interface JobSettings {
+  readonly spool: string
+  readonly node: string
+  readonly host: string
+  readonly user: string
+  readonly workdir: string
+  readonly archiveDir: Option.Option<string>
+  readonly errorDir: Option.Option<string>
+  /** Between SIGTERM and SIGKILL when a job has to be stopped. */
+  readonly killAfter: Duration.DurationInput
+  /** How long to keep retrying a job whose file is still open for writing. */
+  readonly busyFor: Duration.DurationInput
+}
+
+/** What became of a claim. */
+export type Settled =
+  | { readonly _tag: "Archived"; readonly record: JobRecord; readonly entry: string | null }
+  | { readonly _tag: "Kept"; readonly record: JobRecord; readonly error: ArchiveFailed }
+  | { readonly _tag: "Released" }
+
+const iso = (millis: number) => new Date(millis).toISOString()
+
+/** Hidden names, so a job called "x.out" never meets the output of a job called "x". */
+const outputFiles = (claim: Claim) => {
+  const dir = path.dirname(claim.path)
+  const base = path.basename(claim.path)
+  return { stdout: path.join(dir, `.${base}.out`), stderr: path.join(dir, `.${base}.err`) }
+}
+
+export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: JobSettings) {
+  const runner = yield* ProcessRunner
+  const archive = yield* Archive
+  const spool = yield* Spool
+  const capture = Option.isSome(settings.archiveDir) || Option.isSome(settings.errorDir)
+  const files = capture ? outputFiles(claim) : null
+  const output = (file: string | undefined): Output => (file === undefined ? "inherit" : { file })
+
+  // ETXTBSY: a writer still holds the file open. It is not ready: wait and retry,
+  // backing off to once a second, and after `busyFor` hand it back to the spool.
+  const spawn = runner.spawn({
+    path: claim.path,
+    cwd: settings.workdir,
+    env: { ...process.env, PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node },
+    stdout: output(files?.stdout),
+    stderr: output(files?.stderr)
+  }).pipe(
+    Effect.retry({
+      while: (e) => e._tag === "JobBusy",
+      schedule: Schedule.exponential("10 millis").pipe(
+        Schedule.union(Schedule.spaced("1 second")),
+        Schedule.upTo(settings.busyFor)
+      )
+    })
+  )
+
+  return yield* Effect.scoped(Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const startedAt = yield* Clock.currentTimeMillis
+      const spawned = yield* Effect.exit(restore(spawn))
+
+      let ending: Ending
+      let proc: RunningProcess | null = null
+      if (Exit.isFailure(spawned)) {
+        const failure = Cause.failureOption(spawned.cause)
+        if (Option.isNone(failure) || failure.value._tag === "JobBusy") {
+          // Never started (still being written, or pmjq is stopping): back to the queue.
+          const released = yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))
+          if (released) {
+            yield* Effect.logInfo("released").pipe(Effect.annotateLogs({ reason: "not started" }))
+            return { _tag: "Released" } satisfies Settled
+          }
+          ending = { _tag: "NotStarted", reason: "job file stayed busy (ETXTBSY) and its name was taken again" }
+        } else {
+          ending = { _tag: "NotStarted", reason: failure.value.message }
+        }
+      } else {
+        proc = spawned.value
+        yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
+        const waited = yield* Effect.exit(restore(proc.exit))
+        ending = Exit.isSuccess(waited)
+          ? { _tag: "Exited", exit: waited.value, interrupted: false }
+          : { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true }
+      }
+
+      const endedAt = yield* Clock.currentTimeMillis
+      const record: JobRecord = {
+        name: claim.name,
+        node: settings.node,
+        host: settings.host,
+        pid: proc?.pid ?? null,
+        user: settings.user,
+        attempt: 1,
+        claimedAt: iso(claim.claimedAt),
+        startedAt: proc === null ? null : iso(startedAt),
+        endedAt: iso(endedAt),
+        durationMs: proc === null ? 0 : endedAt - startedAt,
+        ...judge(ending)
+      }
+      yield* Effect.log("finished").pipe(
+        Effect.annotateLogs({
+          outcome: record.outcome,
+          ...(record.exitCode !== null ? { exitCode: record.exitCode } : {}),
+          ...(record.signal !== null ? { signal: record.signal } : {}),
+          durationMs: record.durationMs,
+          ...(record.reason !== null ? { reason: record.reason } : {})
+        })
+      )
+
+      const finished: Finished = { script: claim.path, stdout: files?.stdout ?? null, stderr: files?.stderr ?? null, record }
+      const destination = record.outcome === "succeeded"
+        ? settings.archiveDir
+        : Option.orElse(settings.errorDir, () => settings.archiveDir)
+      const place: Effect.Effect<string | null, ArchiveFailed> = Option.isSome(destination)
+        ? archive.store(destination.value, finished, stamp(new Date(endedAt)))
+        : Effect.as(archive.discard(finished), null)
+      const settled = yield* place.pipe(
+        Effect.tap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
+        Effect.map((entry): Settled => ({ _tag: "Archived", record, entry })),
+        // The job stays whole in the running folder; it is not lost.
+        Effect.catchTag("ArchiveFailed", (error) =>
+          Effect.logError("not archived, kept").pipe(
+            Effect.annotateLogs({ reason: error.message, kept: claim.path }),
+            Effect.as<Settled>({ _tag: "Kept", record, error })
+          ))
+      )
+      return settled
+    })
+  )).pipe(Effect.annotateLogs({ job: claim.name }))
+})

@@ -1,0 +1,50 @@
+/**
+ * A job's record, archived as STAMP_NAME.json beside it. Its fields are a stable
+ * interface for scripts (see DESIGN.md); add fields, never rename them.
+ */
+import type { ProcessExit } from "./Runner.js"
+
+export type Outcome = "succeeded" | "failed" | "timed-out" | "interrupted" | "rejected"
+
+export interface JobRecord {
+  readonly name: string
+  readonly node: string
+  readonly host: string
+  readonly pid: number | null
+  readonly user: string
+  readonly attempt: number
+  readonly claimedAt: string
+  readonly startedAt: string | null
+  readonly endedAt: string
+  readonly durationMs: number
+  readonly outcome: Outcome
+  readonly exitCode: number | null
+  readonly signal: string | null
+  readonly reason: string | null
+}
+
+/** What happened to the process, before it is written down. */
+export type Ending =
+  | { readonly _tag: "Exited"; readonly exit: ProcessExit; readonly interrupted: boolean }
+  | { readonly _tag: "NotStarted"; readonly reason: string }
+
+export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | "signal" | "reason"> => {
+  if (ending._tag === "NotStarted") {
+    return { outcome: "failed", exitCode: null, signal: null, reason: ending.reason }
+  }
+  const { exitCode, signal } = ending.exit
+  if (ending.interrupted) {
+    return {
+      outcome: "interrupted",
+      exitCode,
+      signal,
+      reason: `pmjq stopped before the job ended (${signal ?? `exit ${exitCode}`})`
+    }
+  }
+  if (signal !== null) return { outcome: "failed", exitCode: null, signal, reason: `killed by ${signal}` }
+  if (exitCode === 0) return { outcome: "succeeded", exitCode: 0, signal: null, reason: null }
+  return { outcome: "failed", exitCode, signal: null, reason: `exited with status ${exitCode}` }
+}
+
+/** UTC YYYYMMDDTHHMMSS.mmmZ: sorts by time, and has no ':' to trouble shells or SMB. */
+export const stamp = (date: Date): string => date.toISOString().replace(/[-:]/g, "")

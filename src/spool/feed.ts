@@ -1,0 +1,67 @@
+/**
+ * The spool's event stream, and what it does to the pending queue.
+ *
+ * Three sources, merged: the initial scan, kernel notifications, and a rescan
+ * every `poll`. A notification names one file and costs one lstat; it never
+ * triggers a listing. The listing is the truth: it finds what notifications
+ * missed (another machine's writes over NFS, an overflowed inotify queue) and
+ * forgets queued names that are gone (claimed by another node, removed by a user).
+ */
+import { Duration, Effect, Option, Schedule, Stream } from "effect"
+import type { SpoolIOError } from "../errors.js"
+import type { Pending } from "./Pending.js"
+import { Spool } from "./Spool.js"
+
+export type SpoolEvent =
+  | { readonly _tag: "Touched"; readonly name: string }
+  | { readonly _tag: "Listed"; readonly names: ReadonlyArray<string> }
+
+const touched = (name: string): SpoolEvent => ({ _tag: "Touched", name })
+const listed = (names: ReadonlyArray<string>): SpoolEvent => ({ _tag: "Listed", names })
+
+/** Notifications and periodic rescans; the first rescan comes one `poll` after the start. */
+export const spoolEvents = (poll: Duration.DurationInput) =>
+  Effect.map(Spool, (spool): Stream.Stream<SpoolEvent> => {
+    const notified = spool.notifications.pipe(
+      Stream.map(touched),
+      Stream.tapError((e) => Effect.logWarning("watch failed; polling only until it is back").pipe(Effect.annotateLogs({ reason: e.message }))),
+      Stream.retry(Schedule.spaced(poll)),
+      // The retry never gives up; should it, the rescans alone still keep the queue right.
+      Stream.catchAll(() => Stream.empty)
+    )
+    const rescans = Stream.fromSchedule(Schedule.spaced(poll)).pipe(
+      Stream.mapEffect(() => Effect.option(logFailure(spool.list))),
+      Stream.filterMap((names) => Option.map(names, listed))
+    )
+    return Stream.merge(notified, rescans)
+  })
+
+const logFailure = <A>(effect: Effect.Effect<A, SpoolIOError>) =>
+  Effect.tapError(effect, (e) => Effect.logWarning("spool not readable").pipe(Effect.annotateLogs({ reason: e.message })))
+
+export const makeFeed = (pending: Pending) =>
+  Effect.gen(function*() {
+    const spool = yield* Spool
+
+    const look = (name: string) =>
+      pending.has(name)
+        ? Effect.void
+        : spool.inspect(name).pipe(
+          Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: pending.offer })),
+          logFailure,
+          Effect.ignore
+        )
+
+    const reconcile = (names: ReadonlyArray<string>) =>
+      Effect.zipRight(
+        pending.retain(new Set(names)),
+        Effect.forEach(names, look, { concurrency: 16, discard: true })
+      )
+
+    const handle = (event: SpoolEvent) => (event._tag === "Touched" ? look(event.name) : reconcile(event.names))
+
+    /** One full look at the spool, done before dispatch starts and when a drain runs dry. */
+    const scan = logFailure(spool.list).pipe(Effect.flatMap(reconcile), Effect.ignore)
+
+    return { handle, scan }
+  })
