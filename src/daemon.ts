@@ -67,7 +67,10 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       }
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
       const ended = yield* gate.started
-      yield* FiberSet.run(jobs, runJob(claim.value, settings).pipe(Effect.ensuring(Effect.zipRight(ended, freeSlot))))
+      // A fiber forked here would inherit this uninterruptible region; the job
+      // must stay interruptible so that a stop can reach it after the grace.
+      const job = runJob(claim.value, settings).pipe(Effect.ensuring(Effect.zipRight(ended, freeSlot)))
+      yield* FiberSet.run(jobs, Effect.interruptible(job))
     }))
 
   // In drain mode an empty queue is checked twice: once nothing runs (a job may

@@ -10,8 +10,18 @@
  * sample. For CPU-bound jobs the estimate is then the load they will settle at;
  * for jobs that mostly sleep the correction fades within a few minutes, so the gate
  * errs on the side of holding, never on the side of a burst.
+ *
+ * The kernel folds runnable tasks into the average only every 5 s and a tick
+ * (LOAD_FREQ), so a sample describes the machine as it was up to that long
+ * before; the correction is dated a full 6 s back, so that neither the kernel's
+ * jitter nor rounding at exactly the limit can tip the gate open.
+ *
+ * The rule is conservative the other way too: a job that just ended still shows
+ * in the average for a minute, and the gate counts it. Short CPU-bound jobs at
+ * `-C N` therefore run somewhat fewer than N at a time, never more.
  */
 export const LOAD_TIME_CONSTANT_MS = 60_000
+export const KERNEL_LOAD_PERIOD_MS = 6_000
 
 export interface LoadSample {
   readonly oneMinute: number
@@ -21,7 +31,8 @@ export interface LoadSample {
 export const estimateLoad = (sample: LoadSample, startedAt: Iterable<number>): number => {
   let unseen = 0
   for (const t0 of startedAt) {
-    unseen += t0 >= sample.sampledAt ? 1 : Math.exp(-(sample.sampledAt - t0) / LOAD_TIME_CONSTANT_MS)
+    const seenSince = sample.sampledAt - KERNEL_LOAD_PERIOD_MS
+    unseen += t0 >= seenSince ? 1 : Math.exp(-(seenSince - t0) / LOAD_TIME_CONSTANT_MS)
   }
   return sample.oneMinute + unseen
 }

@@ -1,0 +1,151 @@
+/**
+ * In-memory stand-ins for the services the daemon talks through, so the
+ * pipeline can be tested with TestClock: no files, no processes, no sleeps.
+ */
+import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref, Stream } from "effect"
+import { LoadAverage } from "../src/gate/LoadAverage.js"
+import { Archive, type Finished } from "../src/job/Archive.js"
+import type { JobSettings } from "../src/job/Job.js"
+import type { JobRecord } from "../src/job/Record.js"
+import { type ProcessExit, ProcessRunner, type RunningProcess } from "../src/job/Runner.js"
+import type { DaemonSettings } from "../src/daemon.js"
+import { JobBusy, SpawnFailed } from "../src/errors.js"
+import { Spool } from "../src/spool/Spool.js"
+
+export const fakeSpool = Effect.gen(function*() {
+  const files = new Map<string, { readyAt: number; executable: boolean }>()
+  const notify = yield* Queue.unbounded<string>()
+  /** Names another node takes between our listing and our rename. */
+  const stolen = new Set<string>()
+  const claimed: Array<string> = []
+  const released: Array<string> = []
+
+  const submit = (name: string, readyAt: number, executable = true) => {
+    files.set(name, { readyAt, executable })
+    return Queue.offer(notify, name)
+  }
+
+  const service = Spool.of({
+    path: "/spool",
+    list: Effect.sync(() => [...files.keys()]),
+    inspect: (name) =>
+      Effect.sync(() => {
+        const file = files.get(name)
+        return file?.executable ? Option.some({ name, readyAt: file.readyAt }) : Option.none()
+      }),
+    claim: (name) =>
+      Effect.sync(() => {
+        const present = files.delete(name)
+        if (!present || stolen.has(name)) return Option.none()
+        claimed.push(name)
+        return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0 })
+      }),
+    release: (claim) =>
+      Effect.sync(() => {
+        if (files.has(claim.name)) return false
+        files.set(claim.name, { readyAt: 0, executable: true })
+        released.push(claim.name)
+        return true
+      }),
+    notifications: Stream.fromQueue(notify)
+  })
+  return { service, files, submit, stolen, claimed, released }
+})
+
+/** What one spawn of a job does. */
+export type Behaviour =
+  | { readonly _tag: "Exit"; readonly after: Duration.DurationInput; readonly code: number }
+  | { readonly _tag: "Busy" }
+  | { readonly _tag: "Unstartable"; readonly reason: string }
+
+export const exits = (code: number, after: Duration.DurationInput = 0): Behaviour => ({ _tag: "Exit", after, code })
+export const busy: Behaviour = { _tag: "Busy" }
+
+export const fakeRunner = Effect.gen(function*() {
+  const plans = new Map<string, Array<Behaviour>>()
+  const spawns: Array<string> = []
+  const terminated: Array<string> = []
+  const live = yield* Ref.make(0)
+  const peak = yield* Ref.make(0)
+  let nextPid = 100
+
+  const plan = (name: string, ...steps: Array<Behaviour>) => plans.set(name, steps)
+  const nameOf = (file: string) => file.slice(file.lastIndexOf("/") + 1)
+
+  const service = ProcessRunner.of({
+    spawn: (spec) =>
+      Effect.gen(function*() {
+        const name = nameOf(spec.path)
+        spawns.push(name)
+        const steps = plans.get(name) ?? []
+        const step = (steps.length > 1 ? steps.shift() : steps[0]) ?? exits(0)
+        if (step._tag === "Busy") return yield* new JobBusy({ path: spec.path })
+        if (step._tag === "Unstartable") {
+          return yield* new SpawnFailed({ path: spec.path, code: "ENOENT", reason: step.reason })
+        }
+        const exited = Deferred.unsafeMake<ProcessExit>(FiberId.none)
+        const now = yield* Ref.updateAndGet(live, (n) => n + 1)
+        yield* Ref.update(peak, (p) => Math.max(p, now))
+        const finish = (exit: ProcessExit) =>
+          Effect.zipRight(Deferred.succeed(exited, exit), Ref.update(live, (n) => n - 1)).pipe(Effect.whenEffect(
+            Effect.map(Deferred.isDone(exited), (done) => !done)
+          ))
+        yield* Effect.sleep(step.after).pipe(
+          Effect.zipRight(finish({ exitCode: step.code, signal: null })),
+          Effect.forkDaemon
+        )
+        const proc: RunningProcess = {
+          pid: nextPid++,
+          exit: Deferred.await(exited),
+          terminate: () =>
+            Effect.sync(() => terminated.push(name)).pipe(
+              Effect.zipRight(finish({ exitCode: null, signal: "SIGTERM" })),
+              Effect.zipRight(Deferred.await(exited))
+            )
+        }
+        return proc
+      })
+  })
+  return { service, plan, spawns, terminated, live, peak }
+})
+
+export const fakeArchive = Effect.sync(() => {
+  const stored: Array<{ readonly dir: string; readonly record: JobRecord }> = []
+  const discarded: Array<JobRecord> = []
+  const service = Archive.of({
+    store: (dir: string, job: Finished, stamp: string) =>
+      Effect.sync(() => {
+        stored.push({ dir, record: job.record })
+        return `${dir}/${stamp}_${job.record.name}`
+      }),
+    discard: (job: Finished) => Effect.sync(() => void discarded.push(job.record))
+  })
+  return { service, stored, discarded }
+})
+
+/** A load source whose value the test sets. */
+export const fakeLoad = Effect.gen(function*() {
+  const load = yield* Ref.make(0)
+  return { load, layer: Layer.succeed(LoadAverage, { oneMinute: Ref.get(load) }) }
+})
+
+export const jobSettings: JobSettings = {
+  spool: "/spool",
+  node: "node",
+  host: "host",
+  user: "user",
+  workdir: "/",
+  archiveDir: Option.some("/archive"),
+  errorDir: Option.none(),
+  killAfter: "5 seconds",
+  busyFor: "1 minute"
+}
+
+export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonSettings => ({
+  ...jobSettings,
+  maxJobs: 0,
+  poll: "2 seconds",
+  drain: false,
+  grace: "30 seconds",
+  ...overrides
+})

@@ -1,0 +1,106 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Archive, entryName, reserveEntry } from "../../src/job/Archive.js"
+import { judge, type JobRecord, stamp } from "../../src/job/Record.js"
+import { parseDuration } from "../../src/duration.js"
+import { Duration, Either } from "effect"
+
+const record = (name: string): JobRecord => ({
+  name,
+  node: "n",
+  host: "h",
+  pid: 1,
+  user: "u",
+  attempt: 1,
+  claimedAt: "2026-01-01T00:00:00.000Z",
+  startedAt: "2026-01-01T00:00:00.000Z",
+  endedAt: "2026-01-01T00:00:00.000Z",
+  durationMs: 0,
+  outcome: "succeeded",
+  exitCode: 0,
+  signal: null,
+  reason: null
+})
+
+describe("archive naming", () => {
+  it("stamps are UTC, millisecond, sortable", () => {
+    expect(stamp(new Date(Date.UTC(2026, 10, 29, 9, 5, 7, 42)))).toBe("20261129T090507.042Z")
+  })
+
+  it("a clash takes the next counter, never the same name", () => {
+    expect(entryName("S", "job", 0)).toBe("S_job")
+    expect(entryName("S", "job", 2)).toBe("S-2_job")
+  })
+
+  it("names that would pass NAME_MAX are cut on a character boundary", () => {
+    const long = "é".repeat(200)
+    const entry = entryName("20261129T090507.042Z", long, 12)
+    expect(Buffer.byteLength(entry + ".json")).toBeLessThanOrEqual(255)
+    expect(entry.startsWith("20261129T090507.042Z-12_é")).toBe(true)
+    expect(entry).not.toContain("\uFFFD")
+  })
+
+  it.effect("reservation walks past taken entries", () =>
+    Effect.gen(function*() {
+      const taken = new Set(["S_job", "S-1_job"])
+      const reserve = (e: string) => Effect.sync(() => (taken.has(e) ? false : (taken.add(e), true)))
+      expect(yield* reserveEntry(reserve, "S", "job")).toBe("S-2_job")
+      expect(yield* reserveEntry(reserve, "S", "job")).toBe("S-3_job")
+    }))
+
+  it.effect("two same-named jobs ending in the same millisecond keep both entries", () =>
+    Effect.gen(function*() {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.Live))
+      const stored: Array<string> = []
+      for (const body of ["first", "second"]) {
+        const run = path.join(root, `run-${body}`)
+        fs.mkdirSync(run)
+        fs.writeFileSync(path.join(run, "job"), `#!/bin/sh\necho ${body}\n`, { mode: 0o755 })
+        fs.writeFileSync(path.join(run, "out"), body)
+        stored.push(yield* archive.store(root, {
+          script: path.join(run, "job"),
+          stdout: path.join(run, "out"),
+          stderr: null,
+          record: record("job")
+        }, "20260101T000000.000Z"))
+      }
+      expect(stored.map((p) => path.basename(p))).toEqual(["20260101T000000.000Z_job", "20260101T000000.000Z-1_job"])
+      expect(fs.readFileSync(stored[0]! + ".out", "utf8")).toBe("first")
+      expect(fs.readFileSync(stored[1]! + ".out", "utf8")).toBe("second")
+      expect(JSON.parse(fs.readFileSync(stored[1]! + ".json", "utf8")).name).toBe("job")
+      // Moved, not copied: nothing left behind in the running folders.
+      expect(fs.readdirSync(path.join(root, "run-first"))).toEqual([])
+      // No temporary record files remain visible or hidden.
+      expect(fs.readdirSync(root).filter((n) => n.endsWith(".tmp"))).toEqual([])
+      fs.rmSync(root, { recursive: true })
+    }))
+})
+
+describe("records", () => {
+  it("say why a job did not succeed", () => {
+    expect(judge({ _tag: "Exited", exit: { exitCode: 0, signal: null }, interrupted: false })).toEqual({
+      outcome: "succeeded", exitCode: 0, signal: null, reason: null
+    })
+    expect(judge({ _tag: "Exited", exit: { exitCode: null, signal: "SIGKILL" }, interrupted: false })).toMatchObject({
+      outcome: "failed", signal: "SIGKILL", reason: "killed by SIGKILL"
+    })
+    expect(judge({ _tag: "Exited", exit: { exitCode: null, signal: "SIGTERM" }, interrupted: true }).outcome).toBe("interrupted")
+    expect(judge({ _tag: "NotStarted", reason: "ENOENT" })).toMatchObject({ outcome: "failed", exitCode: null })
+  })
+})
+
+describe("durations", () => {
+  it.each([["500ms", 500], ["30s", 30_000], ["5m", 300_000], ["1h", 3_600_000], ["2", 2_000], ["0.5", 500]])(
+    "%s is %d ms",
+    (text, millis) => {
+      expect(Either.map(parseDuration(text), Duration.toMillis)).toEqual(Either.right(millis))
+    }
+  )
+  it.each(["", "5 minutes", "-1s", "1d", "s"])("%j is refused", (text) => {
+    expect(Either.isLeft(parseDuration(text))).toBe(true)
+  })
+})

@@ -1,0 +1,205 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
+import { daemon, type DaemonSettings } from "../../src/daemon.js"
+import { Gate } from "../../src/gate/Gate.js"
+import { ProcessRunner } from "../../src/job/Runner.js"
+import { Archive } from "../../src/job/Archive.js"
+import { Spool } from "../../src/spool/Spool.js"
+import { busy, daemonSettings, exits, fakeArchive, fakeLoad, fakeRunner, fakeSpool } from "../fakes.js"
+
+const setup = Effect.gen(function*() {
+  const spool = yield* fakeSpool
+  const runner = yield* fakeRunner
+  const archive = yield* fakeArchive
+  const load = yield* fakeLoad
+  const layer = (cpuLimit: Option.Option<number> = Option.none()) =>
+    Layer.mergeAll(
+      Layer.succeed(Spool, spool.service),
+      Layer.succeed(ProcessRunner, runner.service),
+      Layer.succeed(Archive, archive.service),
+      Gate.layer({ cpuLimit, sampleEvery: "1 second" }).pipe(Layer.provide(load.layer))
+    )
+  const start = (settings: DaemonSettings, cpuLimit?: number) =>
+    daemon(settings).pipe(Effect.scoped, Effect.provide(layer(Option.fromNullable(cpuLimit))), Effect.fork)
+  return { spool, runner, archive, load, start }
+})
+
+/** Lets forked fibers run up to their next wait. */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+})
+
+describe("daemon", () => {
+  it.effect("runs every queued job exactly once, oldest first, then drains", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* t.spool.submit("c", 3)
+      yield* t.spool.submit("a", 1)
+      yield* t.spool.submit("b", 2)
+      yield* t.spool.submit("notes.txt", 0, false)
+      const fiber = yield* t.start(daemonSettings({ drain: true, maxJobs: 1 }))
+      yield* Fiber.join(fiber)
+      expect(t.runner.spawns).toEqual(["a", "b", "c"])
+      expect(t.archive.stored.map((s) => s.record.name)).toEqual(["a", "b", "c"])
+      expect(t.spool.files.has("notes.txt")).toBe(true)
+    }))
+
+  it.effect("a claim lost to another node is skipped, not run and not an error", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      for (const [name, at] of [["a", 1], ["b", 2], ["c", 3]] as const) yield* t.spool.submit(name, at)
+      t.spool.stolen.add("b")
+      yield* Fiber.join(yield* t.start(daemonSettings({ drain: true })))
+      expect(t.runner.spawns.sort()).toEqual(["a", "c"])
+      expect(t.archive.stored).toHaveLength(2)
+    }))
+
+  it.effect("a job submitted while the daemon runs is picked up from its notification", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      const fiber = yield* t.start(daemonSettings())
+      yield* settle
+      yield* t.spool.submit("late", 5)
+      yield* settle
+      expect(t.runner.spawns).toEqual(["late"])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("a file missed by notifications is found by the periodic rescan", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      const fiber = yield* t.start(daemonSettings({ poll: "2 seconds" }))
+      yield* settle
+      // Written by another machine: in the listing, but no notification.
+      t.spool.files.set("remote", { readyAt: 9, executable: true })
+      yield* settle
+      expect(t.runner.spawns).toEqual([])
+      yield* TestClock.adjust("2 seconds")
+      yield* settle
+      expect(t.runner.spawns).toEqual(["remote"])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("ETXTBSY is retried until the writer is done, and the job runs once", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("half-written", busy, busy, busy, exits(0))
+      yield* t.spool.submit("half-written", 1)
+      const fiber = yield* t.start(daemonSettings({ drain: true }))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      expect(t.runner.spawns).toEqual(["half-written", "half-written", "half-written", "half-written"])
+      expect(t.archive.stored.map((s) => s.record.outcome)).toEqual(["succeeded"])
+    }))
+
+  it.effect("a file that stays busy is handed back to the spool, never run", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("held-open", busy)
+      yield* t.spool.submit("held-open", 1)
+      const fiber = yield* t.start(daemonSettings())
+      yield* settle
+      yield* TestClock.adjust("61 seconds")
+      yield* settle
+      expect(t.spool.released[0]).toBe("held-open")
+      expect(t.archive.stored).toHaveLength(0)
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("--max-jobs caps how many run at once", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      for (let i = 0; i < 10; i++) {
+        t.runner.plan(`j${i}`, exits(0, "10 seconds"))
+        yield* t.spool.submit(`j${i}`, i)
+      }
+      const fiber = yield* t.start(daemonSettings({ drain: true, maxJobs: 3 }))
+      yield* settle
+      expect(yield* Ref.get(t.runner.live)).toBe(3)
+      for (let i = 0; i < 4; i++) {
+        yield* TestClock.adjust("10 seconds")
+        yield* settle
+      }
+      yield* Fiber.join(fiber)
+      expect(yield* Ref.get(t.runner.peak)).toBe(3)
+      expect(t.archive.stored).toHaveLength(10)
+    }))
+
+  it.effect("failures go to the error dir, successes to the archive dir", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("ok", exits(0))
+      t.runner.plan("bad", exits(3))
+      t.runner.plan("broken", { _tag: "Unstartable", reason: "no such interpreter" })
+      for (const [name, at] of [["ok", 1], ["bad", 2], ["broken", 3]] as const) yield* t.spool.submit(name, at)
+      yield* Fiber.join(yield* t.start(daemonSettings({ drain: true, errorDir: Option.some("/errors") })))
+      const byName = Object.fromEntries(t.archive.stored.map((s) => [s.record.name, s]))
+      expect(byName["ok"]?.dir).toBe("/archive")
+      expect(byName["bad"]?.dir).toBe("/errors")
+      expect(byName["bad"]?.record).toMatchObject({ outcome: "failed", exitCode: 3, reason: "exited with status 3" })
+      expect(byName["broken"]?.dir).toBe("/errors")
+      expect(byName["broken"]?.record).toMatchObject({ outcome: "failed", exitCode: null, pid: null })
+      expect(byName["broken"]?.record.reason).toContain("no such interpreter")
+    }))
+
+  it.effect("without archive dirs a job is discarded after its run", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* t.spool.submit("once", 1)
+      yield* Fiber.join(yield* t.start(daemonSettings({ drain: true, archiveDir: Option.none() })))
+      expect(t.archive.discarded.map((r) => r.name)).toEqual(["once"])
+      expect(t.archive.stored).toHaveLength(0)
+    }))
+
+  it.effect("on stop: no new claims, running jobs get their grace, late ones are terminated and archived", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("quick", exits(0, "5 seconds"))
+      t.runner.plan("slow", exits(0, "1 hour"))
+      t.runner.plan("waiting", exits(0))
+      yield* t.spool.submit("quick", 1)
+      yield* t.spool.submit("slow", 2)
+      yield* t.spool.submit("waiting", 3)
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 2, grace: "30 seconds" }))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["quick", "slow"])
+
+      const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* settle
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      // quick ended within the grace; its slot must not start "waiting".
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([["quick", "succeeded"]])
+      expect(t.runner.terminated).toEqual([])
+
+      yield* TestClock.adjust("25 seconds")
+      yield* Fiber.join(stopping)
+      expect(t.runner.terminated).toEqual(["slow"])
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([
+        ["quick", "succeeded"],
+        ["slow", "interrupted"]
+      ])
+      expect(t.runner.spawns).not.toContain("waiting")
+      expect(t.spool.files.has("waiting")).toBe(true)
+    }))
+
+  it.effect("-C holds launches while the load is at the limit and resumes when it drops", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* Ref.set(t.load.load, 3)
+      yield* t.spool.submit("a", 1)
+      const fiber = yield* t.start(daemonSettings(), 2)
+      yield* settle
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(t.runner.spawns).toEqual([])
+      yield* Ref.set(t.load.load, 0.5)
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      yield* TestClock.adjust(Duration.seconds(1))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["a"])
+      yield* Fiber.interrupt(fiber)
+    }))
+})

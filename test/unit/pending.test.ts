@@ -1,0 +1,48 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import { makePending } from "../../src/spool/Pending.js"
+
+describe("pending queue", () => {
+  it.effect("hands out the oldest ready file first, arrival order breaking ties", () =>
+    Effect.gen(function*() {
+      const q = yield* makePending
+      for (const [name, readyAt] of [["d", 5], ["b", 2], ["a", 1], ["c", 2], ["e", 9]] as const) {
+        yield* q.offer({ name, readyAt })
+      }
+      const order: Array<string> = []
+      for (let c = yield* q.poll; c !== undefined; c = yield* q.poll) order.push(c.name)
+      expect(order).toEqual(["a", "b", "c", "d", "e"])
+    }))
+
+  it.effect("offers of a queued name are deduplicated", () =>
+    Effect.gen(function*() {
+      const q = yield* makePending
+      yield* q.offer({ name: "x", readyAt: 1 })
+      yield* q.offer({ name: "x", readyAt: 2 })
+      expect(yield* q.size).toBe(1)
+      expect((yield* q.poll)?.name).toBe("x")
+      expect(yield* q.poll).toBeUndefined()
+    }))
+
+  it.effect("names gone from the spool are forgotten; a name may come back", () =>
+    Effect.gen(function*() {
+      const q = yield* makePending
+      for (let i = 0; i < 3000; i++) yield* q.offer({ name: `j${i}`, readyAt: i })
+      yield* q.retain(new Set(["j5", "j2999"]))
+      expect(yield* q.size).toBe(2)
+      yield* q.offer({ name: "j7", readyAt: 7 })
+      const order: Array<string> = []
+      for (let c = yield* q.poll; c !== undefined; c = yield* q.poll) order.push(c.name)
+      expect(order).toEqual(["j5", "j7", "j2999"])
+    }))
+
+  it.effect("take waits for an offer", () =>
+    Effect.gen(function*() {
+      const q = yield* makePending
+      const taker = yield* Effect.fork(q.take)
+      yield* Effect.yieldNow()
+      expect(taker.unsafePoll()).toBeNull()
+      yield* q.offer({ name: "late", readyAt: 1 })
+      expect((yield* Fiber.join(taker)).name).toBe("late")
+    }))
+})
