@@ -13,7 +13,7 @@ import { LoadAverage } from "../gate/LoadAverage.js"
 import { Archive } from "../job/Archive.js"
 import { ProcessRunner } from "../job/Runner.js"
 import { logLayer } from "../log.js"
-import { ensureDirectory, SpoolLive } from "../spool/Spool.js"
+import { ensureDirectory, requireSpool, SpoolLive } from "../spool/Spool.js"
 import { check, duration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
@@ -95,12 +95,10 @@ const run = (options: Parsed) =>
       ProcessRunner.Live,
       Archive.Live
     )
-    // Built inside `live`, after the spool was found: a failed start creates nothing.
-    const createDirectories = Effect.forEach([archiveDir, errorDir], Option.match({
-      onNone: () => Effect.void,
-      onSome: ensureDirectory
-    }))
-    yield* Effect.zipRight(createDirectories, daemon(settings)).pipe(Effect.scoped, Effect.provide(live))
+    // Every check before anything is created: a refused start leaves no trace.
+    yield* requireSpool(spool)
+    yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))
+    yield* daemon(settings).pipe(Effect.scoped, Effect.provide(live))
   }).pipe(Effect.provide(logLayer(options.logFormat)))
 
 export const daemonCommand = Command.make("pmjq", daemonOptions, run).pipe(

@@ -69,6 +69,13 @@ const signalGroup = (pid: number, signal: NodeJS.Signals) => {
   }
 }
 
+// Node throws some spawn errors (ETXTBSY among them) and emits others
+// (ENOENT, EACCES) as an 'error' event; both paths end here.
+const spawnError = (file: string, e: unknown): JobBusy | SpawnFailed => {
+  const code = errnoCode(e) ?? "EUNKNOWN"
+  return code === "ETXTBSY" ? new JobBusy({ path: file }) : new SpawnFailed({ path: file, code, reason: describe(e) })
+}
+
 const spawnLive = (spec: ProcessSpec) =>
   Effect.acquireRelease(
     Effect.async<RunningProcess, JobBusy | SpawnFailed>((resume) => {
@@ -89,19 +96,14 @@ const spawnLive = (spec: ProcessSpec) =>
         })
       } catch (e) {
         closeFds()
-        resume(Effect.fail(new SpawnFailed({ path: spec.path, code: errnoCode(e) ?? "EUNKNOWN", reason: describe(e) })))
+        resume(Effect.fail(spawnError(spec.path, e)))
         return
       }
       const exited = Deferred.unsafeMake<ProcessExit>(FiberId.none)
       child.once("exit", (exitCode, signal) => Deferred.unsafeDone(exited, Effect.succeed({ exitCode, signal })))
       child.once("error", (e) => {
         closeFds()
-        const code = errnoCode(e) ?? "EUNKNOWN"
-        resume(Effect.fail(
-          code === "ETXTBSY"
-            ? new JobBusy({ path: spec.path })
-            : new SpawnFailed({ path: spec.path, code, reason: describe(e) })
-        ))
+        resume(Effect.fail(spawnError(spec.path, e)))
       })
       child.once("spawn", () => {
         closeFds()
@@ -111,9 +113,11 @@ const spawnLive = (spec: ProcessSpec) =>
           Effect.gen(function*() {
             if (yield* Deferred.isDone(exited)) return yield* exit
             signalGroup(pid, "SIGTERM")
-            // interruptible: this also runs inside finalizers, where a plain
-            // timeout could never fire and SIGKILL would never come.
-            const done = yield* exit.pipe(Effect.timeoutOption(killAfter), Effect.interruptible)
+            // This runs when the caller is being interrupted, often in a finalizer.
+            // Only the wait is made interruptible, inside the race's own fiber, so the
+            // timeout can cancel it; wrapping the whole timeout instead would let the
+            // caller's pending interruption cut it short and skip the SIGKILL.
+            const done = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(killAfter))
             if (done._tag === "Some") return done.value
             signalGroup(pid, "SIGKILL")
             return yield* exit

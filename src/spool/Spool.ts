@@ -90,13 +90,33 @@ export const ensureDirectory = (dir: string) =>
     catch: (e) => new CannotCreateDirectory({ path: dir, reason: describe(e) })
   })
 
-const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
-  const isDirectory = yield* Effect.promise(() =>
-    fsp.stat(spool).then((s) => s.isDirectory(), () => false)
+/** Startup check, before anything is created anywhere. */
+export const requireSpool = (spool: string) =>
+  Effect.promise(() => fsp.stat(spool).then((s) => s.isDirectory(), () => false)).pipe(
+    Effect.filterOrFail((isDirectory) => isDirectory, () => new SpoolMissing({ path: spool })),
+    Effect.asVoid
   )
-  if (!isDirectory) return yield* new SpoolMissing({ path: spool })
+
+// Component by component below the spool, never creating the spool itself: a
+// spool that vanished is SpoolMissing, not a fresh empty directory.
+const ensureStateDirectory = (spool: string, node: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      let dir = spool
+      for (const part of [STATE_DIR, "running", node]) {
+        dir = path.join(dir, part)
+        await fsp.mkdir(dir).catch((e: unknown) => (errnoCode(e) === "EEXIST" ? undefined : Promise.reject(e)))
+      }
+    },
+    catch: (e) =>
+      errnoCode(e) === "ENOENT"
+        ? new SpoolMissing({ path: spool })
+        : new CannotCreateDirectory({ path: runningDir(spool, node), reason: describe(e) })
+  })
+
+const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const running = runningDir(spool, node)
-  yield* ensureDirectory(running)
+  yield* ensureStateDirectory(spool, node)
 
   const list = io("list", spool, () => fsp.readdir(spool)).pipe(
     Effect.map((names) => names.filter((n) => !isHidden(n)))

@@ -1,0 +1,208 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { entries, isAlive, records, run, start, submit, tempDir, waitFor } from "./harness.js"
+
+const setup = (label: string) => {
+  const root = tempDir(label)
+  const spool = path.join(root, "spool")
+  fs.mkdirSync(spool)
+  return { root, spool, archive: path.join(root, "archive"), errors: path.join(root, "errors"), ledger: path.join(root, "ledger") }
+}
+
+const lines = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean) : [])
+
+const runningFolderIsEmpty = (spool: string) => {
+  const running = path.join(spool, ".pmjq", "running")
+  return entries(running).every((node) => entries(path.join(running, node)).length === 0)
+}
+
+describe("pmjq daemon", () => {
+  it("runs 200 jobs exactly once each and archives every one with its record", async () => {
+    const t = setup("two-hundred")
+    for (let i = 0; i < 200; i++) submit(t.spool, `job-${i}`, `echo "$PMJQ_JOB" >> "${t.ledger}"\necho out-${i}\necho err-${i} >&2`)
+    const result = await run(["-j", "8", "-o", t.archive, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+
+    const ran = lines(t.ledger)
+    expect(ran).toHaveLength(200)
+    expect(new Set(ran).size).toBe(200)
+
+    const recs = records(t.archive)
+    expect(recs).toHaveLength(200)
+    for (const r of recs) {
+      expect(r).toMatchObject({ outcome: "succeeded", exitCode: 0, signal: null, attempt: 1 })
+      expect(r.entry).toMatch(/^\d{8}T\d{6}\.\d{3}Z(-\d+)?_job-\d+$/)
+      const i = r.name.slice("job-".length)
+      expect(fs.readFileSync(path.join(t.archive, r.entry + ".out"), "utf8")).toBe(`out-${i}\n`)
+      expect(fs.readFileSync(path.join(t.archive, r.entry + ".err"), "utf8")).toBe(`err-${i}\n`)
+      expect(fs.statSync(path.join(t.archive, r.entry)).mode & 0o111).not.toBe(0)
+    }
+    expect(entries(t.spool)).toEqual([".pmjq"])
+    expect(runningFolderIsEmpty(t.spool)).toBe(true)
+    // One log line per event: claimed, started, finished, archived.
+    for (const event of ["claimed", "started", "finished", "archived"]) {
+      expect(result.stderr.split("\n").filter((l) => l.includes(` INFO ${event} job=`))).toHaveLength(200)
+    }
+  })
+
+  it("starts jobs oldest first", async () => {
+    const t = setup("order")
+    for (const [i, name] of ["zeta", "alpha", "mid"].entries()) {
+      submit(t.spool, name, `echo "$PMJQ_JOB" >> "${t.ledger}"`)
+      // ctime has sub-second resolution, but make the order unmistakable.
+      const when = new Date(Date.now() - 60_000 + i * 1000)
+      fs.utimesSync(path.join(t.spool, name), when, when)
+      fs.chmodSync(path.join(t.spool, name), 0o755)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    const result = await run(["-j", "1", "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["zeta", "alpha", "mid"])
+  })
+
+  it("archives every one of several same-named jobs, including one submitted while the first still runs", async () => {
+    const t = setup("same-name")
+    const daemon = start(["-j", "4", "-o", t.archive, t.spool], t.root)
+    try {
+      for (let i = 0; i < 6; i++) {
+        // Slow enough that the next one is claimed while this one runs.
+        submit(t.spool, "same", `echo run-${i} >> "${t.ledger}"\nsleep 0.3\necho run-${i}`)
+        await waitFor(`same #${i} claimed`, () => !fs.existsSync(path.join(t.spool, "same")))
+      }
+      await waitFor("six records", () => records(t.archive).length === 6)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+    expect(lines(t.ledger).sort()).toEqual(["run-0", "run-1", "run-2", "run-3", "run-4", "run-5"])
+    const outs = records(t.archive).map((r) => fs.readFileSync(path.join(t.archive, r.entry + ".out"), "utf8").trim())
+    expect(outs.sort()).toEqual(["run-0", "run-1", "run-2", "run-3", "run-4", "run-5"])
+    expect(records(t.archive).every((r) => r.name === "same")).toBe(true)
+  })
+
+  it("handles odd file names: spaces, a leading dash, unicode, quotes, 200 characters", async () => {
+    const t = setup("names")
+    const names = ["with space", "-leading-dash", "ünïcødé-名前-🚀", `it's "quoted"`, "x".repeat(200), "semi;colon&amp$(echo no)"]
+    for (const name of names) submit(t.spool, name, `printf '%s' "$PMJQ_JOB"`)
+    const result = await run(["-o", t.archive, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    const recs = records(t.archive)
+    expect(recs.map((r) => r.name).sort()).toEqual([...names].sort())
+    for (const r of recs) {
+      expect(r.outcome).toBe("succeeded")
+      expect(fs.readFileSync(path.join(t.archive, r.entry + ".out"), "utf8")).toBe(r.name)
+    }
+  })
+
+  it("never runs a file half-written: a job written in two steps runs whole, once", async () => {
+    const t = setup("half")
+    const daemon = start(["-o", t.archive, "--log-format", "json", t.spool], t.root)
+    try {
+      await waitFor("daemon watching", () => daemon.output().stderr.includes('"watching"'))
+      // Executable from the first byte, as `cp` of a script does.
+      const fd = fs.openSync(path.join(t.spool, "two-steps"), "w", 0o755)
+      fs.writeSync(fd, `#!/bin/sh\necho first >> "${t.ledger}"\n`)
+      await new Promise((r) => setTimeout(r, 700))
+      fs.writeSync(fd, `echo second >> "${t.ledger}"\n`)
+      fs.closeSync(fd)
+      await waitFor("record", () => records(t.archive).length === 1)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["first", "second"])
+    expect(records(t.archive)[0]).toMatchObject({ name: "two-steps", outcome: "succeeded" })
+  })
+
+  it("never touches non-executable files, hidden files or directories", async () => {
+    const t = setup("untouched")
+    const plain = path.join(t.spool, "notes.txt")
+    const hidden = path.join(t.spool, ".draft")
+    fs.writeFileSync(plain, "echo should not run\n", { mode: 0o644 })
+    fs.writeFileSync(hidden, `#!/bin/sh\necho hidden >> "${t.ledger}"\n`, { mode: 0o755 })
+    fs.mkdirSync(path.join(t.spool, "a-directory"), { mode: 0o755 })
+    const before = [plain, hidden].map((f) => [fs.readFileSync(f, "utf8"), fs.statSync(f).mtimeMs, fs.statSync(f).mode])
+    submit(t.spool, "real", `echo real >> "${t.ledger}"`)
+
+    const result = await run(["-o", t.archive, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["real"])
+    expect([plain, hidden].map((f) => [fs.readFileSync(f, "utf8"), fs.statSync(f).mtimeMs, fs.statSync(f).mode])).toEqual(before)
+    expect(fs.statSync(path.join(t.spool, "a-directory")).isDirectory()).toBe(true)
+    expect(records(t.archive).map((r) => r.name)).toEqual(["real"])
+  })
+
+  it("sends failed jobs to the error dir with their output, successes to the archive", async () => {
+    const t = setup("errors")
+    submit(t.spool, "fine", "echo fine")
+    submit(t.spool, "exit-3", "echo about to fail >&2\nexit 3")
+    submit(t.spool, "killed", "kill -KILL $$")
+    fs.writeFileSync(path.join(t.spool, "no-interpreter"), "#!/nonexistent/interpreter\n", { mode: 0o755 })
+    const result = await run(["-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(records(t.archive).map((r) => r.name)).toEqual(["fine"])
+    const failed = Object.fromEntries(records(t.errors).map((r) => [r.name, r]))
+    expect(Object.keys(failed).sort()).toEqual(["exit-3", "killed", "no-interpreter"])
+    expect(failed["exit-3"]).toMatchObject({ outcome: "failed", exitCode: 3, reason: "exited with status 3" })
+    expect(fs.readFileSync(path.join(t.errors, failed["exit-3"].entry + ".err"), "utf8")).toBe("about to fail\n")
+    expect(failed["killed"]).toMatchObject({ outcome: "failed", exitCode: null, signal: "SIGKILL" })
+    expect(failed["no-interpreter"]).toMatchObject({ outcome: "failed", exitCode: null })
+    expect(failed["no-interpreter"].reason).toMatch(/ENOENT/)
+    // The refused script itself is kept, not lost.
+    expect(fs.readFileSync(path.join(t.errors, failed["no-interpreter"].entry), "utf8")).toBe("#!/nonexistent/interpreter\n")
+  })
+
+  it("without -o, deletes each script after its run and passes its output through", async () => {
+    const t = setup("passthrough")
+    submit(t.spool, "hello", `echo "hello from $PMJQ_JOB on $PMJQ_NODE in $PWD"`)
+    const result = await run(["--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(result.stdout).toMatch(new RegExp(`^hello from hello on .+-\\d+ in ${t.root}\\n$`))
+    expect(entries(t.spool)).toEqual([".pmjq"])
+  })
+
+  it("on SIGTERM lets a running job finish, archives it, and exits 0", async () => {
+    const t = setup("sigterm-grace")
+    const daemon = start(["-o", t.archive, t.spool], t.root)
+    submit(t.spool, "short", `sleep 1\necho done >> "${t.ledger}"`)
+    await waitFor("job started", () => daemon.output().stderr.includes("INFO started job=short"))
+    daemon.child.kill("SIGTERM")
+    const { code } = await daemon.exited
+    expect(code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["done"])
+    expect(records(t.archive)).toMatchObject([{ name: "short", outcome: "succeeded" }])
+  })
+
+  it("on SIGTERM past the grace, kills the job's whole process group and archives it as interrupted", async () => {
+    const t = setup("sigterm-kill")
+    const pidFile = path.join(t.root, "child.pid")
+    const daemon = start(["-o", t.archive, "--grace", "500ms", t.spool], t.root)
+    // A background child that would outlive a kill of the job's pid alone.
+    submit(t.spool, "stubborn", `sleep 300 &\necho $! > "${pidFile}"\nwait`)
+    await waitFor("background child", () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").endsWith("\n"))
+    const child = Number(fs.readFileSync(pidFile, "utf8"))
+    expect(isAlive(child)).toBe(true)
+    daemon.child.kill("SIGTERM")
+    const { code } = await daemon.exited
+    expect(code).toBe(0)
+    const [record] = records(t.archive)
+    expect(record).toMatchObject({ name: "stubborn", outcome: "interrupted", signal: "SIGTERM" })
+    expect(isAlive(record.pid)).toBe(false)
+    await waitFor("background child gone", () => !isAlive(child), 5_000)
+    expect(daemon.output().stderr).toMatch(/INFO stopping .*running=1/)
+  })
+
+  it("on SIGINT stops claiming: queued jobs stay queued, untouched", async () => {
+    const t = setup("sigint")
+    const daemon = start(["-j", "1", "-o", t.archive, t.spool], t.root)
+    submit(t.spool, "first", `sleep 0.5`)
+    await waitFor("first started", () => daemon.output().stderr.includes("INFO started job=first"))
+    submit(t.spool, "second", "echo second")
+    await waitFor("second noticed", () => fs.existsSync(path.join(t.spool, "second")))
+    daemon.child.kill("SIGINT")
+    expect((await daemon.exited).code).toBe(0)
+    expect(records(t.archive).map((r) => r.name)).toEqual(["first"])
+    expect(fs.existsSync(path.join(t.spool, "second"))).toBe(true)
+  })
+})

@@ -1,0 +1,64 @@
+/** Runs the built CLI on real directories; every wait is for an outcome, with a deadline. */
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+
+export const BIN = path.resolve(import.meta.dirname, "../../dist/bin.js")
+
+export const tempDir = (label: string) => fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-${label}-`))
+
+/** Submits a job the atomic way: write under a hidden name, make executable, rename. */
+export const submit = (spool: string, name: string, body: string) => {
+  const hidden = path.join(spool, `.submit-${process.pid}-${Math.random().toString(36).slice(2)}`)
+  fs.writeFileSync(hidden, body.startsWith("#!") ? body : `#!/bin/sh\n${body}\n`, { mode: 0o755 })
+  fs.renameSync(hidden, path.join(spool, name))
+}
+
+export interface Running {
+  readonly child: cp.ChildProcess
+  readonly output: () => { stdout: string; stderr: string }
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+export const start = (args: ReadonlyArray<string>, cwd: string): Running => {
+  const child = cp.spawn(process.execPath, [BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+  let stdout = ""
+  let stderr = ""
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()))
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("close", (code, signal) => resolve({ code, signal }))
+  )
+  return { child, output: () => ({ stdout, stderr }), exited }
+}
+
+export const run = async (args: ReadonlyArray<string>, cwd: string) => {
+  const running = start(args, cwd)
+  const { code } = await running.exited
+  return { code, ...running.output() }
+}
+
+export const waitFor = async (what: string, condition: () => boolean, timeoutMs = 30_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+export const entries = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [])
+
+export const records = (dir: string) =>
+  entries(dir)
+    .filter((n) => n.endsWith(".json"))
+    .map((n) => ({ entry: n.slice(0, -".json".length), ...JSON.parse(fs.readFileSync(path.join(dir, n), "utf8")) }))
+
+export const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
