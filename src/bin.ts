@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 /** Entry point: wires the CLI to Node and turns failures into sysexits statuses. */
 import { Command, ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect, Exit, Option } from "effect"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { createRequire } from "node:module"
 import { daemonCommand } from "./cli/daemon.js"
 import { exitStatus, isStartupError } from "./errors.js"
@@ -10,6 +13,11 @@ import { exitStatus, isStartupError } from "./errors.js"
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
 
 const cli = Command.run(daemonCommand, { name: "pmjq", version })
+
+// Only what @effect/cli needs, imported by subpath: the platform-node barrel
+// loads HTTP, workers and more, and every megabyte of pmjq's memory makes each
+// fork(2) of a job slower (about 5 ms per 100 MB measured here).
+const CliEnvironment = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)
 
 const EX_SOFTWARE = 70
 
@@ -20,7 +28,7 @@ cli(process.argv).pipe(
   // @effect/cli has already printed its own usage errors; ours get one line.
   Effect.tapError((error) => (ValidationError.isValidationError(error) ? Effect.void : Console.error(`pmjq: ${error.message}`))),
   Effect.tapDefect((defect) => Console.error(`pmjq: internal error: ${Cause.pretty(Cause.die(defect))}`)),
-  Effect.provide(NodeContext.layer),
+  Effect.provide(CliEnvironment),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     // pmjq installs its own text/json logger (--log-format).

@@ -47,6 +47,7 @@ export const fakeSpool = Effect.gen(function*() {
         released.push(claim.name)
         return true
       }),
+    vacated: () => Effect.void,
     notifications: Stream.fromQueue(notify)
   })
   return { service, files, submit, stolen, claimed, released }

@@ -106,27 +106,46 @@ const replay = (file: string, sink: NodeJS.WritableStream) =>
 const makeLive = () => {
   const fail = (where: string) => (e: unknown) => new ArchiveFailed({ path: where, reason: describe(e) })
 
+  // An entry is four names, and a job called "x.out" ending in the same
+  // millisecond as a job called "x" owns STAMP_x.out. So every name is placed
+  // exclusively, and on any clash the names placed so far (ours) are undone and
+  // the next counter is tried.
+  const place = async (dir: string, entry: string, job: Finished, record: string): Promise<boolean> => {
+    const base = path.join(dir, entry)
+    const aside = path.join(dir, `.${entry}.json.tmp`)
+    const placed: Array<string> = []
+    const parts: Array<readonly [string, string]> = [[job.script, base]]
+    if (job.stdout !== null) parts.push([job.stdout, base + ".out"])
+    if (job.stderr !== null) parts.push([job.stderr, base + ".err"])
+    try {
+      for (const [from, to] of parts) {
+        if (!(await placeExclusive(from, to))) return false
+        placed.push(to)
+      }
+      // The record appears last and whole: written aside, then linked in.
+      await fsp.writeFile(aside, record, { flag: "wx" })
+      const linked = await placeExclusive(aside, base + ".json")
+      await fsp.unlink(aside)
+      if (!linked) return false
+      placed.length = 0
+      return true
+    } finally {
+      for (const mine of placed) await removeIfPresent(mine)
+    }
+  }
+
   const store = (dir: string, job: Finished, stamp: string) =>
     Effect.gen(function*() {
+      const record = JSON.stringify(job.record, null, 2) + "\n"
       const entry = yield* reserveEntry(
-        (candidate) =>
-          Effect.tryPromise({ try: () => placeExclusive(job.script, path.join(dir, candidate)), catch: fail(dir) }),
+        (candidate) => Effect.tryPromise({ try: () => place(dir, candidate, job, record), catch: fail(dir) }),
         stamp,
         job.record.name
       )
       const base = path.join(dir, entry)
+      // Only now that the entry is whole does the job leave the running folder.
       yield* Effect.tryPromise({
         try: async () => {
-          for (const [file, suffix] of [[job.stdout, ".out"], [job.stderr, ".err"]] as const) {
-            if (file === null) continue
-            if (!(await placeExclusive(file, base + suffix))) throw new Error(`${base}${suffix} already exists`)
-          }
-          const aside = path.join(dir, `.${entry}.json.tmp`)
-          await fsp.writeFile(aside, JSON.stringify(job.record, null, 2) + "\n", { flag: "wx" })
-          const placed = await placeExclusive(aside, base + ".json")
-          await fsp.unlink(aside)
-          if (!placed) throw new Error(`${base}.json already exists`)
-          // Only now that the entry is whole does the job leave the running folder.
           for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(file)
         },
         catch: fail(base)

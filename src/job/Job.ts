@@ -54,7 +54,7 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
   const spawn = runner.spawn({
     path: claim.path,
     cwd: settings.workdir,
-    env: { ...process.env, PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node },
+    env: { PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node },
     stdout: output(files?.stdout),
     stderr: output(files?.stderr)
   }).pipe(
@@ -129,6 +129,7 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
         : Effect.as(archive.discard(finished), null)
       const settled = yield* place.pipe(
         Effect.tap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
+        Effect.tap(() => spool.vacated(claim)),
         Effect.map((entry): Settled => ({ _tag: "Archived", record, entry })),
         // The job stays whole in the running folder; it is not lost.
         Effect.catchTag("ArchiveFailed", (error) =>

@@ -32,7 +32,8 @@ export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | 
   if (ending._tag === "NotStarted") {
     return { outcome: "failed", exitCode: null, signal: null, reason: ending.reason }
   }
-  const { exitCode, signal } = ending.exit
+  const { exitCode, signal, lost } = ending.exit
+  if (lost !== undefined) return { outcome: "interrupted", exitCode, signal, reason: lost }
   if (ending.interrupted) {
     return {
       outcome: "interrupted",

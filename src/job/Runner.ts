@@ -1,21 +1,25 @@
 /**
  * The process runner: starts a job file as its own process group and waits for it.
  *
- * A small scoped wrapper over child_process.spawn rather than @effect/platform's
- * Command: a job's output goes straight to files (no pipe through pmjq), and its
- * whole group must be killed with SIGKILL escalation, which Command does not do.
+ * Not @effect/platform's Command: a job's output goes straight to files (no pipe
+ * through pmjq), and its whole group must be killed with SIGKILL escalation,
+ * which Command does not do. The fork itself happens in pmjq's spawner, a tiny
+ * helper process (see spawner.ts), because fork(2) slows down with the size of
+ * the process that calls it; pmjq keeps control of each job's process group.
  */
 import { Context, Deferred, Duration, Effect, FiberId, Layer, Scope } from "effect"
 import * as cp from "node:child_process"
-import * as fs from "node:fs"
-import { describe, errnoCode, JobBusy, SpawnFailed } from "../errors.js"
+import { fileURLToPath } from "node:url"
+import { JobBusy, SpawnFailed } from "../errors.js"
+import type { SpawnReport, SpawnRequest } from "./spawner.js"
 
 export type Output = { readonly file: string } | "inherit"
 
 export interface ProcessSpec {
   readonly path: string
   readonly cwd: string
-  readonly env: Readonly<Record<string, string | undefined>>
+  /** Added to pmjq's own environment. */
+  readonly env: Readonly<Record<string, string>>
   readonly stdout: Output
   readonly stderr: Output
 }
@@ -23,6 +27,8 @@ export interface ProcessSpec {
 export interface ProcessExit {
   readonly exitCode: number | null
   readonly signal: NodeJS.Signals | null
+  /** Set when pmjq lost track of the job and stopped it: why. */
+  readonly lost?: string
 }
 
 export interface RunningProcess {
@@ -43,23 +49,13 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
     readonly spawn: (spec: ProcessSpec) => Effect.Effect<RunningProcess, JobBusy | SpawnFailed, Scope.Scope>
   }
 >() {
-  static readonly Live = Layer.succeed(ProcessRunner, { spawn: (spec) => spawnLive(spec) })
+  static readonly Live = Layer.scoped(ProcessRunner, Effect.suspend(() => makeSpawnerRunner))
 }
 
 /** Default wait between SIGTERM and SIGKILL when a scope closes on a live process. */
 const RELEASE_KILL_AFTER = Duration.seconds(5)
 
-// Output files are opened exclusively; an existing one (left by a crash) is
-// appended to rather than truncated, so no earlier output is ever destroyed.
-const openOutput = (output: Output): number | "inherit" => {
-  if (output === "inherit") return "inherit"
-  try {
-    return fs.openSync(output.file, "wx", 0o644)
-  } catch (e) {
-    if (errnoCode(e) === "EEXIST") return fs.openSync(output.file, "a")
-    throw e
-  }
-}
+const SPAWNER = fileURLToPath(new URL("./spawner.js", import.meta.url))
 
 const signalGroup = (pid: number, signal: NodeJS.Signals) => {
   try {
@@ -69,61 +65,108 @@ const signalGroup = (pid: number, signal: NodeJS.Signals) => {
   }
 }
 
-// Node throws some spawn errors (ETXTBSY among them) and emits others
-// (ENOENT, EACCES) as an 'error' event; both paths end here.
-const spawnError = (file: string, e: unknown): JobBusy | SpawnFailed => {
-  const code = errnoCode(e) ?? "EUNKNOWN"
-  return code === "ETXTBSY" ? new JobBusy({ path: file }) : new SpawnFailed({ path: file, code, reason: describe(e) })
+const spawnError = (file: string, code: string, message: string): JobBusy | SpawnFailed =>
+  code === "ETXTBSY"
+    ? new JobBusy({ path: file })
+    : new SpawnFailed({ path: file, code, reason: `${code}: ${message.replace(/^\w+ [A-Z]+:? ?/, "").replace(/^spawn /, "")}` })
+
+const track = (pid: number, exited: Deferred.Deferred<ProcessExit>): RunningProcess => {
+  const exit = Deferred.await(exited)
+  const terminate = (killAfter: Duration.DurationInput) =>
+    Effect.gen(function*() {
+      if (yield* Deferred.isDone(exited)) return yield* exit
+      signalGroup(pid, "SIGTERM")
+      // This runs when the caller is being interrupted, often in a finalizer.
+      // Only the wait is made interruptible, inside the race's own fiber, so the
+      // timeout can cancel it; wrapping the whole timeout instead would let the
+      // caller's pending interruption cut it short and skip the SIGKILL.
+      const done = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(killAfter))
+      if (done._tag === "Some") return done.value
+      signalGroup(pid, "SIGKILL")
+      return yield* exit
+    })
+  return { pid, exit, terminate }
 }
 
-const spawnLive = (spec: ProcessSpec) =>
-  Effect.acquireRelease(
-    Effect.async<RunningProcess, JobBusy | SpawnFailed>((resume) => {
-      const fds: Array<number> = []
-      const closeFds = () => fds.splice(0).forEach((fd) => fs.closeSync(fd))
-      let child: cp.ChildProcess
-      try {
-        const stdout = openOutput(spec.stdout)
-        if (typeof stdout === "number") fds.push(stdout)
-        const stderr = openOutput(spec.stderr)
-        if (typeof stderr === "number") fds.push(stderr)
-        child = cp.spawn(spec.path, [], {
+interface InFlight {
+  readonly path: string
+  readonly exited: Deferred.Deferred<ProcessExit>
+  /** Until the spawner says the process started (or could not). */
+  started: ((result: Effect.Effect<RunningProcess, JobBusy | SpawnFailed>) => void) | null
+  pid: number | null
+}
+
+const makeSpawnerRunner = Effect.gen(function*() {
+  const inFlight = new Map<number, InFlight>()
+  let nextId = 0
+  let spawner: cp.ChildProcess | null = null
+
+  const onReport = (report: SpawnReport) => {
+    const job = inFlight.get(report.id)
+    if (job === undefined) return
+    if ("pid" in report) {
+      job.pid = report.pid
+      job.started?.(Effect.succeed(track(report.pid, job.exited)))
+      job.started = null
+    } else if ("error" in report) {
+      inFlight.delete(report.id)
+      job.started?.(Effect.fail(spawnError(job.path, report.error.code, report.error.message)))
+    } else {
+      inFlight.delete(report.id)
+      Deferred.unsafeDone(job.exited, Effect.succeed({ exitCode: report.exitCode, signal: report.signal }))
+    }
+  }
+
+  // The spawner died (killed by hand, out of memory): exit statuses of its
+  // children can no longer reach us. No job may run on unobserved, so their
+  // groups are killed and they end as interrupted, with the reason on record.
+  const onLost = (child: cp.ChildProcess) => () => {
+    if (spawner === child) spawner = null
+    for (const [id, job] of inFlight) {
+      inFlight.delete(id)
+      if (job.pid === null) {
+        job.started?.(Effect.fail(new SpawnFailed({ path: job.path, code: "ESPAWNER", reason: "pmjq's spawner process died" })))
+      } else {
+        signalGroup(job.pid, "SIGKILL")
+        Deferred.unsafeDone(job.exited, Effect.succeed({ exitCode: null, signal: "SIGKILL", lost: "pmjq's spawner process died" }))
+      }
+    }
+  }
+
+  const ensureSpawner = () => {
+    if (spawner !== null && spawner.connected) return spawner
+    const child = cp.fork(SPAWNER, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [], serialization: "json" })
+    child.on("message", onReport)
+    // Messages already sent arrive before 'disconnect'.
+    child.once("disconnect", onLost(child))
+    // 'error' covers a failed fork and a send on a closed channel; either way
+    // that spawner is done. (A listener must stay: an unheard 'error' throws.)
+    child.on("error", onLost(child))
+    spawner = child
+    return child
+  }
+
+  // Started now, while pmjq is small and idle; restarted on demand if it dies.
+  ensureSpawner()
+  yield* Effect.addFinalizer(() => Effect.sync(() => spawner?.connected && spawner.disconnect()))
+
+  const spawn = (spec: ProcessSpec) =>
+    Effect.acquireRelease(
+      Effect.async<RunningProcess, JobBusy | SpawnFailed>((resume) => {
+        const id = nextId++
+        inFlight.set(id, { path: spec.path, exited: Deferred.unsafeMake(FiberId.none), started: resume, pid: null })
+        const request: SpawnRequest = {
+          id,
+          path: spec.path,
           cwd: spec.cwd,
           env: spec.env,
-          stdio: ["ignore", stdout, stderr],
-          // Its own process group: signals reach the job and everything it forked.
-          detached: true
-        })
-      } catch (e) {
-        closeFds()
-        resume(Effect.fail(spawnError(spec.path, e)))
-        return
-      }
-      const exited = Deferred.unsafeMake<ProcessExit>(FiberId.none)
-      child.once("exit", (exitCode, signal) => Deferred.unsafeDone(exited, Effect.succeed({ exitCode, signal })))
-      child.once("error", (e) => {
-        closeFds()
-        resume(Effect.fail(spawnError(spec.path, e)))
-      })
-      child.once("spawn", () => {
-        closeFds()
-        const pid = child.pid!
-        const exit = Deferred.await(exited)
-        const terminate = (killAfter: Duration.DurationInput) =>
-          Effect.gen(function*() {
-            if (yield* Deferred.isDone(exited)) return yield* exit
-            signalGroup(pid, "SIGTERM")
-            // This runs when the caller is being interrupted, often in a finalizer.
-            // Only the wait is made interruptible, inside the race's own fiber, so the
-            // timeout can cancel it; wrapping the whole timeout instead would let the
-            // caller's pending interruption cut it short and skip the SIGKILL.
-            const done = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(killAfter))
-            if (done._tag === "Some") return done.value
-            signalGroup(pid, "SIGKILL")
-            return yield* exit
-          })
-        resume(Effect.succeed({ pid, exit, terminate }))
-      })
-    }),
-    (process) => process.terminate(RELEASE_KILL_AFTER)
-  )
+          stdout: spec.stdout === "inherit" ? null : spec.stdout.file,
+          stderr: spec.stderr === "inherit" ? null : spec.stderr.file
+        }
+        ensureSpawner().send(request)
+      }),
+      (process) => process.terminate(RELEASE_KILL_AFTER)
+    )
+
+  return ProcessRunner.of({ spawn })
+})

@@ -40,6 +40,8 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly claim: (name: string) => Effect.Effect<Option.Option<Claim>, SpoolIOError>
     /** Puts a claimed job back under its name; false (job kept claimed) when a new job took that name. */
     readonly release: (claim: Claim) => Effect.Effect<boolean, SpoolIOError>
+    /** The claimed file has left the running folder (archived or discarded): its name is free again. */
+    readonly vacated: (claim: Claim) => Effect.Effect<void>
     /** Names the kernel says changed: hints to look at, never the truth (and silent over NFS). */
     readonly notifications: Stream.Stream<string, SpoolIOError>
   }
@@ -52,12 +54,6 @@ const isHidden = (name: string) => name.startsWith(".")
 
 /** Numbered like GNU backups, so a second same-named claim never replaces the first. */
 const claimTarget = (dir: string, name: string, n: number) => path.join(dir, n === 0 ? name : `${name}.~${n}~`)
-
-const exists = (file: string) =>
-  fsp.lstat(file).then(
-    () => true,
-    (e: unknown) => (errnoCode(e) === "ENOENT" ? false : Promise.reject(e))
-  )
 
 const io = <A>(operation: string, file: string, run: () => Promise<A>) =>
   Effect.tryPromise({
@@ -130,24 +126,27 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
       ))
 
-  // Only this process writes into its running folder, so "is this target free"
-  // cannot change between the check and the rename.
-  const freeTarget = async (name: string) => {
+  // Only this process writes into its running folder (the node id is unique),
+  // so what it holds there is known without asking the filesystem; the folder
+  // is read once, for anything an earlier process of this id left.
+  const held = new Set(yield* io("list", running, () => fsp.readdir(running)))
+  const freeTarget = (name: string) => {
     for (let n = 0;; n++) {
       const target = claimTarget(running, name, n)
-      if (!(await exists(target))) return target
+      if (!held.has(path.basename(target))) return target
     }
   }
 
   const claim = (name: string) =>
     io("claim", path.join(spool, name), async (): Promise<Option.Option<Claim>> => {
-      const target = await freeTarget(name)
+      const target = freeTarget(name)
       try {
         await fsp.rename(path.join(spool, name), target)
       } catch (e) {
         if (errnoCode(e) === "ENOENT") return Option.none()
         throw e
       }
+      held.add(path.basename(target))
       return Option.some({ name, path: target, claimedAt: Date.now() })
     })
 
@@ -161,8 +160,11 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         throw e
       }
       await fsp.unlink(claim.path)
+      held.delete(path.basename(claim.path))
       return true
     })
+
+  const vacated = (claim: Claim) => Effect.sync(() => void held.delete(path.basename(claim.path)))
 
   const notifications = Stream.async<string, SpoolIOError>((emit) => {
     const failed = (e: unknown) => new SpoolIOError({ operation: "watch", path: spool, reason: describe(e) })
@@ -180,7 +182,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     return Effect.sync(() => watcher.close())
   }, "unbounded")
 
-  return Spool.of({ path: spool, list, inspect, claim, release, notifications })
+  return Spool.of({ path: spool, list, inspect, claim, release, vacated, notifications })
 })
 
 export const SpoolLive = (settings: SpoolSettings) => Layer.effect(Spool, make(settings))

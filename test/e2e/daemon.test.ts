@@ -206,3 +206,57 @@ describe("pmjq daemon", () => {
     expect(fs.existsSync(path.join(t.spool, "second"))).toBe(true)
   })
 })
+
+describe("pmjq's spawner", () => {
+  const spawnerOf = (pmjq: number) => {
+    for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+        const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+        if (parent === pmjq && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("spawner.js")) return Number(pid)
+      } catch {
+        // The process ended while we looked.
+      }
+    }
+    return undefined
+  }
+
+  it("if it dies, its running job is stopped and recorded as interrupted, and the next job still runs", async () => {
+    const t = setup("spawner")
+    const pidFile = path.join(t.root, "child.pid")
+    const daemon = start(["-o", t.archive, t.spool], t.root)
+    try {
+      submit(t.spool, "orphaned", `sleep 300 &\necho $! > "${pidFile}"\nwait`)
+      await waitFor("job running", () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").endsWith("\n"))
+      const spawner = spawnerOf(daemon.child.pid!)
+      expect(spawner).toBeDefined()
+      process.kill(spawner!, "SIGKILL")
+      await waitFor("record", () => records(t.archive).length === 1)
+      expect(records(t.archive)[0]).toMatchObject({ name: "orphaned", outcome: "interrupted", reason: "pmjq's spawner process died" })
+      await waitFor("job's group killed", () => !isAlive(Number(fs.readFileSync(pidFile, "utf8"))), 5_000)
+
+      submit(t.spool, "after", `echo after >> "${t.ledger}"`)
+      await waitFor("next job", () => records(t.archive).length === 2)
+      expect(lines(t.ledger)).toEqual(["after"])
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("survives Ctrl-C reaching the whole process group, so the graceful stop still sees its jobs end", async () => {
+    const t = setup("spawner-sigint")
+    const daemon = start(["-o", t.archive, t.spool], t.root)
+    submit(t.spool, "short", `sleep 1\necho done >> "${t.ledger}"`)
+    await waitFor("job started", () => daemon.output().stderr.includes("INFO started job=short"))
+    const spawner = spawnerOf(daemon.child.pid!)
+    expect(spawner).toBeDefined()
+    // What a terminal does on Ctrl-C: SIGINT to pmjq and its spawner alike.
+    process.kill(spawner!, "SIGINT")
+    daemon.child.kill("SIGINT")
+    expect((await daemon.exited).code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["done"])
+    expect(records(t.archive)).toMatchObject([{ name: "short", outcome: "succeeded" }])
+    await waitFor("spawner gone with pmjq", () => !isAlive(spawner!), 5_000)
+  })
+})

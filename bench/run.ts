@@ -1,0 +1,131 @@
+/**
+ * pmjq's benchmarks (not tests): `npm run bench` [-- --quick].
+ * Each figure is measured next to a bare-Node loop in the same run, on the same
+ * machine, so the ratio means something on a noisy 2-core box.
+ * Writes bench/results/latest.json and prints a Markdown table.
+ */
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+
+const quick = process.argv.includes("--quick")
+const ROOT = path.resolve(import.meta.dirname, "..")
+const BIN = path.join(ROOT, "dist/bin.js")
+const BASELINE = path.join(ROOT, "bench/baseline.mjs")
+const LATENCY_JOBS = quick ? 30 : 100
+const DRAIN_JOBS = quick ? 500 : 2000
+const IDLE_SECONDS = quick ? 10 : 60
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const fresh = (label: string) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-bench-${label}-`))
+  fs.mkdirSync(path.join(dir, "spool"))
+  return dir
+}
+const percentile = (xs: Array<number>, p: number) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+const nowMicros = () => (performance.timeOrigin + performance.now()) * 1000
+
+const waitFor = async (condition: () => boolean, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("benchmark timed out")
+    await sleep(1)
+  }
+}
+
+/** Submits one job at a time and times rename -> the job's first instruction ($EPOCHREALTIME, a bash builtin). */
+const latency = async (command: Array<string>, label: string) => {
+  const dir = fresh(label)
+  const spool = path.join(dir, "spool")
+  const ledger = path.join(dir, "ledger")
+  const daemon = cp.spawn(process.execPath, [...command, spool], { cwd: dir, stdio: "ignore" })
+  await sleep(1500)
+  const samples: Array<number> = []
+  for (let i = 0; i < LATENCY_JOBS; i++) {
+    const hidden = path.join(spool, `.j${i}`)
+    fs.writeFileSync(hidden, `#!/bin/bash\necho "$EPOCHREALTIME" >> "${ledger}"\n`, { mode: 0o755 })
+    const submitted = nowMicros()
+    fs.renameSync(hidden, path.join(spool, `j${i}`))
+    await waitFor(() => fs.existsSync(ledger) && fs.readFileSync(ledger, "utf8").split("\n").length > i + 1, 10_000)
+    const started = Number(fs.readFileSync(ledger, "utf8").trim().split("\n")[i]) * 1e6
+    samples.push((started - submitted) / 1000)
+    await sleep(20)
+  }
+  daemon.kill("SIGTERM")
+  await new Promise((r) => daemon.once("close", r))
+  fs.rmSync(dir, { recursive: true, force: true })
+  return { p50: percentile(samples, 50), p95: percentile(samples, 95) }
+}
+
+/** Wall time from process start to exit, draining DRAIN_JOBS trivial jobs. */
+const drain = async (command: (spool: string, dir: string) => Array<string>, label: string) => {
+  const dir = fresh(label)
+  const spool = path.join(dir, "spool")
+  for (let i = 0; i < DRAIN_JOBS; i++) fs.writeFileSync(path.join(spool, `j${i}`), "#!/bin/sh\n:\n", { mode: 0o755 })
+  const started = performance.now()
+  const result = cp.spawnSync(process.execPath, command(spool, dir), { cwd: dir, stdio: "ignore" })
+  const seconds = (performance.now() - started) / 1000
+  const left = fs.readdirSync(spool).filter((n) => !n.startsWith(".")).length
+  fs.rmSync(dir, { recursive: true, force: true })
+  if (result.status !== 0 || left !== 0) throw new Error(`${label}: exit ${result.status}, ${left} jobs left`)
+  return { seconds, jobsPerSecond: DRAIN_JOBS / seconds }
+}
+
+const CLOCK_TICKS = 100
+const cpuSeconds = (pid: number) => {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+const rssMiB = (pid: number) => {
+  const line = fs.readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!
+  return Number(line.split(/\s+/)[1]) / 1024
+}
+
+const idle = async () => {
+  const dir = fresh("idle")
+  const daemon = cp.spawn(process.execPath, [BIN, path.join(dir, "spool")], { cwd: dir, stdio: "ignore" })
+  await sleep(2000)
+  const before = cpuSeconds(daemon.pid!)
+  await sleep(IDLE_SECONDS * 1000)
+  const used = cpuSeconds(daemon.pid!) - before
+  const rss = rssMiB(daemon.pid!)
+  daemon.kill("SIGTERM")
+  await new Promise((r) => daemon.once("close", r))
+  fs.rmSync(dir, { recursive: true, force: true })
+  return { seconds: IDLE_SECONDS, cpuSeconds: used, rssMiB: rss }
+}
+
+const main = async () => {
+  if (!fs.existsSync(BIN)) throw new Error("run `npm run build` first")
+  const pmjqLatency = await latency([BIN, "-o", "archive"], "lat-pmjq")
+  const bareLatency = await latency([BASELINE, "watch"], "lat-bare")
+  const pmjqDrain = await drain((spool) => [BIN, "-j", "8", "-o", "archive", "--drain", spool], "drain-pmjq")
+  const bareDrain = await drain((spool) => [BASELINE, "drain", spool, "8"], "drain-bare")
+  const idleCost = await idle()
+
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.availableParallelism(), node: process.version, kernel: os.release() },
+    quick,
+    latencyMs: { jobs: LATENCY_JOBS, pmjq: pmjqLatency, bareLoop: bareLatency, p50Ratio: pmjqLatency.p50 / bareLatency.p50 },
+    drain: { jobs: DRAIN_JOBS, pmjq: pmjqDrain, bareLoop: bareDrain, ratio: pmjqDrain.jobsPerSecond / bareDrain.jobsPerSecond },
+    idle: idleCost
+  }
+  fs.mkdirSync(path.join(ROOT, "bench/results"), { recursive: true })
+  fs.writeFileSync(path.join(ROOT, "bench/results/latest.json"), JSON.stringify(result, null, 2) + "\n")
+
+  const f = (n: number, d = 1) => n.toFixed(d)
+  console.log(`| measure | pmjq | bare-Node loop | goal |
+|---|---|---|---|
+| dispatch latency p50 (${LATENCY_JOBS} jobs) | ${f(pmjqLatency.p50)} ms | ${f(bareLatency.p50)} ms | < 10 ms and < 2x loop (${f(result.latencyMs.p50Ratio, 2)}x) |
+| dispatch latency p95 | ${f(pmjqLatency.p95)} ms | ${f(bareLatency.p95)} ms | |
+| drain ${DRAIN_JOBS} trivial jobs, -j 8 -o | ${f(pmjqDrain.jobsPerSecond, 0)} jobs/s (${f(pmjqDrain.seconds)} s) | ${f(bareDrain.jobsPerSecond, 0)} jobs/s (${f(bareDrain.seconds)} s) | >= 0.6x loop (${f(result.drain.ratio, 2)}x) |
+| idle: CPU in ${IDLE_SECONDS} s, empty spool | ${f(idleCost.cpuSeconds, 2)} s | | |
+| idle: resident memory | ${f(idleCost.rssMiB)} MiB | | |`)
+}
+
+await main()

@@ -1,0 +1,92 @@
+/**
+ * pmjq's spawner: a tiny helper process that forks jobs on pmjq's behalf.
+ *
+ * fork(2) costs time in proportion to the parent's memory (about 5 ms per
+ * 100 MB here), and an Effect daemon is several times the size of a bare Node
+ * process. This helper imports nothing but Node itself, so it stays small and
+ * every job's fork stays cheap; it also takes the forks off pmjq's event loop.
+ *
+ * Protocol (Node IPC, one JSON message each way per event):
+ *   in:  { id, path, cwd, env, stdout, stderr }   env: added to the helper's own
+ *                                                  stdout/stderr: a file, or null to inherit
+ *   out: { id, pid } | { id, error: { code, message } } | { id, exitCode, signal }
+ *
+ * It keeps no state but the children it waits for, and exits when pmjq goes away.
+ */
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+
+export interface SpawnRequest {
+  readonly id: number
+  readonly path: string
+  readonly cwd: string
+  readonly env: Readonly<Record<string, string>>
+  readonly stdout: string | null
+  readonly stderr: string | null
+}
+
+export type SpawnReport =
+  | { readonly id: number; readonly pid: number }
+  | { readonly id: number; readonly error: { readonly code: string; readonly message: string } }
+  | { readonly id: number; readonly exitCode: number | null; readonly signal: NodeJS.Signals | null }
+
+const send = (report: SpawnReport) => process.send?.(report)
+
+// Exclusive create; an existing file (left by a crash) is appended to, never truncated.
+const openOutput = (file: string | null): number | "inherit" => {
+  if (file === null) return "inherit"
+  try {
+    return fs.openSync(file, "wx", 0o644)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return fs.openSync(file, "a")
+    throw e
+  }
+}
+
+const fail = (id: number, e: unknown) => {
+  const error = e as NodeJS.ErrnoException
+  send({ id, error: { code: error.code ?? "EUNKNOWN", message: error.message } })
+}
+
+const base = { ...process.env }
+
+const spawn = (request: SpawnRequest) => {
+  const fds: Array<number> = []
+  const closeFds = () => fds.splice(0).forEach((fd) => fs.closeSync(fd))
+  let child: cp.ChildProcess
+  try {
+    const stdout = openOutput(request.stdout)
+    if (typeof stdout === "number") fds.push(stdout)
+    const stderr = openOutput(request.stderr)
+    if (typeof stderr === "number") fds.push(stderr)
+    child = cp.spawn(request.path, [], {
+      cwd: request.cwd,
+      env: { ...base, ...request.env },
+      stdio: ["ignore", stdout, stderr],
+      // Its own process group, so pmjq can signal the job and all it forked.
+      detached: true
+    })
+  } catch (e) {
+    closeFds()
+    return fail(request.id, e)
+  }
+  child.once("error", (e) => {
+    closeFds()
+    fail(request.id, e)
+  })
+  child.once("spawn", () => {
+    closeFds()
+    send({ id: request.id, pid: child.pid! })
+  })
+  child.once("exit", (exitCode, signal) => send({ id: request.id, exitCode, signal }))
+}
+
+process.on("message", (request: SpawnRequest) => spawn(request))
+// Ctrl-C reaches the whole terminal group and systemd signals the whole unit;
+// pmjq decides when jobs stop, so the spawner outlives those signals and ends
+// only when pmjq disconnects. Jobs start with default signal handling again.
+process.on("SIGINT", () => {})
+process.on("SIGTERM", () => {})
+// pmjq is gone: stop taking work. Running jobs go on in their own groups, as
+// they would had pmjq forked them itself.
+process.on("disconnect", () => process.exit(0))
