@@ -62,7 +62,7 @@ export class SpawnFailed extends Data.TaggedError("SpawnFailed")<{
   readonly reason: string
 }> {
   override get message() {
-    return `cannot execute ${this.path}: ${this.reason}`
+    return `cannot execute: ${this.reason}`
   }
 }
 

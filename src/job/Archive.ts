@@ -11,7 +11,7 @@
  */
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
-import * as fsp from "node:fs/promises"
+import * as fsc from "../fsc.js"
 import * as path from "node:path"
 import { pipeline } from "node:stream/promises"
 import { ArchiveFailed, describe, errnoCode } from "../errors.js"
@@ -79,7 +79,7 @@ export const reserveEntry = <E>(
 /** Hard link where we can; across filesystems, an exclusive copy. Never replaces `to`. */
 const placeExclusive = async (from: string, to: string): Promise<boolean> => {
   try {
-    await fsp.link(from, to)
+    await fsc.link(from, to)
     return true
   } catch (e) {
     const code = errnoCode(e)
@@ -87,7 +87,7 @@ const placeExclusive = async (from: string, to: string): Promise<boolean> => {
     if (code !== "EXDEV" && code !== "EPERM") throw e
   }
   try {
-    await fsp.copyFile(from, to, fsp.constants.COPYFILE_EXCL)
+    await fsc.copyFile(from, to, fs.constants.COPYFILE_EXCL)
     return true
   } catch (e) {
     if (errnoCode(e) === "EEXIST") return false
@@ -96,7 +96,7 @@ const placeExclusive = async (from: string, to: string): Promise<boolean> => {
 }
 
 const removeIfPresent = (file: string) =>
-  fsp.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
+  fsc.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
 const replay = (file: string, sink: NodeJS.WritableStream) =>
   pipeline(fs.createReadStream(file), sink, { end: false }).catch((e: unknown) =>
@@ -123,9 +123,9 @@ const makeLive = () => {
         placed.push(to)
       }
       // The record appears last and whole: written aside, then linked in.
-      await fsp.writeFile(aside, record, { flag: "wx" })
+      await fsc.writeFile(aside, record, { flag: "wx" })
       const linked = await placeExclusive(aside, base + ".json")
-      await fsp.unlink(aside)
+      await fsc.unlink(aside)
       if (!linked) return false
       placed.length = 0
       return true

@@ -65,10 +65,20 @@ const signalGroup = (pid: number, signal: NodeJS.Signals) => {
   }
 }
 
+// exec(2)'s errno, in words a job's author can act on. The file itself was
+// just claimed, so ENOENT means its #! interpreter is missing.
+const execErrors: Record<string, string> = {
+  ENOENT: "its #! interpreter was not found",
+  EACCES: "permission denied (no execute permission, or a noexec mount)",
+  ENOEXEC: "not an executable format",
+  E2BIG: "its environment is too large",
+  ENOMEM: "out of memory"
+}
+
 const spawnError = (file: string, code: string, message: string): JobBusy | SpawnFailed =>
   code === "ETXTBSY"
     ? new JobBusy({ path: file })
-    : new SpawnFailed({ path: file, code, reason: `${code}: ${message.replace(/^\w+ [A-Z]+:? ?/, "").replace(/^spawn /, "")}` })
+    : new SpawnFailed({ path: file, code, reason: `${code}: ${execErrors[code] ?? message}` })
 
 const track = (pid: number, exited: Deferred.Deferred<ProcessExit>): RunningProcess => {
   const exit = Deferred.await(exited)

@@ -11,6 +11,7 @@
 import { Context, Effect, Layer, Option, Stream } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
+import * as fsc from "../fsc.js"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, SpoolIOError, SpoolMissing } from "../errors.js"
 import type { Candidate } from "./Pending.js"
@@ -114,13 +115,13 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const running = runningDir(spool, node)
   yield* ensureStateDirectory(spool, node)
 
-  const list = io("list", spool, () => fsp.readdir(spool)).pipe(
+  const list = io("list", spool, () => fsc.readdir(spool)).pipe(
     Effect.map((names) => names.filter((n) => !isHidden(n)))
   )
 
   const inspect = (name: string) =>
     io("inspect", path.join(spool, name), () =>
-      fsp.lstat(path.join(spool, name)).then(
+      fsc.lstat(path.join(spool, name)).then(
         (s): Option.Option<Candidate> =>
           s.isFile() && (s.mode & 0o111) !== 0 ? Option.some({ name, readyAt: s.ctimeMs }) : Option.none(),
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
@@ -137,12 +138,28 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     }
   }
 
+  // Each claim's rename makes the kernel report its name once more; that event
+  // says nothing new, so it is dropped here instead of costing an lstat and a
+  // pass through the feed. An event lost to an inotify overflow leaves a mark
+  // that swallows a later one; the periodic rescan covers that, as it covers
+  // every lost event.
+  const movedAway = new Map<string, number>()
+  const forgetMove = (name: string) => {
+    const n = movedAway.get(name) ?? 0
+    if (n <= 1) movedAway.delete(name)
+    else movedAway.set(name, n - 1)
+    return n > 0
+  }
+
   const claim = (name: string) =>
     io("claim", path.join(spool, name), async (): Promise<Option.Option<Claim>> => {
       const target = freeTarget(name)
+      // Marked before the rename, so its notification cannot arrive first.
+      movedAway.set(name, (movedAway.get(name) ?? 0) + 1)
       try {
-        await fsp.rename(path.join(spool, name), target)
+        await fsc.rename(path.join(spool, name), target)
       } catch (e) {
+        forgetMove(name)
         if (errnoCode(e) === "ENOENT") return Option.none()
         throw e
       }
@@ -154,12 +171,12 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const release = (claim: Claim) =>
     io("release", claim.path, async () => {
       try {
-        await fsp.link(claim.path, path.join(spool, claim.name))
+        await fsc.link(claim.path, path.join(spool, claim.name))
       } catch (e) {
         if (errnoCode(e) === "EEXIST") return false
         throw e
       }
-      await fsp.unlink(claim.path)
+      await fsc.unlink(claim.path)
       held.delete(path.basename(claim.path))
       return true
     })
@@ -171,7 +188,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     let watcher: fs.FSWatcher
     try {
       watcher = fs.watch(spool, { persistent: false }, (_event, filename) => {
-        if (filename !== null && !isHidden(filename)) void emit.single(filename)
+        if (filename !== null && !isHidden(filename) && !forgetMove(filename)) void emit.single(filename)
       })
     } catch (e) {
       // The spool vanished or inotify is out of watches: polling still works.
