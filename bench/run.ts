@@ -1,5 +1,7 @@
 /**
- * pmjq's benchmarks (not tests): `npm run bench` [-- --quick].
+ * pmjq's benchmarks (not tests): `npm run bench` [-- --quick] [-- --dir DIR].
+ * DIR (default: the system temp dir) is where spools are made: this VM's ext4
+ * swings results by half between runs, so a tmpfs (/dev/shm) shows pmjq itself.
  * Each figure is measured next to a bare-Node loop in the same run, on the same
  * machine, so the ratio means something on a noisy 2-core box.
  * Writes bench/results/latest.json and prints a Markdown table.
@@ -10,6 +12,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 
 const quick = process.argv.includes("--quick")
+const dirArg = process.argv.indexOf("--dir")
+const BASE = dirArg > 0 ? path.resolve(process.argv[dirArg + 1]!) : os.tmpdir()
 const ROOT = path.resolve(import.meta.dirname, "..")
 const BIN = path.join(ROOT, "dist/bin.js")
 const BASELINE = path.join(ROOT, "bench/baseline.mjs")
@@ -19,7 +23,7 @@ const IDLE_SECONDS = quick ? 10 : 60
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const fresh = (label: string) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-bench-${label}-`))
+  const dir = fs.mkdtempSync(path.join(BASE, `pmjq-bench-${label}-`))
   fs.mkdirSync(path.join(dir, "spool"))
   return dir
 }
@@ -110,13 +114,16 @@ const main = async () => {
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: os.availableParallelism(), node: process.version, kernel: os.release() },
+    spoolsIn: BASE,
     quick,
     latencyMs: { jobs: LATENCY_JOBS, pmjq: pmjqLatency, bareLoop: bareLatency, p50Ratio: pmjqLatency.p50 / bareLatency.p50 },
     drain: { jobs: DRAIN_JOBS, pmjq: pmjqDrain, bareLoop: bareDrain, ratio: pmjqDrain.jobsPerSecond / bareDrain.jobsPerSecond },
     idle: idleCost
   }
   fs.mkdirSync(path.join(ROOT, "bench/results"), { recursive: true })
-  fs.writeFileSync(path.join(ROOT, "bench/results/latest.json"), JSON.stringify(result, null, 2) + "\n")
+  const fsType = cp.spawnSync("df", ["--output=fstype", BASE], { encoding: "utf8" }).stdout.trim().split("\n").pop()
+  fs.writeFileSync(path.join(ROOT, `bench/results/latest-${fsType}.json`), JSON.stringify({ ...result, fsType }, null, 2) + "\n")
+  console.log(`spools in ${BASE} (${fsType})`)
 
   const f = (n: number, d = 1) => n.toFixed(d)
   console.log(`| measure | pmjq | bare-Node loop | goal |

@@ -19,6 +19,7 @@ export const fakeSpool = Effect.gen(function*() {
   const stolen = new Set<string>()
   const claimed: Array<string> = []
   const released: Array<string> = []
+  const calls = { list: 0, inspect: 0 }
 
   const submit = (name: string, readyAt: number, executable = true) => {
     files.set(name, { readyAt, executable })
@@ -27,9 +28,13 @@ export const fakeSpool = Effect.gen(function*() {
 
   const service = Spool.of({
     path: "/spool",
-    list: Effect.sync(() => [...files.keys()]),
+    list: Effect.sync(() => {
+      calls.list++
+      return [...files.keys()]
+    }),
     inspect: (name) =>
       Effect.sync(() => {
+        calls.inspect++
         const file = files.get(name)
         return file?.executable ? Option.some({ name, readyAt: file.readyAt }) : Option.none()
       }),
@@ -50,7 +55,7 @@ export const fakeSpool = Effect.gen(function*() {
     vacated: () => Effect.void,
     notifications: Stream.fromQueue(notify)
   })
-  return { service, files, submit, stolen, claimed, released }
+  return { service, files, submit, stolen, claimed, released, calls }
 })
 
 /** What one spawn of a job does. */

@@ -80,6 +80,28 @@ describe("daemon", () => {
       yield* Fiber.interrupt(fiber)
     }))
 
+  it.effect("with 100,000 queued, a notification costs one inspect and never a listing", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      for (let i = 0; i < 100_000; i++) t.spool.files.set(`q${i}`, { readyAt: i, executable: true })
+      // -j 1 with a job that never ends: everything else stays queued.
+      t.runner.plan("q0", exits(0, "1 hour"))
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 1 }))
+      // The initial scan looks at all 100,000 files once, before dispatch starts.
+      for (let i = 0; i < 1_000_000 && t.runner.spawns.length === 0; i++) yield* Effect.yieldNow()
+      expect(t.runner.spawns).toEqual(["q0"])
+      const before = { ...t.spool.calls }
+      for (let i = 0; i < 100; i++) yield* t.spool.submit(`new${i}`, 200_000 + i)
+      yield* settle
+      expect(t.spool.calls.list).toBe(before.list)
+      expect(t.spool.calls.inspect - before.inspect).toBe(100)
+      // Stopping waits out the running job's grace, on the test clock.
+      const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* settle
+      yield* TestClock.adjust("31 seconds")
+      yield* Fiber.join(stopping)
+    }))
+
   it.effect("ETXTBSY is retried until the writer is done, and the job runs once", () =>
     Effect.gen(function*() {
       const t = yield* setup
