@@ -69,8 +69,8 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
 
   return yield* Effect.scoped(Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
-      const startedAt = yield* Clock.currentTimeMillis
       const spawned = yield* Effect.exit(restore(spawn))
+      const startedAt = yield* Clock.currentTimeMillis
 
       let ending: Ending
       let proc: RunningProcess | null = null
@@ -78,12 +78,13 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
         const failure = Cause.failureOption(spawned.cause)
         if (Option.isNone(failure) || failure.value._tag === "JobBusy") {
           // Never started (still being written, or pmjq is stopping): back to the queue.
+          const why = Option.isNone(failure) ? "pmjq stopped before it started" : "still open for writing (ETXTBSY)"
           const released = yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))
           if (released) {
-            yield* Effect.logInfo("released").pipe(Effect.annotateLogs({ reason: "not started" }))
+            yield* Effect.logInfo("released").pipe(Effect.annotateLogs({ reason: why }))
             return { _tag: "Released" } satisfies Settled
           }
-          ending = { _tag: "NotStarted", reason: "job file stayed busy (ETXTBSY) and its name was taken again" }
+          ending = { _tag: "NotStarted", reason: `${why}, and a new job took its name in the spool` }
         } else {
           ending = { _tag: "NotStarted", reason: failure.value.message }
         }
@@ -120,7 +121,9 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
         })
       )
 
-      const finished: Finished = { script: claim.path, stdout: files?.stdout ?? null, stderr: files?.stderr ?? null, record }
+      // A job that never started has no output: the spawner removed its empty files.
+      const output = proc === null ? null : files
+      const finished: Finished = { script: claim.path, stdout: output?.stdout ?? null, stderr: output?.stderr ?? null, record }
       const destination = record.outcome === "succeeded"
         ? settings.archiveDir
         : Option.orElse(settings.errorDir, () => settings.archiveDir)

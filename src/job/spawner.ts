@@ -32,11 +32,14 @@ export type SpawnReport =
 
 const send = (report: SpawnReport) => process.send?.(report)
 
-// Exclusive create; an existing file (left by a crash) is appended to, never truncated.
-const openOutput = (file: string | null): number | "inherit" => {
+// Exclusive create; an existing file (left by a crash) is appended to, never
+// truncated. Files created here are noted, to be removed if the exec fails.
+const openOutput = (file: string | null, created: Array<string>): number | "inherit" => {
   if (file === null) return "inherit"
   try {
-    return fs.openSync(file, "wx", 0o644)
+    const fd = fs.openSync(file, "wx", 0o644)
+    created.push(file)
+    return fd
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") return fs.openSync(file, "a")
     throw e
@@ -52,12 +55,20 @@ const base = { ...process.env }
 
 const spawn = (request: SpawnRequest) => {
   const fds: Array<number> = []
+  const created: Array<string> = []
   const closeFds = () => fds.splice(0).forEach((fd) => fs.closeSync(fd))
+  // The job never ran, so the empty files made for its output go too (a job
+  // still being written is retried, and would otherwise leave a pair each time).
+  const failed = (e: unknown) => {
+    closeFds()
+    for (const file of created) fs.rmSync(file, { force: true })
+    fail(request.id, e)
+  }
   let child: cp.ChildProcess
   try {
-    const stdout = openOutput(request.stdout)
+    const stdout = openOutput(request.stdout, created)
     if (typeof stdout === "number") fds.push(stdout)
-    const stderr = openOutput(request.stderr)
+    const stderr = openOutput(request.stderr, created)
     if (typeof stderr === "number") fds.push(stderr)
     child = cp.spawn(request.path, [], {
       cwd: request.cwd,
@@ -67,13 +78,9 @@ const spawn = (request: SpawnRequest) => {
       detached: true
     })
   } catch (e) {
-    closeFds()
-    return fail(request.id, e)
+    return failed(e)
   }
-  child.once("error", (e) => {
-    closeFds()
-    fail(request.id, e)
-  })
+  child.once("error", failed)
   child.once("spawn", () => {
     closeFds()
     send({ id: request.id, pid: child.pid! })

@@ -113,6 +113,9 @@ describe("pmjq daemon", () => {
     expect((await daemon.exited).code).toBe(0)
     expect(lines(t.ledger)).toEqual(["first", "second"])
     expect(records(t.archive)[0]).toMatchObject({ name: "two-steps", outcome: "succeeded" })
+    // Each failed exec attempt left nothing behind.
+    expect(runningFolderIsEmpty(t.spool)).toBe(true)
+    expect(entries(t.archive)).toHaveLength(4)
   })
 
   it("never touches non-executable files, hidden files or directories", async () => {
@@ -149,8 +152,10 @@ describe("pmjq daemon", () => {
     expect(failed["killed"]).toMatchObject({ outcome: "failed", exitCode: null, signal: "SIGKILL" })
     expect(failed["no-interpreter"]).toMatchObject({ outcome: "failed", exitCode: null })
     expect(failed["no-interpreter"].reason).toBe("cannot execute: ENOENT: its #! interpreter was not found")
-    // The refused script itself is kept, not lost.
+    // The script that could not start is kept, not lost; it has no output files.
     expect(fs.readFileSync(path.join(t.errors, failed["no-interpreter"].entry), "utf8")).toBe("#!/nonexistent/interpreter\n")
+    expect(entries(t.errors).filter((n) => n.startsWith(failed["no-interpreter"].entry))).toHaveLength(2)
+    expect(runningFolderIsEmpty(t.spool)).toBe(true)
   })
 
   it("without -o, deletes each script after its run and passes its output through", async () => {
