@@ -52,10 +52,12 @@ export const makeFeed = (pending: Pending) =>
           Effect.ignore
         )
 
+    // With 100,000 queued, a rescan lists them all; only the names not queued
+    // yet cost an effect and an lstat.
     const reconcile = (names: ReadonlyArray<string>) =>
       Effect.zipRight(
         pending.retain(new Set(names)),
-        Effect.forEach(names, look, { concurrency: 16, discard: true })
+        Effect.suspend(() => Effect.forEach(names.filter((n) => !pending.has(n)), look, { concurrency: 16, discard: true }))
       )
 
     const handle = (event: SpoolEvent) => (event._tag === "Touched" ? look(event.name) : reconcile(event.names))

@@ -95,6 +95,13 @@ describe("daemon", () => {
       yield* settle
       expect(t.spool.calls.list).toBe(before.list)
       expect(t.spool.calls.inspect - before.inspect).toBe(100)
+      // A periodic rescan lists the spool once and inspects only what is not queued yet.
+      const beforeRescan = { ...t.spool.calls }
+      yield* TestClock.adjust("2 seconds")
+      for (let i = 0; i < 10_000 && t.spool.calls.list === beforeRescan.list; i++) yield* Effect.yieldNow()
+      yield* settle
+      expect(t.spool.calls.list).toBe(beforeRescan.list + 1)
+      expect(t.spool.calls.inspect).toBe(beforeRescan.inspect)
       // Stopping waits out the running job's grace, on the test clock.
       const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
       yield* settle
