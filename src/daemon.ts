@@ -81,20 +81,26 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
     return (yield* pending.size) === 0
   })
 
+  // Slot, then work, then the gate: the gate is asked about the moment a job
+  // would start, never about a moment long past when the queue ran dry.
   for (;;) {
     yield* takeSlot
+    if ((yield* pending.size) === 0) {
+      if (settings.drain) {
+        yield* freeSlot
+        if (yield* drained) break
+        continue
+      }
+      yield* pending.whenNonEmpty
+    }
     yield* gate.whenOpen
     const next = yield* pending.poll
-    if (next !== undefined) {
-      yield* launch(next.name)
+    if (next === undefined) {
+      // Forgotten while the gate was closed: gone from the spool.
+      yield* freeSlot
       continue
     }
-    if (!settings.drain) {
-      yield* launch((yield* pending.take).name)
-      continue
-    }
-    yield* freeSlot
-    if (yield* drained) break
+    yield* launch(next.name)
   }
   yield* Effect.logInfo("drained")
 })

@@ -22,8 +22,8 @@ const before = (a: Entry, b: Entry) => a.readyAt < b.readyAt || (a.readyAt === b
 
 export interface Pending {
   readonly offer: (candidate: Candidate) => Effect.Effect<void>
-  /** Waits for the oldest candidate. */
-  readonly take: Effect.Effect<Candidate>
+  /** Waits until something is queued, without taking it. */
+  readonly whenNonEmpty: Effect.Effect<void>
   /** The oldest candidate, or undefined at once when there is none. */
   readonly poll: Effect.Effect<Candidate | undefined>
   readonly has: (name: string) => boolean
@@ -87,11 +87,9 @@ export const makePending = Effect.gen(function*() {
 
   const poll = Effect.sync(pollNow)
 
-  const take: Effect.Effect<Candidate> = Effect.suspend(() => {
-    const next = pollNow()
-    if (next !== undefined) return Effect.succeed(next)
-    return available.close.pipe(Effect.zipRight(available.await), Effect.zipRight(take))
-  })
+  const whenNonEmpty: Effect.Effect<void> = Effect.suspend(() =>
+    queued.size > 0 ? Effect.void : available.close.pipe(Effect.zipRight(available.await), Effect.zipRight(whenNonEmpty))
+  )
 
   const retain = (present: ReadonlySet<string>) =>
     Effect.sync(() => {
@@ -106,7 +104,7 @@ export const makePending = Effect.gen(function*() {
 
   return {
     offer,
-    take,
+    whenNonEmpty,
     poll,
     has: (name: string) => queued.has(name),
     retain,

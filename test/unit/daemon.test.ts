@@ -213,6 +213,26 @@ describe("daemon", () => {
       expect(t.spool.files.has("waiting")).toBe(true)
     }))
 
+  it.effect("-C is asked when a job arrives, not when the queue ran dry", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      const fiber = yield* t.start(daemonSettings(), 2)
+      yield* settle
+      // The gate was open while the queue was empty; then the machine got busy.
+      yield* Ref.set(t.load.load, 5)
+      yield* TestClock.adjust("10 minutes")
+      yield* t.spool.submit("late", 1)
+      yield* settle
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(t.runner.spawns).toEqual([])
+      yield* Ref.set(t.load.load, 0)
+      yield* TestClock.adjust("2 seconds")
+      yield* settle
+      expect(t.runner.spawns).toEqual(["late"])
+      yield* Fiber.interrupt(fiber)
+    }))
+
   it.effect("-C holds launches while the load is at the limit and resumes when it drops", () =>
     Effect.gen(function*() {
       const t = yield* setup

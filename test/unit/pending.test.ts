@@ -36,13 +36,14 @@ describe("pending queue", () => {
       expect(order).toEqual(["j5", "j7", "j2999"])
     }))
 
-  it.effect("take waits for an offer", () =>
+  it.effect("whenNonEmpty waits for an offer and takes nothing", () =>
     Effect.gen(function*() {
       const q = yield* makePending
-      const taker = yield* Effect.fork(q.take)
+      const waiter = yield* Effect.fork(q.whenNonEmpty)
       yield* Effect.yieldNow()
-      expect(taker.unsafePoll()).toBeNull()
+      expect(waiter.unsafePoll()).toBeNull()
       yield* q.offer({ name: "late", readyAt: 1 })
-      expect((yield* Fiber.join(taker)).name).toBe("late")
+      yield* Fiber.join(waiter)
+      expect((yield* q.poll)?.name).toBe("late")
     }))
 })
