@@ -100,6 +100,8 @@ const track = (pid: number, exited: Deferred.Deferred<ProcessExit>): RunningProc
 
 interface InFlight {
   readonly path: string
+  /** The spawner that forks it: only that one's death concerns this job. */
+  readonly owner: cp.ChildProcess
   readonly exited: Deferred.Deferred<ProcessExit>
   /** Until the spawner says the process started (or could not). */
   started: ((result: Effect.Effect<RunningProcess, JobBusy | SpawnFailed>) => void) | null
@@ -133,6 +135,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
   const onLost = (child: cp.ChildProcess) => () => {
     if (spawner === child) spawner = null
     for (const [id, job] of inFlight) {
+      if (job.owner !== child) continue
       inFlight.delete(id)
       if (job.pid === null) {
         job.started?.(Effect.fail(new SpawnFailed({ path: job.path, code: "ESPAWNER", reason: "pmjq's spawner process died" })))
@@ -164,7 +167,8 @@ const makeSpawnerRunner = Effect.gen(function*() {
     Effect.acquireRelease(
       Effect.async<RunningProcess, JobBusy | SpawnFailed>((resume) => {
         const id = nextId++
-        inFlight.set(id, { path: spec.path, exited: Deferred.unsafeMake(FiberId.none), started: resume, pid: null })
+        const owner = ensureSpawner()
+        inFlight.set(id, { path: spec.path, owner, exited: Deferred.unsafeMake(FiberId.none), started: resume, pid: null })
         const request: SpawnRequest = {
           id,
           path: spec.path,
@@ -173,7 +177,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
           stdout: spec.stdout === "inherit" ? null : spec.stdout.file,
           stderr: spec.stderr === "inherit" ? null : spec.stderr.file
         }
-        ensureSpawner().send(request)
+        owner.send(request)
       }),
       (process) => process.terminate(RELEASE_KILL_AFTER)
     )
