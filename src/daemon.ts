@@ -66,10 +66,12 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
         return yield* freeSlot
       }
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
-      const ended = yield* gate.started
+      // -j counts running processes: the slot and the gate's count are given back
+      // when the process ends, once, and archival goes on without them.
+      const processEnded = yield* Effect.once(Effect.zipRight(yield* gate.started, freeSlot))
       // A fiber forked here would inherit this uninterruptible region; the job
       // must stay interruptible so that a stop can reach it after the grace.
-      const job = runJob(claim.value, settings).pipe(Effect.ensuring(Effect.zipRight(ended, freeSlot)))
+      const job = runJob(claim.value, settings, processEnded).pipe(Effect.ensuring(processEnded))
       yield* FiberSet.run(jobs, Effect.interruptible(job))
     }))
 

@@ -115,19 +115,22 @@ export const fakeRunner = Effect.gen(function*() {
   return { service, plan, spawns, terminated, live, peak }
 })
 
-export const fakeArchive = Effect.sync(() => {
+/** An archive that records what it is given, each store taking `takes` (on the test clock). */
+export const makeFakeArchive = (takes: Duration.DurationInput = 0) => Effect.sync(() => {
   const stored: Array<{ readonly dir: string; readonly record: JobRecord }> = []
   const discarded: Array<JobRecord> = []
   const service = Archive.of({
     store: (dir: string, job: Finished, stamp: string) =>
-      Effect.sync(() => {
+      Effect.sleep(takes).pipe(Effect.zipRight(Effect.sync(() => {
         stored.push({ dir, record: job.record })
         return `${dir}/${stamp}_${job.record.name}`
-      }),
+      }))),
     discard: (job: Finished) => Effect.sync(() => void discarded.push(job.record))
   })
   return { service, stored, discarded }
 })
+
+export const fakeArchive = makeFakeArchive()
 
 /** A load source whose value the test sets. */
 export const fakeLoad = Effect.gen(function*() {

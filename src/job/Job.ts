@@ -41,7 +41,12 @@ const outputFiles = (claim: Claim) => {
   return { stdout: path.join(dir, `.${base}.out`), stderr: path.join(dir, `.${base}.err`) }
 }
 
-export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: JobSettings) {
+/**
+ * Runs a claimed job to its archive. `processEnded` is run as soon as the job's
+ * process is over (or never started): its -j slot and its place in the CPU gate
+ * are free from then on, while the archival goes on.
+ */
+export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: JobSettings, processEnded: Effect.Effect<void>) {
   const runner = yield* ProcessRunner
   const archive = yield* Archive
   const spool = yield* Spool
@@ -79,6 +84,7 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
         if (Option.isNone(failure) || failure.value._tag === "JobBusy") {
           // Never started (still being written, or pmjq is stopping): back to the queue.
           const why = Option.isNone(failure) ? "pmjq stopped before it started" : "still open for writing (ETXTBSY)"
+          yield* processEnded
           const released = yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))
           if (released) {
             yield* Effect.logInfo("released").pipe(Effect.annotateLogs({ reason: why }))
@@ -86,6 +92,7 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
           }
           ending = { _tag: "NotStarted", reason: `${why}, and a new job took its name in the spool` }
         } else {
+          yield* processEnded
           ending = { _tag: "NotStarted", reason: failure.value.message }
         }
       } else {
@@ -95,6 +102,7 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
         ending = Exit.isSuccess(waited)
           ? { _tag: "Exited", exit: waited.value, interrupted: false }
           : { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true }
+        yield* processEnded
       }
 
       const endedAt = yield* Clock.currentTimeMillis

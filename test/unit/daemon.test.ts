@@ -5,12 +5,12 @@ import { Gate } from "../../src/gate/Gate.js"
 import { ProcessRunner } from "../../src/job/Runner.js"
 import { Archive } from "../../src/job/Archive.js"
 import { Spool } from "../../src/spool/Spool.js"
-import { busy, daemonSettings, exits, fakeArchive, fakeLoad, fakeRunner, fakeSpool } from "../fakes.js"
+import { busy, daemonSettings, exits, fakeLoad, fakeRunner, fakeSpool, makeFakeArchive } from "../fakes.js"
 
-const setup = Effect.gen(function*() {
+const setupWith = (archiveTakes: Duration.DurationInput) => Effect.gen(function*() {
   const spool = yield* fakeSpool
   const runner = yield* fakeRunner
-  const archive = yield* fakeArchive
+  const archive = yield* makeFakeArchive(archiveTakes)
   const load = yield* fakeLoad
   const layer = (cpuLimit: Option.Option<number> = Option.none()) =>
     Layer.mergeAll(
@@ -23,6 +23,7 @@ const setup = Effect.gen(function*() {
     daemon(settings).pipe(Effect.scoped, Effect.provide(layer(Option.fromNullable(cpuLimit))), Effect.fork)
   return { spool, runner, archive, load, start }
 })
+const setup = setupWith(0)
 
 /** Lets forked fibers run up to their next wait. */
 const settle = Effect.gen(function*() {
@@ -153,6 +154,24 @@ describe("daemon", () => {
       yield* Fiber.join(fiber)
       expect(yield* Ref.get(t.runner.peak)).toBe(3)
       expect(t.archive.stored).toHaveLength(10)
+    }))
+
+  it.effect("-j counts running processes: a slot is free when its process ends, not when it is archived", () =>
+    Effect.gen(function*() {
+      const t = yield* setupWith("10 seconds")
+      yield* t.spool.submit("first", 1)
+      yield* t.spool.submit("second", 2)
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 1, drain: true }))
+      yield* settle
+      // "first" has exited and is being archived; "second" already runs.
+      expect(t.runner.spawns).toEqual(["first", "second"])
+      expect(t.archive.stored).toHaveLength(0)
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(fiber)
+      // Drain waited for both archivals.
+      expect(t.archive.stored.map((s) => s.record.name).sort()).toEqual(["first", "second"])
     }))
 
   it.effect("failures go to the error dir, successes to the archive dir", () =>
