@@ -30,6 +30,9 @@ const settle = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
 })
 
+/** Moves the test clock on, then lets what it woke up run. */
+const advance = (duration: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(duration), settle)
+
 describe("daemon", () => {
   it.effect("runs every queued job exactly once, oldest first, then drains", () =>
     Effect.gen(function*() {
@@ -75,8 +78,7 @@ describe("daemon", () => {
       t.spool.files.set("remote", { readyAt: 9, executable: true })
       yield* settle
       expect(t.runner.spawns).toEqual([])
-      yield* TestClock.adjust("2 seconds")
-      yield* settle
+      yield* advance("2 seconds")
       expect(t.runner.spawns).toEqual(["remote"])
       yield* Fiber.interrupt(fiber)
     }))
@@ -130,8 +132,7 @@ describe("daemon", () => {
       yield* t.spool.submit("held-open", 1)
       const fiber = yield* t.start(daemonSettings())
       yield* settle
-      yield* TestClock.adjust("61 seconds")
-      yield* settle
+      yield* advance("61 seconds")
       expect(t.spool.released[0]).toBe("held-open")
       expect(t.archive.stored).toHaveLength(0)
       yield* Fiber.interrupt(fiber)
@@ -148,8 +149,7 @@ describe("daemon", () => {
       yield* settle
       expect(yield* Ref.get(t.runner.live)).toBe(3)
       for (let i = 0; i < 4; i++) {
-        yield* TestClock.adjust("10 seconds")
-        yield* settle
+        yield* advance("10 seconds")
       }
       yield* Fiber.join(fiber)
       expect(yield* Ref.get(t.runner.peak)).toBe(3)
@@ -166,8 +166,7 @@ describe("daemon", () => {
       // "first" has exited and is being archived; "second" already runs.
       expect(t.runner.spawns).toEqual(["first", "second"])
       expect(t.archive.stored).toHaveLength(0)
-      yield* TestClock.adjust("10 seconds")
-      yield* settle
+      yield* advance("10 seconds")
       yield* TestClock.adjust("10 seconds")
       yield* Fiber.join(fiber)
       // Drain waited for both archivals.
@@ -215,8 +214,7 @@ describe("daemon", () => {
 
       const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
       yield* settle
-      yield* TestClock.adjust("5 seconds")
-      yield* settle
+      yield* advance("5 seconds")
       // quick ended within the grace; its slot must not start "waiting".
       expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([["quick", "succeeded"]])
       expect(t.runner.terminated).toEqual([])
@@ -242,12 +240,10 @@ describe("daemon", () => {
       yield* TestClock.adjust("10 minutes")
       yield* t.spool.submit("late", 1)
       yield* settle
-      yield* TestClock.adjust("10 seconds")
-      yield* settle
+      yield* advance("10 seconds")
       expect(t.runner.spawns).toEqual([])
       yield* Ref.set(t.load.load, 0)
-      yield* TestClock.adjust("2 seconds")
-      yield* settle
+      yield* advance("2 seconds")
       expect(t.runner.spawns).toEqual(["late"])
       yield* Fiber.interrupt(fiber)
     }))
@@ -259,14 +255,11 @@ describe("daemon", () => {
       yield* t.spool.submit("a", 1)
       const fiber = yield* t.start(daemonSettings(), 2)
       yield* settle
-      yield* TestClock.adjust("10 seconds")
-      yield* settle
+      yield* advance("10 seconds")
       expect(t.runner.spawns).toEqual([])
       yield* Ref.set(t.load.load, 0.5)
-      yield* TestClock.adjust("1 second")
-      yield* settle
-      yield* TestClock.adjust(Duration.seconds(1))
-      yield* settle
+      yield* advance("1 second")
+      yield* advance(Duration.seconds(1))
       expect(t.runner.spawns).toEqual(["a"])
       yield* Fiber.interrupt(fiber)
     }))
