@@ -51,6 +51,30 @@ describe("archive naming", () => {
       expect(yield* reserveEntry(reserve, "S", "job")).toBe("S-3_job")
     }))
 
+  it.effect("a job named x.out ending with a job named x: both whole, neither overwritten", () =>
+    Effect.gen(function*() {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.Live))
+      const stamp = "20260101T000000.000Z"
+      const folder = (label: string, files: Record<string, string>) => {
+        const run = path.join(root, `run-${label}`)
+        fs.mkdirSync(run)
+        for (const [name, body] of Object.entries(files)) fs.writeFileSync(path.join(run, name), body, { mode: 0o755 })
+        return run
+      }
+      const other = folder("other", { "x.out": "#!/bin/sh\necho I am x.out\n" })
+      const first = yield* archive.store(root, { script: path.join(other, "x.out"), stdout: null, stderr: null, record: record("x.out") }, stamp)
+      const mine = folder("mine", { x: "#!/bin/sh\necho I am x\n", out: "x's output" })
+      const second = yield* archive.store(root, { script: path.join(mine, "x"), stdout: path.join(mine, "out"), stderr: null, record: record("x") }, stamp)
+      expect(path.basename(first)).toBe(`${stamp}_x.out`)
+      // STAMP_x.out was the other job's script, so x's entry moved on, whole.
+      expect(path.basename(second)).toBe(`${stamp}-1_x`)
+      expect(fs.readFileSync(first, "utf8")).toBe("#!/bin/sh\necho I am x.out\n")
+      expect(fs.readFileSync(second + ".out", "utf8")).toBe("x's output")
+      expect(fs.existsSync(path.join(root, `${stamp}_x`))).toBe(false)
+      fs.rmSync(root, { recursive: true })
+    }))
+
   it.effect("two same-named jobs ending in the same millisecond keep both entries", () =>
     Effect.gen(function*() {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
