@@ -160,11 +160,40 @@ describe("pmjq daemon", () => {
 
   it("without -o, deletes each script after its run and passes its output through", async () => {
     const t = setup("passthrough")
-    submit(t.spool, "hello", `echo "hello from $PMJQ_JOB on $PMJQ_NODE in $PWD"`)
+    submit(t.spool, "hello", `echo "hello from $PMJQ_JOB on $PMJQ_NODE in $PWD, spool $PMJQ_SPOOL"`)
     const result = await run(["--drain", t.spool], t.root)
     expect(result.code).toBe(0)
-    expect(result.stdout).toMatch(new RegExp(`^hello from hello on .+-\\d+ in ${t.root}\\n$`))
+    expect(result.stdout).toMatch(new RegExp(`^hello from hello on .+-\\d+ in ${t.root}, spool ${t.spool}\\n$`))
     expect(entries(t.spool)).toEqual([".pmjq"])
+  })
+
+  it("with only -e, a success is deleted and its output still reaches pmjq's output; a failure is archived", async () => {
+    const t = setup("errors-only")
+    submit(t.spool, "fine", "echo fine-out\necho fine-err >&2")
+    submit(t.spool, "broken", "echo broken-out\nexit 4")
+    const result = await run(["-j", "1", "-e", t.errors, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("fine-out\n")
+    expect(result.stderr).toContain("fine-err\n")
+    expect(result.stdout).not.toContain("broken-out")
+    const [failed] = records(t.errors)
+    expect(records(t.errors)).toHaveLength(1)
+    expect(failed).toMatchObject({ name: "broken", outcome: "failed", exitCode: 4 })
+    expect(fs.readFileSync(path.join(t.errors, failed.entry + ".out"), "utf8")).toBe("broken-out\n")
+    expect(entries(t.spool)).toEqual([".pmjq"])
+    expect(runningFolderIsEmpty(t.spool)).toBe(true)
+  })
+
+  it("--log-format json writes one JSON object per line, one per job event", async () => {
+    const t = setup("json-log")
+    submit(t.spool, "a job", "exit 2")
+    const result = await run(["--log-format", "json", "-o", t.archive, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    const lines = result.stderr.trim().split("\n").map((line) => JSON.parse(line))
+    for (const line of lines) expect(Object.keys(line)).toEqual(expect.arrayContaining(["time", "level", "message"]))
+    const events = lines.filter((l) => l.job === "a job").map((l) => l.message)
+    expect(events).toEqual(["claimed", "started", "finished", "archived"])
+    expect(lines.find((l) => l.message === "finished")).toMatchObject({ outcome: "failed", exitCode: 2 })
   })
 
   it("on SIGTERM lets a running job finish, archives it, and exits 0", async () => {
