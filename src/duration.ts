@@ -12,6 +12,3 @@ export const parseDuration = (text: string): Either.Either<Duration.Duration, st
   return Either.right(Duration.millis(Math.round(millis)))
 }
 
-/** Compact, parseable form for logs and records. */
-export const formatMillis = (millis: number): string =>
-  millis < 1_000 ? `${Math.round(millis)}ms` : `${(millis / 1_000).toFixed(millis < 10_000 ? 2 : 1)}s`
