@@ -67,10 +67,9 @@ const run = (options: Parsed) =>
     if (Option.isNone(options.spool)) {
       return yield* new UsageError({ reason: `missing job-spool; usage: ${SYNOPSIS}` })
     }
-    const resolve = (dir: string) => path.resolve(dir)
-    const spool = resolve(options.spool.value)
-    const archiveDir = Option.map(options.archiveDir, resolve)
-    const errorDir = Option.map(options.errorDir, resolve)
+    const spool = path.resolve(options.spool.value)
+    const archiveDir = Option.map(options.archiveDir, (dir) => path.resolve(dir))
+    const errorDir = Option.map(options.errorDir, (dir) => path.resolve(dir))
 
     const node = `${os.hostname()}-${process.pid}`
     const settings = {

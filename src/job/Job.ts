@@ -26,12 +26,6 @@ export interface JobSettings {
   readonly busyFor: Duration.DurationInput
 }
 
-/** What became of a claim. */
-export type Settled =
-  | { readonly _tag: "Archived"; readonly record: JobRecord; readonly entry: string | null }
-  | { readonly _tag: "Kept"; readonly record: JobRecord; readonly error: ArchiveFailed }
-  | { readonly _tag: "Released" }
-
 const iso = (millis: number) => new Date(millis).toISOString()
 
 /** Hidden names, so a job called "x.out" never meets the output of a job called "x". */
@@ -88,7 +82,7 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
           const released = yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))
           if (released) {
             yield* Effect.logInfo("released").pipe(Effect.annotateLogs({ reason: why }))
-            return { _tag: "Released" } satisfies Settled
+            return
           }
           ending = { _tag: "NotStarted", reason: `${why}, and a new job took its name in the spool` }
         } else {
@@ -138,18 +132,13 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
       const place: Effect.Effect<string | null, ArchiveFailed> = Option.isSome(destination)
         ? archive.store(destination.value, finished, stamp(new Date(endedAt)))
         : Effect.as(archive.discard(finished), null)
-      const settled = yield* place.pipe(
+      yield* place.pipe(
         Effect.tap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
-        Effect.tap(() => spool.vacated(claim)),
-        Effect.map((entry): Settled => ({ _tag: "Archived", record, entry })),
+        Effect.zipRight(spool.vacated(claim)),
         // The job stays whole in the running folder; it is not lost.
         Effect.catchTag("ArchiveFailed", (error) =>
-          Effect.logError("not archived, kept").pipe(
-            Effect.annotateLogs({ reason: error.message, kept: claim.path }),
-            Effect.as<Settled>({ _tag: "Kept", record, error })
-          ))
+          Effect.logError("not archived, kept").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path })))
       )
-      return settled
     })
   )).pipe(Effect.annotateLogs({ job: claim.name }))
 })

@@ -44,7 +44,8 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
   {
     /**
      * Starts the process. Closing the scope while it still runs terminates its
-     * group, so no child outlives the fiber that started it.
+     * group, so no child outlives the fiber that started it. When it fails
+     * (JobBusy, SpawnFailed), no output file made for it is left behind.
      */
     readonly spawn: (spec: ProcessSpec) => Effect.Effect<RunningProcess, JobBusy | SpawnFailed, Scope.Scope>
   }

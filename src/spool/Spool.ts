@@ -64,8 +64,9 @@ const io = <A>(operation: string, file: string, run: () => Promise<A>) =>
 
 // mkdir -p that retries each component once: mkdir("/proc/x") says ENOENT
 // while /proc exists, and Node's recursive mkdir loops on that forever. A
-// daemon must fail at startup, not hang.
-const mkdirs = async (dir: string, retry = true): Promise<void> => {
+// daemon must fail at startup, not hang. With `parents` false it creates DIR
+// only, and an existing DIR must be a directory.
+const mkdirs = async (dir: string, parents = true): Promise<void> => {
   try {
     await fsp.mkdir(dir)
   } catch (e) {
@@ -75,7 +76,7 @@ const mkdirs = async (dir: string, retry = true): Promise<void> => {
       throw e
     }
     const parent = path.dirname(dir)
-    if (code !== "ENOENT" || parent === dir || !retry) throw e
+    if (code !== "ENOENT" || parent === dir || !parents) throw e
     await mkdirs(parent)
     await mkdirs(dir, false)
   }
@@ -102,7 +103,7 @@ const ensureStateDirectory = (spool: string, node: string) =>
       let dir = spool
       for (const part of [STATE_DIR, "running", node]) {
         dir = path.join(dir, part)
-        await fsp.mkdir(dir).catch((e: unknown) => (errnoCode(e) === "EEXIST" ? undefined : Promise.reject(e)))
+        await mkdirs(dir, false)
       }
     },
     catch: (e) =>
