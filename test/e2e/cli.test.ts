@@ -26,6 +26,26 @@ describe("command line", () => {
     expect(fs.existsSync(path.join(dir, "spool", ".pmjq"))).toBe(false)
   })
 
+  it("runs the seed's synopsis verbatim: pmjq -C cpu-limit -o archive-dir job-spool", async () => {
+    const root = tempDir("synopsis")
+    fs.mkdirSync(path.join(root, "spool"))
+    fs.writeFileSync(path.join(root, "spool", "job"), "#!/bin/sh\necho ran\n", { mode: 0o755 })
+    // A limit no machine reaches, so the gate is open; --drain only so the run ends.
+    const result = await run(["-C", "1000", "-o", "archive", "spool", "--drain"], root)
+    expect(result.code).toBe(0)
+    const archived = fs.readdirSync(path.join(root, "archive"))
+    expect(archived.filter((n) => n.endsWith("_job.out"))).toHaveLength(1)
+    const out = archived.find((n) => n.endsWith("_job.out"))!
+    expect(fs.readFileSync(path.join(root, "archive", out), "utf8")).toBe("ran\n")
+  })
+
+  it.each(["bash", "zsh", "fish"])("prints %s completions", async (shell) => {
+    const result = await run(["--completions", shell], dir)
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("pmjq")
+    expect(result.stdout).toContain("archive-dir")
+  })
+
   it("prints its version and help", async () => {
     const pkg = JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, "../../package.json"), "utf8"))
     const version = await run(["--version"], dir)
