@@ -14,6 +14,7 @@ import { Archive } from "../job/Archive.js"
 import { ProcessRunner } from "../job/Runner.js"
 import { logLayer } from "../log.js"
 import { ensureDirectory, requireSpool, SpoolLive } from "../spool/Spool.js"
+import { Syscalls } from "../syscalls.js"
 import { check, duration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
@@ -88,12 +89,13 @@ const run = (options: Parsed) =>
       busyFor: "1 minute"
     } as const
 
+    const directories = [spool, ...Option.toArray(archiveDir), ...Option.toArray(errorDir)]
     const live = Layer.mergeAll(
       SpoolLive({ spool, node }),
       Gate.layer({ cpuLimit: options.cpuLimit, sampleEvery: "1 second" }).pipe(Layer.provide(LoadAverage.Live)),
       ProcessRunner.Live,
       Archive.Live
-    )
+    ).pipe(Layer.provide(Syscalls.forDirectories(directories)))
     // Every check before anything is created: a refused start leaves no trace.
     yield* requireSpool(spool)
     yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))

@@ -11,10 +11,10 @@
  */
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
-import * as fsc from "../fsc.js"
 import * as path from "node:path"
 import { pipeline } from "node:stream/promises"
 import { ArchiveFailed, describe, errnoCode } from "../errors.js"
+import { type Calls, Syscalls } from "../syscalls.js"
 import type { JobRecord } from "./Record.js"
 
 export interface Finished {
@@ -35,7 +35,7 @@ export class Archive extends Context.Tag("pmjq/Archive")<
     readonly discard: (job: Finished) => Effect.Effect<void, ArchiveFailed>
   }
 >() {
-  static readonly Live = Layer.sync(Archive, () => makeLive())
+  static readonly Live = Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls)))
 }
 
 // Longest file name most filesystems take (NAME_MAX), and room for ".json".
@@ -77,9 +77,9 @@ export const reserveEntry = <E>(
 }
 
 /** Hard link where we can; across filesystems, an exclusive copy. Never replaces `to`. */
-const placeExclusive = async (from: string, to: string): Promise<boolean> => {
+const placeExclusive = async (calls: Calls, from: string, to: string): Promise<boolean> => {
   try {
-    await fsc.link(from, to)
+    await calls.link(from, to)
     return true
   } catch (e) {
     const code = errnoCode(e)
@@ -87,7 +87,7 @@ const placeExclusive = async (from: string, to: string): Promise<boolean> => {
     if (code !== "EXDEV" && code !== "EPERM") throw e
   }
   try {
-    await fsc.copyFile(from, to, fs.constants.COPYFILE_EXCL)
+    await calls.copyNew(from, to)
     return true
   } catch (e) {
     if (errnoCode(e) === "EEXIST") return false
@@ -95,15 +95,15 @@ const placeExclusive = async (from: string, to: string): Promise<boolean> => {
   }
 }
 
-const removeIfPresent = (file: string) =>
-  fsc.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
+const removeIfPresent = (calls: Calls, file: string) =>
+  calls.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
 const replay = (file: string, sink: NodeJS.WritableStream) =>
   pipeline(fs.createReadStream(file), sink, { end: false }).catch((e: unknown) =>
     errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)
   )
 
-const makeLive = () => {
+const makeLive = (calls: Calls) => {
   const fail = (where: string) => (e: unknown) => new ArchiveFailed({ path: where, reason: describe(e) })
 
   // An entry is four names, and a job called "x.out" ending in the same
@@ -119,18 +119,18 @@ const makeLive = () => {
     if (job.stderr !== null) parts.push([job.stderr, base + ".err"])
     try {
       for (const [from, to] of parts) {
-        if (!(await placeExclusive(from, to))) return false
+        if (!(await placeExclusive(calls, from, to))) return false
         placed.push(to)
       }
       // The record appears last and whole: written aside, then linked in.
-      await fsc.writeFile(aside, record, { flag: "wx" })
-      const linked = await placeExclusive(aside, base + ".json")
-      await fsc.unlink(aside)
+      await calls.writeNew(aside, record)
+      const linked = await placeExclusive(calls, aside, base + ".json")
+      await calls.unlink(aside)
       if (!linked) return false
       placed.length = 0
       return true
     } finally {
-      for (const mine of placed) await removeIfPresent(mine)
+      for (const mine of placed) await removeIfPresent(calls, mine)
     }
   }
 
@@ -146,7 +146,7 @@ const makeLive = () => {
       // Only now that the entry is whole does the job leave the running folder.
       yield* Effect.tryPromise({
         try: async () => {
-          for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(file)
+          for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(calls, file)
         },
         catch: fail(base)
       })
@@ -161,7 +161,7 @@ const makeLive = () => {
         for (const [file, sink] of [[job.stdout, process.stdout], [job.stderr, process.stderr]] as const) {
           if (file !== null) await replay(file, sink)
         }
-        for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(file)
+        for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(calls, file)
       },
       catch: fail(job.script)
     })

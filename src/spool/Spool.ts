@@ -11,9 +11,9 @@
 import { Context, Effect, Layer, Option, Stream } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
-import * as fsc from "../fsc.js"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, SpoolIOError, SpoolMissing } from "../errors.js"
+import { readdir, Syscalls } from "../syscalls.js"
 import type { Candidate } from "./Pending.js"
 
 export interface Claim {
@@ -113,16 +113,17 @@ const ensureStateDirectory = (spool: string, node: string) =>
   })
 
 const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
+  const calls = yield* Syscalls
   const running = runningDir(spool, node)
   yield* ensureStateDirectory(spool, node)
 
-  const list = io("list", spool, () => fsc.readdir(spool)).pipe(
+  const list = io("list", spool, () => readdir(spool)).pipe(
     Effect.map((names) => names.filter((n) => !isHidden(n)))
   )
 
   const inspect = (name: string) =>
     io("inspect", path.join(spool, name), () =>
-      fsc.lstat(path.join(spool, name)).then(
+      calls.lstat(path.join(spool, name)).then(
         (s): Option.Option<Candidate> =>
           s.isFile() && (s.mode & 0o111) !== 0 ? Option.some({ name, readyAt: s.ctimeMs }) : Option.none(),
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
@@ -158,7 +159,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       // Marked before the rename, so its notification cannot arrive first.
       movedAway.set(name, (movedAway.get(name) ?? 0) + 1)
       try {
-        await fsc.rename(path.join(spool, name), target)
+        await calls.rename(path.join(spool, name), target)
       } catch (e) {
         forgetMove(name)
         if (errnoCode(e) === "ENOENT") return Option.none()
@@ -172,12 +173,12 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const release = (claim: Claim) =>
     io("release", claim.path, async () => {
       try {
-        await fsc.link(claim.path, path.join(spool, claim.name))
+        await calls.link(claim.path, path.join(spool, claim.name))
       } catch (e) {
         if (errnoCode(e) === "EEXIST") return false
         throw e
       }
-      await fsc.unlink(claim.path)
+      await calls.unlink(claim.path)
       held.delete(path.basename(claim.path))
       return true
     })

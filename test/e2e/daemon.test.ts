@@ -241,56 +241,67 @@ describe("pmjq daemon", () => {
   })
 })
 
-describe("pmjq's spawner", () => {
-  const spawnerOf = (pmjq: number) => {
-    for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+describe("pmjq's spawners", () => {
+  const spawnersOf = (pmjq: number) =>
+    fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).flatMap((pid) => {
       try {
         const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
         const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-        if (parent === pmjq && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("spawner.js")) return Number(pid)
+        return parent === pmjq && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("spawner.js") ? [Number(pid)] : []
       } catch {
-        // The process ended while we looked.
+        return [] // The process ended while we looked.
       }
-    }
-    return undefined
-  }
+    })
 
-  it("if it dies, its running job is stopped and recorded as interrupted, and the next job still runs", async () => {
+  it("when one dies, its running job is stopped and recorded as interrupted; the other's job and the next job still run", async () => {
     const t = setup("spawner")
-    const pidFile = path.join(t.root, "child.pid")
     const daemon = start(["-o", t.archive, t.spool], t.root)
+    // Each job notes its own pid and its parent's (the spawner that forked it).
+    const job = (name: string, body: string) =>
+      submit(t.spool, name, `echo "$$ $PPID" > "${t.root}/${name}.pids.tmp"; mv "${t.root}/${name}.pids.tmp" "${t.root}/${name}.pids"\n${body}`)
+    const pids = (name: string) => fs.readFileSync(path.join(t.root, `${name}.pids`), "utf8").trim().split(" ").map(Number)
     try {
-      submit(t.spool, "orphaned", `sleep 300 &\necho $! > "${pidFile}"\nwait`)
-      await waitFor("job running", () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").endsWith("\n"))
-      const spawner = spawnerOf(daemon.child.pid!)
-      expect(spawner).toBeDefined()
+      job("orphaned", "sleep 300")
+      await waitFor("first job running", () => fs.existsSync(path.join(t.root, "orphaned.pids")))
+      expect(spawnersOf(daemon.child.pid!)).toHaveLength(2)
+      job("sibling", `while [ ! -e "${t.root}/go" ]; do sleep 0.05; done\necho sibling >> "${t.ledger}"`)
+      await waitFor("second job running", () => fs.existsSync(path.join(t.root, "sibling.pids")))
+      const [orphan, spawner] = pids("orphaned")
+      // Jobs are dealt to the spawners in turn.
+      expect(pids("sibling")[1]).not.toBe(spawner)
       process.kill(spawner!, "SIGKILL")
       await waitFor("record", () => records(t.archive).length === 1)
       expect(records(t.archive)[0]).toMatchObject({ name: "orphaned", outcome: "interrupted", reason: "pmjq's spawner process died" })
-      await waitFor("job's group killed", () => !isAlive(Number(fs.readFileSync(pidFile, "utf8"))), 5_000)
+      await waitFor("job's group killed", () => !isAlive(orphan!), 5_000)
 
+      fs.writeFileSync(path.join(t.root, "go"), "")
+      await waitFor("sibling done", () => records(t.archive).length === 2)
+      expect(records(t.archive).find((r) => r.name === "sibling")).toMatchObject({ outcome: "succeeded" })
       submit(t.spool, "after", `echo after >> "${t.ledger}"`)
-      await waitFor("next job", () => records(t.archive).length === 2)
-      expect(lines(t.ledger)).toEqual(["after"])
+      submit(t.spool, "after2", `echo after2 >> "${t.ledger}"`)
+      await waitFor("next jobs", () => records(t.archive).length === 4)
+      expect(lines(t.ledger).sort()).toEqual(["after", "after2", "sibling"])
+      // A replacement spawner took the dead one's place.
+      expect(spawnersOf(daemon.child.pid!)).toHaveLength(2)
     } finally {
       daemon.child.kill("SIGTERM")
     }
     expect((await daemon.exited).code).toBe(0)
   })
 
-  it("survives Ctrl-C reaching the whole process group, so the graceful stop still sees its jobs end", async () => {
+  it("survive Ctrl-C reaching the whole process group, so the graceful stop still sees its jobs end", async () => {
     const t = setup("spawner-sigint")
     const daemon = start(["-o", t.archive, t.spool], t.root)
     submit(t.spool, "short", `sleep 1\necho done >> "${t.ledger}"`)
     await waitFor("job started", () => daemon.output().stderr.includes("INFO started job=short"))
-    const spawner = spawnerOf(daemon.child.pid!)
-    expect(spawner).toBeDefined()
-    // What a terminal does on Ctrl-C: SIGINT to pmjq and its spawner alike.
-    process.kill(spawner!, "SIGINT")
+    const spawners = spawnersOf(daemon.child.pid!)
+    expect(spawners).toHaveLength(2)
+    // What a terminal does on Ctrl-C: SIGINT to pmjq and its spawners alike.
+    for (const spawner of spawners) process.kill(spawner, "SIGINT")
     daemon.child.kill("SIGINT")
     expect((await daemon.exited).code).toBe(0)
     expect(lines(t.ledger)).toEqual(["done"])
     expect(records(t.archive)).toMatchObject([{ name: "short", outcome: "succeeded" }])
-    await waitFor("spawner gone with pmjq", () => !isAlive(spawner!), 5_000)
+    await waitFor("spawners gone with pmjq", () => spawners.every((s) => !isAlive(s)), 5_000)
   })
 })

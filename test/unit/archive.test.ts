@@ -4,9 +4,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Archive, entryName, reserveEntry } from "../../src/job/Archive.js"
+import { Syscalls } from "../../src/syscalls.js"
 import { judge, type JobRecord, stamp } from "../../src/job/Record.js"
 import { parseDuration } from "../../src/duration.js"
-import { Duration, Either } from "effect"
+import { Duration, Either, Layer } from "effect"
 
 const record = (name: string): JobRecord => ({
   name,
@@ -50,11 +51,13 @@ describe("archive naming", () => {
       expect(yield* reserveEntry(reserve, "S", "job")).toBe("S-2_job")
       expect(yield* reserveEntry(reserve, "S", "job")).toBe("S-3_job")
     }))
+})
 
+describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as const)("archive store, %s calls", (_, calls) => {
   it.effect("a job named x.out ending with a job named x: both whole, neither overwritten", () =>
     Effect.gen(function*() {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
-      const archive = yield* Archive.pipe(Effect.provide(Archive.Live))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
       const stamp = "20260101T000000.000Z"
       const folder = (label: string, files: Record<string, string>) => {
         const run = path.join(root, `run-${label}`)
@@ -78,7 +81,7 @@ describe("archive naming", () => {
   it.effect("two same-named jobs ending in the same millisecond keep both entries", () =>
     Effect.gen(function*() {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
-      const archive = yield* Archive.pipe(Effect.provide(Archive.Live))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
       const stored: Array<string> = []
       for (const body of ["first", "second"]) {
         const run = path.join(root, `run-${body}`)
