@@ -10,7 +10,8 @@ import { Archive } from "../src/job/Archive.js"
 import { ProcessRunner } from "../src/job/Runner.js"
 import { logLayer } from "../src/log.js"
 import { Spool } from "../src/spool/Spool.js"
-import { daemonSettings, fakeArchive, fakeLoad, fakeRunner, fakeSpool } from "../test/fakes.js"
+import { Nodes } from "../src/spool/Nodes.js"
+import { daemonSettings, fakeArchive, fakeLoad, fakeNodes, fakeRunner, fakeSpool } from "../test/fakes.js"
 
 const jobs = Number(process.argv[2] ?? 20_000)
 const logged = process.argv.includes("--log")
@@ -25,8 +26,10 @@ const program = Effect.gen(function*() {
     Layer.succeed(Spool, spool.service),
     Layer.succeed(ProcessRunner, runner.service),
     Layer.succeed(Archive, archive.service),
-    Gate.layer({ cpuLimit: Option.none(), sampleEvery: "1 second" }).pipe(Layer.provide(load.layer))
-  )
+    Layer.succeed(Nodes, (yield* fakeNodes).service),
+    Gate.layer({ cpuLimit: Option.none(), sampleEvery: "1 second" }),
+    load.layer
+  ).pipe(Layer.provide(load.layer))
   const started = performance.now()
   const cpu = process.cpuUsage()
   yield* daemon(daemonSettings({ drain: true, maxJobs: 8 })).pipe(Effect.scoped, Effect.provide(live))

@@ -7,14 +7,18 @@
  * to finish, then their process groups are terminated and they are archived as
  * interrupted.
  */
-import { Duration, Effect, FiberSet, Option, Stream } from "effect"
+import { Clock, Duration, Effect, FiberSet, Option, Schedule, Stream } from "effect"
 import { Gate } from "./gate/Gate.js"
+import { LoadAverage } from "./gate/LoadAverage.js"
 import { type JobSettings, runJob } from "./job/Job.js"
+import { ProcessRunner } from "./job/Runner.js"
+import { makeRecovery, type RecoverySettings } from "./recovery.js"
+import { Nodes } from "./spool/Nodes.js"
 import { makeFeed, spoolEvents } from "./spool/feed.js"
 import { makePending } from "./spool/Pending.js"
 import { Spool } from "./spool/Spool.js"
 
-export interface DaemonSettings extends JobSettings {
+export interface DaemonSettings extends JobSettings, RecoverySettings {
   /** At most this many jobs at once; 0 means no cap. */
   readonly maxJobs: number
   readonly poll: Duration.DurationInput
@@ -27,8 +31,14 @@ export interface DaemonSettings extends JobSettings {
 export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const spool = yield* Spool
   const gate = yield* Gate
+  const nodes = yield* Nodes
+  const load = yield* LoadAverage
+  const runner = yield* ProcessRunner
   const pending = yield* makePending
   const feed = yield* makeFeed(pending)
+  const recovery = yield* makeRecovery(settings)
+  // Registered first, so it runs last: once every job has ended and been archived.
+  yield* Effect.addFinalizer(() => nodes.leave.pipe(Effect.catchAll((e) => Effect.logWarning("could not clean up").pipe(Effect.annotateLogs({ reason: e.message })))))
   const jobs = yield* FiberSet.make()
   const slots = settings.maxJobs > 0 ? yield* Effect.makeSemaphore(settings.maxJobs) : null
   const takeSlot = slots === null ? Effect.void : slots.take(1)
@@ -45,6 +55,31 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       if (Option.isNone(done)) yield* Effect.logWarning("grace period over; terminating running jobs")
     })
   )
+
+  // The heartbeat says this node is alive, and where its archive is; a lease
+  // spans four beats, so one late write does not get a live node taken over.
+  const leaseMs = Duration.toMillis(settings.lease)
+  const beat = Effect.gen(function*() {
+    yield* nodes.beat({
+      node: settings.node,
+      host: settings.host,
+      pid: process.pid,
+      helpers: yield* runner.helpers,
+      beatAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
+      leaseMs,
+      archiveDir: Option.getOrNull(settings.archiveDir),
+      errorDir: Option.getOrNull(settings.errorDir),
+      running: yield* FiberSet.size(jobs),
+      load: yield* load.oneMinute
+    })
+  }).pipe(Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message }))))
+  yield* beat
+  yield* beat.pipe(Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 4))), Effect.forkScoped)
+
+  // Jobs of nodes that died (this one's previous run among them) first, then
+  // every poll: a node dies at any time.
+  yield* recovery.round
+  yield* recovery.round.pipe(Effect.repeat(Schedule.spaced(settings.poll)), Effect.forkScoped)
 
   const events = yield* spoolEvents(settings.poll)
   yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)

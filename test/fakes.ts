@@ -6,10 +6,11 @@ import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref, Stream 
 import { LoadAverage } from "../src/gate/LoadAverage.js"
 import { Archive, type Finished } from "../src/job/Archive.js"
 import type { JobSettings } from "../src/job/Job.js"
-import type { JobRecord } from "../src/job/Record.js"
+import { type JobRecord, stamp } from "../src/job/Record.js"
 import { type ProcessExit, ProcessRunner, type RunningProcess } from "../src/job/Runner.js"
 import type { DaemonSettings } from "../src/daemon.js"
-import { JobBusy, SpawnFailed } from "../src/errors.js"
+import { ArchiveFailed, JobBusy, SpawnFailed } from "../src/errors.js"
+import { type Heartbeat, Nodes } from "../src/spool/Nodes.js"
 import { Spool } from "../src/spool/Spool.js"
 
 export const fakeSpool = Effect.gen(function*() {
@@ -43,7 +44,7 @@ export const fakeSpool = Effect.gen(function*() {
         const present = files.delete(name)
         if (!present || stolen.has(name)) return Option.none()
         claimed.push(name)
-        return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0 })
+        return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null })
       }),
     release: (claim) =>
       Effect.sync(() => {
@@ -53,6 +54,13 @@ export const fakeSpool = Effect.gen(function*() {
         return true
       }),
     vacated: () => Effect.void,
+    requeue: (_file, name) =>
+      Effect.sync(() => {
+        if (files.has(name)) return false
+        files.set(name, { readyAt: 0, executable: true })
+        return true
+      }),
+    startedBefore: () => Effect.succeed(0),
     notifications: Stream.fromQueue(notify)
   })
   return { service, files, submit, stolen, claimed, released, calls }
@@ -110,27 +118,55 @@ export const fakeRunner = Effect.gen(function*() {
             )
         }
         return proc
-      })
+      }),
+    helpers: Effect.succeed([])
   })
   return { service, plan, spawns, terminated, live, peak }
 })
 
-/** An archive that records what it is given, each store taking `takes` (on the test clock). */
-export const makeFakeArchive = (takes: Duration.DurationInput = 0) => Effect.sync(() => {
+/**
+ * An archive that records what it is given, each store taking `takes` (on the
+ * test clock); the first `failures` stores fail, as on a full disk.
+ */
+export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0) => Effect.sync(() => {
   const stored: Array<{ readonly dir: string; readonly record: JobRecord }> = []
   const discarded: Array<JobRecord> = []
+  const settled: Array<JobRecord> = []
+  let failing = failures
   const service = Archive.of({
-    store: (dir: string, job: Finished, stamp: string) =>
-      Effect.sleep(takes).pipe(Effect.zipRight(Effect.sync(() => {
+    settle: (job: Finished) => Effect.sync(() => void settled.push(job.record)),
+    store: (dir: string, job: Finished) =>
+      Effect.sleep(takes).pipe(Effect.zipRight(Effect.suspend(() => {
+        if (failing > 0) {
+          failing--
+          return Effect.fail(new ArchiveFailed({ path: dir, reason: "ENOSPC: no space left on device" }))
+        }
         stored.push({ dir, record: job.record })
-        return `${dir}/${stamp}_${job.record.name}`
+        return Effect.succeed(`${dir}/${stamp(new Date(job.record.endedAt))}_${job.record.name}`)
       }))),
     discard: (job: Finished) => Effect.sync(() => void discarded.push(job.record))
   })
-  return { service, stored, discarded }
+  return { service, stored, discarded, settled }
 })
 
 export const fakeArchive = makeFakeArchive()
+
+/** A spool with no other node in it; heartbeats are kept to be looked at. */
+export const fakeNodes = Effect.sync(() => {
+  const beats: Array<Heartbeat> = []
+  let left = false
+  const service = Nodes.of({
+    beat: (heartbeat) => Effect.sync(() => void beats.push(heartbeat)),
+    others: Effect.succeed([]),
+    takeOver: () => Effect.succeed(Option.none()),
+    adopted: Effect.succeed([]),
+    inventory: () => Effect.succeed({ leftovers: [], folders: [] }),
+    removeFolder: () => Effect.succeed(true),
+    forget: () => Effect.void,
+    leave: Effect.sync(() => void (left = true))
+  })
+  return { service, beats, hasLeft: () => left }
+})
 
 /** A load source whose value the test sets. */
 export const fakeLoad = Effect.gen(function*() {
@@ -156,5 +192,8 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   poll: "2 seconds",
   drain: false,
   grace: "30 seconds",
+  lease: "60 seconds",
+  orphans: "requeue",
+  maxAttempts: 3,
   ...overrides
 })

@@ -13,6 +13,7 @@ import { LoadAverage } from "../gate/LoadAverage.js"
 import { Archive } from "../job/Archive.js"
 import { ProcessRunner } from "../job/Runner.js"
 import { logLayer } from "../log.js"
+import { NodesLive } from "../spool/Nodes.js"
 import { ensureDirectory, requireSpool, SpoolLive } from "../spool/Spool.js"
 import { Syscalls } from "../syscalls.js"
 import { check, duration } from "./options.js"
@@ -55,6 +56,21 @@ export const daemonOptions = {
   drain: Options.boolean("drain").pipe(
     Options.withDescription("Run what is queued, wait for running jobs, and exit 0 once the spool is empty.")
   ),
+  nodeId: Options.text("node-id").pipe(
+    Options.withDescription("This node's name in the spool (default HOST-PID); unique among the nodes sharing it."),
+    check("node-id", (id: string) => /^[^/.\s][^/\s]{0,199}$/.test(id), "a name without '/' or spaces, not starting with '.'"),
+    Options.optional
+  ),
+  lease: duration("lease", "60s", "A node on another host whose heartbeat is older than this is dead, and its jobs recovered."),
+  orphans: Options.choice("orphans", ["requeue", "fail"]).pipe(
+    Options.withDefault("requeue" as const),
+    Options.withDescription("Jobs running on a node that died: queue them again (at-least-once), or fail them as interrupted.")
+  ),
+  maxAttempts: Options.integer("max-attempts").pipe(
+    Options.withDefault(3),
+    Options.withDescription("A job whose node died under it this many times goes to the error dir as interrupted."),
+    check("max-attempts", (n: number) => n >= 1, "1 or more")
+  ),
   logFormat: Options.choice("log-format", ["text", "json"]).pipe(
     Options.withDefault("text" as const),
     Options.withDescription("One log line per job event on stderr, as text or JSON.")
@@ -72,7 +88,7 @@ const run = (options: Parsed) =>
     const archiveDir = Option.map(options.archiveDir, (dir) => path.resolve(dir))
     const errorDir = Option.map(options.errorDir, (dir) => path.resolve(dir))
 
-    const node = `${os.hostname()}-${process.pid}`
+    const node = Option.getOrElse(options.nodeId, () => `${os.hostname()}-${process.pid}`)
     const settings = {
       spool,
       node,
@@ -85,6 +101,9 @@ const run = (options: Parsed) =>
       poll: options.poll,
       grace: options.grace,
       drain: options.drain,
+      lease: options.lease,
+      orphans: options.orphans,
+      maxAttempts: options.maxAttempts,
       killAfter: "5 seconds",
       busyFor: "1 minute"
     } as const
@@ -92,10 +111,12 @@ const run = (options: Parsed) =>
     const directories = [spool, ...Option.toArray(archiveDir), ...Option.toArray(errorDir)]
     const live = Layer.mergeAll(
       SpoolLive({ spool, node }),
-      Gate.layer({ cpuLimit: options.cpuLimit, sampleEvery: "1 second" }).pipe(Layer.provide(LoadAverage.Live)),
+      NodesLive({ spool, node }),
+      Gate.layer({ cpuLimit: options.cpuLimit, sampleEvery: "1 second" }),
+      LoadAverage.Live,
       ProcessRunner.Live,
       Archive.Live
-    ).pipe(Layer.provide(Syscalls.forDirectories(directories)))
+    ).pipe(Layer.provide(Syscalls.forDirectories(directories)), Layer.provide(LoadAverage.Live))
     // Every check before anything is created: a refused start leaves no trace.
     yield* requireSpool(spool)
     yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))

@@ -5,33 +5,46 @@
  *
  * The entry is reserved by creating STAMP_NAME exclusively (link(2) or an
  * O_EXCL copy), so two same-named jobs ending in the same millisecond get
- * STAMP_NAME and STAMP-1_NAME: nothing is ever overwritten. The record appears
- * last and whole (written aside, then linked in), so a reader that sees the
- * .json sees a complete entry.
+ * STAMP_NAME and STAMP-1_NAME: nothing is ever overwritten. The record is
+ * first written whole beside the claim (settle), and linked in last, so a
+ * reader that sees the .json sees a complete entry.
  */
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
+import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { pipeline } from "node:stream/promises"
 import { ArchiveFailed, describe, errnoCode } from "../errors.js"
+import { mkdirs } from "../dirs.js"
 import { type Calls, Syscalls } from "../syscalls.js"
-import type { JobRecord } from "./Record.js"
+import { type JobRecord, stamp } from "./Record.js"
 
 export interface Finished {
-  /** The claimed script. */
-  readonly script: string
+  /** The claimed script; null when only an interrupted attempt's output is archived. */
+  readonly script: string | null
   /** Captured output files, when output was captured. */
   readonly stdout: string | null
   readonly stderr: string | null
+  /** Where the record is kept beside the claim until the entry is whole. */
+  readonly recordFile: string
   readonly record: JobRecord
 }
 
 export class Archive extends Context.Tag("pmjq/Archive")<
   Archive,
   {
-    /** Moves a finished job into DIR; returns the entry's path (its script). */
-    readonly store: (dir: string, job: Finished, stamp: string) => Effect.Effect<string, ArchiveFailed>
-    /** No archive for this job: delete the script (and any captured output). */
+    /**
+     * Writes the record beside the claim: from here on the outcome is known, and
+     * recovery finishes the archival instead of running the job again.
+     */
+    readonly settle: (job: Finished) => Effect.Effect<void, ArchiveFailed>
+    /**
+     * Moves a finished job into DIR as STAMP_NAME (STAMP from its end time);
+     * returns the entry's path. Idempotent: after a crash half way, running it
+     * again completes the same entry.
+     */
+    readonly store: (dir: string, job: Finished) => Effect.Effect<string, ArchiveFailed>
+    /** No archive for this job: delete the script, its record and any captured output. */
     readonly discard: (job: Finished) => Effect.Effect<void, ArchiveFailed>
   }
 >() {
@@ -76,14 +89,23 @@ export const reserveEntry = <E>(
   return attempt(0)
 }
 
-/** Hard link where we can; across filesystems, an exclusive copy. Never replaces `to`. */
+const sameFile = async (calls: Calls, a: string, b: string) => {
+  const [x, y] = await Promise.all([calls.lstat(a), calls.lstat(b)])
+  return x.ino === y.ino && x.dev === y.dev
+}
+
+/**
+ * Hard link where we can; across filesystems, an exclusive copy. Never replaces
+ * `to`. True when `to` is now `from`: placed now, or by an earlier try that a
+ * crash cut short (same inode).
+ */
 const placeExclusive = async (calls: Calls, from: string, to: string): Promise<boolean> => {
   try {
     await calls.link(from, to)
     return true
   } catch (e) {
     const code = errnoCode(e)
-    if (code === "EEXIST") return false
+    if (code === "EEXIST") return sameFile(calls, from, to)
     if (code !== "EXDEV" && code !== "EPERM") throw e
   }
   try {
@@ -106,27 +128,34 @@ const replay = (file: string, sink: NodeJS.WritableStream) =>
 const makeLive = (calls: Calls) => {
   const fail = (where: string) => (e: unknown) => new ArchiveFailed({ path: where, reason: describe(e) })
 
-  // An entry is four names, and a job called "x.out" ending in the same
+  // Written aside and renamed in: the record file is whole or absent.
+  const writeRecord = async (job: Finished) => {
+    const aside = `${job.recordFile}.tmp`
+    await removeIfPresent(calls, aside)
+    await calls.writeNew(aside, JSON.stringify(job.record, null, 2) + "\n")
+    await calls.rename(aside, job.recordFile)
+  }
+
+  const settle = (job: Finished) => Effect.tryPromise({ try: () => writeRecord(job), catch: fail(job.recordFile) })
+
+  // An entry is up to four names, and a job called "x.out" ending in the same
   // millisecond as a job called "x" owns STAMP_x.out. So every name is placed
-  // exclusively, and on any clash the names placed so far (ours) are undone and
-  // the next counter is tried.
-  const place = async (dir: string, entry: string, job: Finished, record: string): Promise<boolean> => {
+  // exclusively, and on a clash with someone else's file the names placed so
+  // far are undone and the next counter is tried. The record comes last, so a
+  // reader that sees STAMP_NAME.json sees a whole entry.
+  const place = async (dir: string, entry: string, job: Finished): Promise<boolean> => {
     const base = path.join(dir, entry)
-    const aside = path.join(dir, `.${entry}.json.tmp`)
     const placed: Array<string> = []
-    const parts: Array<readonly [string, string]> = [[job.script, base]]
+    const parts: Array<readonly [string, string]> = []
+    if (job.script !== null) parts.push([job.script, base])
     if (job.stdout !== null) parts.push([job.stdout, base + ".out"])
     if (job.stderr !== null) parts.push([job.stderr, base + ".err"])
+    parts.push([job.recordFile, base + ".json"])
     try {
       for (const [from, to] of parts) {
         if (!(await placeExclusive(calls, from, to))) return false
         placed.push(to)
       }
-      // The record appears last and whole: written aside, then linked in.
-      await calls.writeNew(aside, record)
-      const linked = await placeExclusive(calls, aside, base + ".json")
-      await calls.unlink(aside)
-      if (!linked) return false
       placed.length = 0
       return true
     } finally {
@@ -134,22 +163,29 @@ const makeLive = (calls: Calls) => {
     }
   }
 
-  const store = (dir: string, job: Finished, stamp: string) =>
+  const leaveRunningFolder = (job: Finished) => async () => {
+    for (const file of [job.script, job.stdout, job.stderr, job.recordFile]) if (file !== null) await removeIfPresent(calls, file)
+  }
+
+  const store = (dir: string, job: Finished) =>
     Effect.gen(function*() {
-      const record = JSON.stringify(job.record, null, 2) + "\n"
+      const recorded = yield* Effect.tryPromise({ try: () => calls.lstat(job.recordFile).then(() => true, () => false), catch: fail(job.recordFile) })
+      if (!recorded) yield* settle(job)
+      // The archive dir may have been removed (by a job, by hand) since startup.
+      const placeIn = (candidate: string) =>
+        place(dir, candidate, job).catch(async (e: unknown) => {
+          if (errnoCode(e) !== "ENOENT" || (await fsp.stat(dir).then(() => true, () => false))) throw e
+          await mkdirs(dir)
+          return place(dir, candidate, job)
+        })
       const entry = yield* reserveEntry(
-        (candidate) => Effect.tryPromise({ try: () => place(dir, candidate, job, record), catch: fail(dir) }),
-        stamp,
+        (candidate) => Effect.tryPromise({ try: () => placeIn(candidate), catch: fail(dir) }),
+        stamp(new Date(job.record.endedAt)),
         job.record.name
       )
       const base = path.join(dir, entry)
       // Only now that the entry is whole does the job leave the running folder.
-      yield* Effect.tryPromise({
-        try: async () => {
-          for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(calls, file)
-        },
-        catch: fail(base)
-      })
+      yield* Effect.tryPromise({ try: leaveRunningFolder(job), catch: fail(base) })
       return base
     })
 
@@ -161,10 +197,10 @@ const makeLive = (calls: Calls) => {
         for (const [file, sink] of [[job.stdout, process.stdout], [job.stderr, process.stderr]] as const) {
           if (file !== null) await replay(file, sink)
         }
-        for (const file of [job.script, job.stdout, job.stderr]) if (file !== null) await removeIfPresent(calls, file)
+        await leaveRunningFolder(job)()
       },
-      catch: fail(job.script)
+      catch: fail(job.script ?? job.recordFile)
     })
 
-  return Archive.of({ store, discard })
+  return Archive.of({ settle, store, discard })
 }

@@ -4,12 +4,10 @@
  * and the job is still recorded and archived as "interrupted" before the fiber ends.
  */
 import { Cause, Clock, Duration, Effect, Exit, Option, Schedule } from "effect"
-import * as path from "node:path"
 import type { ArchiveFailed } from "../errors.js"
-import type { Claim } from "../spool/Spool.js"
-import { Spool } from "../spool/Spool.js"
+import { besideClaim, type Claim, Spool } from "../spool/Spool.js"
 import { Archive, type Finished } from "./Archive.js"
-import { type Ending, judge, type JobRecord, stamp } from "./Record.js"
+import { type Ending, judge, type JobRecord } from "./Record.js"
 import { type Output, ProcessRunner, type RunningProcess } from "./Runner.js"
 
 export interface JobSettings {
@@ -29,11 +27,11 @@ export interface JobSettings {
 const iso = (millis: number) => new Date(millis).toISOString()
 
 /** Hidden names, so a job called "x.out" never meets the output of a job called "x". */
-const outputFiles = (claim: Claim) => {
-  const dir = path.dirname(claim.path)
-  const base = path.basename(claim.path)
-  return { stdout: path.join(dir, `.${base}.out`), stderr: path.join(dir, `.${base}.err`) }
-}
+const outputFiles = (claim: Claim) => ({ stdout: besideClaim(claim.path, ".out"), stderr: besideClaim(claim.path, ".err") })
+
+// A full or missing archive dir: the job waits, finished and whole, in the
+// running folder, and archival is tried again, soon and then once a minute.
+const archiveRetry = Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("1 minute")))
 
 /**
  * Runs a claimed job to its archive. `processEnded` is run as soon as the job's
@@ -53,7 +51,7 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
   const spawn = runner.spawn({
     path: claim.path,
     cwd: settings.workdir,
-    env: { PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node },
+    env: { PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node, PMJQ_ATTEMPT: String(claim.attempt) },
     stdout: output(files?.stdout),
     stderr: output(files?.stderr)
   }).pipe(
@@ -106,7 +104,7 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
         host: settings.host,
         pid: proc?.pid ?? null,
         user: settings.user,
-        attempt: 1,
+        attempt: claim.attempt,
         claimedAt: iso(claim.claimedAt),
         startedAt: proc === null ? null : iso(startedAt),
         endedAt: iso(endedAt),
@@ -125,20 +123,36 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
 
       // A job that never started has no output: the spawner removed its empty files.
       const output = proc === null ? null : files
-      const finished: Finished = { script: claim.path, stdout: output?.stdout ?? null, stderr: output?.stderr ?? null, record }
+      const finished: Finished = {
+        script: claim.path,
+        stdout: output?.stdout ?? null,
+        stderr: output?.stderr ?? null,
+        recordFile: besideClaim(claim.path, ".json"),
+        record
+      }
+      // Written down before anything moves: should pmjq die from here on, recovery
+      // archives this outcome and never runs the job again. If it cannot be
+      // written now, archival below writes it.
+      yield* archive.settle(finished).pipe(
+        Effect.catchTag("ArchiveFailed", (error) => Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })))
+      )
       const destination = record.outcome === "succeeded"
         ? settings.archiveDir
         : Option.orElse(settings.errorDir, () => settings.archiveDir)
       const place: Effect.Effect<string | null, ArchiveFailed> = Option.isSome(destination)
-        ? archive.store(destination.value, finished, stamp(new Date(endedAt)))
+        ? archive.store(destination.value, finished)
         : Effect.as(archive.discard(finished), null)
-      yield* place.pipe(
-        Effect.tap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
-        Effect.zipRight(spool.vacated(claim)),
-        // The job stays whole in the running folder; it is not lost.
-        Effect.catchTag("ArchiveFailed", (error) =>
-          Effect.logError("not archived, kept").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path })))
+      // The first try is part of the job's end, even when pmjq is stopping; only
+      // the waits between later tries give way to a stop (the job stays kept,
+      // and recovery archives it at the next start).
+      const attempt = place.pipe(Effect.tapError((error) =>
+        Effect.logError("not archived yet; kept, will retry").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path }))
+      ))
+      const entry = yield* attempt.pipe(
+        Effect.orElse(() => restore(attempt.pipe(Effect.retry(archiveRetry), Effect.delay("1 second"))))
       )
+      if (entry !== null) yield* Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry }))
+      yield* spool.vacated(claim)
     })
   )).pipe(Effect.annotateLogs({ job: claim.name }))
 })

@@ -48,6 +48,11 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
      * (JobBusy, SpawnFailed), no output file made for it is left behind.
      */
     readonly spawn: (spec: ProcessSpec) => Effect.Effect<RunningProcess, JobBusy | SpawnFailed, Scope.Scope>
+    /**
+     * Pids of helper processes that jobs depend on (the spawners): after a crash,
+     * jobs may run until these are gone too.
+     */
+    readonly helpers: Effect.Effect<ReadonlyArray<number>>
   }
 >() {
   static readonly Live = Layer.scoped(ProcessRunner, Effect.suspend(() => makeSpawnerRunner))
@@ -190,5 +195,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
       (process) => process.terminate(RELEASE_KILL_AFTER)
     )
 
-  return ProcessRunner.of({ spawn })
+  const helpers = Effect.sync(() => spawners.flatMap((s) => (s !== null && s.pid !== undefined ? [s.pid] : [])))
+
+  return ProcessRunner.of({ spawn, helpers })
 })

@@ -11,7 +11,9 @@
  *                                                  stdout/stderr: a file, or null to inherit
  *   out: { id, pid } | { id, error: { code, message } } | { id, exitCode, signal }
  *
- * It keeps no state but the children it waits for, and exits when pmjq goes away.
+ * It keeps no state but the children it waits for. When pmjq goes away without
+ * a word (killed, crashed), it stops them and exits: their claims will be
+ * recovered and run again, and must not run twice at once.
  */
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
@@ -52,6 +54,8 @@ const fail = (id: number, e: unknown) => {
 }
 
 const base = { ...process.env }
+/** Process groups of running jobs. */
+const running = new Set<number>()
 
 const spawn = (request: SpawnRequest) => {
   const fds: Array<number> = []
@@ -83,9 +87,13 @@ const spawn = (request: SpawnRequest) => {
   child.once("error", failed)
   child.once("spawn", () => {
     closeFds()
+    running.add(child.pid!)
     send({ id: request.id, pid: child.pid! })
   })
-  child.once("exit", (exitCode, signal) => send({ id: request.id, exitCode, signal }))
+  child.once("exit", (exitCode, signal) => {
+    running.delete(child.pid!)
+    send({ id: request.id, exitCode, signal })
+  })
 }
 
 process.on("message", (request: SpawnRequest) => spawn(request))
@@ -94,6 +102,26 @@ process.on("message", (request: SpawnRequest) => spawn(request))
 // only when pmjq disconnects. Jobs start with default signal handling again.
 process.on("SIGINT", () => {})
 process.on("SIGTERM", () => {})
-// pmjq is gone: stop taking work. Running jobs go on in their own groups, as
-// they would had pmjq forked them itself.
-process.on("disconnect", () => process.exit(0))
+const signalGroups = (signal: NodeJS.Signals) => {
+  for (const pid of running) {
+    try {
+      process.kill(-pid, signal)
+    } catch {
+      // The group is gone already.
+    }
+  }
+}
+
+// pmjq is gone. After a graceful stop nothing runs here any more; after a
+// crash, the jobs still running are stopped (SIGTERM, SIGKILL 5 s later) so
+// that recovery can run them again without a second copy alive.
+process.on("disconnect", () => {
+  if (running.size === 0) process.exit(0)
+  signalGroups("SIGTERM")
+  setTimeout(() => {
+    signalGroups("SIGKILL")
+    process.exit(0)
+  }, 5000)
+  const poll = setInterval(() => running.size === 0 && process.exit(0), 50)
+  poll.unref()
+})

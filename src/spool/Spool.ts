@@ -9,10 +9,12 @@
  * a lost race, not an error.
  */
 import { Context, Effect, Layer, Option, Stream } from "effect"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, SpoolIOError, SpoolMissing } from "../errors.js"
+import { mkdirs } from "../dirs.js"
 import { readdir, Syscalls } from "../syscalls.js"
 import type { Candidate } from "./Pending.js"
 
@@ -22,6 +24,10 @@ export interface Claim {
   /** Where the claimed file sits now, in this node's running folder. */
   readonly path: string
   readonly claimedAt: number
+  /** 1 for a first run; more when recovery put it back after its node died. */
+  readonly attempt: number
+  /** Recovery's note about this file in .pmjq/attempts/NAME, removed once it is archived. */
+  readonly noteKey: string | null
 }
 
 export interface SpoolSettings {
@@ -43,6 +49,13 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly release: (claim: Claim) => Effect.Effect<boolean, SpoolIOError>
     /** The claimed file has left the running folder (archived or discarded): its name is free again. */
     readonly vacated: (claim: Claim) => Effect.Effect<void>
+    /**
+     * Puts a file from a dead node's folder back in the spool under NAME, noting
+     * that it has been started `attempts` times; false when a job already has that name.
+     */
+    readonly requeue: (file: string, name: string, attempts: number) => Effect.Effect<boolean, SpoolIOError>
+    /** How many times the file at PATH was started before (0 if never), by recovery's notes. */
+    readonly startedBefore: (file: string, name: string) => Effect.Effect<number, SpoolIOError>
     /** Names the kernel says changed: hints to look at, never the truth (and silent over NFS). */
     readonly notifications: Stream.Stream<string, SpoolIOError>
   }
@@ -50,8 +63,31 @@ export class Spool extends Context.Tag("pmjq/Spool")<
 
 export const STATE_DIR = ".pmjq"
 export const runningDir = (spool: string, node: string) => path.join(spool, STATE_DIR, "running", node)
+const attemptsDir = (spool: string) => path.join(spool, STATE_DIR, "attempts")
+
+/**
+ * .pmjq/attempts/NAME: how often each requeued file named NAME was started,
+ * keyed by inode (which a rename keeps) and checked against its mtime (which a
+ * rename keeps too), so a new file that reuses the inode starts from zero.
+ */
+type AttemptNotes = Record<string, { readonly attempts: number; readonly mtimeMs: number }>
 
 const isHidden = (name: string) => name.startsWith(".")
+
+/**
+ * A hidden file kept beside a claimed job in its running folder: its output
+ * (".out", ".err") and its record (".json"). Derived from the claim's name alone,
+ * so recovery finds them; a name too long for NAME_MAX with the dot and suffix
+ * is cut and made unique by a hash of the whole name.
+ */
+export const besideClaim = (claimPath: string, suffix: ".out" | ".err" | ".json") => {
+  const base = path.basename(claimPath)
+  const room = 255 - 1 - suffix.length - ".tmp".length
+  const short = Buffer.byteLength(base) <= room
+    ? base
+    : Buffer.from(base).subarray(0, room - 17).toString().replace(/\uFFFD+$/, "") + "-" + createHash("sha256").update(base).digest("hex").slice(0, 16)
+  return path.join(path.dirname(claimPath), `.${short}${suffix}`)
+}
 
 /** Numbered like GNU backups, so a second same-named claim never replaces the first. */
 const claimTarget = (dir: string, name: string, n: number) => path.join(dir, n === 0 ? name : `${name}.~${n}~`)
@@ -61,26 +97,6 @@ const io = <A>(operation: string, file: string, run: () => Promise<A>) =>
     try: run,
     catch: (e) => new SpoolIOError({ operation, path: file, reason: describe(e) })
   })
-
-// mkdir -p that retries each component once: mkdir("/proc/x") says ENOENT
-// while /proc exists, and Node's recursive mkdir loops on that forever. A
-// daemon must fail at startup, not hang. With `parents` false it creates DIR
-// only, and an existing DIR must be a directory.
-const mkdirs = async (dir: string, parents = true): Promise<void> => {
-  try {
-    await fsp.mkdir(dir)
-  } catch (e) {
-    const code = errnoCode(e)
-    if (code === "EEXIST") {
-      if ((await fsp.stat(dir)).isDirectory()) return
-      throw e
-    }
-    const parent = path.dirname(dir)
-    if (code !== "ENOENT" || parent === dir || !parents) throw e
-    await mkdirs(parent)
-    await mkdirs(dir, false)
-  }
-}
 
 export const ensureDirectory = (dir: string) =>
   Effect.tryPromise({
@@ -166,7 +182,16 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         throw e
       }
       held.add(path.basename(target))
-      return Option.some({ name, path: target, claimedAt: Date.now() })
+      const claimedAt = Date.now()
+      const notes = await readNotes(name)
+      if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null })
+      const { key, mtimeMs } = await keyOf(target)
+      const note = notes[key]
+      return Option.some(
+        note !== undefined && note.mtimeMs === mtimeMs
+          ? { name, path: target, claimedAt, attempt: note.attempts + 1, noteKey: key }
+          : { name, path: target, claimedAt, attempt: 1, noteKey: null }
+      )
     })
 
   // link(2) fails with EEXIST instead of replacing, which rename(2) would do.
@@ -183,7 +208,61 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       return true
     })
 
-  const vacated = (claim: Claim) => Effect.sync(() => void held.delete(path.basename(claim.path)))
+  const notesFile = (name: string) => path.join(attemptsDir(spool), name)
+  const readNotes = (name: string): Promise<AttemptNotes | null> =>
+    fsp.readFile(notesFile(name), "utf8").then(
+      (text) => JSON.parse(text) as AttemptNotes,
+      (e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e))
+    )
+  const keyOf = async (file: string) => {
+    const s = await calls.lstat(file)
+    return { key: String(s.ino), mtimeMs: s.mtimeMs }
+  }
+  // Read, change, write aside and rename over: a reader sees old or new notes.
+  const updateNotes = async (name: string, change: (notes: AttemptNotes) => AttemptNotes) => {
+    const next = change((await readNotes(name)) ?? {})
+    if (Object.keys(next).length === 0) return calls.unlink(notesFile(name)).catch(() => undefined)
+    await mkdirs(attemptsDir(spool))
+    const aside = path.join(attemptsDir(spool), `.${process.pid}.${Date.now()}.tmp`)
+    await calls.writeNew(aside, JSON.stringify(next))
+    await calls.rename(aside, notesFile(name))
+  }
+
+  const startedBefore = (file: string, name: string) =>
+    io("read attempts", file, async () => {
+      const notes = await readNotes(name)
+      if (notes === null) return 0
+      const { key, mtimeMs } = await keyOf(file)
+      const note = notes[key]
+      return note !== undefined && note.mtimeMs === mtimeMs ? note.attempts : 0
+    })
+
+  const requeue = (file: string, name: string, attempts: number) =>
+    io("requeue", file, async () => {
+      const { key, mtimeMs } = await keyOf(file)
+      await updateNotes(name, (notes) => ({ ...notes, [key]: { attempts, mtimeMs } }))
+      try {
+        await calls.link(file, path.join(spool, name))
+      } catch (e) {
+        // Not queued after all: the note goes, so the next try counts the same attempt.
+        await updateNotes(name, (notes) => Object.fromEntries(Object.entries(notes).filter(([k]) => k !== key)))
+        if (errnoCode(e) === "EEXIST") return false
+        throw e
+      }
+      await calls.unlink(file)
+      return true
+    })
+
+  // A requeued job's note goes with it; a first run has none to remove.
+  const vacated = (claim: Claim) =>
+    Effect.suspend(() => {
+      held.delete(path.basename(claim.path))
+      const key = claim.noteKey
+      if (key === null) return Effect.void
+      return io("forget attempts", claim.path, () =>
+        updateNotes(claim.name, (notes) => Object.fromEntries(Object.entries(notes).filter(([k]) => k !== key)))
+      ).pipe(Effect.ignore)
+    })
 
   const notifications = Stream.async<string, SpoolIOError>((emit) => {
     const failed = (e: unknown) => new SpoolIOError({ operation: "watch", path: spool, reason: describe(e) })
@@ -201,7 +280,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     return Effect.sync(() => watcher.close())
   }, "unbounded")
 
-  return Spool.of({ path: spool, list, inspect, claim, release, vacated, notifications })
+  return Spool.of({ path: spool, list, inspect, claim, release, vacated, requeue, startedBefore, notifications })
 })
 
 export const SpoolLive = (settings: SpoolSettings) => Layer.effect(Spool, make(settings))

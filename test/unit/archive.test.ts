@@ -66,15 +66,48 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
         return run
       }
       const other = folder("other", { "x.out": "#!/bin/sh\necho I am x.out\n" })
-      const first = yield* archive.store(root, { script: path.join(other, "x.out"), stdout: null, stderr: null, record: record("x.out") }, stamp)
+      const first = yield* archive.store(root, { script: path.join(other, "x.out"), stdout: null, stderr: null, recordFile: path.join(other, ".x.out.json"), record: record("x.out") })
       const mine = folder("mine", { x: "#!/bin/sh\necho I am x\n", out: "x's output" })
-      const second = yield* archive.store(root, { script: path.join(mine, "x"), stdout: path.join(mine, "out"), stderr: null, record: record("x") }, stamp)
+      const second = yield* archive.store(root, { script: path.join(mine, "x"), stdout: path.join(mine, "out"), stderr: null, recordFile: path.join(mine, ".x.json"), record: record("x") })
       expect(path.basename(first)).toBe(`${stamp}_x.out`)
       // STAMP_x.out was the other job's script, so x's entry moved on, whole.
       expect(path.basename(second)).toBe(`${stamp}-1_x`)
       expect(fs.readFileSync(first, "utf8")).toBe("#!/bin/sh\necho I am x.out\n")
       expect(fs.readFileSync(second + ".out", "utf8")).toBe("x's output")
       expect(fs.existsSync(path.join(root, `${stamp}_x`))).toBe(false)
+      fs.rmSync(root, { recursive: true })
+    }))
+
+  it.effect("storing again after a crash half way completes the same entry, with no second one", () =>
+    Effect.gen(function*() {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
+      const run = path.join(root, "run")
+      fs.mkdirSync(run)
+      fs.writeFileSync(path.join(run, "job"), "#!/bin/sh\n", { mode: 0o755 })
+      fs.writeFileSync(path.join(run, ".job.out"), "out")
+      const job = { script: path.join(run, "job"), stdout: path.join(run, ".job.out"), stderr: null, recordFile: path.join(run, ".job.json"), record: record("job") }
+      yield* archive.settle(job)
+      // The first try linked the script and its output, then pmjq died.
+      const entry = path.join(root, "20260101T000000.000Z_job")
+      fs.linkSync(job.script, entry)
+      fs.linkSync(job.stdout, entry + ".out")
+      expect(yield* archive.store(root, job)).toBe(entry)
+      expect(fs.readdirSync(root).sort()).toEqual(["20260101T000000.000Z_job", "20260101T000000.000Z_job.json", "20260101T000000.000Z_job.out", "run"])
+      expect(JSON.parse(fs.readFileSync(entry + ".json", "utf8"))).toEqual(record("job"))
+      expect(fs.readdirSync(run)).toEqual([])
+      fs.rmSync(root, { recursive: true })
+    }))
+
+  it.effect("an interrupted attempt's output is archived without a script", () =>
+    Effect.gen(function*() {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
+      fs.writeFileSync(path.join(root, ".job.err"), "half")
+      const stored = yield* archive.store(root, { script: null, stdout: null, stderr: path.join(root, ".job.err"), recordFile: path.join(root, ".job.json"), record: record("job") })
+      expect(fs.existsSync(stored)).toBe(false)
+      expect(fs.readFileSync(stored + ".err", "utf8")).toBe("half")
+      expect(JSON.parse(fs.readFileSync(stored + ".json", "utf8")).name).toBe("job")
       fs.rmSync(root, { recursive: true })
     }))
 
@@ -92,8 +125,9 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
           script: path.join(run, "job"),
           stdout: path.join(run, "out"),
           stderr: null,
+          recordFile: path.join(run, ".job.json"),
           record: record("job")
-        }, "20260101T000000.000Z"))
+        }))
       }
       expect(stored.map((p) => path.basename(p))).toEqual(["20260101T000000.000Z_job", "20260101T000000.000Z-1_job"])
       expect(fs.readFileSync(stored[0]! + ".out", "utf8")).toBe("first")

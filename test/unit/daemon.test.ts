@@ -5,23 +5,27 @@ import { Gate } from "../../src/gate/Gate.js"
 import { ProcessRunner } from "../../src/job/Runner.js"
 import { Archive } from "../../src/job/Archive.js"
 import { Spool } from "../../src/spool/Spool.js"
-import { busy, daemonSettings, exits, fakeLoad, fakeRunner, fakeSpool, makeFakeArchive } from "../fakes.js"
+import { Nodes } from "../../src/spool/Nodes.js"
+import { busy, daemonSettings, exits, fakeLoad, fakeNodes, fakeRunner, fakeSpool, makeFakeArchive } from "../fakes.js"
 
-const setupWith = (archiveTakes: Duration.DurationInput) => Effect.gen(function*() {
+const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0) => Effect.gen(function*() {
   const spool = yield* fakeSpool
   const runner = yield* fakeRunner
-  const archive = yield* makeFakeArchive(archiveTakes)
+  const archive = yield* makeFakeArchive(archiveTakes, archiveFailures)
   const load = yield* fakeLoad
+  const nodes = yield* fakeNodes
   const layer = (cpuLimit: Option.Option<number> = Option.none()) =>
     Layer.mergeAll(
       Layer.succeed(Spool, spool.service),
       Layer.succeed(ProcessRunner, runner.service),
       Layer.succeed(Archive, archive.service),
-      Gate.layer({ cpuLimit, sampleEvery: "1 second" }).pipe(Layer.provide(load.layer))
-    )
+      Layer.succeed(Nodes, nodes.service),
+      Gate.layer({ cpuLimit, sampleEvery: "1 second" }),
+      load.layer
+    ).pipe(Layer.provide(load.layer))
   const start = (settings: DaemonSettings, cpuLimit?: number) =>
     daemon(settings).pipe(Effect.scoped, Effect.provide(layer(Option.fromNullable(cpuLimit))), Effect.fork)
-  return { spool, runner, archive, load, start }
+  return { spool, runner, archive, load, nodes, start }
 })
 const setup = setupWith(0)
 
@@ -34,6 +38,24 @@ const settle = Effect.gen(function*() {
 const advance = (duration: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(duration), settle)
 
 describe("daemon", () => {
+  it.effect("a job whose archival fails is kept, its outcome written first, and archived on a later try; never run again", () =>
+    Effect.gen(function*() {
+      const t = yield* setupWith(0, 3)
+      yield* t.spool.submit("a", 1)
+      const fiber = yield* t.start(daemonSettings({ drain: true }))
+      yield* settle
+      expect(t.archive.settled.map((r) => r.name)).toEqual(["a"])
+      expect(t.archive.stored).toEqual([])
+      // Retries at 1 s, 2 s, 4 s after each failure (exponential, at most a minute apart).
+      yield* advance("1 second")
+      yield* advance("2 seconds")
+      expect(t.archive.stored).toEqual([])
+      yield* advance("4 seconds")
+      yield* Fiber.join(fiber)
+      expect(t.archive.stored.map((s) => s.record.name)).toEqual(["a"])
+      expect(t.runner.spawns).toEqual(["a"])
+    }))
+
   it.effect("runs every queued job exactly once, oldest first, then drains", () =>
     Effect.gen(function*() {
       const t = yield* setup

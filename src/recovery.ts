@@ -1,0 +1,171 @@
+/**
+ * Recovery: what a dead node claimed is finished or run again, never lost.
+ *
+ * A node is dead when it ran on this host and its pid is gone (known at once),
+ * or when its heartbeat is older than the lease (another host: it may only be
+ * cut off, so it gets the lease to come back). Its running folder is taken over
+ * with one rename, then each job in it is settled:
+ *
+ * - it has a record: its process ended, so it is archived as recorded, never rerun;
+ * - it has none: it was claimed or running when its node died. It goes back to
+ *   the spool with its attempt counted (at-least-once), or to the error dir as
+ *   `interrupted` with `--orphans fail` or once it has used `--max-attempts`.
+ *   What output the dead attempt left is archived (script-less entry), not dropped.
+ */
+import { Clock, Duration, Effect, Option } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Archive, type Finished } from "./job/Archive.js"
+import type { JobRecord } from "./job/Record.js"
+import { type Heartbeat, type Leftover, Nodes, type NodeView } from "./spool/Nodes.js"
+import { Spool } from "./spool/Spool.js"
+
+export type Orphans = "requeue" | "fail"
+
+export interface RecoverySettings {
+  readonly node: string
+  readonly host: string
+  readonly lease: Duration.DurationInput
+  readonly orphans: Orphans
+  readonly maxAttempts: number
+  readonly archiveDir: Option.Option<string>
+  readonly errorDir: Option.Option<string>
+}
+
+/** Why NODE is dead, or null while it may be alive. */
+export const deathOf = (
+  view: NodeView,
+  now: number,
+  host: string,
+  leaseMs: number,
+  isAlive: (pid: number) => boolean
+): string | null => {
+  const hb: Heartbeat | null = view.heartbeat
+  if (hb === null) {
+    return now - view.folderChangedAt > leaseMs ? `no heartbeat, and its folder unchanged for over ${leaseMs} ms` : null
+  }
+  // Its spawners too: until they are gone, its jobs may still be running.
+  if (hb.host === host && ![hb.pid, ...(hb.helpers ?? [])].some(isAlive)) return `its process ${hb.pid} on this host is gone`
+  const age = now - Date.parse(hb.beatAt)
+  return age > leaseMs ? `its last heartbeat is ${Math.round(age / 1000)} s old (lease ${leaseMs / 1000} s)` : null
+}
+
+/** A process that exists and is not a zombie (a killed pmjq nobody reaped yet is dead). */
+export const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+  } catch (e) {
+    // EPERM: alive, owned by someone else.
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
+  } catch {
+    return true // No /proc: trust kill(2).
+  }
+}
+
+const iso = (millis: number) => new Date(millis).toISOString()
+
+export const makeRecovery = (settings: RecoverySettings) =>
+  Effect.gen(function*() {
+    const nodes = yield* Nodes
+    const spool = yield* Spool
+    const archive = yield* Archive
+    const leaseMs = Duration.toMillis(settings.lease)
+
+    const destination = (outcome: JobRecord["outcome"]) =>
+      outcome === "succeeded" ? settings.archiveDir : Option.orElse(settings.errorDir, () => settings.archiveDir)
+
+    const put = (finished: Finished) => {
+      const dir = destination(finished.record.outcome)
+      return Option.isSome(dir) ? archive.store(dir.value, finished) : Effect.as(archive.discard(finished), "(deleted: no archive dir)")
+    }
+
+    const interruptedRecord = (left: Leftover, dead: string, attempt: number, reason: string, now: number): JobRecord => ({
+      name: left.name,
+      node: dead,
+      host: settings.host,
+      pid: null,
+      user: "",
+      attempt,
+      claimedAt: iso(left.claimedAt),
+      startedAt: null,
+      endedAt: iso(now),
+      durationMs: 0,
+      outcome: "interrupted",
+      exitCode: null,
+      signal: null,
+      reason
+    })
+
+    const settle = (left: Leftover, dead: string) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const finished = (record: JobRecord, withScript: boolean): Finished => ({
+          script: withScript ? left.file : null,
+          stdout: left.stdout,
+          stderr: left.stderr,
+          recordFile: left.recordFile,
+          record
+        })
+        if (left.record !== null) {
+          const entry = yield* put(finished(left.record, true))
+          return yield* Effect.logInfo("recovered: archived as recorded").pipe(Effect.annotateLogs({ entry, outcome: left.record.outcome }))
+        }
+        if (left.file === null) {
+          // Output of a dead attempt whose script went back to the spool already.
+          const entry = yield* put(finished(interruptedRecord(left, dead, 0, `output of a run cut short when node ${dead} died`, now), false))
+          return yield* Effect.logInfo("recovered: output kept").pipe(Effect.annotateLogs({ entry }))
+        }
+        const attempt = (yield* spool.startedBefore(left.file, left.name)) + 1
+        const giveUp = settings.orphans === "fail" || attempt >= settings.maxAttempts
+        if (giveUp) {
+          const why = settings.orphans === "fail"
+            ? `node ${dead} died while it ran (--orphans fail)`
+            : `node ${dead} died while it ran, attempt ${attempt} of --max-attempts ${settings.maxAttempts}`
+          const entry = yield* put(finished(interruptedRecord(left, dead, attempt, why, now), true))
+          return yield* Effect.logWarning("recovered: interrupted, not run again").pipe(Effect.annotateLogs({ entry, attempt }))
+        }
+        if (left.stdout !== null || left.stderr !== null) {
+          const why = `node ${dead} died while it ran; run again as attempt ${attempt + 1}`
+          yield* put(finished(interruptedRecord(left, dead, attempt, why, now), false))
+        }
+        const requeued = yield* spool.requeue(left.file, left.name, attempt)
+        if (requeued) yield* Effect.logInfo("recovered: queued again").pipe(Effect.annotateLogs({ attempt: attempt + 1 }))
+        else yield* Effect.logWarning("recovered: kept, a queued job has its name; will retry")
+      }).pipe(
+        Effect.annotateLogs({ job: left.name, from: dead }),
+        Effect.catchAll((error) => Effect.logError("recovery failed; kept, will retry").pipe(Effect.annotateLogs({ job: left.name, reason: error.message })))
+      )
+
+    // Depth first: folders the dead node had itself taken over come first.
+    const empty = (folder: string, dead: string): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const inventory = yield* nodes.inventory(folder)
+        for (const inner of inventory.folders) yield* empty(inner, path.basename(inner).replace(/^\.from-/, ""))
+        for (const left of inventory.leftovers) yield* settle(left, dead)
+        yield* nodes.removeFolder(folder)
+      }).pipe(
+        Effect.catchAll((error) => Effect.logError("recovery failed; will retry").pipe(Effect.annotateLogs({ folder, reason: error.message })))
+      )
+
+    /** One round: take over the dead, then empty what we hold of theirs. */
+    const round = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      for (const view of yield* nodes.others) {
+        const why = deathOf(view, now, settings.host, leaseMs, isAlive)
+        if (why === null) continue
+        const taken = yield* nodes.takeOver(view.node)
+        if (Option.isNone(taken)) continue
+        yield* Effect.logWarning("node dead; recovering its jobs").pipe(Effect.annotateLogs({ dead: view.node, reason: why }))
+        yield* nodes.forget(view.node)
+      }
+      for (const folder of yield* nodes.adopted) yield* empty(folder, path.basename(folder).replace(/^\.from-/, ""))
+    }).pipe(
+      Effect.catchAll((error) => Effect.logWarning("recovery round failed").pipe(Effect.annotateLogs({ reason: error.message })))
+    )
+
+    return { round }
+  })

@@ -1,0 +1,212 @@
+/**
+ * The nodes sharing a spool, as the spool itself tells them:
+ *
+ *   job-spool/.pmjq/nodes/NODE          NODE's heartbeat, rewritten every lease/4
+ *   job-spool/.pmjq/running/NODE/       what NODE has claimed
+ *   job-spool/.pmjq/running/NODE/.from-DEAD/   a dead node's folder NODE took over
+ *
+ * A takeover is one rename(2) of the dead node's folder into the taker's own, so
+ * when several nodes notice the same death exactly one wins, and what it took
+ * stays its responsibility (should it die in turn, its folder goes, nested, to
+ * the next taker).
+ */
+import { Context, Effect, Layer, Option } from "effect"
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
+import { mkdirs } from "../dirs.js"
+import { describe, errnoCode, SpoolIOError } from "../errors.js"
+import type { JobRecord } from "../job/Record.js"
+import { Syscalls } from "../syscalls.js"
+import { besideClaim, runningDir, STATE_DIR } from "./Spool.js"
+
+export interface Heartbeat {
+  readonly node: string
+  readonly host: string
+  readonly pid: number
+  /** Its helper processes (spawners): its jobs may run until these are gone too. */
+  readonly helpers: ReadonlyArray<number>
+  /** ISO 8601 UTC, by the writer's clock. */
+  readonly beatAt: string
+  readonly leaseMs: number
+  readonly archiveDir: string | null
+  readonly errorDir: string | null
+  readonly running: number
+  readonly load: number
+}
+
+/** Another node, as seen in the spool. */
+export interface NodeView {
+  readonly node: string
+  readonly folder: string
+  /** Last change to its running folder (claims, archivals), by the file server's clock. */
+  readonly folderChangedAt: number
+  readonly heartbeat: Heartbeat | null
+}
+
+/** What a claim left in a running folder, keyed by the hidden base of its files. */
+export interface Leftover {
+  /** The claimed script, if still there. */
+  readonly file: string | null
+  readonly name: string
+  readonly record: JobRecord | null
+  readonly recordFile: string
+  readonly stdout: string | null
+  readonly stderr: string | null
+  /** When it was claimed (the claim's rename set its ctime). */
+  readonly claimedAt: number
+}
+
+export interface Inventory {
+  readonly leftovers: ReadonlyArray<Leftover>
+  /** Folders of dead nodes this folder's owner had taken over. */
+  readonly folders: ReadonlyArray<string>
+}
+
+export class Nodes extends Context.Tag("pmjq/Nodes")<
+  Nodes,
+  {
+    readonly beat: (heartbeat: Heartbeat) => Effect.Effect<void, SpoolIOError>
+    /** Every other node with a running folder. */
+    readonly others: Effect.Effect<ReadonlyArray<NodeView>, SpoolIOError>
+    /** Moves NODE's running folder into ours; none when another node took it first. */
+    readonly takeOver: (node: string) => Effect.Effect<Option.Option<string>, SpoolIOError>
+    /** Folders taken over earlier and not yet emptied (a round cut short). */
+    readonly adopted: Effect.Effect<ReadonlyArray<string>, SpoolIOError>
+    readonly inventory: (folder: string) => Effect.Effect<Inventory, SpoolIOError>
+    /** Removes an emptied folder; false if something is still in it. */
+    readonly removeFolder: (folder: string) => Effect.Effect<boolean, SpoolIOError>
+    readonly forget: (node: string) => Effect.Effect<void, SpoolIOError>
+    /** A clean exit: our heartbeat and folder go, unless jobs are still kept in it. */
+    readonly leave: Effect.Effect<void, SpoolIOError>
+  }
+>() {}
+
+export const ADOPTED_PREFIX = ".from-"
+const CLAIM_COPY = /\.~\d+~$/
+
+const io = <A>(operation: string, file: string, run: () => Promise<A>) =>
+  Effect.tryPromise({ try: run, catch: (e) => new SpoolIOError({ operation, path: file, reason: describe(e) }) })
+
+const ignoreMissing = (e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e))
+
+export const NodesLive = ({ spool, node }: { readonly spool: string; readonly node: string }) =>
+  Layer.effect(
+    Nodes,
+    Effect.gen(function*() {
+      const calls = yield* Syscalls
+      const nodesDir = path.join(spool, STATE_DIR, "nodes")
+      const runningRoot = path.join(spool, STATE_DIR, "running")
+      const mine = runningDir(spool, node)
+      yield* io("create", nodesDir, () => mkdirs(nodesDir))
+
+      // Written aside and renamed over: readers see a whole heartbeat, old or new.
+      const beat = (heartbeat: Heartbeat) =>
+        io("heartbeat", nodesDir, async () => {
+          const aside = path.join(nodesDir, `.${node}.tmp`)
+          await calls.unlink(aside).catch(ignoreMissing)
+          await calls.writeNew(aside, JSON.stringify(heartbeat) + "\n")
+          await calls.rename(aside, path.join(nodesDir, node))
+        })
+
+      const readHeartbeat = (other: string) =>
+        fsp.readFile(path.join(nodesDir, other), "utf8").then(
+          (text): Heartbeat | null => {
+            try {
+              return JSON.parse(text) as Heartbeat
+            } catch {
+              return null // Torn or foreign: judged by its folder's age instead.
+            }
+          },
+          (e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e))
+        )
+
+      const others = io("list nodes", runningRoot, async () => {
+        const names = (await fsp.readdir(runningRoot)).filter((n) => n !== node && !n.startsWith("."))
+        const views = await Promise.all(names.map(async (other): Promise<NodeView | null> => {
+          const folder = path.join(runningRoot, other)
+          const stat = await fsp.stat(folder).catch(() => null)
+          if (stat === null || !stat.isDirectory()) return null
+          return { node: other, folder, folderChangedAt: stat.mtimeMs, heartbeat: await readHeartbeat(other) }
+        }))
+        return views.filter((v): v is NodeView => v !== null)
+      })
+
+      const takeOver = (dead: string) =>
+        io("take over", path.join(runningRoot, dead), async () => {
+          const target = path.join(mine, ADOPTED_PREFIX + dead)
+          try {
+            await calls.rename(path.join(runningRoot, dead), target)
+            return Option.some(target)
+          } catch (e) {
+            // ENOENT: another node took it first. ENOTEMPTY/EEXIST cannot happen
+            // for a fresh target, but are a lost race all the same.
+            if (["ENOENT", "ENOTEMPTY", "EEXIST"].includes(errnoCode(e) ?? "")) return Option.none<string>()
+            throw e
+          }
+        })
+
+      const adopted = io("list", mine, async () =>
+        (await fsp.readdir(mine)).filter((n) => n.startsWith(ADOPTED_PREFIX)).map((n) => path.join(mine, n)))
+
+      const inventory = (folder: string) =>
+        io("inventory", folder, async (): Promise<Inventory> => {
+          const entries = await fsp.readdir(folder, { withFileTypes: true })
+          const names = new Set(entries.map((e) => e.name))
+          const folders = entries.filter((e) => e.isDirectory() && e.name.startsWith(ADOPTED_PREFIX)).map((e) => path.join(folder, e.name))
+          const leftovers: Array<Leftover> = []
+          const seen = new Set<string>()
+          const gather = async (file: string | null, hiddenBase: string, fallbackName: string) => {
+            seen.add(hiddenBase)
+            const recordFile = path.join(folder, `${hiddenBase}.json`)
+            const record = names.has(`${hiddenBase}.json`)
+              ? await fsp.readFile(recordFile, "utf8").then((t) => JSON.parse(t) as JobRecord, () => null)
+              : null
+            const stat = file === null ? null : await fsp.lstat(file)
+            leftovers.push({
+              file,
+              name: record?.name ?? fallbackName,
+              record,
+              recordFile,
+              stdout: names.has(`${hiddenBase}.out`) ? path.join(folder, `${hiddenBase}.out`) : null,
+              stderr: names.has(`${hiddenBase}.err`) ? path.join(folder, `${hiddenBase}.err`) : null,
+              claimedAt: stat?.ctimeMs ?? Date.now()
+            })
+          }
+          for (const e of entries) {
+            if (e.name.startsWith(".") || e.isDirectory()) continue
+            const file = path.join(folder, e.name)
+            await gather(file, path.basename(besideClaim(file, ".json"), ".json"), e.name.replace(CLAIM_COPY, ""))
+          }
+          // Outputs and records whose script already left (a crash mid-archival).
+          for (const e of entries) {
+            const m = /^(\..*)\.(json|out|err)$/.exec(e.name)
+            if (m === null || seen.has(m[1]!) || e.name.endsWith(".tmp")) continue
+            await gather(null, m[1]!, m[1]!.slice(1).replace(CLAIM_COPY, ""))
+          }
+          return { leftovers, folders }
+        })
+
+      const removeFolder = (folder: string) =>
+        io("remove", folder, async () => {
+          // Half-written asides (.tmp) are the only files that may go unread.
+          for (const n of await fsp.readdir(folder)) if (n.endsWith(".tmp")) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
+          try {
+            await fsp.rmdir(folder)
+            return true
+          } catch (e) {
+            const code = errnoCode(e)
+            if (code === "ENOTEMPTY" || code === "EEXIST") return false
+            if (code === "ENOENT") return true
+            throw e
+          }
+        })
+
+      const forget = (other: string) => io("forget", path.join(nodesDir, other), () => calls.unlink(path.join(nodesDir, other)).catch(ignoreMissing))
+
+      const leave = Effect.gen(function*() {
+        if (yield* removeFolder(mine)) yield* forget(node)
+      })
+
+      return Nodes.of({ beat, others, takeOver, adopted, inventory, removeFolder, forget, leave })
+    })
+  )

@@ -1,0 +1,204 @@
+/**
+ * Crashes and many nodes, for real: pmjq killed with SIGKILL, restarted, and
+ * several pmjq processes sharing one spool.
+ */
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { entries, isAlive, records, run, start, submit, tempDir, waitFor } from "./harness.js"
+
+const setup = (label: string) => {
+  const root = tempDir(label)
+  const spool = path.join(root, "spool")
+  fs.mkdirSync(spool)
+  return { root, spool, archive: path.join(root, "archive"), errors: path.join(root, "errors"), ledger: path.join(root, "ledger") }
+}
+
+const lines = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean) : [])
+
+/** A pid that surely belongs to no process any more. */
+const deadPid = () => {
+  const child = cp.spawnSync("sh", ["-c", "echo $$"], { encoding: "utf8" })
+  return Number(child.stdout.trim())
+}
+
+/** What a node that died mid-way leaves: a running folder, and maybe a heartbeat. */
+const ghost = (spool: string, node: string, heartbeat: Record<string, unknown> | null) => {
+  const folder = path.join(spool, ".pmjq", "running", node)
+  fs.mkdirSync(folder, { recursive: true })
+  if (heartbeat !== null) {
+    fs.mkdirSync(path.join(spool, ".pmjq", "nodes"), { recursive: true })
+    fs.writeFileSync(path.join(spool, ".pmjq", "nodes", node), JSON.stringify({ node, helpers: [], leaseMs: 60000, ...heartbeat }))
+  }
+  return folder
+}
+
+const killHard = async (daemon: ReturnType<typeof start>) => {
+  daemon.child.kill("SIGKILL")
+  await daemon.exited
+}
+
+describe("crash recovery", () => {
+  it("a job running when its node was killed runs again at the next start, as attempt 2; the cut attempt's output is kept", async () => {
+    const t = setup("killed")
+    const args = ["-o", t.archive, "-e", t.errors, t.spool]
+    submit(t.spool, "long", `echo "attempt $PMJQ_ATTEMPT" >> "${t.ledger}"\necho "output of attempt $PMJQ_ATTEMPT"\n[ "$PMJQ_ATTEMPT" = 1 ] && sleep 60\nexit 0`)
+    const first = start(args, t.root)
+    await waitFor("first attempt running", () => lines(t.ledger).length === 1)
+    await killHard(first)
+
+    const second = await run(["--drain", ...args], t.root)
+    expect(second.code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["attempt 1", "attempt 2"])
+    expect(records(t.archive)).toMatchObject([{ name: "long", outcome: "succeeded", attempt: 2 }])
+    const done = records(t.archive)[0]!
+    expect(fs.readFileSync(path.join(t.archive, done.entry + ".out"), "utf8")).toBe("output of attempt 2\n")
+    // Attempt 1 left output: it is in the error dir, with a record saying what happened, and no script.
+    const cut = records(t.errors)
+    expect(cut).toMatchObject([{ name: "long", outcome: "interrupted", attempt: 1 }])
+    expect(cut[0]!.reason).toMatch(/died while it ran; run again as attempt 2/)
+    expect(fs.readFileSync(path.join(t.errors, cut[0]!.entry + ".out"), "utf8")).toBe("output of attempt 1\n")
+    expect(fs.existsSync(path.join(t.errors, cut[0]!.entry))).toBe(false)
+    expect(second.stderr).toMatch(/node dead; recovering its jobs dead=\S+ reason="its process \d+ on this host is gone"/)
+    // Nothing left behind: no running folders, no heartbeats, no attempt notes.
+    expect(entries(path.join(t.spool, ".pmjq", "running"))).toEqual([])
+    expect(entries(path.join(t.spool, ".pmjq", "nodes"))).toEqual([])
+    expect(entries(path.join(t.spool, ".pmjq", "attempts"))).toEqual([])
+  })
+
+  it("--max-attempts 2: a job whose node dies under it twice goes to the error dir as interrupted, not run a third time", async () => {
+    const t = setup("max-attempts")
+    const args = ["-o", t.archive, "-e", t.errors, "--max-attempts", "2", t.spool]
+    submit(t.spool, "doomed", `echo "attempt $PMJQ_ATTEMPT" >> "${t.ledger}"\nsleep 60`)
+    for (const n of [1, 2]) {
+      const daemon = start(args, t.root)
+      await waitFor(`attempt ${n} running`, () => lines(t.ledger).length === n)
+      await killHard(daemon)
+    }
+    const last = await run(["--drain", ...args], t.root)
+    expect(last.code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["attempt 1", "attempt 2"])
+    expect(records(t.archive)).toEqual([])
+    const recs = records(t.errors).filter((r) => fs.existsSync(path.join(t.errors, r.entry)))
+    expect(recs).toMatchObject([{ name: "doomed", outcome: "interrupted", attempt: 2 }])
+    expect(recs[0]!.reason).toMatch(/attempt 2 of --max-attempts 2/)
+    expect(fs.readFileSync(path.join(t.errors, recs[0]!.entry), "utf8")).toContain("sleep 60")
+  })
+
+  it("--orphans fail: the interrupted job goes to the error dir at once", async () => {
+    const t = setup("orphans-fail")
+    submit(t.spool, "once", `echo ran >> "${t.ledger}"\nsleep 60`)
+    const daemon = start(["-o", t.archive, "-e", t.errors, t.spool], t.root)
+    await waitFor("running", () => lines(t.ledger).length === 1)
+    await killHard(daemon)
+    const after = await run(["-o", t.archive, "-e", t.errors, "--orphans", "fail", "--drain", t.spool], t.root)
+    expect(after.code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["ran"])
+    expect(records(t.errors)).toMatchObject([{ name: "once", outcome: "interrupted", attempt: 1 }])
+  })
+
+  it("a job that ended but was not archived when its node died is archived as recorded, never run again", async () => {
+    const t = setup("recorded")
+    const folder = ghost(t.spool, "ghost", { host: os.hostname(), pid: deadPid(), beatAt: new Date().toISOString() })
+    fs.writeFileSync(path.join(folder, "done"), `#!/bin/sh\necho ran >> "${t.ledger}"\n`, { mode: 0o755 })
+    fs.writeFileSync(path.join(folder, ".done.out"), "its output\n")
+    const record = {
+      name: "done", node: "ghost", host: os.hostname(), pid: 4242, user: "root", attempt: 1,
+      claimedAt: "2026-01-02T03:04:05.000Z", startedAt: "2026-01-02T03:04:05.100Z", endedAt: "2026-01-02T03:04:06.000Z",
+      durationMs: 900, outcome: "failed", exitCode: 3, signal: null, reason: "exited with status 3"
+    }
+    fs.writeFileSync(path.join(folder, ".done.json"), JSON.stringify(record))
+    const result = await run(["-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(lines(t.ledger)).toEqual([])
+    expect(records(t.errors)).toEqual([{ entry: "20260102T030406.000Z_done", ...record }])
+    expect(fs.readFileSync(path.join(t.errors, "20260102T030406.000Z_done.out"), "utf8")).toBe("its output\n")
+    expect(fs.existsSync(folder)).toBe(false)
+  })
+
+  it("a node on another host is recovered only once its heartbeat is older than --lease", async () => {
+    const t = setup("lease")
+    const folder = ghost(t.spool, "far", { host: "another-host", pid: 1, beatAt: new Date().toISOString() })
+    fs.writeFileSync(path.join(folder, "far-job"), `#!/bin/sh\necho "ran $PMJQ_ATTEMPT" >> "${t.ledger}"\n`, { mode: 0o755 })
+    const daemon = start(["-o", t.archive, "--lease", "3s", "--poll", "500ms", t.spool], t.root)
+    try {
+      await waitFor("watching", () => daemon.output().stderr.includes("watching"))
+      const startedAt = Date.now()
+      await waitFor("recovered and run", () => lines(t.ledger).length === 1, 15_000)
+      // Not before the lease ran out (the heartbeat was fresh when pmjq started).
+      expect(Date.now() - startedAt).toBeGreaterThan(1_500)
+      expect(lines(t.ledger)).toEqual(["ran 2"])
+      expect(daemon.output().stderr).toMatch(/dead=far reason="its last heartbeat is \d+ s old \(lease 3 s\)"/)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("a node folder with no heartbeat is recovered once it has not changed for a lease", async () => {
+    const t = setup("no-heartbeat")
+    const folder = ghost(t.spool, "silent", null)
+    fs.writeFileSync(path.join(folder, "left"), `#!/bin/sh\necho ran >> "${t.ledger}"\n`, { mode: 0o755 })
+    const old = new Date(Date.now() - 120_000)
+    fs.utimesSync(folder, old, old)
+    const result = await run(["-o", t.archive, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["ran"])
+  })
+
+  it("a finished job whose archive dir turned into a file is kept, and archived once the dir is back; it runs once", async () => {
+    const t = setup("archive-gone")
+    const daemon = start(["-o", t.archive, t.spool], t.root)
+    try {
+      await waitFor("watching", () => daemon.output().stderr.includes("watching"))
+      fs.rmSync(t.archive, { recursive: true })
+      fs.writeFileSync(t.archive, "not a directory")
+      submit(t.spool, "patient", `echo ran >> "${t.ledger}"`)
+      await waitFor("archival failed", () => daemon.output().stderr.includes("not archived yet; kept, will retry"))
+      // Kept whole where it was claimed.
+      const running = path.join(t.spool, ".pmjq", "running")
+      const node = entries(running)[0]!
+      expect(entries(path.join(running, node))).toEqual([".patient.err", ".patient.json", ".patient.out", "patient"])
+      fs.rmSync(t.archive)
+      await waitFor("archived on a retry", () => records(t.archive).length === 1, 15_000)
+      expect(records(t.archive)).toMatchObject([{ name: "patient", outcome: "succeeded" }])
+      expect(lines(t.ledger)).toEqual(["ran"])
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+})
+
+describe("many nodes on one spool", () => {
+  it("three pmjq processes drain 300 jobs together: each runs exactly once, and each node did some", async () => {
+    const t = setup("three-nodes")
+    for (let i = 0; i < 300; i++) submit(t.spool, `job-${i}`, `echo "$PMJQ_JOB $PMJQ_NODE" >> "${t.ledger}"\nsleep 0.01`)
+    const results = await Promise.all(["a", "b", "c"].map((id) => run(["--node-id", id, "-j", "4", "-o", t.archive, "--drain", t.spool], t.root)))
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0])
+    const ran = lines(t.ledger)
+    expect(ran).toHaveLength(300)
+    expect(new Set(ran.map((l) => l.split(" ")[0])).size).toBe(300)
+    expect(new Set(ran.map((l) => l.split(" ")[1]))).toEqual(new Set(["a", "b", "c"]))
+    expect(records(t.archive)).toHaveLength(300)
+  })
+
+  it("a node publishes a heartbeat while it runs, and takes it away when it stops", async () => {
+    const t = setup("heartbeat")
+    const daemon = start(["--node-id", "n1", "-o", t.archive, "-e", t.errors, "--lease", "2s", t.spool], t.root)
+    const file = path.join(t.spool, ".pmjq", "nodes", "n1")
+    await waitFor("heartbeat", () => fs.existsSync(file))
+    const first = JSON.parse(fs.readFileSync(file, "utf8"))
+    expect(first).toMatchObject({ node: "n1", host: os.hostname(), pid: daemon.child.pid, archiveDir: t.archive, errorDir: t.errors, leaseMs: 2000 })
+    expect(first.helpers).toHaveLength(2)
+    // Every lease/4: a later beat comes within a second.
+    await waitFor("next beat", () => JSON.parse(fs.readFileSync(file, "utf8")).beatAt !== first.beatAt, 5_000)
+    daemon.child.kill("SIGTERM")
+    expect((await daemon.exited).code).toBe(0)
+    expect(fs.existsSync(file)).toBe(false)
+    expect(fs.existsSync(path.join(t.spool, ".pmjq", "running", "n1"))).toBe(false)
+    for (const pid of first.helpers) await waitFor("spawner gone", () => !isAlive(pid), 5_000)
+  })
+})
