@@ -76,6 +76,18 @@ export class ArchiveFailed extends Data.TaggedError("ArchiveFailed")<{
   }
 }
 
+/**
+ * The running folder that held a finished job is gone: another node took it
+ * over while this one seemed dead, and that node answers for the job now.
+ */
+export class ClaimLost extends Data.TaggedError("ClaimLost")<{
+  readonly path: string
+}> {
+  override get message() {
+    return `${this.path} was taken over by another node`
+  }
+}
+
 export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError
 
 /** sysexits(3) status for each startup error. */

@@ -42,6 +42,9 @@ export const deathOf = (
 ): string | null => {
   const hb: Heartbeat | null = view.heartbeat
   if (hb === null) {
+    // A folder with no heartbeat and nothing in it holds nothing to lose (a node
+    // starting up makes its folder again if it is taken).
+    if (view.empty) return "no heartbeat, and nothing claimed"
     return now - view.folderChangedAt > leaseMs ? `no heartbeat, and its folder unchanged for over ${leaseMs} ms` : null
   }
   // Its spawners too: until they are gone, its jobs may still be running.
@@ -157,6 +160,11 @@ export const makeRecovery = (settings: RecoverySettings) =>
       for (const view of yield* nodes.others) {
         const why = deathOf(view, now, settings.host, leaseMs, isAlive)
         if (why === null) continue
+        // Taken over already, by a node that died before it could forget it.
+        if (view.folder === null) {
+          yield* nodes.forget(view.node)
+          continue
+        }
         const taken = yield* nodes.takeOver(view.node)
         if (Option.isNone(taken)) continue
         yield* Effect.logWarning("node dead; recovering its jobs").pipe(Effect.annotateLogs({ dead: view.node, reason: why }))

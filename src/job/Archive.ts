@@ -14,10 +14,10 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { pipeline } from "node:stream/promises"
-import { ArchiveFailed, describe, errnoCode } from "../errors.js"
+import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
 import { mkdirs } from "../dirs.js"
 import { type Calls, Syscalls } from "../syscalls.js"
-import { type JobRecord, stamp } from "./Record.js"
+import { type JobRecord, recordText, stamp } from "./Record.js"
 
 export interface Finished {
   /** The claimed script; null when only an interrupted attempt's output is archived. */
@@ -43,7 +43,7 @@ export class Archive extends Context.Tag("pmjq/Archive")<
      * returns the entry's path. Idempotent: after a crash half way, running it
      * again completes the same entry.
      */
-    readonly store: (dir: string, job: Finished) => Effect.Effect<string, ArchiveFailed>
+    readonly store: (dir: string, job: Finished) => Effect.Effect<string, ArchiveFailed | ClaimLost>
     /** No archive for this job: delete the script, its record and any captured output. */
     readonly discard: (job: Finished) => Effect.Effect<void, ArchiveFailed>
   }
@@ -132,7 +132,7 @@ const makeLive = (calls: Calls) => {
   const writeRecord = async (job: Finished) => {
     const aside = `${job.recordFile}.tmp`
     await removeIfPresent(calls, aside)
-    await calls.writeNew(aside, JSON.stringify(job.record, null, 2) + "\n")
+    await calls.writeNew(aside, recordText(job.record))
     await calls.rename(aside, job.recordFile)
   }
 
@@ -167,8 +167,23 @@ const makeLive = (calls: Calls) => {
     for (const file of [job.script, job.stdout, job.stderr, job.recordFile]) if (file !== null) await removeIfPresent(calls, file)
   }
 
-  const store = (dir: string, job: Finished) =>
+  const exists = (file: string) => calls.lstat(file).then(() => true, (e: unknown) => (errnoCode(e) === "ENOENT" ? false : Promise.reject(e)))
+
+  // The script can be gone: the job deleted itself (its entry has no script),
+  // or its whole folder was taken over by another node (which answers for it).
+  const whatIsLeft = (job: Finished) =>
+    Effect.tryPromise({
+      try: async (): Promise<Finished | null> => {
+        if (job.script === null || (await exists(job.script))) return job
+        return (await exists(path.dirname(job.script))) ? { ...job, script: null } : null
+      },
+      catch: fail(job.recordFile)
+    })
+
+  const store = (dir: string, given: Finished) =>
     Effect.gen(function*() {
+      const job = yield* whatIsLeft(given)
+      if (job === null) return yield* new ClaimLost({ path: given.script ?? given.recordFile })
       const recorded = yield* Effect.tryPromise({ try: () => calls.lstat(job.recordFile).then(() => true, () => false), catch: fail(job.recordFile) })
       if (!recorded) yield* settle(job)
       // The archive dir may have been removed (by a job, by hand) since startup.

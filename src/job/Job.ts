@@ -4,10 +4,10 @@
  * and the job is still recorded and archived as "interrupted" before the fiber ends.
  */
 import { Cause, Clock, Duration, Effect, Exit, Option, Schedule } from "effect"
-import type { ArchiveFailed } from "../errors.js"
+import type { ArchiveFailed, ClaimLost } from "../errors.js"
 import { besideClaim, type Claim, Spool } from "../spool/Spool.js"
 import { Archive, type Finished } from "./Archive.js"
-import { type Ending, judge, type JobRecord } from "./Record.js"
+import { type Ending, judge, type JobRecord, type RecordBase, startedRecord } from "./Record.js"
 import { type Output, ProcessRunner, type RunningProcess } from "./Runner.js"
 
 export interface JobSettings {
@@ -45,6 +45,15 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
   const capture = Option.isSome(settings.archiveDir) || Option.isSome(settings.errorDir)
   const files = capture ? outputFiles(claim) : null
   const output = (file: string | undefined): Output => (file === undefined ? "inherit" : { file })
+  const recordFile = besideClaim(claim.path, ".json")
+  const base: RecordBase = {
+    name: claim.name,
+    node: settings.node,
+    host: settings.host,
+    user: settings.user,
+    attempt: claim.attempt,
+    claimedAt: iso(claim.claimedAt)
+  }
 
   // ETXTBSY: a writer still holds the file open. It is not ready: wait and retry,
   // backing off to once a second, and after `busyFor` hand it back to the spool.
@@ -53,7 +62,8 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
     cwd: settings.workdir,
     env: { PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node, PMJQ_ATTEMPT: String(claim.attempt) },
     stdout: output(files?.stdout),
-    stderr: output(files?.stderr)
+    stderr: output(files?.stderr),
+    record: { file: recordFile, base }
   }).pipe(
     Effect.retry({
       while: (e) => e._tag === "JobBusy",
@@ -98,19 +108,24 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
       }
 
       const endedAt = yield* Clock.currentTimeMillis
-      const record: JobRecord = {
-        name: claim.name,
-        node: settings.node,
-        host: settings.host,
-        pid: proc?.pid ?? null,
-        user: settings.user,
-        attempt: claim.attempt,
-        claimedAt: iso(claim.claimedAt),
-        startedAt: proc === null ? null : iso(startedAt),
-        endedAt: iso(endedAt),
-        durationMs: proc === null ? 0 : endedAt - startedAt,
-        ...judge(ending)
-      }
+      const exit = ending._tag === "Exited" ? ending.exit : null
+      // Already on disk when the spawner saw the process end and judged as we do.
+      const recorded = exit?.recorded === true && ending._tag === "Exited" && !ending.interrupted && exit.lost === undefined
+      const record: JobRecord = proc === null
+        ? {
+          name: base.name,
+          node: base.node,
+          host: base.host,
+          pid: null,
+          user: base.user,
+          attempt: base.attempt,
+          claimedAt: base.claimedAt,
+          startedAt: null,
+          endedAt: iso(endedAt),
+          durationMs: 0,
+          ...judge(ending)
+        }
+        : startedRecord(base, proc.pid, exit?.times?.startedAt ?? startedAt, exit?.times?.endedAt ?? endedAt, ending)
       yield* Effect.log("finished").pipe(
         Effect.annotateLogs({
           outcome: record.outcome,
@@ -127,31 +142,35 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
         script: claim.path,
         stdout: output?.stdout ?? null,
         stderr: output?.stderr ?? null,
-        recordFile: besideClaim(claim.path, ".json"),
+        recordFile,
         record
       }
       // Written down before anything moves: should pmjq die from here on, recovery
       // archives this outcome and never runs the job again. If it cannot be
       // written now, archival below writes it.
-      yield* archive.settle(finished).pipe(
-        Effect.catchTag("ArchiveFailed", (error) => Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })))
-      )
+      if (!recorded) {
+        yield* archive.settle(finished).pipe(
+          Effect.catchTag("ArchiveFailed", (error) => Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })))
+        )
+      }
       const destination = record.outcome === "succeeded"
         ? settings.archiveDir
         : Option.orElse(settings.errorDir, () => settings.archiveDir)
-      const place: Effect.Effect<string | null, ArchiveFailed> = Option.isSome(destination)
+      const place: Effect.Effect<string | null, ArchiveFailed | ClaimLost> = Option.isSome(destination)
         ? archive.store(destination.value, finished)
         : Effect.as(archive.discard(finished), null)
       // The first try is part of the job's end, even when pmjq is stopping; only
       // the waits between later tries give way to a stop (the job stays kept,
       // and recovery archives it at the next start).
-      const attempt = place.pipe(Effect.tapError((error) =>
+      const attempt = place.pipe(Effect.tapErrorTag("ArchiveFailed", (error) =>
         Effect.logError("not archived yet; kept, will retry").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path }))
       ))
-      const entry = yield* attempt.pipe(
-        Effect.orElse(() => restore(attempt.pipe(Effect.retry(archiveRetry), Effect.delay("1 second"))))
+      yield* attempt.pipe(
+        Effect.catchTag("ArchiveFailed", () =>
+          restore(attempt.pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second")))),
+        Effect.flatMap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
+        Effect.catchTag("ClaimLost", (lost) => Effect.logWarning("taken over by another node, which answers for it now").pipe(Effect.annotateLogs({ reason: lost.message })))
       )
-      if (entry !== null) yield* Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry }))
       yield* spool.vacated(claim)
     })
   )).pipe(Effect.annotateLogs({ job: claim.name }))

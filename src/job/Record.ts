@@ -23,6 +23,32 @@ export interface JobRecord {
   readonly reason: string | null
 }
 
+/** What is known of a job when it starts; the rest comes from its end. */
+export type RecordBase = Pick<JobRecord, "name" | "node" | "host" | "user" | "attempt" | "claimedAt">
+
+const iso = (millis: number) => new Date(millis).toISOString()
+
+/**
+ * The record of a run that started. pmjq's spawner writes it the moment the
+ * process ends and pmjq writes it when it judges otherwise (a stop it asked
+ * for): both through here, so the same facts give the same bytes.
+ */
+export const startedRecord = (base: RecordBase, pid: number, startedAt: number, endedAt: number, ending: Ending): JobRecord => ({
+  name: base.name,
+  node: base.node,
+  host: base.host,
+  pid,
+  user: base.user,
+  attempt: base.attempt,
+  claimedAt: base.claimedAt,
+  startedAt: iso(startedAt),
+  endedAt: iso(endedAt),
+  durationMs: endedAt - startedAt,
+  ...judge(ending)
+})
+
+export const recordText = (record: JobRecord) => JSON.stringify(record, null, 2) + "\n"
+
 /** What happened to the process, before it is written down. */
 export type Ending =
   | { readonly _tag: "Exited"; readonly exit: ProcessExit; readonly interrupted: boolean }

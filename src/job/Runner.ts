@@ -11,6 +11,7 @@ import { Context, Deferred, Duration, Effect, FiberId, Layer, Scope } from "effe
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, SpawnFailed } from "../errors.js"
+import type { RecordBase } from "./Record.js"
 import type { SpawnReport, SpawnRequest } from "./spawner.js"
 
 export type Output = { readonly file: string } | "inherit"
@@ -22,6 +23,8 @@ export interface ProcessSpec {
   readonly env: Readonly<Record<string, string>>
   readonly stdout: Output
   readonly stderr: Output
+  /** Where to write the record the moment the process ends (see spawner.ts); null: not written. */
+  readonly record: { readonly file: string; readonly base: RecordBase } | null
 }
 
 export interface ProcessExit {
@@ -29,6 +32,10 @@ export interface ProcessExit {
   readonly signal: NodeJS.Signals | null
   /** Set when pmjq lost track of the job and stopped it: why. */
   readonly lost?: string
+  /** When it started and ended, by the clock of whoever watched it. */
+  readonly times?: { readonly startedAt: number; readonly endedAt: number }
+  /** The spec's record was written, from these very facts, as the process ended. */
+  readonly recorded?: boolean
 }
 
 export interface RunningProcess {
@@ -137,7 +144,12 @@ const makeSpawnerRunner = Effect.gen(function*() {
       job.started?.(Effect.fail(spawnError(job.path, report.error.code, report.error.message)))
     } else {
       inFlight.delete(report.id)
-      Deferred.unsafeDone(job.exited, Effect.succeed({ exitCode: report.exitCode, signal: report.signal }))
+      Deferred.unsafeDone(job.exited, Effect.succeed({
+        exitCode: report.exitCode,
+        signal: report.signal,
+        times: { startedAt: report.startedAt, endedAt: report.endedAt },
+        recorded: report.recorded
+      }))
     }
   }
 
@@ -188,7 +200,8 @@ const makeSpawnerRunner = Effect.gen(function*() {
           cwd: spec.cwd,
           env: spec.env,
           stdout: spec.stdout === "inherit" ? null : spec.stdout.file,
-          stderr: spec.stderr === "inherit" ? null : spec.stderr.file
+          stderr: spec.stderr === "inherit" ? null : spec.stderr.file,
+          record: spec.record
         }
         owner.send(request)
       }),

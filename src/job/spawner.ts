@@ -7,9 +7,15 @@
  * every job's fork stays cheap; it also takes the forks off pmjq's event loop.
  *
  * Protocol (Node IPC, one JSON message each way per event):
- *   in:  { id, path, cwd, env, stdout, stderr }   env: added to the helper's own
- *                                                  stdout/stderr: a file, or null to inherit
- *   out: { id, pid } | { id, error: { code, message } } | { id, exitCode, signal }
+ *   in:  { id, path, cwd, env, stdout, stderr, record }
+ *          env: added to the helper's own; stdout/stderr: a file, or null to inherit
+ *          record: where to write the job's record when it ends, and what pmjq knows of it
+ *   out: { id, pid } | { id, error: { code, message } }
+ *        | { id, exitCode, signal, startedAt, endedAt, recorded }
+ *
+ * The record is written here, before pmjq hears of the exit: from the moment a
+ * job's process ends its outcome is on disk, so no crash of pmjq can make it
+ * run again.
  *
  * It keeps no state but the children it waits for. When pmjq goes away without
  * a word (killed, crashed), it stops them and exits: their claims will be
@@ -17,6 +23,7 @@
  */
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
+import { type RecordBase, recordText, startedRecord } from "./Record.js"
 
 export interface SpawnRequest {
   readonly id: number
@@ -25,14 +32,29 @@ export interface SpawnRequest {
   readonly env: Readonly<Record<string, string>>
   readonly stdout: string | null
   readonly stderr: string | null
+  readonly record: { readonly file: string; readonly base: RecordBase } | null
 }
 
 export type SpawnReport =
   | { readonly id: number; readonly pid: number }
   | { readonly id: number; readonly error: { readonly code: string; readonly message: string } }
-  | { readonly id: number; readonly exitCode: number | null; readonly signal: NodeJS.Signals | null }
+  | {
+    readonly id: number
+    readonly exitCode: number | null
+    readonly signal: NodeJS.Signals | null
+    readonly startedAt: number
+    readonly endedAt: number
+    readonly recorded: boolean
+  }
 
-const send = (report: SpawnReport) => process.send?.(report)
+// A send can fail before 'disconnect' arrives (pmjq just died): that means the
+// same, and must not throw, or this helper dies with its jobs unstopped.
+const send = (report: SpawnReport) => {
+  if (!process.connected) return
+  process.send?.(report, undefined, {}, (error: Error | null) => {
+    if (error !== null) parentGone()
+  })
+}
 
 // Exclusive create; an existing file (left by a crash) is appended to, never
 // truncated. Files created here are noted, to be removed if the exec fails.
@@ -56,6 +78,21 @@ const fail = (id: number, e: unknown) => {
 const base = { ...process.env }
 /** Process groups of running jobs. */
 const running = new Set<number>()
+/** Jobs stopped because pmjq is gone: whatever their end, it is not their outcome. */
+const stopped = new Set<number>()
+
+// Aside, then renamed: whole or absent. False if it could not be written
+// (pmjq then writes it itself).
+const writeRecord = (file: string, text: string) => {
+  const aside = `${file}.tmp`
+  try {
+    fs.writeFileSync(aside, text)
+    fs.renameSync(aside, file)
+    return true
+  } catch {
+    return false
+  }
+}
 
 const spawn = (request: SpawnRequest) => {
   const fds: Array<number> = []
@@ -85,14 +122,33 @@ const spawn = (request: SpawnRequest) => {
     return failed(e)
   }
   child.once("error", failed)
+  // Counted from here, not from its 'spawn' event: should pmjq die in between,
+  // the job is still one to stop (and to wait for) before this helper exits.
+  let startedAt = Date.now()
+  if (child.pid !== undefined) running.add(child.pid)
   child.once("spawn", () => {
+    startedAt = Date.now()
     closeFds()
-    running.add(child.pid!)
     send({ id: request.id, pid: child.pid! })
   })
   child.once("exit", (exitCode, signal) => {
+    const endedAt = Date.now()
     running.delete(child.pid!)
-    send({ id: request.id, exitCode, signal })
+    // A job that died of the signal sent because pmjq died did not end on its
+    // own: no outcome is recorded, and recovery runs it again. Any other end is
+    // its own (one that catches SIGTERM and exits 143 has chosen its outcome;
+    // one in the middle of exiting when the signal came ignores it).
+    const killedByUs = stopped.has(child.pid!) && (signal === "SIGTERM" || signal === "SIGKILL")
+    const recorded = request.record !== null && !killedByUs &&
+      writeRecord(
+        request.record.file,
+        recordText(startedRecord(request.record.base, child.pid!, startedAt, endedAt, {
+          _tag: "Exited",
+          exit: { exitCode, signal },
+          interrupted: false
+        }))
+      )
+    send({ id: request.id, exitCode, signal, startedAt, endedAt, recorded })
   })
 }
 
@@ -102,8 +158,20 @@ process.on("message", (request: SpawnRequest) => spawn(request))
 // only when pmjq disconnects. Jobs start with default signal handling again.
 process.on("SIGINT", () => {})
 process.on("SIGTERM", () => {})
+// Ended on its own, not yet reaped by us: its exit is its outcome.
+const isZombie = (pid: number) => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat[stat.lastIndexOf(")") + 2] === "Z"
+  } catch {
+    return false
+  }
+}
+
 const signalGroups = (signal: NodeJS.Signals) => {
   for (const pid of running) {
+    if (!stopped.has(pid) && isZombie(pid)) continue
+    stopped.add(pid)
     try {
       process.kill(-pid, signal)
     } catch {
@@ -115,13 +183,18 @@ const signalGroups = (signal: NodeJS.Signals) => {
 // pmjq is gone. After a graceful stop nothing runs here any more; after a
 // crash, the jobs still running are stopped (SIGTERM, SIGKILL 5 s later) so
 // that recovery can run them again without a second copy alive.
-process.on("disconnect", () => {
+let gone = false
+function parentGone() {
+  if (gone) return
+  gone = true
   if (running.size === 0) process.exit(0)
-  signalGroups("SIGTERM")
+  // Exits already waiting in the event loop are handled (and recorded) first.
+  setImmediate(() => signalGroups("SIGTERM"))
   setTimeout(() => {
     signalGroups("SIGKILL")
     process.exit(0)
   }, 5000)
   const poll = setInterval(() => running.size === 0 && process.exit(0), 50)
   poll.unref()
-})
+}
+process.on("disconnect", parentGone)

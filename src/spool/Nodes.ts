@@ -37,9 +37,12 @@ export interface Heartbeat {
 /** Another node, as seen in the spool. */
 export interface NodeView {
   readonly node: string
-  readonly folder: string
+  /** Null when only its heartbeat is left (a takeover finished all but forgetting it). */
+  readonly folder: string | null
   /** Last change to its running folder (claims, archivals), by the file server's clock. */
   readonly folderChangedAt: number
+  /** Its folder has nothing in it. */
+  readonly empty: boolean
   readonly heartbeat: Heartbeat | null
 }
 
@@ -121,12 +124,17 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         )
 
       const others = io("list nodes", runningRoot, async () => {
-        const names = (await fsp.readdir(runningRoot)).filter((n) => n !== node && !n.startsWith("."))
-        const views = await Promise.all(names.map(async (other): Promise<NodeView | null> => {
+        const [folders, beats] = await Promise.all([fsp.readdir(runningRoot), fsp.readdir(nodesDir)])
+        const names = new Set([...folders, ...beats].filter((n) => n !== node && !n.startsWith(".")))
+        const views = await Promise.all([...names].map(async (other): Promise<NodeView | null> => {
           const folder = path.join(runningRoot, other)
           const stat = await fsp.stat(folder).catch(() => null)
-          if (stat === null || !stat.isDirectory()) return null
-          return { node: other, folder, folderChangedAt: stat.mtimeMs, heartbeat: await readHeartbeat(other) }
+          const heartbeat = await readHeartbeat(other)
+          if (stat !== null && stat.isDirectory()) {
+            const empty = heartbeat === null && (await fsp.readdir(folder).then((n) => n.length === 0, () => false))
+            return { node: other, folder, folderChangedAt: stat.mtimeMs, empty, heartbeat }
+          }
+          return heartbeat === null ? null : { node: other, folder: null, folderChangedAt: 0, empty: true, heartbeat }
         }))
         return views.filter((v): v is NodeView => v !== null)
       })
@@ -201,7 +209,11 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           }
         })
 
-      const forget = (other: string) => io("forget", path.join(nodesDir, other), () => calls.unlink(path.join(nodesDir, other)).catch(ignoreMissing))
+      const forget = (other: string) =>
+        io("forget", path.join(nodesDir, other), async () => {
+          await calls.unlink(path.join(nodesDir, other)).catch(ignoreMissing)
+          await calls.unlink(path.join(nodesDir, `.${other}.tmp`)).catch(ignoreMissing)
+        })
 
       const leave = Effect.gen(function*() {
         if (yield* removeFolder(mine)) yield* forget(node)

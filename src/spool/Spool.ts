@@ -174,8 +174,15 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       const target = freeTarget(name)
       // Marked before the rename, so its notification cannot arrive first.
       movedAway.set(name, (movedAway.get(name) ?? 0) + 1)
+      const source = path.join(spool, name)
       try {
-        await calls.rename(path.join(spool, name), target)
+        await calls.rename(source, target).catch(async (e: unknown) => {
+          // Our own folder gone (taken over while this node seemed dead, or
+          // removed by hand) while the job is still there: make it again.
+          if (errnoCode(e) !== "ENOENT" || (await fsp.stat(running).then(() => true, () => false))) throw e
+          await mkdirs(running, false)
+          await calls.rename(source, target)
+        })
       } catch (e) {
         forgetMove(name)
         if (errnoCode(e) === "ENOENT") return Option.none()

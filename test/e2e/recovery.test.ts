@@ -202,3 +202,62 @@ describe("many nodes on one spool", () => {
     for (const pid of first.helpers) await waitFor("spawner gone", () => !isAlive(pid), 5_000)
   })
 })
+
+describe("chaos", () => {
+  it("500 jobs while pmjq is killed with SIGKILL 12 times at random moments, then a clean run: each job archived once, and only runs cut by a kill were repeated", async () => {
+    const t = setup("chaos")
+    const JOBS = 500
+    // A run that pmjq's spawner stops (pmjq died) says so: its "killed" line.
+    for (let i = 0; i < JOBS; i++) {
+      submit(t.spool, `job-${i}`, [
+        // Note it, then die of the signal (a handler's duty), so pmjq sees it was stopped.
+        `trap 'echo "killed $PMJQ_JOB" >> "${t.ledger}"; trap - TERM; kill -TERM $$' TERM`,
+        `echo "start $PMJQ_JOB" >> "${t.ledger}"`,
+        "sleep 0.05",
+        `echo "end $PMJQ_JOB" >> "${t.ledger}"`
+      ].join("\n"))
+    }
+    // A high --max-attempts: this test is about exactly-once archival, not about giving up.
+    const args = ["-j", "8", "-o", t.archive, "-e", t.errors, "--max-attempts", "50", t.spool]
+    let kills = 0
+    for (let k = 0; k < 12; k++) {
+      const daemon = start(args, t.root)
+      await new Promise((r) => setTimeout(r, 150 + Math.random() * 600))
+      await killHard(daemon)
+      kills++
+    }
+    const final = await run(["--drain", ...args], t.root)
+    expect(final.code).toBe(0)
+    expect(kills).toBeGreaterThanOrEqual(10)
+
+    // Archived exactly once each, all succeeded: an entry with its script.
+    const archived = records(t.archive).filter((r) => fs.existsSync(path.join(t.archive, r.entry)))
+    expect(archived).toHaveLength(JOBS)
+    expect(new Set(archived.map((r) => r.name)).size).toBe(JOBS)
+    expect(archived.filter((r) => r.outcome !== "succeeded")).toEqual([])
+
+    // Every job ran to its end at least once, and every run but one of each was
+    // stopped by a kill: a run whose process ended on its own was never repeated,
+    // whatever the kills (even one killed between its last line and its exit).
+    const tally = new Map<string, { start: number; end: number; killed: number }>()
+    for (const line of lines(t.ledger)) {
+      const [what, name] = line.split(" ") as ["start" | "end" | "killed", string]
+      const counts = tally.get(name) ?? { start: 0, end: 0, killed: 0 }
+      counts[what]++
+      tally.set(name, counts)
+    }
+    expect(tally.size).toBe(JOBS)
+    expect([...tally].filter(([, c]) => c.end < 1 || c.start - c.killed !== 1)).toEqual([])
+    const repeated = [...tally.values()].filter((c) => c.start > 1).length
+    // The error dir holds only what cut runs left (script-less, interrupted).
+    for (const r of records(t.errors)) {
+      expect(r.outcome).toBe("interrupted")
+      expect(fs.existsSync(path.join(t.errors, r.entry))).toBe(false)
+    }
+    // Nothing left anywhere: not queued, not held by a node.
+    expect(entries(t.spool).filter((n) => !n.startsWith("."))).toEqual([])
+    expect(entries(path.join(t.spool, ".pmjq", "running"))).toEqual([])
+    expect(entries(path.join(t.spool, ".pmjq", "nodes"))).toEqual([])
+    console.log(`chaos: ${kills} kills, ${repeated} jobs ran again after a cut run, ${records(t.errors).length} cut runs' output kept`)
+  }, 180_000)
+})
