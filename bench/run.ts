@@ -10,6 +10,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { scale } from "./scale.js"
 
 const quick = process.argv.includes("--quick")
 const dirArg = process.argv.indexOf("--dir")
@@ -104,6 +105,7 @@ const idle = async () => {
 }
 
 const main = async () => {
+  const many = await scale(16, quick ? 2000 : 10_000, BASE)
   if (!fs.existsSync(BIN)) throw new Error("run `npm run build` first")
   const pmjqLatency = await latency([BIN, "-o", "archive"], "lat-pmjq")
   const bareLatency = await latency([BASELINE, "watch"], "lat-bare")
@@ -118,7 +120,8 @@ const main = async () => {
     quick,
     latencyMs: { jobs: LATENCY_JOBS, pmjq: pmjqLatency, bareLoop: bareLatency, p50Ratio: pmjqLatency.p50 / bareLatency.p50 },
     drain: { jobs: DRAIN_JOBS, pmjq: pmjqDrain, bareLoop: bareDrain, ratio: pmjqDrain.jobsPerSecond / bareDrain.jobsPerSecond },
-    idle: idleCost
+    idle: idleCost,
+    manyNodes: many
   }
   fs.mkdirSync(path.join(ROOT, "bench/results"), { recursive: true })
   const fsType = cp.spawnSync("df", ["--output=fstype", BASE], { encoding: "utf8" }).stdout.trim().split("\n").pop()
@@ -132,7 +135,9 @@ const main = async () => {
 | dispatch latency p95 | ${f(pmjqLatency.p95)} ms | ${f(bareLatency.p95)} ms | |
 | drain ${DRAIN_JOBS} trivial jobs, -j 8 -o | ${f(pmjqDrain.jobsPerSecond, 0)} jobs/s (${f(pmjqDrain.seconds)} s) | ${f(bareDrain.jobsPerSecond, 0)} jobs/s (${f(bareDrain.seconds)} s) | >= 0.6x loop (${f(result.drain.ratio, 2)}x) |
 | idle: CPU in ${IDLE_SECONDS} s, empty spool | ${f(idleCost.cpuSeconds, 2)} s | | |
-| idle: resident memory | ${f(idleCost.rssMiB)} MiB | | |`)
+| idle: resident memory | ${f(idleCost.rssMiB)} MiB | | |
+| ${many.nodes} nodes drain ${many.jobs} jobs together: lost claim races per claim won | ${f(many.lostPerWon, 2)} (${f(many.seconds)} s) | | < 0.5 |
+| ... start order vs queue order (places) | p50 ${many.fifoDisplacement.p50}, p99 ${many.fifoDisplacement.p99} | | roughly FIFO |`)
 }
 
 await main()

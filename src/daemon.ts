@@ -7,7 +7,7 @@
  * to finish, then their process groups are terminated and they are archived as
  * interrupted.
  */
-import { Clock, Duration, Effect, FiberSet, Option, Schedule, Stream } from "effect"
+import { Clock, Duration, Effect, FiberSet, Option, Ref, Schedule, Stream } from "effect"
 import { Gate } from "./gate/Gate.js"
 import { LoadAverage } from "./gate/LoadAverage.js"
 import { type JobSettings, runJob } from "./job/Job.js"
@@ -26,6 +26,14 @@ export interface DaemonSettings extends JobSettings, RecoverySettings {
   readonly drain: boolean
   /** How long running jobs may go on after a stop was asked for. */
   readonly grace: Duration.DurationInput
+}
+
+/** FNV-1a of node and name: a stable, well-spread preference of one node for one file. */
+export const rendezvous = (node: string, name: string) => {
+  let h = 0x811c9dc5
+  const key = `${node}\0${name}`
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return h >>> 0
 }
 
 export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
@@ -78,8 +86,18 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
 
   // Jobs of nodes that died (this one's previous run among them) first, then
   // every poll: a node dies at any time.
-  yield* recovery.round
-  yield* recovery.round.pipe(Effect.repeat(Schedule.spaced(settings.poll)), Effect.forkScoped)
+  const peers = yield* Ref.make(yield* recovery.round)
+  yield* recovery.round.pipe(Effect.flatMap((n) => Ref.set(peers, n)), Effect.repeat(Schedule.spaced(settings.poll)), Effect.forkScoped)
+
+  // Alone, a node takes the oldest job. With peers, each takes the one it
+  // prefers among the 2 x nodes oldest (rendezvous hashing on node and name):
+  // nodes mostly want different files, so few claims are lost to a race, and a
+  // job waits behind few younger ones. Measured with 16 nodes (bench/scale.ts):
+  // oldest-first loses 1.6 claims per claim won; 2 x nodes 0.3, and jobs start
+  // a median 18 places from their place in the queue; 4 x nodes 0.18 and 39.
+  const preference = (name: string) => rendezvous(settings.node, name)
+  const next = Effect.flatMap(Ref.get(peers), (n) => (n === 0 ? pending.poll : pending.pollAmong(2 * (n + 1), preference)))
+  const claims = { won: 0, lost: 0 }
 
   const events = yield* spoolEvents(settings.poll)
   yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)
@@ -97,9 +115,11 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
         Effect.orElseSucceed(() => Option.none())
       )
       if (Option.isNone(claim)) {
+        claims.lost++
         yield* Effect.logDebug("claimed elsewhere").pipe(Effect.annotateLogs({ job: name }))
         return yield* freeSlot
       }
+      claims.won++
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
       // -j counts running processes: the slot and the gate's count are given back
       // when the process ends, once, and archival goes on without them.
@@ -131,13 +151,13 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       yield* pending.whenNonEmpty
     }
     yield* gate.whenOpen
-    const next = yield* pending.poll
-    if (next === undefined) {
+    const candidate = yield* next
+    if (candidate === undefined) {
       // Forgotten while the gate was closed: gone from the spool.
       yield* freeSlot
       continue
     }
-    yield* launch(next.name)
+    yield* launch(candidate.name)
   }
-  yield* Effect.logInfo("drained")
+  yield* Effect.logInfo("drained").pipe(Effect.annotateLogs({ claimed: claims.won, lostRaces: claims.lost }))
 })

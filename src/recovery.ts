@@ -42,9 +42,8 @@ export const deathOf = (
 ): string | null => {
   const hb: Heartbeat | null = view.heartbeat
   if (hb === null) {
-    // A folder with no heartbeat and nothing in it holds nothing to lose (a node
-    // starting up makes its folder again if it is taken).
-    if (view.empty) return "no heartbeat, and nothing claimed"
+    // A node beats before it makes its folder, so this one is gone, or is not a
+    // pmjq of this version: it gets a lease without change to its folder.
     return now - view.folderChangedAt > leaseMs ? `no heartbeat, and its folder unchanged for over ${leaseMs} ms` : null
   }
   // Its spawners too: until they are gone, its jobs may still be running.
@@ -154,12 +153,19 @@ export const makeRecovery = (settings: RecoverySettings) =>
         Effect.catchAll((error) => Effect.logError("recovery failed; will retry").pipe(Effect.annotateLogs({ folder, reason: error.message })))
       )
 
-    /** One round: take over the dead, then empty what we hold of theirs. */
+    /**
+     * One round: take over the dead, then empty what we hold of theirs. Returns
+     * how many other nodes look alive (0 when the spool could not be read).
+     */
     const round = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      let alive = 0
       for (const view of yield* nodes.others) {
         const why = deathOf(view, now, settings.host, leaseMs, isAlive)
-        if (why === null) continue
+        if (why === null) {
+          if (view.heartbeat !== null) alive++
+          continue
+        }
         // Taken over already, by a node that died before it could forget it.
         if (view.folder === null) {
           yield* nodes.forget(view.node)
@@ -171,8 +177,9 @@ export const makeRecovery = (settings: RecoverySettings) =>
         yield* nodes.forget(view.node)
       }
       for (const folder of yield* nodes.adopted) yield* empty(folder, path.basename(folder).replace(/^\.from-/, ""))
+      return alive
     }).pipe(
-      Effect.catchAll((error) => Effect.logWarning("recovery round failed").pipe(Effect.annotateLogs({ reason: error.message })))
+      Effect.catchAll((error) => Effect.as(Effect.logWarning("recovery round failed").pipe(Effect.annotateLogs({ reason: error.message })), 0))
     )
 
     return { round }

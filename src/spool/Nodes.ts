@@ -41,8 +41,6 @@ export interface NodeView {
   readonly folder: string | null
   /** Last change to its running folder (claims, archivals), by the file server's clock. */
   readonly folderChangedAt: number
-  /** Its folder has nothing in it. */
-  readonly empty: boolean
   readonly heartbeat: Heartbeat | null
 }
 
@@ -103,13 +101,15 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       yield* io("create", nodesDir, () => mkdirs(nodesDir))
 
       // Written aside and renamed over: readers see a whole heartbeat, old or new.
+      // Uninterruptible: an interrupted promise would still rename its file in,
+      // after a clean exit had removed the heartbeat.
       const beat = (heartbeat: Heartbeat) =>
-        io("heartbeat", nodesDir, async () => {
+        Effect.uninterruptible(io("heartbeat", nodesDir, async () => {
           const aside = path.join(nodesDir, `.${node}.tmp`)
           await calls.unlink(aside).catch(ignoreMissing)
           await calls.writeNew(aside, JSON.stringify(heartbeat) + "\n")
           await calls.rename(aside, path.join(nodesDir, node))
-        })
+        }))
 
       const readHeartbeat = (other: string) =>
         fsp.readFile(path.join(nodesDir, other), "utf8").then(
@@ -130,11 +130,8 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           const folder = path.join(runningRoot, other)
           const stat = await fsp.stat(folder).catch(() => null)
           const heartbeat = await readHeartbeat(other)
-          if (stat !== null && stat.isDirectory()) {
-            const empty = heartbeat === null && (await fsp.readdir(folder).then((n) => n.length === 0, () => false))
-            return { node: other, folder, folderChangedAt: stat.mtimeMs, empty, heartbeat }
-          }
-          return heartbeat === null ? null : { node: other, folder: null, folderChangedAt: 0, empty: true, heartbeat }
+          if (stat !== null && stat.isDirectory()) return { node: other, folder, folderChangedAt: stat.mtimeMs, heartbeat }
+          return heartbeat === null ? null : { node: other, folder: null, folderChangedAt: 0, heartbeat }
         }))
         return views.filter((v): v is NodeView => v !== null)
       })
@@ -142,6 +139,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       const takeOver = (dead: string) =>
         io("take over", path.join(runningRoot, dead), async () => {
           const target = path.join(mine, ADOPTED_PREFIX + dead)
+          await mkdirs(mine, false)
           try {
             await calls.rename(path.join(runningRoot, dead), target)
             return Option.some(target)
@@ -154,7 +152,8 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         })
 
       const adopted = io("list", mine, async () =>
-        (await fsp.readdir(mine)).filter((n) => n.startsWith(ADOPTED_PREFIX)).map((n) => path.join(mine, n)))
+        (await fsp.readdir(mine).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e))))
+          .filter((n) => n.startsWith(ADOPTED_PREFIX)).map((n) => path.join(mine, n)))
 
       const inventory = (folder: string) =>
         io("inventory", folder, async (): Promise<Inventory> => {
@@ -197,7 +196,9 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       const removeFolder = (folder: string) =>
         io("remove", folder, async () => {
           // Half-written asides (.tmp) are the only files that may go unread.
-          for (const n of await fsp.readdir(folder)) if (n.endsWith(".tmp")) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
+          const names = await fsp.readdir(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
+          if (names === null) return true
+          for (const n of names) if (n.endsWith(".tmp")) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
           try {
             await fsp.rmdir(folder)
             return true

@@ -26,6 +26,13 @@ export interface Pending {
   readonly whenNonEmpty: Effect.Effect<void>
   /** The oldest candidate, or undefined at once when there is none. */
   readonly poll: Effect.Effect<Candidate | undefined>
+  /**
+   * Among the `width` oldest, the one `preference` scores highest (the others
+   * stay queued); undefined when there is none. Width 1 is `poll`.
+   */
+  readonly pollAmong: (width: number, preference: (name: string) => number) => Effect.Effect<Candidate | undefined>
+  /** Drops one name that is gone from the spool. */
+  readonly forget: (name: string) => Effect.Effect<void>
   readonly has: (name: string) => boolean
   /** Drops names that are no longer in the spool (claimed elsewhere, removed). */
   readonly retain: (present: ReadonlySet<string>) => Effect.Effect<void>
@@ -87,6 +94,21 @@ export const makePending = Effect.gen(function*() {
 
   const poll = Effect.sync(pollNow)
 
+  const pollAmong = (width: number, preference: (name: string) => number) =>
+    Effect.sync(() => {
+      const oldest: Array<Entry> = []
+      for (let entry = pop(); entry !== undefined && oldest.length < width; entry = oldest.length < width ? pop() : undefined) {
+        if (queued.has(entry.name)) oldest.push(entry)
+      }
+      if (oldest.length === 0) return undefined
+      let best = 0
+      for (let i = 1; i < oldest.length; i++) if (preference(oldest[i]!.name) > preference(oldest[best]!.name)) best = i
+      const [chosen] = oldest.splice(best, 1)
+      for (const entry of oldest) push(entry)
+      queued.delete(chosen!.name)
+      return { name: chosen!.name, readyAt: chosen!.readyAt }
+    })
+
   const whenNonEmpty: Effect.Effect<void> = Effect.suspend(() =>
     queued.size > 0 ? Effect.void : available.close.pipe(Effect.zipRight(available.await), Effect.zipRight(whenNonEmpty))
   )
@@ -106,6 +128,8 @@ export const makePending = Effect.gen(function*() {
     offer,
     whenNonEmpty,
     poll,
+    pollAmong,
+    forget: (name: string) => Effect.sync(() => void queued.delete(name)),
     has: (name: string) => queued.has(name),
     retain,
     size: Effect.sync(() => queued.size)

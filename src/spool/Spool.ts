@@ -112,12 +112,14 @@ export const requireSpool = (spool: string) =>
   )
 
 // Component by component below the spool, never creating the spool itself: a
-// spool that vanished is SpoolMissing, not a fresh empty directory.
+// spool that vanished is SpoolMissing, not a fresh empty directory. The node's
+// own folder is made by its first claim, after its first heartbeat: a running
+// folder without a heartbeat then means a node that is gone.
 const ensureStateDirectory = (spool: string, node: string) =>
   Effect.tryPromise({
     try: async () => {
       let dir = spool
-      for (const part of [STATE_DIR, "running", node]) {
+      for (const part of [STATE_DIR, "running"]) {
         dir = path.join(dir, part)
         await mkdirs(dir, false)
       }
@@ -148,7 +150,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // Only this process writes into its running folder (the node id is unique),
   // so what it holds there is known without asking the filesystem; the folder
   // is read once, for anything an earlier process of this id left.
-  const held = new Set(yield* io("list", running, () => fsp.readdir(running)))
+  const held = new Set(yield* io("list", running, () => fsp.readdir(running).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)))))
   const freeTarget = (name: string) => {
     for (let n = 0;; n++) {
       const target = claimTarget(running, name, n)
@@ -177,8 +179,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       const source = path.join(spool, name)
       try {
         await calls.rename(source, target).catch(async (e: unknown) => {
-          // Our own folder gone (taken over while this node seemed dead, or
-          // removed by hand) while the job is still there: make it again.
+          // Our own folder not made yet (first claim), or gone (taken over while
+          // this node seemed dead, removed by hand) while the job is still there.
           if (errnoCode(e) !== "ENOENT" || (await fsp.stat(running).then(() => true, () => false))) throw e
           await mkdirs(running, false)
           await calls.rename(source, target)

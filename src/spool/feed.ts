@@ -43,14 +43,14 @@ export const makeFeed = (pending: Pending) =>
   Effect.gen(function*() {
     const spool = yield* Spool
 
+    // A notification about a queued name usually means another node on this
+    // host claimed it: forgetting it now saves a claim that would fail.
     const look = (name: string) =>
-      pending.has(name)
-        ? Effect.void
-        : spool.inspect(name).pipe(
-          Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: pending.offer })),
-          logFailure,
-          Effect.ignore
-        )
+      spool.inspect(name).pipe(
+        Effect.flatMap(Option.match({ onNone: () => pending.forget(name), onSome: pending.offer })),
+        logFailure,
+        Effect.ignore
+      )
 
     // With 100,000 queued, a rescan lists them all; only the names not queued
     // yet cost an effect and an lstat.

@@ -14,6 +14,21 @@ describe("pending queue", () => {
       expect(order).toEqual(["a", "b", "c", "d", "e"])
     }))
 
+  it.effect("pollAmong takes the preferred one among the oldest few; the rest keep their order", () =>
+    Effect.gen(function*() {
+      const q = yield* makePending
+      for (let i = 0; i < 10; i++) yield* q.offer({ name: `j${i}`, readyAt: i })
+      yield* q.forget("j1")
+      // Prefers the highest number, but sees only the 3 oldest still queued: j0, j2, j3.
+      const prefer = (name: string) => Number(name.slice(1))
+      expect((yield* q.pollAmong(3, prefer))?.name).toBe("j3")
+      expect((yield* q.pollAmong(1, prefer))?.name).toBe("j0")
+      const rest: Array<string> = []
+      for (let c = yield* q.poll; c !== undefined; c = yield* q.poll) rest.push(c.name)
+      expect(rest).toEqual(["j2", "j4", "j5", "j6", "j7", "j8", "j9"])
+      expect(yield* q.pollAmong(3, prefer)).toBeUndefined()
+    }))
+
   it.effect("offers of a queued name are deduplicated", () =>
     Effect.gen(function*() {
       const q = yield* makePending

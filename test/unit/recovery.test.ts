@@ -9,7 +9,7 @@ const beat = (over: Partial<Heartbeat>): Heartbeat => ({
   archiveDir: null, errorDir: null, running: 0, load: 0, ...over
 })
 const view = (heartbeat: Heartbeat | null, over: Partial<NodeView> = {}): NodeView => ({
-  node: "n", folder: "/spool/.pmjq/running/n", folderChangedAt: NOW - 1_000, empty: false, heartbeat, ...over
+  node: "n", folder: "/spool/.pmjq/running/n", folderChangedAt: NOW - 1_000, heartbeat, ...over
 })
 const alive = (pids: Array<number>) => (pid: number) => pids.includes(pid)
 
@@ -28,8 +28,7 @@ describe("when a node is dead", () => {
     expect(deathOf(view(stale), NOW, "here", LEASE, alive([10, 11, 12]))).toMatch(/heartbeat is 60 s old \(lease 60 s\)/)
   })
 
-  it("with no heartbeat: at once if it holds nothing, else once its folder has not changed for a lease", () => {
-    expect(deathOf(view(null, { empty: true }), NOW, "here", LEASE, alive([]))).toMatch(/nothing claimed/)
+  it("with no heartbeat: once its folder has not changed for a lease", () => {
     expect(deathOf(view(null), NOW, "here", LEASE, alive([]))).toBeNull()
     expect(deathOf(view(null, { folderChangedAt: NOW - LEASE - 1 }), NOW, "here", LEASE, alive([]))).toMatch(/unchanged/)
   })
