@@ -22,3 +22,15 @@ export const mkdirs = async (dir: string, parents = true): Promise<void> => {
     await mkdirs(dir, false)
   }
 }
+
+/**
+ * Makes ROOT/PARTS... one level at a time, never ROOT itself: state kept below
+ * a spool must not bring back a spool that was removed.
+ */
+export const mkdirsBelow = async (root: string, parts: ReadonlyArray<string>): Promise<void> => {
+  let dir = root
+  for (const part of parts) {
+    dir = path.join(dir, part)
+    await mkdirs(dir, false)
+  }
+}

@@ -13,7 +13,7 @@
 import { Context, Effect, Layer, Option } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { mkdirs } from "../dirs.js"
+import { mkdirsBelow } from "../dirs.js"
 import { describe, errnoCode, SpoolIOError } from "../errors.js"
 import type { JobRecord } from "../job/Record.js"
 import { Syscalls } from "../syscalls.js"
@@ -98,7 +98,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       const nodesDir = path.join(spool, STATE_DIR, "nodes")
       const runningRoot = path.join(spool, STATE_DIR, "running")
       const mine = runningDir(spool, node)
-      yield* io("create", nodesDir, () => mkdirs(nodesDir))
+      yield* io("create", nodesDir, () => mkdirsBelow(spool, [STATE_DIR, "nodes"]))
 
       // Written aside and renamed over: readers see a whole heartbeat, old or new.
       // Uninterruptible: an interrupted promise would still rename its file in,
@@ -106,6 +106,8 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       const beat = (heartbeat: Heartbeat) =>
         Effect.uninterruptible(io("heartbeat", nodesDir, async () => {
           const aside = path.join(nodesDir, `.${node}.tmp`)
+          // Made again if the spool was removed and made again under us.
+          await mkdirsBelow(spool, [STATE_DIR, "nodes"])
           await calls.unlink(aside).catch(ignoreMissing)
           await calls.writeNew(aside, JSON.stringify(heartbeat) + "\n")
           await calls.rename(aside, path.join(nodesDir, node))
@@ -124,7 +126,8 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         )
 
       const others = io("list nodes", runningRoot, async () => {
-        const [folders, beats] = await Promise.all([fsp.readdir(runningRoot), fsp.readdir(nodesDir)])
+        const listing = (dir: string) => fsp.readdir(dir).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)))
+        const [folders, beats] = await Promise.all([listing(runningRoot), listing(nodesDir)])
         const names = new Set([...folders, ...beats].filter((n) => n !== node && !n.startsWith(".")))
         const views = await Promise.all([...names].map(async (other): Promise<NodeView | null> => {
           const folder = path.join(runningRoot, other)
@@ -139,7 +142,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       const takeOver = (dead: string) =>
         io("take over", path.join(runningRoot, dead), async () => {
           const target = path.join(mine, ADOPTED_PREFIX + dead)
-          await mkdirs(mine, false)
+          await mkdirsBelow(spool, [STATE_DIR, "running", node])
           try {
             await calls.rename(path.join(runningRoot, dead), target)
             return Option.some(target)

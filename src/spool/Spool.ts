@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, SpoolIOError, SpoolMissing } from "../errors.js"
-import { mkdirs } from "../dirs.js"
+import { mkdirs, mkdirsBelow } from "../dirs.js"
 import { readdir, Syscalls } from "../syscalls.js"
 import type { Candidate } from "./Pending.js"
 
@@ -117,13 +117,7 @@ export const requireSpool = (spool: string) =>
 // folder without a heartbeat then means a node that is gone.
 const ensureStateDirectory = (spool: string, node: string) =>
   Effect.tryPromise({
-    try: async () => {
-      let dir = spool
-      for (const part of [STATE_DIR, "running"]) {
-        dir = path.join(dir, part)
-        await mkdirs(dir, false)
-      }
-    },
+    try: () => mkdirsBelow(spool, [STATE_DIR, "running"]),
     catch: (e) =>
       errnoCode(e) === "ENOENT"
         ? new SpoolMissing({ path: spool })
@@ -182,7 +176,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
           // Our own folder not made yet (first claim), or gone (taken over while
           // this node seemed dead, removed by hand) while the job is still there.
           if (errnoCode(e) !== "ENOENT" || (await fsp.stat(running).then(() => true, () => false))) throw e
-          await mkdirs(running, false)
+          await mkdirsBelow(spool, [STATE_DIR, "running", node])
           await calls.rename(source, target)
         })
       } catch (e) {
@@ -231,7 +225,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const updateNotes = async (name: string, change: (notes: AttemptNotes) => AttemptNotes) => {
     const next = change((await readNotes(name)) ?? {})
     if (Object.keys(next).length === 0) return calls.unlink(notesFile(name)).catch(() => undefined)
-    await mkdirs(attemptsDir(spool))
+    await mkdirsBelow(spool, [STATE_DIR, "attempts"])
     const aside = path.join(attemptsDir(spool), `.${process.pid}.${Date.now()}.tmp`)
     await calls.writeNew(aside, JSON.stringify(next))
     await calls.rename(aside, notesFile(name))
