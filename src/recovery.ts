@@ -105,11 +105,11 @@ export const makeRecovery = (settings: RecoverySettings) =>
     const settle = (left: Leftover, dead: string) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        const finished = (record: JobRecord, withScript: boolean): Finished => ({
+        const finished = (record: JobRecord, withScript: boolean, recordFile = left.recordFile): Finished => ({
           script: withScript ? left.file : null,
           stdout: left.stdout,
           stderr: left.stderr,
-          recordFile: left.recordFile,
+          recordFile,
           record
         })
         if (left.record !== null) {
@@ -130,9 +130,13 @@ export const makeRecovery = (settings: RecoverySettings) =>
           const entry = yield* put(finished(interruptedRecord(left, dead, attempt, why, now), true))
           return yield* Effect.logWarning("recovered: interrupted, not run again").pipe(Effect.annotateLogs({ entry, attempt }))
         }
-        if (left.stdout !== null || left.stderr !== null) {
+        // The cut run's output gets its own entry; its record is kept apart
+        // from the job's, so that should this recovery die half way, the next
+        // one does not take it for the job's end (and redoes the same entry).
+        if (left.stdout !== null || left.stderr !== null || left.cutRecord !== null) {
           const why = `node ${dead} died while it ran; run again as attempt ${attempt + 1}`
-          yield* put(finished(interruptedRecord(left, dead, attempt, why, now), false))
+          const cut = left.cutRecord ?? interruptedRecord(left, dead, attempt, why, now)
+          yield* put(finished(cut, false, left.cutRecordFile))
         }
         const requeued = yield* spool.requeue(left.file, left.name, attempt)
         if (requeued) yield* Effect.logInfo("recovered: queued again").pipe(Effect.annotateLogs({ attempt: attempt + 1 }))

@@ -51,6 +51,14 @@ export interface Leftover {
   readonly name: string
   readonly record: JobRecord | null
   readonly recordFile: string
+  /**
+   * The record of an earlier recovery's entry for this job's cut run (its
+   * output, archived before the job went back to the spool), if that recovery
+   * was itself cut short. Kept apart from `recordFile`: it says nothing about
+   * how the job ended.
+   */
+  readonly cutRecord: JobRecord | null
+  readonly cutRecordFile: string
   readonly stdout: string | null
   readonly stderr: string | null
   /** When it was claimed (the claim's rename set its ctime). */
@@ -167,16 +175,20 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           const seen = new Set<string>()
           const gather = async (file: string | null, hiddenBase: string, fallbackName: string) => {
             seen.add(hiddenBase)
+            const read = (file: string) =>
+              names.has(path.basename(file)) ? fsp.readFile(file, "utf8").then((t) => JSON.parse(t) as JobRecord, () => null) : null
             const recordFile = path.join(folder, `${hiddenBase}.json`)
-            const record = names.has(`${hiddenBase}.json`)
-              ? await fsp.readFile(recordFile, "utf8").then((t) => JSON.parse(t) as JobRecord, () => null)
-              : null
+            const cutRecordFile = path.join(folder, `${hiddenBase}.cut.json`)
+            const record = await read(recordFile)
+            const cutRecord = await read(cutRecordFile)
             const stat = file === null ? null : await fsp.lstat(file)
             leftovers.push({
               file,
               name: record?.name ?? fallbackName,
               record,
               recordFile,
+              cutRecord,
+              cutRecordFile,
               stdout: names.has(`${hiddenBase}.out`) ? path.join(folder, `${hiddenBase}.out`) : null,
               stderr: names.has(`${hiddenBase}.err`) ? path.join(folder, `${hiddenBase}.err`) : null,
               claimedAt: stat?.ctimeMs ?? Date.now()
@@ -190,7 +202,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           // Outputs and records whose script already left (a crash mid-archival).
           for (const e of entries) {
             const m = /^(\..*)\.(json|out|err)$/.exec(e.name)
-            if (m === null || seen.has(m[1]!) || e.name.endsWith(".tmp")) continue
+            if (m === null || seen.has(m[1]!) || e.name.endsWith(".cut.json")) continue
             await gather(null, m[1]!, m[1]!.slice(1).replace(CLAIM_COPY, ""))
           }
           return { leftovers, folders }

@@ -1,16 +1,10 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, isAlive, records, run, start, submit, tempDir, waitFor } from "./harness.js"
+import { entries, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
 
-const setup = (label: string) => {
-  const root = tempDir(label)
-  const spool = path.join(root, "spool")
-  fs.mkdirSync(spool)
-  return { root, spool, archive: path.join(root, "archive"), errors: path.join(root, "errors"), ledger: path.join(root, "ledger") }
-}
+const setup = workspace
 
-const lines = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean) : [])
 
 const runningFolderIsEmpty = (spool: string) => {
   const running = path.join(spool, ".pmjq", "running")

@@ -8,6 +8,17 @@ export const BIN = path.resolve(import.meta.dirname, "../../dist/bin.js")
 
 export const tempDir = (label: string) => fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-${label}-`))
 
+/** A fresh root with an empty spool, and where archive, error dir and a ledger would go. */
+export const workspace = (label: string) => {
+  const root = tempDir(label)
+  const spool = path.join(root, "spool")
+  fs.mkdirSync(spool)
+  return { root, spool, archive: path.join(root, "archive"), errors: path.join(root, "errors"), ledger: path.join(root, "ledger") }
+}
+
+/** The non-empty lines of a file jobs append to; none if it does not exist yet. */
+export const lines = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean) : [])
+
 /** Submits a job the atomic way: write under a hidden name, make executable, rename. */
 export const submit = (spool: string, name: string, body: string) => {
   const hidden = path.join(spool, `.submit-${process.pid}-${Math.random().toString(36).slice(2)}`)

@@ -7,15 +7,9 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, records, run, start, submit, tempDir, waitFor } from "./harness.js"
+import { entries, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
 
-const setup = (label: string) => {
-  const root = tempDir(label)
-  const spool = path.join(root, "spool")
-  fs.mkdirSync(spool)
-  return { root, spool, archive: path.join(root, "archive"), errors: path.join(root, "errors"), ledger: path.join(root, "ledger") }
-}
-const lines = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean) : [])
+const setup = workspace
 const isRoot = process.getuid?.() === 0
 const byName = (dir: string) => new Map(records(dir).map((r) => [r.name as string, r]))
 
