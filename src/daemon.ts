@@ -47,6 +47,10 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const recovery = yield* makeRecovery(settings)
   // Registered first, so it runs last: once every job has ended and been archived.
   yield* Effect.addFinalizer(() => nodes.leave.pipe(Effect.catchAll((e) => Effect.logWarning("could not clean up").pipe(Effect.annotateLogs({ reason: e.message })))))
+  // Jobs whose archival failed once: their retries go on here, and a stop does
+  // not wait for them (they are kept on disk; the next start archives them).
+  const kept = yield* FiberSet.make()
+  const keep = (retries: Effect.Effect<void>) => FiberSet.run(kept, Effect.interruptible(retries)).pipe(Effect.asVoid)
   const jobs = yield* FiberSet.make()
   const slots = settings.maxJobs > 0 ? yield* Effect.makeSemaphore(settings.maxJobs) : null
   const takeSlot = slots === null ? Effect.void : slots.take(1)
@@ -126,7 +130,7 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       const processEnded = yield* Effect.once(Effect.zipRight(yield* gate.started, freeSlot))
       // A fiber forked here would inherit this uninterruptible region; the job
       // must stay interruptible so that a stop can reach it after the grace.
-      const job = runJob(claim.value, settings, processEnded).pipe(Effect.ensuring(processEnded))
+      const job = runJob(claim.value, settings, processEnded, keep).pipe(Effect.ensuring(processEnded))
       yield* FiberSet.run(jobs, Effect.interruptible(job))
     }))
 
@@ -134,6 +138,7 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   // have submitted another), by a full listing. Only then is the spool drained.
   const drained = Effect.gen(function*() {
     yield* FiberSet.awaitEmpty(jobs)
+    yield* FiberSet.awaitEmpty(kept)
     yield* feed.scan
     return (yield* pending.size) === 0
   })

@@ -36,9 +36,17 @@ const archiveRetry = Schedule.exponential("1 second").pipe(Schedule.union(Schedu
 /**
  * Runs a claimed job to its archive. `processEnded` is run as soon as the job's
  * process is over (or never started): its -j slot and its place in the CPU gate
- * are free from then on, while the archival goes on.
+ * are free from then on, while the archival goes on. If the first try at
+ * archival fails, the job is kept and its later tries are handed to `keep`, so
+ * that they run on without holding up a stop (the job is safe on disk, and the
+ * next start archives it).
  */
-export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: JobSettings, processEnded: Effect.Effect<void>) {
+export const runJob = Effect.fn("Job.run")(function*(
+  claim: Claim,
+  settings: JobSettings,
+  processEnded: Effect.Effect<void>,
+  keep: (retries: Effect.Effect<void>) => Effect.Effect<void>
+) {
   const runner = yield* ProcessRunner
   const archive = yield* Archive
   const spool = yield* Spool
@@ -159,19 +167,24 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
       const place: Effect.Effect<string | null, ArchiveFailed | ClaimLost> = Option.isSome(destination)
         ? archive.store(destination.value, finished)
         : Effect.as(archive.discard(finished), null)
-      // The first try is part of the job's end, even when pmjq is stopping; only
-      // the waits between later tries give way to a stop (the job stays kept,
-      // and recovery archives it at the next start).
       const attempt = place.pipe(Effect.tapErrorTag("ArchiveFailed", (error) =>
         Effect.logError("not archived yet; kept, will retry").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path }))
       ))
-      yield* attempt.pipe(
+      const done = (placed: Effect.Effect<string | null, ArchiveFailed | ClaimLost>) =>
+        placed.pipe(
+          Effect.flatMap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
+          Effect.zipRight(spool.vacated(claim)),
+          Effect.catchTag("ClaimLost", (lost) =>
+            Effect.logWarning("taken over by another node, which answers for it now").pipe(Effect.annotateLogs({ reason: lost.message })))
+        )
+      // The first try is part of the job's end, even when pmjq is stopping.
+      yield* done(attempt).pipe(
         Effect.catchTag("ArchiveFailed", () =>
-          restore(attempt.pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second")))),
-        Effect.flatMap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
-        Effect.catchTag("ClaimLost", (lost) => Effect.logWarning("taken over by another node, which answers for it now").pipe(Effect.annotateLogs({ reason: lost.message })))
+          keep(done(attempt.pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second"))).pipe(
+            Effect.catchAll(() => Effect.void), // never: the retries go on until one works
+            Effect.annotateLogs({ job: claim.name })
+          )))
       )
-      yield* spool.vacated(claim)
     })
   )).pipe(Effect.annotateLogs({ job: claim.name }))
 })

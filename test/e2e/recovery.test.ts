@@ -166,6 +166,33 @@ describe("crash recovery", () => {
   })
 })
 
+describe("archival across a restart", () => {
+  it("a finished job that could not be archived when pmjq stopped is archived by the next start, and not run again", async () => {
+    const t = setup("archive-restart")
+    const first = start(["-o", t.archive, t.spool], t.root)
+    await waitFor("watching", () => first.output().stderr.includes("watching"))
+    fs.rmSync(t.archive, { recursive: true })
+    fs.writeFileSync(t.archive, "not a directory")
+    submit(t.spool, "kept", `echo ran >> "${t.ledger}"\necho its output`)
+    await waitFor("archival failed", () => first.output().stderr.includes("not archived yet; kept, will retry"))
+    first.child.kill("SIGTERM")
+    expect((await first.exited).code).toBe(0)
+    // A job waiting to retry its archival does not hold the stop up for --grace.
+    expect(first.output().stderr).not.toContain("INFO stopping")
+    // Kept whole, with its record, in the stopped node's folder.
+    const running = path.join(t.spool, ".pmjq", "running")
+    expect(entries(path.join(running, entries(running)[0]!))).toEqual([".kept.err", ".kept.json", ".kept.out", "kept"])
+
+    fs.rmSync(t.archive)
+    const second = await run(["-o", t.archive, "--drain", t.spool], t.root)
+    expect(second.code).toBe(0)
+    expect(records(t.archive)).toMatchObject([{ name: "kept", outcome: "succeeded" }])
+    expect(fs.readFileSync(path.join(t.archive, records(t.archive)[0]!.entry + ".out"), "utf8")).toBe("its output\n")
+    expect(lines(t.ledger)).toEqual(["ran"])
+    expect(entries(running)).toEqual([])
+  })
+})
+
 describe("many nodes on one spool", () => {
   it("three pmjq processes drain 300 jobs together: each runs exactly once, and each node did some", async () => {
     const t = setup("three-nodes")
