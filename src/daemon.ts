@@ -90,6 +90,7 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
 
   // Jobs of nodes that died (this one's previous run among them) first, then
   // every poll: a node dies at any time.
+  yield* recovery.own
   const peers = yield* Ref.make(yield* recovery.round)
   yield* recovery.round.pipe(Effect.flatMap((n) => Ref.set(peers, n)), Effect.repeat(Schedule.spaced(settings.poll)), Effect.forkScoped)
 

@@ -70,6 +70,9 @@ export const isAlive = (pid: number) => {
 
 const iso = (millis: number) => new Date(millis).toISOString()
 
+/** The dead node a taken-over folder came from: .from-NODE or .from-NODE.~N~ */
+const deadOf = (folder: string) => path.basename(folder).replace(/^\.from-/, "").replace(/\.~\d+~$/, "")
+
 export const makeRecovery = (settings: RecoverySettings) =>
   Effect.gen(function*() {
     const nodes = yield* Nodes
@@ -150,7 +153,7 @@ export const makeRecovery = (settings: RecoverySettings) =>
     const empty = (folder: string, dead: string): Effect.Effect<void> =>
       Effect.gen(function*() {
         const inventory = yield* nodes.inventory(folder)
-        for (const inner of inventory.folders) yield* empty(inner, path.basename(inner).replace(/^\.from-/, ""))
+        for (const inner of inventory.folders) yield* empty(inner, deadOf(inner))
         for (const left of inventory.leftovers) yield* settle(left, dead)
         yield* nodes.removeFolder(folder)
       }).pipe(
@@ -180,11 +183,18 @@ export const makeRecovery = (settings: RecoverySettings) =>
         yield* Effect.logWarning("node dead; recovering its jobs").pipe(Effect.annotateLogs({ dead: view.node, reason: why }))
         yield* nodes.forget(view.node)
       }
-      for (const folder of yield* nodes.adopted) yield* empty(folder, path.basename(folder).replace(/^\.from-/, ""))
+      for (const folder of yield* nodes.adopted) yield* empty(folder, deadOf(folder))
       return alive
     }).pipe(
       Effect.catchAll((error) => Effect.as(Effect.logWarning("recovery round failed").pipe(Effect.annotateLogs({ reason: error.message })), 0))
     )
 
-    return { round }
+    /**
+     * At startup: what a previous process with this node id left in its folder
+     * (a reused --node-id after a crash). Nothing of this process runs yet, so
+     * all of it is settled like a dead node's.
+     */
+    const own = empty(nodes.ownFolder, settings.node)
+
+    return { own, round }
   })

@@ -156,6 +156,7 @@ export const fakeNodes = Effect.sync(() => {
   const beats: Array<Heartbeat> = []
   let left = false
   const service = Nodes.of({
+    ownFolder: "/spool/.pmjq/running/node",
     beat: (heartbeat) => Effect.sync(() => void beats.push(heartbeat)),
     others: Effect.succeed([]),
     takeOver: () => Effect.succeed(Option.none()),

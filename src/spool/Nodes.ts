@@ -74,6 +74,8 @@ export interface Inventory {
 export class Nodes extends Context.Tag("pmjq/Nodes")<
   Nodes,
   {
+    /** This node's own running folder. */
+    readonly ownFolder: string
     readonly beat: (heartbeat: Heartbeat) => Effect.Effect<void, SpoolIOError>
     /** Every other node with a running folder. */
     readonly others: Effect.Effect<ReadonlyArray<NodeView>, SpoolIOError>
@@ -149,16 +151,21 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
 
       const takeOver = (dead: string) =>
         io("take over", path.join(runningRoot, dead), async () => {
-          const target = path.join(mine, ADOPTED_PREFIX + dead)
           await mkdirsBelow(spool, [STATE_DIR, "running", node])
-          try {
-            await calls.rename(path.join(runningRoot, dead), target)
-            return Option.some(target)
-          } catch (e) {
-            // ENOENT: another node took it first. ENOTEMPTY/EEXIST cannot happen
-            // for a fresh target, but are a lost race all the same.
-            if (["ENOENT", "ENOTEMPTY", "EEXIST"].includes(errnoCode(e) ?? "")) return Option.none<string>()
-            throw e
+          // A node id used again (--node-id) can die again before its last
+          // folder was emptied: the next one is numbered.
+          for (let n = 0;; n++) {
+            const target = path.join(mine, ADOPTED_PREFIX + dead + (n === 0 ? "" : `.~${n}~`))
+            try {
+              await calls.rename(path.join(runningRoot, dead), target)
+              return Option.some(target)
+            } catch (e) {
+              const code = errnoCode(e)
+              if (code === "ENOTEMPTY" || code === "EEXIST") continue
+              // ENOENT: another node took it first.
+              if (code === "ENOENT") return Option.none<string>()
+              throw e
+            }
           }
         })
 
@@ -168,7 +175,9 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
 
       const inventory = (folder: string) =>
         io("inventory", folder, async (): Promise<Inventory> => {
-          const entries = await fsp.readdir(folder, { withFileTypes: true })
+          const entries = await fsp.readdir(folder, { withFileTypes: true }).catch((e: unknown) =>
+            errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)
+          )
           const names = new Set(entries.map((e) => e.name))
           const folders = entries.filter((e) => e.isDirectory() && e.name.startsWith(ADOPTED_PREFIX)).map((e) => path.join(folder, e.name))
           const leftovers: Array<Leftover> = []
@@ -235,6 +244,6 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         if (yield* removeFolder(mine)) yield* forget(node)
       })
 
-      return Nodes.of({ beat, others, takeOver, adopted, inventory, removeFolder, forget, leave })
+      return Nodes.of({ ownFolder: mine, beat, others, takeOver, adopted, inventory, removeFolder, forget, leave })
     })
   )

@@ -62,6 +62,19 @@ describe("crash recovery", () => {
     expect(entries(path.join(t.spool, ".pmjq", "attempts"))).toEqual([])
   })
 
+  it("the same --node-id started again after a crash settles what its previous run left", async () => {
+    const t = setup("same-id")
+    const args = ["--node-id", "fixed", "-o", t.archive, t.spool]
+    submit(t.spool, "again", `echo "attempt $PMJQ_ATTEMPT" >> "${t.ledger}"\n[ "$PMJQ_ATTEMPT" = 1 ] && sleep 60\nexit 0`)
+    const first = start(args, t.root)
+    await waitFor("first attempt running", () => lines(t.ledger).length === 1)
+    await killHard(first)
+    const second = await run(["--drain", ...args], t.root)
+    expect(second.code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["attempt 1", "attempt 2"])
+    expect(records(t.archive).filter((r) => r.outcome === "succeeded")).toMatchObject([{ name: "again", attempt: 2, node: "fixed" }])
+  })
+
   it("--max-attempts 2: a job whose node dies under it twice goes to the error dir as interrupted, not run a third time", async () => {
     const t = setup("max-attempts")
     const args = ["-o", t.archive, "-e", t.errors, "--max-attempts", "2", t.spool]
