@@ -1,5 +1,5 @@
 /**
- * pmjq's benchmarks (not tests): `npm run bench` [-- --quick] [-- --dir DIR].
+ * pmjq's benchmarks (not tests): `npm run bench` [-- --quick] [-- --dir DIR] [-- --latency-only] [-- --bin PATH].
  * DIR (default: the system temp dir) is where spools are made: this VM's ext4
  * swings results by half between runs, so a tmpfs (/dev/shm) shows pmjq itself.
  * Each figure is measured next to a bare-Node loop in the same run, on the same
@@ -16,7 +16,9 @@ const quick = process.argv.includes("--quick")
 const dirArg = process.argv.indexOf("--dir")
 const BASE = dirArg > 0 ? path.resolve(process.argv[dirArg + 1]!) : os.tmpdir()
 const ROOT = path.resolve(import.meta.dirname, "..")
-const BIN = path.join(ROOT, "dist/bin.js")
+// --bin PATH measures another build (an A/B against a copy of an older dist/).
+const binArg = process.argv.indexOf("--bin")
+const BIN = binArg > 0 ? path.resolve(process.argv[binArg + 1]!) : path.join(ROOT, "dist/bin.js")
 const BASELINE = path.join(ROOT, "bench/baseline.mjs")
 const LATENCY_JOBS = quick ? 30 : 100
 const DRAIN_JOBS = quick ? 500 : 2000
@@ -105,10 +107,14 @@ const idle = async () => {
 }
 
 const main = async () => {
-  const many = await scale(16, quick ? 2000 : 10_000, BASE)
   if (!fs.existsSync(BIN)) throw new Error("run `npm run build` first")
   const pmjqLatency = await latency([BIN, "-o", "archive"], "lat-pmjq")
   const bareLatency = await latency([BASELINE, "watch"], "lat-bare")
+  if (process.argv.includes("--latency-only")) {
+    console.log(`latency p50 ${pmjqLatency.p50.toFixed(1)} ms vs loop ${bareLatency.p50.toFixed(1)} ms: ${(pmjqLatency.p50 / bareLatency.p50).toFixed(2)}x`)
+    return
+  }
+  const many = await scale(16, quick ? 2000 : 10_000, BASE)
   const pmjqDrain = await drain((spool) => [BIN, "-j", "8", "-o", "archive", "--drain", spool], "drain-pmjq")
   const bareDrain = await drain((spool) => [BASELINE, "drain", spool, "8"], "drain-bare")
   const idleCost = await idle()

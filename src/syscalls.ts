@@ -25,6 +25,8 @@ export interface Calls {
   readonly writeNew: (file: string, data: string) => Promise<void>
   /** Copies to a new file; fails with EEXIST if `to` exists. */
   readonly copyNew: (from: string, to: string) => Promise<void>
+  /** The file's text, or null when there is no such file. */
+  readonly readText: (file: string) => Promise<string | null>
 }
 
 export class Syscalls extends Context.Tag("pmjq/Syscalls")<Syscalls, Calls>() {
@@ -48,13 +50,16 @@ const now = <A>(call: () => A): Promise<A> => {
   }
 }
 
+const missingAsNull = (e: unknown) => ((e as NodeJS.ErrnoException).code === "ENOENT" ? null : Promise.reject(e))
+
 const direct: Calls = {
   lstat: (file) => now(() => fs.lstatSync(file)),
   rename: (from, to) => now(() => fs.renameSync(from, to)),
   link: (existing, created) => now(() => fs.linkSync(existing, created)),
   unlink: (file) => now(() => fs.unlinkSync(file)),
   writeNew: (file, data) => now(() => fs.writeFileSync(file, data, { flag: "wx" })),
-  copyNew: (from, to) => now(() => fs.copyFileSync(from, to, fs.constants.COPYFILE_EXCL))
+  copyNew: (from, to) => now(() => fs.copyFileSync(from, to, fs.constants.COPYFILE_EXCL)),
+  readText: (file) => now(() => fs.readFileSync(file, "utf8")).catch(missingAsNull)
 }
 
 const lstat = promisify(fs.lstat)
@@ -63,6 +68,7 @@ const link = promisify(fs.link)
 const unlink = promisify(fs.unlink)
 const writeFile = promisify(fs.writeFile)
 const copyFile = promisify(fs.copyFile)
+const readFile = promisify(fs.readFile)
 
 // Callback API, promisified: about half the CPU per call of node:fs/promises.
 const threaded: Calls = {
@@ -71,7 +77,8 @@ const threaded: Calls = {
   link,
   unlink,
   writeNew: (file, data) => writeFile(file, data, { flag: "wx" }),
-  copyNew: (from, to) => copyFile(from, to, fs.constants.COPYFILE_EXCL)
+  copyNew: (from, to) => copyFile(from, to, fs.constants.COPYFILE_EXCL),
+  readText: (file) => readFile(file, "utf8").catch(missingAsNull)
 }
 
 // statfs(2) f_type of filesystems whose metadata calls never leave the machine.

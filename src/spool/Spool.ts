@@ -212,11 +212,9 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     })
 
   const notesFile = (name: string) => path.join(attemptsDir(spool), name)
+  // Read on every claim: one failed open, on the event loop when local.
   const readNotes = (name: string): Promise<AttemptNotes | null> =>
-    fsp.readFile(notesFile(name), "utf8").then(
-      (text) => JSON.parse(text) as AttemptNotes,
-      (e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e))
-    )
+    calls.readText(notesFile(name)).then((text) => (text === null ? null : (JSON.parse(text) as AttemptNotes)))
   const keyOf = async (file: string) => {
     const s = await calls.lstat(file)
     return { key: String(s.ino), mtimeMs: s.mtimeMs }
