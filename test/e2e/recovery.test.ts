@@ -34,16 +34,22 @@ const killHard = async (daemon: ReturnType<typeof start>) => {
   await daemon.exited
 }
 
+/**
+ * Submits NAME (its first attempt hangs, later ones end at once), kills pmjq
+ * with SIGKILL while attempt 1 runs, then drains with the same arguments.
+ */
+const crashThenDrain = async (t: ReturnType<typeof setup>, args: ReadonlyArray<string>, name: string) => {
+  submit(t.spool, name, `echo "attempt $PMJQ_ATTEMPT" >> "${t.ledger}"\necho "output of attempt $PMJQ_ATTEMPT"\n[ "$PMJQ_ATTEMPT" = 1 ] && sleep 60\nexit 0`)
+  const first = start(args, t.root)
+  await waitFor("first attempt running", () => lines(t.ledger).length === 1)
+  await killHard(first)
+  return run(["--drain", ...args], t.root)
+}
+
 describe("crash recovery", () => {
   it("a job running when its node was killed runs again at the next start, as attempt 2; the cut attempt's output is kept", async () => {
     const t = setup("killed")
-    const args = ["-o", t.archive, "-e", t.errors, t.spool]
-    submit(t.spool, "long", `echo "attempt $PMJQ_ATTEMPT" >> "${t.ledger}"\necho "output of attempt $PMJQ_ATTEMPT"\n[ "$PMJQ_ATTEMPT" = 1 ] && sleep 60\nexit 0`)
-    const first = start(args, t.root)
-    await waitFor("first attempt running", () => lines(t.ledger).length === 1)
-    await killHard(first)
-
-    const second = await run(["--drain", ...args], t.root)
+    const second = await crashThenDrain(t, ["-o", t.archive, "-e", t.errors, t.spool], "long")
     expect(second.code).toBe(0)
     expect(lines(t.ledger)).toEqual(["attempt 1", "attempt 2"])
     expect(records(t.archive)).toMatchObject([{ name: "long", outcome: "succeeded", attempt: 2 }])
@@ -64,12 +70,7 @@ describe("crash recovery", () => {
 
   it("the same --node-id started again after a crash settles what its previous run left", async () => {
     const t = setup("same-id")
-    const args = ["--node-id", "fixed", "-o", t.archive, t.spool]
-    submit(t.spool, "again", `echo "attempt $PMJQ_ATTEMPT" >> "${t.ledger}"\n[ "$PMJQ_ATTEMPT" = 1 ] && sleep 60\nexit 0`)
-    const first = start(args, t.root)
-    await waitFor("first attempt running", () => lines(t.ledger).length === 1)
-    await killHard(first)
-    const second = await run(["--drain", ...args], t.root)
+    const second = await crashThenDrain(t, ["--node-id", "fixed", "-o", t.archive, t.spool], "again")
     expect(second.code).toBe(0)
     expect(lines(t.ledger)).toEqual(["attempt 1", "attempt 2"])
     expect(records(t.archive).filter((r) => r.outcome === "succeeded")).toMatchObject([{ name: "again", attempt: 2, node: "fixed" }])
