@@ -2,7 +2,7 @@
  * In-memory stand-ins for the services the daemon talks through, so the
  * pipeline can be tested with TestClock: no files, no processes, no sleeps.
  */
-import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref } from "effect"
 import { LoadAverage } from "../src/gate/LoadAverage.js"
 import { Archive, type Finished } from "../src/job/Archive.js"
 import type { JobSettings } from "../src/job/Job.js"
@@ -61,7 +61,12 @@ export const fakeSpool = Effect.gen(function*() {
         return true
       }),
     startedBefore: () => Effect.succeed(0),
-    notifications: Stream.fromQueue(notify)
+    // Like the kernel: whatever has happened is reported at once, in one go.
+    watch: (changed) =>
+      Queue.takeBetween(notify, 1, Number.MAX_SAFE_INTEGER).pipe(
+        Effect.flatMap((names) => Effect.sync(() => { for (const name of names) changed(name) })),
+        Effect.forever
+      )
   })
   return { service, files, submit, stolen, claimed, released, calls }
 })

@@ -8,7 +8,7 @@
  * several nodes race for one file exactly one wins and the others see ENOENT:
  * a lost race, not an error.
  */
-import { Context, Effect, Layer, Option, Stream } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
@@ -56,8 +56,12 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly requeue: (file: string, name: string, attempts: number) => Effect.Effect<boolean, SpoolIOError>
     /** How many times the file at PATH was started before (0 if never), by recovery's notes. */
     readonly startedBefore: (file: string, name: string) => Effect.Effect<number, SpoolIOError>
-    /** Names the kernel says changed: hints to look at, never the truth (and silent over NFS). */
-    readonly notifications: Stream.Stream<string, SpoolIOError>
+    /**
+     * Calls `changed` with each name the kernel says changed: hints to look at,
+     * never the truth (and silent over NFS). Runs until the watch fails;
+     * interrupt it to stop watching.
+     */
+    readonly watch: (changed: (name: string) => void) => Effect.Effect<never, SpoolIOError>
   }
 >() {}
 
@@ -255,6 +259,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     })
 
   // A requeued job's note goes with it; a first run has none to remove.
+  const failed = (e: unknown) => new SpoolIOError({ operation: "watch", path: spool, reason: describe(e) })
+
   const vacated = (claim: Claim) =>
     Effect.suspend(() => {
       held.delete(path.basename(claim.path))
@@ -265,23 +271,27 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       ).pipe(Effect.ignore)
     })
 
-  const notifications = Stream.async<string, SpoolIOError>((emit) => {
-    const failed = (e: unknown) => new SpoolIOError({ operation: "watch", path: spool, reason: describe(e) })
-    let watcher: fs.FSWatcher
-    try {
-      watcher = fs.watch(spool, { persistent: false }, (_event, filename) => {
-        if (filename !== null && !isHidden(filename) && !forgetMove(filename)) void emit.single(filename)
+  // A plain callback: each event reaches the feed's mailbox synchronously (a
+  // Stream per source, merged, cost ~0.8 ms of dispatch latency per event).
+  const watch = (changed: (name: string) => void) =>
+    Effect.async<never, SpoolIOError>((resume) => {
+      let watcher: fs.FSWatcher
+      try {
+        watcher = fs.watch(spool, { persistent: false }, (_event, filename) => {
+          if (filename !== null && !isHidden(filename) && !forgetMove(filename)) changed(filename)
+        })
+      } catch (e) {
+        // The spool vanished or inotify is out of watches: polling still works.
+        return resume(Effect.fail(failed(e)))
+      }
+      watcher.on("error", (e) => {
+        watcher.close()
+        resume(Effect.fail(failed(e)))
       })
-    } catch (e) {
-      // The spool vanished or inotify is out of watches: polling still works.
-      void emit.fail(failed(e))
-      return Effect.void
-    }
-    watcher.on("error", (e) => void emit.fail(failed(e)))
-    return Effect.sync(() => watcher.close())
-  }, "unbounded")
+      return Effect.sync(() => watcher.close())
+    })
 
-  return Spool.of({ path: spool, list, inspect, claim, release, vacated, requeue, startedBefore, notifications })
+  return Spool.of({ path: spool, list, inspect, claim, release, vacated, requeue, startedBefore, watch })
 })
 
 export const SpoolLive = (settings: SpoolSettings) => Layer.effect(Spool, make(settings))

@@ -7,7 +7,7 @@
  * missed (another machine's writes over NFS, an overflowed inotify queue) and
  * forgets queued names that are gone (claimed by another node, removed by a user).
  */
-import { Duration, Effect, Option, Schedule, Stream } from "effect"
+import { type Duration, Effect, Mailbox, Option, Schedule } from "effect"
 import type { SpoolIOError } from "../errors.js"
 import type { Pending } from "./Pending.js"
 import { Spool } from "./Spool.js"
@@ -19,21 +19,27 @@ export type SpoolEvent =
 const touched = (name: string): SpoolEvent => ({ _tag: "Touched", name })
 const listed = (names: ReadonlyArray<string>): SpoolEvent => ({ _tag: "Listed", names })
 
-/** Notifications and periodic rescans; the first rescan comes one `poll` after the start. */
+/**
+ * Notifications and periodic rescans, in one Stream fed through a mailbox; the
+ * first rescan comes one `poll` after the start. The watch and the rescans run
+ * in the caller's scope.
+ */
 export const spoolEvents = (poll: Duration.DurationInput) =>
-  Effect.map(Spool, (spool): Stream.Stream<SpoolEvent> => {
-    const notified = spool.notifications.pipe(
-      Stream.map(touched),
-      Stream.tapError((e) => Effect.logWarning("watch failed; polling only until it is back").pipe(Effect.annotateLogs({ reason: e.message }))),
-      Stream.retry(Schedule.spaced(poll)),
-      // The retry never gives up; should it, the rescans alone still keep the queue right.
-      Stream.catchAll(() => Stream.empty)
+  Effect.gen(function*() {
+    const spool = yield* Spool
+    const events = yield* Mailbox.make<SpoolEvent>()
+    yield* spool.watch((name) => void events.unsafeOffer(touched(name))).pipe(
+      Effect.tapError((e) => Effect.logWarning("watch failed; polling only until it is back").pipe(Effect.annotateLogs({ reason: e.message }))),
+      // Never gives up; meanwhile the rescans alone keep the queue right.
+      Effect.retry(Schedule.spaced(poll)),
+      Effect.forkScoped
     )
-    const rescans = Stream.fromSchedule(Schedule.spaced(poll)).pipe(
-      Stream.mapEffect(() => Effect.option(logFailure(spool.list))),
-      Stream.filterMap((names) => Option.map(names, listed))
+    const rescan = logFailure(spool.list).pipe(
+      Effect.flatMap((names) => events.offer(listed(names))),
+      Effect.ignore
     )
-    return Stream.merge(notified, rescans)
+    yield* Effect.sleep(poll).pipe(Effect.zipRight(rescan), Effect.forever, Effect.forkScoped)
+    return Mailbox.toStream(events)
   })
 
 const logFailure = <A>(effect: Effect.Effect<A, SpoolIOError>) =>
