@@ -1,11 +1,12 @@
 /**
  * The spool's event stream, and what it does to the pending queue.
  *
- * Three sources, merged: the initial scan, kernel notifications, and a rescan
- * every `poll`. A notification names one file and costs one lstat; it never
- * triggers a listing. The listing is the truth: it finds what notifications
- * missed (another machine's writes over NFS, an overflowed inotify queue) and
- * forgets queued names that are gone (claimed by another node, removed by a user).
+ * Three sources: the initial scan, then kernel notifications and a rescan every
+ * `poll`, fed into one Stream. A notification names one file and costs one
+ * lstat; it never triggers a listing. The listing is the truth: it finds what
+ * notifications missed (another machine's writes over NFS, an overflowed
+ * inotify queue) and forgets queued names that are gone (claimed by another
+ * node, removed by a user).
  */
 import { type Duration, Effect, Mailbox, Option, Schedule } from "effect"
 import type { SpoolIOError } from "../errors.js"
