@@ -24,8 +24,6 @@ export interface DaemonSettings extends JobSettings, RecoverySettings {
   readonly poll: Duration.DurationInput
   /** Exit once the spool is empty and nothing runs. */
   readonly drain: boolean
-  /** How long running jobs may go on after a stop was asked for. */
-  readonly grace: Duration.DurationInput
 }
 
 /** FNV-1a of node and name: a stable, well-spread preference of one node for one file. */

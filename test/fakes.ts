@@ -189,6 +189,8 @@ export const jobSettings: JobSettings = {
   archiveDir: Option.some("/archive"),
   errorDir: Option.none(),
   killAfter: "5 seconds",
+  timeout: Option.none(),
+  grace: "30 seconds",
   busyFor: "1 minute"
 }
 
@@ -197,7 +199,6 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   maxJobs: 0,
   poll: "2 seconds",
   drain: false,
-  grace: "30 seconds",
   lease: "60 seconds",
   orphans: "requeue",
   maxAttempts: 3,

@@ -16,7 +16,7 @@ import { logLayer } from "../log.js"
 import { NodesLive } from "../spool/Nodes.js"
 import { ensureDirectory, requireSpool, SpoolLive } from "../spool/Spool.js"
 import { Syscalls } from "../syscalls.js"
-import { check, duration } from "./options.js"
+import { check, duration, optionalDuration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
 
@@ -52,7 +52,8 @@ export const daemonOptions = {
     check("max-jobs", (n: number) => n >= 0, "0 or more")
   ),
   poll: duration("poll", "2s", "Rescan the spool at least this often (notifications miss other machines' writes)."),
-  grace: duration("grace", "30s", "On SIGTERM/SIGINT, let running jobs finish this long before killing them."),
+  grace: duration("grace", "30s", "On SIGTERM/SIGINT, let running jobs finish this long before killing them; also a timed-out job's time between SIGTERM and SIGKILL."),
+  timeout: optionalDuration("timeout", "Stop a job that runs longer than this (SIGTERM to its process group, SIGKILL after --grace): outcome timed-out."),
   drain: Options.boolean("drain").pipe(
     Options.withDescription("Run what is queued, wait for running jobs, and exit 0 once the spool is empty.")
   ),
@@ -100,6 +101,7 @@ const run = (options: Parsed) =>
       maxJobs: options.maxJobs,
       poll: options.poll,
       grace: options.grace,
+      timeout: options.timeout,
       drain: options.drain,
       lease: options.lease,
       orphans: options.orphans,

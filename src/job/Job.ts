@@ -20,6 +20,10 @@ export interface JobSettings {
   readonly errorDir: Option.Option<string>
   /** Between SIGTERM and SIGKILL when a job has to be stopped. */
   readonly killAfter: Duration.DurationInput
+  /** A job running longer is stopped (SIGTERM, SIGKILL after `grace`) and recorded as timed-out. */
+  readonly timeout: Option.Option<Duration.Duration>
+  /** How long running jobs may go on after a stop was asked for; also a timed-out job's time between SIGTERM and SIGKILL. */
+  readonly grace: Duration.DurationInput
   /** How long to keep retrying a job whose file is still open for writing. */
   readonly busyFor: Duration.DurationInput
 }
@@ -108,17 +112,28 @@ export const runJob = Effect.fn("Job.run")(function*(
       } else {
         proc = spawned.value
         yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
-        const waited = yield* Effect.exit(restore(proc.exit))
-        ending = Exit.isSuccess(waited)
-          ? { _tag: "Exited", exit: waited.value, interrupted: false }
-          : { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true }
+        const running = proc
+        const waited = yield* Effect.exit(restore(Option.match(settings.timeout, {
+          onNone: () => Effect.map(running.exit, Option.some),
+          onSome: (limit) => Effect.timeoutOption(running.exit, limit)
+        })))
+        if (Exit.isFailure(waited)) {
+          ending = { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true, timedOut: null }
+        } else if (Option.isSome(waited.value)) {
+          ending = { _tag: "Exited", exit: waited.value.value, interrupted: false, timedOut: null }
+        } else {
+          const limit = Duration.format(Option.getOrThrow(settings.timeout))
+          yield* Effect.logWarning("timed out; stopping its process group").pipe(Effect.annotateLogs({ timeout: limit }))
+          ending = { _tag: "Exited", exit: yield* proc.terminate(settings.grace), interrupted: false, timedOut: limit }
+        }
         yield* processEnded
       }
 
       const endedAt = yield* Clock.currentTimeMillis
       const exit = ending._tag === "Exited" ? ending.exit : null
       // Already on disk when the spawner saw the process end and judged as we do.
-      const recorded = exit?.recorded === true && ending._tag === "Exited" && !ending.interrupted && exit.lost === undefined
+      const recorded = exit?.recorded === true && ending._tag === "Exited" && !ending.interrupted && ending.timedOut === null &&
+        exit.lost === undefined
       const record: JobRecord = proc === null
         ? {
           name: base.name,

@@ -51,7 +51,14 @@ export const recordText = (record: JobRecord) => JSON.stringify(record, null, 2)
 
 /** What happened to the process, before it is written down. */
 export type Ending =
-  | { readonly _tag: "Exited"; readonly exit: ProcessExit; readonly interrupted: boolean }
+  | {
+    readonly _tag: "Exited"
+    readonly exit: ProcessExit
+    /** pmjq stopped it (a stop, or lost track of it). */
+    readonly interrupted: boolean
+    /** It ran past --timeout (the limit, as written) and was stopped. */
+    readonly timedOut: string | null
+  }
   | { readonly _tag: "NotStarted"; readonly reason: string }
 
 export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | "signal" | "reason"> => {
@@ -66,6 +73,14 @@ export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | 
       exitCode,
       signal,
       reason: `pmjq stopped before the job ended (${signal ?? `exit ${exitCode}`})`
+    }
+  }
+  if (ending.timedOut !== null) {
+    return {
+      outcome: "timed-out",
+      exitCode,
+      signal,
+      reason: `ran longer than --timeout ${ending.timedOut}; its process group was stopped (${signal ?? `exit ${exitCode}`})`
     }
   }
   if (signal !== null) return { outcome: "failed", exitCode: null, signal, reason: `killed by ${signal}` }

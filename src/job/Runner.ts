@@ -109,7 +109,12 @@ const track = (pid: number, exited: Deferred.Deferred<ProcessExit>): RunningProc
       // timeout can cancel it; wrapping the whole timeout instead would let the
       // caller's pending interruption cut it short and skip the SIGKILL.
       const done = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(killAfter))
-      if (done._tag === "Some") return done.value
+      // Whatever is left of the group once the job's own process is over (a
+      // background child that ignores SIGTERM) gets SIGKILL: nothing survives.
+      if (done._tag === "Some") {
+        signalGroup(pid, "SIGKILL")
+        return done.value
+      }
       signalGroup(pid, "SIGKILL")
       return yield* exit
     })

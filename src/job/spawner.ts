@@ -145,7 +145,8 @@ const spawn = (request: SpawnRequest) => {
         recordText(startedRecord(request.record.base, child.pid!, startedAt, endedAt, {
           _tag: "Exited",
           exit: { exitCode, signal },
-          interrupted: false
+          interrupted: false,
+          timedOut: null
         }))
       )
     send({ id: request.id, exitCode, signal, startedAt, endedAt, recorded })

@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { entries, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
 
 const setup = workspace
 const isRoot = process.getuid?.() === 0
@@ -80,6 +80,19 @@ describe("hostile input", () => {
     expect(() => process.kill(child, 0)).not.toThrow()
     process.kill(child, "SIGKILL")
     expect(lines(t.ledger).sort()).toEqual(["long", "newline", "twin-a", "twin-b"])
+  })
+
+  it("--timeout: a job that runs too long is stopped with its whole process group, even a child that ignores SIGTERM", async () => {
+    const t = setup("timeout")
+    const childPid = path.join(t.root, "child.pid")
+    submit(t.spool, "endless", `sh -c 'trap "" TERM; while :; do sleep 1; done' &\necho $! > "${childPid}"\nwait`)
+    const result = await run(["-o", t.archive, "-e", t.errors, "--timeout", "1s", "--grace", "1s", "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(records(t.errors)).toMatchObject([{ name: "endless", outcome: "timed-out" }])
+    expect(records(t.errors)[0]!.reason).toMatch(/^ran longer than --timeout 1s; its process group was stopped/)
+    expect(result.stderr).toContain("WARN timed out; stopping its process group job=endless timeout=1s")
+    const child = Number(fs.readFileSync(childPid, "utf8"))
+    await waitFor("the child that ignored SIGTERM is gone", () => !isAlive(child), 5_000)
   })
 
   it("a job that removes the archive dir: the dir is made again, and its entry and later ones land in it", async () => {

@@ -143,13 +143,16 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
 
 describe("records", () => {
   it("say why a job did not succeed", () => {
-    expect(judge({ _tag: "Exited", exit: { exitCode: 0, signal: null }, interrupted: false })).toEqual({
+    expect(judge({ _tag: "Exited", exit: { exitCode: 0, signal: null }, interrupted: false, timedOut: null })).toEqual({
       outcome: "succeeded", exitCode: 0, signal: null, reason: null
     })
-    expect(judge({ _tag: "Exited", exit: { exitCode: null, signal: "SIGKILL" }, interrupted: false })).toMatchObject({
+    expect(judge({ _tag: "Exited", exit: { exitCode: null, signal: "SIGKILL" }, interrupted: false, timedOut: null })).toMatchObject({
       outcome: "failed", signal: "SIGKILL", reason: "killed by SIGKILL"
     })
-    expect(judge({ _tag: "Exited", exit: { exitCode: null, signal: "SIGTERM" }, interrupted: true }).outcome).toBe("interrupted")
+    expect(judge({ _tag: "Exited", exit: { exitCode: null, signal: "SIGTERM" }, interrupted: true, timedOut: null }).outcome).toBe("interrupted")
+    expect(judge({ _tag: "Exited", exit: { exitCode: null, signal: "SIGTERM" }, interrupted: false, timedOut: "5s" })).toEqual({
+      outcome: "timed-out", exitCode: null, signal: "SIGTERM", reason: "ran longer than --timeout 5s; its process group was stopped (SIGTERM)"
+    })
     expect(judge({ _tag: "NotStarted", reason: "ENOENT" })).toMatchObject({ outcome: "failed", exitCode: null })
   })
 })

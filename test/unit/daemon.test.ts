@@ -38,6 +38,25 @@ const settle = Effect.gen(function*() {
 const advance = (duration: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(duration), settle)
 
 describe("daemon", () => {
+  it.effect("--timeout: a job running past it is stopped and recorded as timed-out, not before", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("slow", exits(0, "1 hour"))
+      t.runner.plan("quick", exits(0, "9 seconds"))
+      yield* t.spool.submit("slow", 1)
+      yield* t.spool.submit("quick", 2)
+      const fiber = yield* t.start(daemonSettings({ drain: true, timeout: Option.some(Duration.seconds(10)) }))
+      yield* settle
+      yield* advance("9 seconds")
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([["quick", "succeeded"]])
+      expect(t.runner.terminated).toEqual([])
+      yield* advance("1 second")
+      yield* Fiber.join(fiber)
+      expect(t.runner.terminated).toEqual(["slow"])
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([["quick", "succeeded"], ["slow", "timed-out"]])
+      expect(t.archive.stored[1]!.record.reason).toBe("ran longer than --timeout 10s; its process group was stopped (SIGTERM)")
+    }))
+
   it.effect("a job whose archival fails is kept, its outcome written first, and archived on a later try; never run again", () =>
     Effect.gen(function*() {
       const t = yield* setupWith(0, 3)
