@@ -10,8 +10,9 @@ import { Archive } from "../src/job/Archive.js"
 import { ProcessRunner } from "../src/job/Runner.js"
 import { logLayer } from "../src/log.js"
 import { Spool } from "../src/spool/Spool.js"
+import { HookRunner } from "../src/hooks.js"
 import { Nodes } from "../src/spool/Nodes.js"
-import { daemonSettings, fakeArchive, fakeLoad, fakeNodes, fakeRunner, fakeSpool } from "../test/fakes.js"
+import { daemonSettings, fakeArchive, fakeHooks, fakeLoad, fakeNodes, fakeRunner, fakeSpool } from "../test/fakes.js"
 
 const jobs = Number(process.argv[2] ?? 20_000)
 const logged = process.argv.includes("--log")
@@ -27,6 +28,7 @@ const program = Effect.gen(function*() {
     Layer.succeed(ProcessRunner, runner.service),
     Layer.succeed(Archive, archive.service),
     Layer.succeed(Nodes, (yield* fakeNodes).service),
+    Layer.succeed(HookRunner, (yield* fakeHooks).service),
     Gate.layer({ cpuLimit: Option.none(), sampleEvery: "1 second" }),
     load.layer
   ).pipe(Layer.provide(load.layer))

@@ -12,13 +12,14 @@ import { Gate } from "./gate/Gate.js"
 import { LoadAverage } from "./gate/LoadAverage.js"
 import { type JobSettings, runJob } from "./job/Job.js"
 import { ProcessRunner } from "./job/Runner.js"
+import { type HookSettings, type Observed, watchHooks } from "./hooks.js"
 import { makeRecovery, type RecoverySettings } from "./recovery.js"
 import { Nodes } from "./spool/Nodes.js"
 import { makeFeed, spoolEvents } from "./spool/feed.js"
 import { makePending } from "./spool/Pending.js"
 import { Spool } from "./spool/Spool.js"
 
-export interface DaemonSettings extends JobSettings, RecoverySettings {
+export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings {
   /** At most this many jobs at once; 0 means no cap. */
   readonly maxJobs: number
   readonly poll: Duration.DurationInput
@@ -53,6 +54,8 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const slots = settings.maxJobs > 0 ? yield* Effect.makeSemaphore(settings.maxJobs) : null
   const takeSlot = slots === null ? Effect.void : slots.take(1)
   const freeSlot = slots === null ? Effect.void : slots.release(1)
+  // Claimed jobs whose process has not ended yet: what -j counts.
+  let processes = 0
 
   // Runs before the FiberSet's own finalizer (finalizers run last-in first-out),
   // so jobs get their grace before they are interrupted.
@@ -102,6 +105,16 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const next = Effect.flatMap(Ref.get(peers), (n) => (n === 0 ? pending.poll : pending.pollAmong(2 * (n + 1), preference)))
   const claims = { won: 0, lost: 0 }
 
+  // The idle and limit commands look at this every second.
+  const observe = Effect.gen(function*(): Effect.fn.Return<Observed> {
+    const queued = yield* pending.size
+    const running = yield* FiberSet.size(jobs)
+    if (queued === 0) return { queued, running, holding: null }
+    if (settings.maxJobs > 0 && processes >= settings.maxJobs) return { queued, running, holding: "max-jobs" }
+    return { queued, running, holding: (yield* gate.isOpen) ? null : "load" }
+  })
+  yield* watchHooks(settings, observe).pipe(Effect.forkScoped)
+
   const events = yield* spoolEvents(settings.poll)
   yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)
   // Let the watcher start before the first listing, so nothing falls between them.
@@ -126,7 +139,8 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
       // -j counts running processes: the slot and the gate's count are given back
       // when the process ends, once, and archival goes on without them.
-      const processEnded = yield* Effect.once(Effect.zipRight(yield* gate.started, freeSlot))
+      processes++
+      const processEnded = yield* Effect.once(Effect.zipRight(yield* gate.started, freeSlot).pipe(Effect.tap(() => void processes--)))
       // A fiber forked here would inherit this uninterruptible region; the job
       // must stay interruptible so that a stop can reach it after the grace.
       const job = runJob(claim.value, settings, processEnded, keep).pipe(Effect.ensuring(processEnded))

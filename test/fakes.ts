@@ -10,6 +10,7 @@ import { type JobRecord, stamp } from "../src/job/Record.js"
 import { type ProcessExit, ProcessRunner, type RunningProcess } from "../src/job/Runner.js"
 import type { DaemonSettings } from "../src/daemon.js"
 import { ArchiveFailed, JobBusy, SpawnFailed } from "../src/errors.js"
+import { HookRunner } from "../src/hooks.js"
 import { type Heartbeat, Nodes } from "../src/spool/Nodes.js"
 import { Spool } from "../src/spool/Spool.js"
 
@@ -174,6 +175,13 @@ export const fakeNodes = Effect.sync(() => {
   return { service, beats, hasLeft: () => left }
 })
 
+/** Hook commands, recorded instead of run; each "takes" no time. */
+export const fakeHooks = Effect.sync(() => {
+  const runs: Array<{ readonly hook: string; readonly command: string; readonly env: Readonly<Record<string, string>> }> = []
+  const service = HookRunner.of({ run: (hook, command, env) => Effect.sync(() => void runs.push({ hook, command, env })) })
+  return { service, runs }
+})
+
 /** A load source whose value the test sets. */
 export const fakeLoad = Effect.gen(function*() {
   const load = yield* Ref.make(0)
@@ -199,6 +207,10 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   maxJobs: 0,
   poll: "2 seconds",
   drain: false,
+  idleCmd: Option.none(),
+  idleAfter: "10 minutes",
+  limitCmd: Option.none(),
+  limitAfter: "1 minute",
   lease: "60 seconds",
   orphans: "requeue",
   maxAttempts: 3,

@@ -7,6 +7,7 @@ import { Effect, Layer, Option } from "effect"
 import * as os from "node:os"
 import * as path from "node:path"
 import { daemon } from "../daemon.js"
+import { HookRunner } from "../hooks.js"
 import { UsageError } from "../errors.js"
 import { Gate } from "../gate/Gate.js"
 import { LoadAverage } from "../gate/LoadAverage.js"
@@ -53,6 +54,16 @@ export const daemonOptions = {
   ),
   poll: duration("poll", "2s", "Rescan the spool at least this often (notifications miss other machines' writes)."),
   grace: duration("grace", "30s", "On SIGTERM/SIGINT, let running jobs finish this long before killing them; also a timed-out job's time between SIGTERM and SIGKILL."),
+  idleCmd: Options.text("idle-cmd").pipe(
+    Options.withDescription("Run this (with /bin/sh) once nothing has been queued or running for --idle-after; again after the next busy spell."),
+    Options.optional
+  ),
+  idleAfter: duration("idle-after", "10m", "How long the queue must be idle before --idle-cmd runs."),
+  limitCmd: Options.text("limit-cmd").pipe(
+    Options.withDescription("Run this (with /bin/sh) once jobs have waited, held back by -C or -j, for --limit-after without a break."),
+    Options.optional
+  ),
+  limitAfter: duration("limit-after", "1m", "How long jobs must be held back before --limit-cmd runs."),
   timeout: optionalDuration("timeout", "Stop a job that runs longer than this (SIGTERM to its process group, SIGKILL after --grace): outcome timed-out."),
   drain: Options.boolean("drain").pipe(
     Options.withDescription("Run what is queued, wait for running jobs, and exit 0 once the spool is empty.")
@@ -102,6 +113,10 @@ const run = (options: Parsed) =>
       poll: options.poll,
       grace: options.grace,
       timeout: options.timeout,
+      idleCmd: options.idleCmd,
+      idleAfter: options.idleAfter,
+      limitCmd: options.limitCmd,
+      limitAfter: options.limitAfter,
       drain: options.drain,
       lease: options.lease,
       orphans: options.orphans,
@@ -116,6 +131,7 @@ const run = (options: Parsed) =>
       NodesLive({ spool, node }),
       Gate.layer({ cpuLimit: options.cpuLimit, sampleEvery: "1 second" }),
       LoadAverage.Live,
+      HookRunner.Live,
       ProcessRunner.Live,
       Archive.Live
     ).pipe(Layer.provide(Syscalls.forDirectories(directories)), Layer.provide(LoadAverage.Live))

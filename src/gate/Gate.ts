@@ -21,13 +21,15 @@ export class Gate extends Context.Tag("pmjq/Gate")<
     readonly started: Effect.Effect<Effect.Effect<void>>
     /** The current estimate (0 when there is no limit), for logs and status. */
     readonly estimate: Effect.Effect<number>
+    /** Whether a job may start now. */
+    readonly isOpen: Effect.Effect<boolean>
   }
 >() {
   static readonly layer = (settings: GateSettings) =>
     Layer.scoped(
       Gate,
       Option.match(settings.cpuLimit, {
-        onNone: () => Effect.succeed(Gate.of({ whenOpen: Effect.void, started: Effect.succeed(Effect.void), estimate: Effect.succeed(0) })),
+        onNone: () => Effect.succeed(Gate.of({ whenOpen: Effect.void, started: Effect.succeed(Effect.void), estimate: Effect.succeed(0), isOpen: Effect.succeed(true) })),
         onSome: (limit) => makeLimited(limit, settings.sampleEvery)
       })
     )
@@ -70,5 +72,5 @@ const makeLimited = Effect.fn("Gate.make")(function*(limit: number, sampleEvery:
     })
   })
 
-  return Gate.of({ whenOpen, started, estimate })
+  return Gate.of({ whenOpen, started, estimate, isOpen })
 })

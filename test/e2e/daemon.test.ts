@@ -235,6 +235,28 @@ describe("pmjq daemon", () => {
   })
 })
 
+describe("idle and limit commands, for real", () => {
+  it("--idle-cmd runs with /bin/sh and its environment; its output and failure go to the log; the daemon goes on", async () => {
+    const t = setup("idle-cmd")
+    const marker = path.join(t.root, "idle.txt")
+    const daemon = start(["--node-id", "n1", "--idle-after", "1s", "--idle-cmd", `echo "$PMJQ_QUEUED $PMJQ_RUNNING $PMJQ_NODE" > "${marker}"; echo said; echo complained >&2; exit 3`, "-o", t.archive, t.spool], t.root)
+    try {
+      await waitFor("idle command", () => fs.existsSync(marker) && daemon.output().stderr.includes("hook failed"), 15_000)
+      expect(fs.readFileSync(marker, "utf8")).toBe("0 0 n1\n")
+      const log = daemon.output().stderr
+      expect(log).toMatch(/INFO said hook=idle stream=stdout/)
+      expect(log).toMatch(/INFO complained hook=idle stream=stderr/)
+      expect(log).toMatch(/WARN hook failed exitCode=3 hook=idle/)
+      submit(t.spool, "after", `echo after >> "${t.ledger}"`)
+      await waitFor("a job after the hook", () => records(t.archive).length === 1)
+      expect(lines(t.ledger)).toEqual(["after"])
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+})
+
 describe("pmjq's spawners", () => {
   const spawnersOf = (pmjq: number) =>
     fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).flatMap((pid) => {

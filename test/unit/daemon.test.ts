@@ -5,8 +5,9 @@ import { Gate } from "../../src/gate/Gate.js"
 import { ProcessRunner } from "../../src/job/Runner.js"
 import { Archive } from "../../src/job/Archive.js"
 import { Spool } from "../../src/spool/Spool.js"
+import { HookRunner } from "../../src/hooks.js"
 import { Nodes } from "../../src/spool/Nodes.js"
-import { busy, daemonSettings, exits, fakeLoad, fakeNodes, fakeRunner, fakeSpool, makeFakeArchive } from "../fakes.js"
+import { busy, daemonSettings, exits, fakeHooks, fakeLoad, fakeNodes, fakeRunner, fakeSpool, makeFakeArchive } from "../fakes.js"
 
 const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0) => Effect.gen(function*() {
   const spool = yield* fakeSpool
@@ -14,18 +15,20 @@ const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0) =>
   const archive = yield* makeFakeArchive(archiveTakes, archiveFailures)
   const load = yield* fakeLoad
   const nodes = yield* fakeNodes
+  const hooks = yield* fakeHooks
   const layer = (cpuLimit: Option.Option<number> = Option.none()) =>
     Layer.mergeAll(
       Layer.succeed(Spool, spool.service),
       Layer.succeed(ProcessRunner, runner.service),
       Layer.succeed(Archive, archive.service),
       Layer.succeed(Nodes, nodes.service),
+      Layer.succeed(HookRunner, hooks.service),
       Gate.layer({ cpuLimit, sampleEvery: "1 second" }),
       load.layer
     ).pipe(Layer.provide(load.layer))
   const start = (settings: DaemonSettings, cpuLimit?: number) =>
     daemon(settings).pipe(Effect.scoped, Effect.provide(layer(Option.fromNullable(cpuLimit))), Effect.fork)
-  return { spool, runner, archive, load, nodes, start }
+  return { spool, runner, archive, load, nodes, hooks, start }
 })
 const setup = setupWith(0)
 
@@ -36,6 +39,81 @@ const settle = Effect.gen(function*() {
 
 /** Moves the test clock on, then lets what it woke up run. */
 const advance = (duration: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(duration), settle)
+
+describe("idle and limit commands", () => {
+  it.effect("--idle-cmd runs once the queue has been idle for --idle-after, once per idle spell", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("work", exits(0, "5 seconds"))
+      const fiber = yield* t.start(daemonSettings({ idleCmd: Option.some("shutdown now"), idleAfter: "30 seconds" }))
+      yield* settle
+      yield* advance("29 seconds")
+      expect(t.hooks.runs).toEqual([])
+      yield* advance("1 second")
+      yield* advance("1 second")
+      expect(t.hooks.runs).toMatchObject([{ hook: "idle", command: "shutdown now", env: { PMJQ_QUEUED: "0", PMJQ_RUNNING: "0", PMJQ_NODE: "node" } }])
+      // Still idle: not again.
+      yield* advance("5 minutes")
+      expect(t.hooks.runs).toHaveLength(1)
+      // Busy for a while, then idle again: once more, a full --idle-after later.
+      yield* t.spool.submit("work", 1)
+      yield* settle
+      yield* advance("5 seconds")
+      yield* advance("29 seconds")
+      expect(t.hooks.runs).toHaveLength(1)
+      yield* advance("2 seconds")
+      expect(t.hooks.runs).toHaveLength(2)
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("--limit-cmd runs once jobs have been held back by -j for --limit-after, with PMJQ_LIMIT", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("a", exits(0, "1 hour"))
+      t.runner.plan("b", exits(0, "1 hour"))
+      yield* t.spool.submit("a", 1)
+      yield* t.spool.submit("b", 2)
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 1, limitCmd: Option.some("boot another"), limitAfter: "10 seconds" }))
+      yield* settle
+      yield* advance("9 seconds")
+      expect(t.hooks.runs).toEqual([])
+      yield* advance("1 second")
+      yield* advance("1 second")
+      expect(t.hooks.runs).toMatchObject([{ hook: "limit", command: "boot another", env: { PMJQ_LIMIT: "max-jobs", PMJQ_QUEUED: "1" } }])
+      yield* advance("10 minutes")
+      expect(t.hooks.runs).toHaveLength(1)
+      yield* Fiber.interrupt(fiber).pipe(Effect.fork)
+      yield* advance("31 seconds")
+    }))
+
+  it.effect("--limit-cmd does not run when the limit lifts before --limit-after", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("a", exits(0, "5 seconds"))
+      t.runner.plan("b", exits(0, "5 seconds"))
+      yield* t.spool.submit("a", 1)
+      yield* t.spool.submit("b", 2)
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 1, limitCmd: Option.some("boot another"), limitAfter: "10 seconds" }))
+      yield* settle
+      for (let i = 0; i < 30; i++) yield* advance("1 second")
+      expect(t.spool.files.size).toBe(0)
+      expect(t.hooks.runs).toEqual([])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("--limit-cmd says PMJQ_LIMIT=load when the CPU gate holds jobs back", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* Ref.set(t.load.load, 8)
+      yield* t.spool.submit("a", 1)
+      const fiber = yield* t.start(daemonSettings({ limitCmd: Option.some("boot another"), limitAfter: "10 seconds" }), 2)
+      yield* settle
+      for (let i = 0; i < 12; i++) yield* advance("1 second")
+      expect(t.runner.spawns).toEqual([])
+      expect(t.hooks.runs).toMatchObject([{ hook: "limit", env: { PMJQ_LIMIT: "load", PMJQ_QUEUED: "1", PMJQ_RUNNING: "0" } }])
+      yield* Fiber.interrupt(fiber)
+    }))
+})
 
 describe("daemon", () => {
   it.effect("--timeout: a job running past it is stopped and recorded as timed-out, not before", () =>
