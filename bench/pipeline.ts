@@ -11,8 +11,9 @@ import { ProcessRunner } from "../src/job/Runner.js"
 import { logLayer } from "../src/log.js"
 import { Spool } from "../src/spool/Spool.js"
 import { HookRunner } from "../src/hooks.js"
+import { Users } from "../src/job/Users.js"
 import { Nodes } from "../src/spool/Nodes.js"
-import { daemonSettings, fakeArchive, fakeHooks, fakeLoad, fakeNodes, fakeRunner, fakeSpool } from "../test/fakes.js"
+import { daemonSettings, fakeArchive, fakeHooks, fakeLoad, fakeNodes, fakeRunner, fakeSpool, fakeUsers } from "../test/fakes.js"
 
 const jobs = Number(process.argv[2] ?? 20_000)
 const logged = process.argv.includes("--log")
@@ -29,6 +30,7 @@ const program = Effect.gen(function*() {
     Layer.succeed(Archive, archive.service),
     Layer.succeed(Nodes, (yield* fakeNodes).service),
     Layer.succeed(HookRunner, (yield* fakeHooks).service),
+    Layer.succeed(Users, fakeUsers),
     Gate.layer({ cpuLimit: Option.none(), sampleEvery: "1 second" }),
     load.layer
   ).pipe(Layer.provide(load.layer))

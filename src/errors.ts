@@ -32,6 +32,15 @@ export class UsageError extends Data.TaggedError("UsageError")<{
   }
 }
 
+/** An option that needs privileges pmjq does not have (EX_NOPERM). */
+export class NotPermitted extends Data.TaggedError("NotPermitted")<{
+  readonly reason: string
+}> {
+  override get message() {
+    return this.reason
+  }
+}
+
 /** An unexpected I/O failure on the spool: logged, and the operation retried later. */
 export class SpoolIOError extends Data.TaggedError("SpoolIOError")<{
   readonly operation: string
@@ -88,7 +97,7 @@ export class ClaimLost extends Data.TaggedError("ClaimLost")<{
   }
 }
 
-export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError
+export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted
 
 /** sysexits(3) status for each startup error. */
 export const exitStatus = (error: StartupError): number => {
@@ -99,6 +108,8 @@ export const exitStatus = (error: StartupError): number => {
       return 66
     case "CannotCreateDirectory":
       return 73
+    case "NotPermitted":
+      return 77
   }
 }
 
@@ -115,7 +126,7 @@ export const describe = (error: unknown): string => {
 export const errnoCode = (error: unknown): string | undefined =>
   error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
 
-const startupTags: ReadonlySet<string> = new Set(["SpoolMissing", "CannotCreateDirectory", "UsageError"])
+const startupTags: ReadonlySet<string> = new Set(["SpoolMissing", "CannotCreateDirectory", "UsageError", "NotPermitted"])
 
 export const isStartupError = (u: unknown): u is StartupError =>
   typeof u === "object" && u !== null && "_tag" in u && startupTags.has(String(u._tag))

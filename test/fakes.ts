@@ -11,6 +11,7 @@ import { type ProcessExit, ProcessRunner, type RunningProcess } from "../src/job
 import type { DaemonSettings } from "../src/daemon.js"
 import { ArchiveFailed, JobBusy, SpawnFailed } from "../src/errors.js"
 import { HookRunner } from "../src/hooks.js"
+import { Users } from "../src/job/Users.js"
 import { type Heartbeat, Nodes } from "../src/spool/Nodes.js"
 import { Spool } from "../src/spool/Spool.js"
 
@@ -62,6 +63,7 @@ export const fakeSpool = Effect.gen(function*() {
         return true
       }),
     startedBefore: () => Effect.succeed(0),
+    facts: () => Effect.succeed({ isFile: true, isSymlink: false, mode: 0o100755, uid: 1000, gid: 1000, nlink: 1 }),
     // Like the kernel: whatever has happened is reported at once, in one go.
     watch: (changed) =>
       Queue.takeBetween(notify, 1, Number.MAX_SAFE_INTEGER).pipe(
@@ -182,6 +184,9 @@ export const fakeHooks = Effect.sync(() => {
   return { service, runs }
 })
 
+/** A password database with no one in it. */
+export const fakeUsers = Users.of({ account: () => Effect.succeed(Option.none()), groups: () => Effect.succeed([]) })
+
 /** A load source whose value the test sets. */
 export const fakeLoad = Effect.gen(function*() {
   const load = yield* Ref.make(0)
@@ -198,6 +203,8 @@ export const jobSettings: JobSettings = {
   errorDir: Option.none(),
   killAfter: "5 seconds",
   timeout: Option.none(),
+  policy: { asRoot: false, runAsOwner: false, allowUsers: null, allowGroups: null },
+  rejectedDir: "/spool/.pmjq/rejected",
   grace: "30 seconds",
   busyFor: "1 minute"
 }

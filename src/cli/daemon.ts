@@ -4,11 +4,13 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Effect, Layer, Option } from "effect"
+import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { daemon } from "../daemon.js"
 import { HookRunner } from "../hooks.js"
-import { UsageError } from "../errors.js"
+import { resolveId, Users } from "../job/Users.js"
+import { NotPermitted, UsageError } from "../errors.js"
 import { Gate } from "../gate/Gate.js"
 import { LoadAverage } from "../gate/LoadAverage.js"
 import { Archive } from "../job/Archive.js"
@@ -64,6 +66,17 @@ export const daemonOptions = {
     Options.optional
   ),
   limitAfter: duration("limit-after", "1m", "How long jobs must be held back before --limit-cmd runs."),
+  runAsOwner: Options.boolean("run-as-owner").pipe(
+    Options.withDescription("Run each job as its file's owner, with the owner's groups and HOME (root only).")
+  ),
+  allowUsers: Options.text("allow-users").pipe(
+    Options.withDescription("Run only files owned by these users (comma-separated names or uids); others are rejected."),
+    Options.optional
+  ),
+  allowGroups: Options.text("allow-groups").pipe(
+    Options.withDescription("Run only files whose owner is in one of these groups (comma-separated names or gids)."),
+    Options.optional
+  ),
   timeout: optionalDuration("timeout", "Stop a job that runs longer than this (SIGTERM to its process group, SIGKILL after --grace): outcome timed-out."),
   drain: Options.boolean("drain").pipe(
     Options.withDescription("Run what is queued, wait for running jobs, and exit 0 once the spool is empty.")
@@ -91,6 +104,18 @@ export const daemonOptions = {
 
 type Parsed = Command.Command.ParseConfig<typeof daemonOptions>
 
+// Writable by others without the sticky bit: anyone can rename or delete
+// anyone's job (even replace it between submission and claim).
+const warnIfOpenSpool = (spool: string) =>
+  Effect.promise(() => fsp.stat(spool).then((s) => s.mode, () => 0)).pipe(
+    Effect.flatMap((mode) =>
+      (mode & 0o002) !== 0 && (mode & 0o1000) === 0
+        ? Effect.logWarning("the spool is writable by others without the sticky bit: anyone can replace anyone's job (chmod +t it)")
+          .pipe(Effect.annotateLogs({ spool }))
+        : Effect.void
+    )
+  )
+
 const run = (options: Parsed) =>
   Effect.gen(function*() {
     if (Option.isNone(options.spool)) {
@@ -101,6 +126,18 @@ const run = (options: Parsed) =>
     const errorDir = Option.map(options.errorDir, (dir) => path.resolve(dir))
 
     const node = Option.getOrElse(options.nodeId, () => `${os.hostname()}-${process.pid}`)
+    const asRoot = process.getuid?.() === 0
+    if (options.runAsOwner && !asRoot) {
+      return yield* new NotPermitted({ reason: "--run-as-owner needs root: only root can run a job as another user" })
+    }
+    const ids = (database: "passwd" | "group", option: string) => (list: string) =>
+      Effect.forEach(list.split(",").filter((x) => x !== ""), (entry) =>
+        Effect.flatMap(resolveId(database, entry), Option.match({
+          onNone: () => Effect.fail(new UsageError({ reason: `--${option}: no such ${database === "passwd" ? "user" : "group"}: ${entry}` })),
+          onSome: Effect.succeed
+        })))
+    const allowUsers = yield* Effect.transposeMapOption(options.allowUsers, ids("passwd", "allow-users"))
+    const allowGroups = yield* Effect.transposeMapOption(options.allowGroups, ids("group", "allow-groups"))
     const settings = {
       spool,
       node,
@@ -121,6 +158,13 @@ const run = (options: Parsed) =>
       lease: options.lease,
       orphans: options.orphans,
       maxAttempts: options.maxAttempts,
+      policy: {
+        asRoot,
+        runAsOwner: options.runAsOwner,
+        allowUsers: Option.match(allowUsers, { onNone: () => null, onSome: (xs) => new Set(xs) }),
+        allowGroups: Option.match(allowGroups, { onNone: () => null, onSome: (xs) => new Set(xs) })
+      },
+      rejectedDir: path.join(spool, ".pmjq", "rejected"),
       killAfter: "5 seconds",
       busyFor: "1 minute"
     } as const
@@ -132,11 +176,13 @@ const run = (options: Parsed) =>
       Gate.layer({ cpuLimit: options.cpuLimit, sampleEvery: "1 second" }),
       LoadAverage.Live,
       HookRunner.Live,
+      Users.Live,
       ProcessRunner.Live,
       Archive.Live
     ).pipe(Layer.provide(Syscalls.forDirectories(directories)), Layer.provide(LoadAverage.Live))
     // Every check before anything is created: a refused start leaves no trace.
     yield* requireSpool(spool)
+    yield* warnIfOpenSpool(spool)
     yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))
     yield* daemon(settings).pipe(Effect.scoped, Effect.provide(live))
   }).pipe(Effect.provide(logLayer(options.logFormat)))

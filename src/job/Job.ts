@@ -6,6 +6,8 @@
 import { Cause, Clock, Duration, Effect, Exit, Option, Schedule } from "effect"
 import type { ArchiveFailed, ClaimLost } from "../errors.js"
 import { besideClaim, type Claim, Spool } from "../spool/Spool.js"
+import { refusal, type RefusalPolicy } from "./refusal.js"
+import { type Account, Users } from "./Users.js"
 import { Archive, type Finished } from "./Archive.js"
 import { type Ending, judge, type JobRecord, type RecordBase, startedRecord } from "./Record.js"
 import { type Output, ProcessRunner, type RunningProcess } from "./Runner.js"
@@ -24,6 +26,10 @@ export interface JobSettings {
   readonly timeout: Option.Option<Duration.Duration>
   /** How long running jobs may go on after a stop was asked for; also a timed-out job's time between SIGTERM and SIGKILL. */
   readonly grace: Duration.DurationInput
+  /** Which files are refused (rejected, never run), and whether jobs run as their owner. */
+  readonly policy: RefusalPolicy
+  /** Where refused jobs go when there is no error dir: job-spool/.pmjq/rejected. */
+  readonly rejectedDir: string
   /** How long to keep retrying a job whose file is still open for writing. */
   readonly busyFor: Duration.DurationInput
 }
@@ -54,15 +60,27 @@ export const runJob = Effect.fn("Job.run")(function*(
   const runner = yield* ProcessRunner
   const archive = yield* Archive
   const spool = yield* Spool
+  const users = yield* Users
   const capture = Option.isSome(settings.archiveDir) || Option.isSome(settings.errorDir)
   const files = capture ? outputFiles(claim) : null
   const output = (file: string | undefined): Output => (file === undefined ? "inherit" : { file })
   const recordFile = besideClaim(claim.path, ".json")
+  // Checked on the claimed file, which only pmjq can change from here on.
+  const facts = yield* spool.facts(claim).pipe(Effect.option)
+  const ownerGroups = settings.policy.allowGroups !== null && Option.isSome(facts) ? yield* users.groups(facts.value.uid) : []
+  const asOwner = settings.policy.asRoot && settings.policy.runAsOwner
+  const owner = asOwner && Option.isSome(facts) ? yield* users.account(facts.value.uid) : Option.none<Account>()
+  const refused = Option.match(facts, {
+    onNone: () => "it could not be inspected",
+    onSome: (f) =>
+      refusal(f, settings.policy, () => ownerGroups) ??
+        (asOwner && Option.isNone(owner) ? `its owner, uid ${f.uid}, has no account here` : null)
+  })
   const base: RecordBase = {
     name: claim.name,
     node: settings.node,
     host: settings.host,
-    user: settings.user,
+    user: Option.match(owner, { onNone: () => settings.user, onSome: (a) => a.name }),
     attempt: claim.attempt,
     claimedAt: iso(claim.claimedAt)
   }
@@ -75,7 +93,8 @@ export const runJob = Effect.fn("Job.run")(function*(
     env: { PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node, PMJQ_ATTEMPT: String(claim.attempt) },
     stdout: output(files?.stdout),
     stderr: output(files?.stderr),
-    record: { file: recordFile, base }
+    record: { file: recordFile, base },
+    user: Option.getOrNull(owner)
   }).pipe(
     Effect.retry({
       while: (e) => e._tag === "JobBusy",
@@ -88,12 +107,16 @@ export const runJob = Effect.fn("Job.run")(function*(
 
   return yield* Effect.scoped(Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
-      const spawned = yield* Effect.exit(restore(spawn))
+      const spawned = refused === null ? yield* Effect.exit(restore(spawn)) : null
       const startedAt = yield* Clock.currentTimeMillis
 
       let ending: Ending
       let proc: RunningProcess | null = null
-      if (Exit.isFailure(spawned)) {
+      if (spawned === null) {
+        yield* processEnded
+        yield* Effect.logWarning("rejected").pipe(Effect.annotateLogs({ reason: refused }))
+        ending = { _tag: "Rejected", reason: refused ?? "" }
+      } else if (Exit.isFailure(spawned)) {
         const failure = Cause.failureOption(spawned.cause)
         if (Option.isNone(failure) || failure.value._tag === "JobBusy") {
           // Never started (still being written, or pmjq is stopping): back to the queue.
@@ -176,8 +199,11 @@ export const runJob = Effect.fn("Job.run")(function*(
           Effect.catchTag("ArchiveFailed", (error) => Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })))
         )
       }
+      // Refused jobs are kept, never in the archive of what ran.
       const destination = record.outcome === "succeeded"
         ? settings.archiveDir
+        : record.outcome === "rejected"
+        ? Option.some(Option.getOrElse(settings.errorDir, () => settings.rejectedDir))
         : Option.orElse(settings.errorDir, () => settings.archiveDir)
       const place: Effect.Effect<string | null, ArchiveFailed | ClaimLost> = Option.isSome(destination)
         ? archive.store(destination.value, finished)

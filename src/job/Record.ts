@@ -60,10 +60,14 @@ export type Ending =
     readonly timedOut: string | null
   }
   | { readonly _tag: "NotStarted"; readonly reason: string }
+  | { readonly _tag: "Rejected"; readonly reason: string }
 
 export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | "signal" | "reason"> => {
   if (ending._tag === "NotStarted") {
     return { outcome: "failed", exitCode: null, signal: null, reason: ending.reason }
+  }
+  if (ending._tag === "Rejected") {
+    return { outcome: "rejected", exitCode: null, signal: null, reason: `refused: ${ending.reason}` }
   }
   const { exitCode, signal, lost } = ending.exit
   if (lost !== undefined) return { outcome: "interrupted", exitCode, signal, reason: lost }

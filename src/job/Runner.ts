@@ -12,6 +12,7 @@ import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, SpawnFailed } from "../errors.js"
 import type { RecordBase } from "./Record.js"
+import type { Account } from "./Users.js"
 import type { SpawnReport, SpawnRequest } from "./spawner.js"
 
 export type Output = { readonly file: string } | "inherit"
@@ -23,6 +24,8 @@ export interface ProcessSpec {
   readonly env: Readonly<Record<string, string>>
   readonly stdout: Output
   readonly stderr: Output
+  /** Run it as this user (with setpriv, keeping the user's groups); null: as pmjq. */
+  readonly user: Account | null
   /** Where to write the record the moment the process ends (see spawner.ts); null: not written. */
   readonly record: { readonly file: string; readonly base: RecordBase } | null
 }
@@ -206,7 +209,8 @@ const makeSpawnerRunner = Effect.gen(function*() {
           env: spec.env,
           stdout: spec.stdout === "inherit" ? null : spec.stdout.file,
           stderr: spec.stderr === "inherit" ? null : spec.stderr.file,
-          record: spec.record
+          record: spec.record,
+          user: spec.user
         }
         owner.send(request)
       }),

@@ -33,6 +33,8 @@ export interface SpawnRequest {
   readonly stdout: string | null
   readonly stderr: string | null
   readonly record: { readonly file: string; readonly base: RecordBase } | null
+  /** Run as this user: setpriv(1) sets uid, gid and the user's supplementary groups. */
+  readonly user: { readonly uid: number; readonly gid: number; readonly name: string; readonly home: string; readonly shell: string } | null
 }
 
 export type SpawnReport =
@@ -111,9 +113,16 @@ const spawn = (request: SpawnRequest) => {
     if (typeof stdout === "number") fds.push(stdout)
     const stderr = openOutput(request.stderr, created)
     if (typeof stderr === "number") fds.push(stderr)
-    child = cp.spawn(request.path, [], {
+    const user = request.user
+    // Its output is its owner's, like the script.
+    if (user !== null) for (const fd of fds) fs.fchownSync(fd, user.uid, user.gid)
+    const [command, args] = user === null
+      ? [request.path, []]
+      : ["setpriv", [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", request.path]]
+    const account = user === null ? {} : { HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: user.shell }
+    child = cp.spawn(command, args, {
       cwd: request.cwd,
-      env: { ...base, ...request.env },
+      env: { ...base, ...request.env, ...account },
       stdio: ["ignore", stdout, stderr],
       // Its own process group, so pmjq can signal the job and all it forked.
       detached: true

@@ -16,6 +16,7 @@ import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, SpoolIOError, SpoolMissing } from "../errors.js"
 import { mkdirs, mkdirsBelow } from "../dirs.js"
 import { readdir, Syscalls } from "../syscalls.js"
+import type { FileFacts } from "../job/refusal.js"
 import type { Candidate } from "./Pending.js"
 
 export interface Claim {
@@ -56,6 +57,8 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly requeue: (file: string, name: string, attempts: number) => Effect.Effect<boolean, SpoolIOError>
     /** How many times the file at PATH was started before (0 if never), by recovery's notes. */
     readonly startedBefore: (file: string, name: string) => Effect.Effect<number, SpoolIOError>
+    /** What the claimed file is (lstat: a symlink is not followed). */
+    readonly facts: (claim: Claim) => Effect.Effect<FileFacts, SpoolIOError>
     /**
      * Calls `changed` with each name the kernel says changed: hints to look at,
      * never the truth (and silent over NFS). Runs until the watch fails;
@@ -141,7 +144,9 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     io("inspect", path.join(spool, name), () =>
       calls.lstat(path.join(spool, name)).then(
         (s): Option.Option<Candidate> =>
-          s.isFile() && (s.mode & 0o111) !== 0 ? Option.some({ name, readyAt: s.ctimeMs }) : Option.none(),
+          // Executable and not a directory (a spool may hold folders): a job, or
+          // something to refuse (a symlink, a FIFO...) once claimed.
+          !s.isDirectory() && (s.mode & 0o111) !== 0 ? Option.some({ name, readyAt: s.ctimeMs }) : Option.none(),
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
       ))
 
@@ -291,7 +296,18 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       return Effect.sync(() => watcher.close())
     })
 
-  return Spool.of({ path: spool, list, inspect, claim, release, vacated, requeue, startedBefore, watch })
+  const facts = (claim: Claim) =>
+    io("inspect", claim.path, () =>
+      calls.lstat(claim.path).then((s): FileFacts => ({
+        isFile: s.isFile(),
+        isSymlink: s.isSymbolicLink(),
+        mode: s.mode,
+        uid: s.uid,
+        gid: s.gid,
+        nlink: s.nlink
+      })))
+
+  return Spool.of({ path: spool, list, inspect, claim, release, vacated, requeue, startedBefore, facts, watch })
 })
 
 export const SpoolLive = (settings: SpoolSettings) => Layer.effect(Spool, make(settings))

@@ -14,7 +14,7 @@ const isRoot = process.getuid?.() === 0
 const byName = (dir: string) => new Map(records(dir).map((r) => [r.name as string, r]))
 
 describe("hostile input", () => {
-  it("odd files: not-regular files and symlinks are left alone; odd scripts, names and outputs each get their outcome", async () => {
+  it("odd files: folders are left alone, symlinks and other non-regular files refused; odd scripts, names and outputs each get their outcome", async () => {
     const t = setup("odd")
     const outside = path.join(t.root, "outside.sh")
     fs.writeFileSync(outside, `#!/bin/sh\necho followed >> "${t.ledger}"\n`, { mode: 0o755 })
@@ -44,13 +44,16 @@ describe("hostile input", () => {
     server.close() // (which removes its socket file)
     expect(result.code).toBe(0)
 
-    // Left alone, untouched: not regular files, and symlinks (never followed).
-    expect(left).toEqual(
-      ["a-directory", "a-fifo", "a-socket", "dangling", "link-to-dir", "link-to-file"]
-    )
+    // Folders are left alone. Symlinks (never followed), FIFOs and sockets with
+    // an execute bit are refused: moved to the error dir, never run.
+    expect(left).toEqual(["a-directory"])
     expect(lines(t.ledger)).not.toContain("followed")
-    // Each name of a hard-linked file is a job of its own.
-    expect(lines(t.ledger).filter((l) => l.startsWith("twin")).sort()).toEqual(["twin-a", "twin-b"])
+    const refused = new Map(records(t.errors).filter((r) => r.outcome === "rejected").map((r) => [r.name as string, r.reason as string]))
+    for (const link of ["link-to-file", "link-to-dir", "dangling"]) expect(refused.get(link)).toBe("refused: a symlink (never followed)")
+    for (const odd of ["a-fifo", "a-socket"]) expect(refused.get(odd)).toBe("refused: not a regular file")
+    expect(fs.readlinkSync(path.join(t.errors, records(t.errors).find((r) => r.name === "link-to-file")!.entry))).toBe(outside)
+    // A file with several hard links is refused (another name could change it), never run, kept.
+    expect(lines(t.ledger).filter((l) => l.startsWith("twin"))).toEqual([])
 
     const done = byName(t.archive)
     const failed = byName(t.errors)
@@ -79,7 +82,11 @@ describe("hostile input", () => {
     const child = Number(fs.readFileSync(bgPid, "utf8"))
     expect(() => process.kill(child, 0)).not.toThrow()
     process.kill(child, "SIGKILL")
-    expect(lines(t.ledger).sort()).toEqual(["long", "newline", "twin-a", "twin-b"])
+    for (const twin of ["twin-a", "twin-b"]) {
+      expect(failed.get(twin)).toMatchObject({ outcome: "rejected", reason: "refused: it has 2 hard links", pid: null })
+      expect(fs.readFileSync(path.join(t.errors, failed.get(twin)!.entry), "utf8")).toContain("PMJQ_JOB")
+    }
+    expect(lines(t.ledger).sort()).toEqual(["long", "newline"])
   })
 
   it("--timeout: a job that runs too long is stopped with its whole process group, even a child that ignores SIGTERM", async () => {

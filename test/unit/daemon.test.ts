@@ -6,8 +6,9 @@ import { ProcessRunner } from "../../src/job/Runner.js"
 import { Archive } from "../../src/job/Archive.js"
 import { Spool } from "../../src/spool/Spool.js"
 import { HookRunner } from "../../src/hooks.js"
+import { Users } from "../../src/job/Users.js"
 import { Nodes } from "../../src/spool/Nodes.js"
-import { busy, daemonSettings, exits, fakeHooks, fakeLoad, fakeNodes, fakeRunner, fakeSpool, makeFakeArchive } from "../fakes.js"
+import { busy, daemonSettings, exits, fakeHooks, fakeLoad, fakeNodes, fakeRunner, fakeSpool, fakeUsers, makeFakeArchive } from "../fakes.js"
 
 const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0) => Effect.gen(function*() {
   const spool = yield* fakeSpool
@@ -23,6 +24,7 @@ const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0) =>
       Layer.succeed(Archive, archive.service),
       Layer.succeed(Nodes, nodes.service),
       Layer.succeed(HookRunner, hooks.service),
+      Layer.succeed(Users, fakeUsers),
       Gate.layer({ cpuLimit, sampleEvery: "1 second" }),
       load.layer
     ).pipe(Layer.provide(load.layer))

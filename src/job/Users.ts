@@ -1,0 +1,51 @@
+/**
+ * The password and group databases, for running a job as its file's owner.
+ * Asked through getent(1) and id(1), so NSS users (LDAP, sssd) count too.
+ */
+import { Context, Effect, Layer, Option } from "effect"
+import * as cp from "node:child_process"
+import { promisify } from "node:util"
+
+export interface Account {
+  readonly uid: number
+  readonly gid: number
+  readonly name: string
+  readonly home: string
+  readonly shell: string
+}
+
+export class Users extends Context.Tag("pmjq/Users")<
+  Users,
+  {
+    /** The account of UID, or none when the password database has no such user. */
+    readonly account: (uid: number) => Effect.Effect<Option.Option<Account>>
+    /** The gids UID belongs to (primary and supplementary). */
+    readonly groups: (uid: number) => Effect.Effect<ReadonlyArray<number>>
+  }
+>() {
+  static readonly Live = Layer.sync(Users, () => {
+    const execFile = promisify(cp.execFile)
+    const ask = (command: string, args: ReadonlyArray<string>) =>
+      Effect.promise(() => execFile(command, [...args]).then((r) => r.stdout.trim(), () => ""))
+    return Users.of({
+      account: (uid) =>
+        Effect.map(ask("getent", ["passwd", String(uid)]), (line) => {
+          // name:password:uid:gid:gecos:home:shell
+          const f = line.split("\n")[0]!.split(":")
+          return f.length < 7
+            ? Option.none()
+            : Option.some({ uid, gid: Number(f[3]), name: f[0]!, home: f[5]!, shell: f[6]! })
+        }),
+      groups: (uid) => Effect.map(ask("id", ["-G", String(uid)]), (out) => (out === "" ? [] : out.split(/\s+/).map(Number)))
+    })
+  })
+}
+
+/** A user or group name, or a number, as a uid/gid; none when unknown. */
+export const resolveId = (database: "passwd" | "group", nameOrId: string) =>
+  Effect.promise(() =>
+    promisify(cp.execFile)("getent", [database, nameOrId]).then(
+      (r) => Option.some(Number(r.stdout.split(":")[2])),
+      () => (/^\d+$/.test(nameOrId) ? Option.some(Number(nameOrId)) : Option.none<number>())
+    )
+  )

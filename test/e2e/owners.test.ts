@@ -1,0 +1,122 @@
+/**
+ * pmjq as root on a spool many users write to: jobs run as their owner, and
+ * what is unsafe is refused. Needs root (creates users with useradd).
+ */
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { BIN, records, run, start, waitFor, workspace } from "./harness.js"
+
+const isRoot = process.getuid?.() === 0
+const ALICE = "pmjq-alice"
+const BOB = "pmjq-bob"
+const TEAM = "pmjq-team"
+const uidOf = (user: string) => Number(cp.execFileSync("id", ["-u", user], { encoding: "utf8" }).trim())
+const gidOf = (user: string) => Number(cp.execFileSync("id", ["-g", user], { encoding: "utf8" }).trim())
+
+/** What `user` does to submit: a file of theirs, executable, renamed into the spool. */
+const submitAs = (user: string, spool: string, name: string, body: string, mode = 0o755) => {
+  const hidden = path.join(spool, `.${name}.new`)
+  fs.writeFileSync(hidden, `#!/bin/sh\n${body}\n`)
+  fs.chownSync(hidden, uidOf(user), gidOf(user))
+  fs.chmodSync(hidden, mode)
+  fs.renameSync(hidden, path.join(spool, name))
+}
+
+const sharedSpool = (label: string) => {
+  const t = workspace(label)
+  fs.chmodSync(t.root, 0o755)
+  fs.chmodSync(t.spool, 0o1777) // group/world-writable and sticky: the multi-user setup
+  return t
+}
+
+describe.skipIf(!isRoot)("(needs root: creates users) jobs of many users, pmjq as root", () => {
+  beforeAll(() => {
+    cp.spawnSync("groupadd", [TEAM])
+    for (const user of [ALICE, BOB]) cp.spawnSync("useradd", ["-m", "-s", "/bin/sh", user])
+    cp.execFileSync("usermod", ["-a", "-G", TEAM, ALICE])
+  })
+  afterAll(() => {
+    for (const user of [ALICE, BOB]) cp.spawnSync("userdel", ["-r", user])
+    cp.spawnSync("groupdel", [TEAM])
+  })
+
+  it("--run-as-owner: alice's job runs as alice, with her groups, HOME and USER; its output is hers; the record says so", async () => {
+    const t = sharedSpool("as-owner")
+    submitAs(ALICE, t.spool, "whoami", 'id -un; id -Gn; echo "$HOME $USER $LOGNAME $SHELL"')
+    const result = await run(["--run-as-owner", "-o", t.archive, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    const [rec] = records(t.archive)
+    expect(rec).toMatchObject({ name: "whoami", outcome: "succeeded", user: ALICE })
+    const out = fs.readFileSync(path.join(t.archive, rec!.entry + ".out"), "utf8").split("\n")
+    expect(out[0]).toBe(ALICE)
+    expect(out[1]!.split(" ").sort()).toEqual([ALICE, TEAM].sort())
+    expect(out[2]).toBe(`/home/${ALICE} ${ALICE} ${ALICE} /bin/sh`)
+    expect(fs.statSync(path.join(t.archive, rec!.entry + ".out")).uid).toBe(uidOf(ALICE))
+    expect(fs.statSync(path.join(t.archive, rec!.entry)).uid).toBe(uidOf(ALICE))
+  })
+
+  it("without --run-as-owner, root refuses bob's job: rejected, kept under .pmjq/rejected, never run", async () => {
+    const t = sharedSpool("root-refuses")
+    const ran = path.join(t.root, "ran")
+    submitAs(BOB, t.spool, "bobs", `touch "${ran}"`)
+    const result = await run(["-o", t.archive, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(fs.existsSync(ran)).toBe(false)
+    const rejected = path.join(t.spool, ".pmjq", "rejected")
+    expect(records(rejected)).toMatchObject([{
+      name: "bobs", outcome: "rejected", pid: null, reason: `refused: owned by uid ${uidOf(BOB)}, and pmjq runs as root without --run-as-owner`
+    }])
+    expect(fs.readFileSync(path.join(rejected, records(rejected)[0]!.entry), "utf8")).toContain("touch")
+    expect(records(t.archive)).toEqual([])
+    expect(result.stderr).toMatch(/WARN rejected job=bobs reason=/)
+  })
+
+  it.each([
+    ["set-uid", 0o4755, "refused: set-uid or set-gid"],
+    ["set-gid", 0o2755, "refused: set-uid or set-gid"],
+    ["group-writable", 0o775, "refused: writable by group or others, and pmjq runs as root"],
+    ["world-writable", 0o757, "refused: writable by group or others, and pmjq runs as root"]
+  ] as const)("a %s file is rejected to the error dir, never run", async (label, mode, reason) => {
+    const t = sharedSpool(`refuse-${label}`)
+    const ran = path.join(t.root, "ran")
+    submitAs(ALICE, t.spool, label, `touch "${ran}"`, mode)
+    const result = await run(["--run-as-owner", "-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(fs.existsSync(ran)).toBe(false)
+    expect(records(t.errors)).toMatchObject([{ name: label, outcome: "rejected", reason }])
+  })
+
+  it("--allow-users and --allow-groups: only the allowed owners' jobs run", async () => {
+    const t = sharedSpool("allow")
+    for (const user of [ALICE, BOB]) submitAs(user, t.spool, `${user}-job`, "id -un")
+    const byUser = await run(["--run-as-owner", "--allow-users", ALICE, "-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)
+    expect(byUser.code).toBe(0)
+    expect(records(t.archive)).toMatchObject([{ name: `${ALICE}-job`, outcome: "succeeded", user: ALICE }])
+    expect(records(t.errors)).toMatchObject([{ name: `${BOB}-job`, outcome: "rejected", reason: `refused: owner uid ${uidOf(BOB)} is not in --allow-users or --allow-groups` }])
+
+    const u = sharedSpool("allow-groups")
+    for (const user of [ALICE, BOB]) submitAs(user, u.spool, `${user}-job`, "id -un")
+    const byGroup = await run(["--run-as-owner", "--allow-groups", TEAM, "-o", u.archive, "-e", u.errors, "--drain", u.spool], u.root)
+    expect(byGroup.code).toBe(0)
+    expect(records(u.archive).map((r) => r.name)).toEqual([`${ALICE}-job`])
+    expect(records(u.errors).map((r) => [r.name, r.outcome])).toEqual([[`${BOB}-job`, "rejected"]])
+    // An unknown name is a usage error.
+    const unknown = await run(["--allow-users", "no-such-user-here", u.spool], u.root)
+    expect(unknown.code).toBe(64)
+    expect(unknown.stderr).toContain("--allow-users: no such user: no-such-user-here")
+  })
+
+  it("--run-as-owner is refused when pmjq is not root (exit 77); an open spool without the sticky bit gets a warning", async () => {
+    const t = sharedSpool("not-root")
+    fs.chmodSync(t.spool, 0o777)
+    const asBob = cp.spawnSync("setpriv", [`--reuid=${uidOf(BOB)}`, `--regid=${gidOf(BOB)}`, "--init-groups", "--", process.execPath, BIN, "--run-as-owner", t.spool], { encoding: "utf8", cwd: "/" })
+    expect(asBob.status).toBe(77)
+    expect(asBob.stderr.trim()).toBe("pmjq: --run-as-owner needs root: only root can run a job as another user")
+    const daemon = start(["-o", t.archive, t.spool], t.root)
+    await waitFor("warning", () => daemon.output().stderr.includes("writable by others without the sticky bit"))
+    daemon.child.kill("SIGTERM")
+    expect((await daemon.exited).code).toBe(0)
+  })
+})
