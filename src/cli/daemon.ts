@@ -104,13 +104,13 @@ export const daemonOptions = {
 
 type Parsed = Command.Command.ParseConfig<typeof daemonOptions>
 
-// Writable by others without the sticky bit: anyone can rename or delete
-// anyone's job (even replace it between submission and claim).
+// Writable by group or others without the sticky bit: any of them can rename
+// or delete anyone's job (even replace it between submission and claim).
 const warnIfOpenSpool = (spool: string) =>
   Effect.promise(() => fsp.stat(spool).then((s) => s.mode, () => 0)).pipe(
     Effect.flatMap((mode) =>
-      (mode & 0o002) !== 0 && (mode & 0o1000) === 0
-        ? Effect.logWarning("the spool is writable by others without the sticky bit: anyone can replace anyone's job (chmod +t it)")
+      (mode & 0o022) !== 0 && (mode & 0o1000) === 0
+        ? Effect.logWarning("the spool is writable by group or others without the sticky bit: they can replace each other's jobs (chmod +t it)")
           .pipe(Effect.annotateLogs({ spool }))
         : Effect.void
     )

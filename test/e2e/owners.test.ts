@@ -115,7 +115,7 @@ describe.skipIf(!isRoot)("(needs root: creates users) jobs of many users, pmjq a
     expect(asBob.status).toBe(77)
     expect(asBob.stderr.trim()).toBe("pmjq: --run-as-owner needs root: only root can run a job as another user")
     const daemon = start(["-o", t.archive, t.spool], t.root)
-    await waitFor("warning", () => daemon.output().stderr.includes("writable by others without the sticky bit"))
+    await waitFor("warning", () => daemon.output().stderr.includes("writable by group or others without the sticky bit"))
     daemon.child.kill("SIGTERM")
     expect((await daemon.exited).code).toBe(0)
   })
