@@ -42,6 +42,19 @@ const settle = Effect.gen(function*() {
 /** Moves the test clock on, then lets what it woke up run. */
 const advance = (duration: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(duration), settle)
 
+/** Jobs a and b, each taking `each`, with -j 1 and a limit command due after 10 s. */
+const twoJobsOneSlot = (each: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const t = yield* setup
+    for (const [name, at] of [["a", 1], ["b", 2]] as const) {
+      t.runner.plan(name, exits(0, each))
+      yield* t.spool.submit(name, at)
+    }
+    const fiber = yield* t.start(daemonSettings({ maxJobs: 1, limitCmd: Option.some("boot another"), limitAfter: "10 seconds" }))
+    yield* settle
+    return { t, fiber }
+  })
+
 describe("idle and limit commands", () => {
   it.effect("--idle-cmd runs once the queue has been idle for --idle-after, once per idle spell", () =>
     Effect.gen(function*() {
@@ -70,13 +83,7 @@ describe("idle and limit commands", () => {
 
   it.effect("--limit-cmd runs once jobs have been held back by -j for --limit-after, with PMJQ_LIMIT", () =>
     Effect.gen(function*() {
-      const t = yield* setup
-      t.runner.plan("a", exits(0, "1 hour"))
-      t.runner.plan("b", exits(0, "1 hour"))
-      yield* t.spool.submit("a", 1)
-      yield* t.spool.submit("b", 2)
-      const fiber = yield* t.start(daemonSettings({ maxJobs: 1, limitCmd: Option.some("boot another"), limitAfter: "10 seconds" }))
-      yield* settle
+      const { t, fiber } = yield* twoJobsOneSlot("1 hour")
       yield* advance("9 seconds")
       expect(t.hooks.runs).toEqual([])
       yield* advance("1 second")
@@ -90,13 +97,7 @@ describe("idle and limit commands", () => {
 
   it.effect("--limit-cmd does not run when the limit lifts before --limit-after", () =>
     Effect.gen(function*() {
-      const t = yield* setup
-      t.runner.plan("a", exits(0, "5 seconds"))
-      t.runner.plan("b", exits(0, "5 seconds"))
-      yield* t.spool.submit("a", 1)
-      yield* t.spool.submit("b", 2)
-      const fiber = yield* t.start(daemonSettings({ maxJobs: 1, limitCmd: Option.some("boot another"), limitAfter: "10 seconds" }))
-      yield* settle
+      const { t, fiber } = yield* twoJobsOneSlot("5 seconds")
       for (let i = 0; i < 30; i++) yield* advance("1 second")
       expect(t.spool.files.size).toBe(0)
       expect(t.hooks.runs).toEqual([])
