@@ -30,6 +30,8 @@ export interface RecoverySettings {
   readonly maxAttempts: number
   readonly archiveDir: Option.Option<string>
   readonly errorDir: Option.Option<string>
+  /** Where refused jobs go when there is no error dir. */
+  readonly rejectedDir: string
 }
 
 /** Why NODE is dead, or null while it may be alive. */
@@ -80,8 +82,13 @@ export const makeRecovery = (settings: RecoverySettings) =>
     const archive = yield* Archive
     const leaseMs = Duration.toMillis(settings.lease)
 
+    // As a job's own run would have placed it.
     const destination = (outcome: JobRecord["outcome"]) =>
-      outcome === "succeeded" ? settings.archiveDir : Option.orElse(settings.errorDir, () => settings.archiveDir)
+      outcome === "succeeded"
+        ? settings.archiveDir
+        : outcome === "rejected"
+        ? Option.some(Option.getOrElse(settings.errorDir, () => settings.rejectedDir))
+        : Option.orElse(settings.errorDir, () => settings.archiveDir)
 
     const put = (finished: Finished) => {
       const dir = destination(finished.record.outcome)

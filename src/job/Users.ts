@@ -25,8 +25,18 @@ export class Users extends Context.Tag("pmjq/Users")<
 >() {
   static readonly Live = Layer.sync(Users, () => {
     const execFile = promisify(cp.execFile)
+    // Each answer is kept a minute: asking forks a process, and a busy spool
+    // asks for the same few owners over and over.
+    const answers = new Map<string, { readonly text: string; readonly at: number }>()
     const ask = (command: string, args: ReadonlyArray<string>) =>
-      Effect.promise(() => execFile(command, [...args]).then((r) => r.stdout.trim(), () => ""))
+      Effect.suspend(() => {
+        const key = [command, ...args].join(" ")
+        const known = answers.get(key)
+        if (known !== undefined && Date.now() - known.at < 60_000) return Effect.succeed(known.text)
+        return Effect.promise(() => execFile(command, [...args]).then((r) => r.stdout.trim(), () => "")).pipe(
+          Effect.tap((text) => Effect.sync(() => answers.set(key, { text, at: Date.now() })))
+        )
+      })
     return Users.of({
       account: (uid) =>
         Effect.map(ask("getent", ["passwd", String(uid)]), (line) => {
