@@ -8,11 +8,18 @@ import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { createRequire } from "node:module"
 import { daemonCommand } from "./cli/daemon.js"
+import { statusCommand } from "./cli/status.js"
 import { exitStatus, isStartupError } from "./errors.js"
 
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
 
-const cli = Command.run(daemonCommand, { name: "pmjq", version })
+// `pmjq status ...` is dispatched here rather than as an @effect/cli subcommand:
+// with subcommands, a mistyped daemon option is reported as "Invalid
+// subcommand" instead of naming the option.
+const statusMode = process.argv[2] === "status"
+const cli = statusMode
+  ? (argv: ReadonlyArray<string>) => Command.run(statusCommand, { name: "pmjq status", version })([...argv.slice(0, 2), ...argv.slice(3)])
+  : Command.run(daemonCommand, { name: "pmjq", version })
 
 // Only what @effect/cli needs, imported by subpath: the platform-node barrel
 // loads HTTP, workers and more, and every megabyte of pmjq's memory makes each

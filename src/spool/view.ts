@@ -1,0 +1,87 @@
+/**
+ * What `pmjq status` shows: the spool as it is, read and never changed. Queued
+ * files, claimed ones, the nodes' heartbeats, and the newest archive entries of
+ * the dirs those heartbeats publish.
+ */
+import { Effect } from "effect"
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
+import type { JobRecord } from "../job/Record.js"
+import type { Heartbeat } from "./Nodes.js"
+import { STATE_DIR } from "./Spool.js"
+
+export interface SpoolView {
+  readonly spool: string
+  readonly at: string
+  readonly queued: ReadonlyArray<{ readonly name: string; readonly readyAt: string }>
+  readonly running: ReadonlyArray<{
+    readonly name: string
+    readonly node: string
+    readonly claimedAt: string
+    readonly forMs: number
+    /** "running", or "ended" when its record is written and archival is pending. */
+    readonly state: "running" | "ended"
+  }>
+  readonly nodes: ReadonlyArray<Heartbeat & { readonly alive: boolean; readonly ageMs: number }>
+  readonly finished: ReadonlyArray<JobRecord & { readonly entry: string }>
+  readonly rejected: ReadonlyArray<JobRecord & { readonly entry: string }>
+}
+
+const names = (dir: string) => fsp.readdir(dir).catch(() => [] as Array<string>)
+const json = <A>(file: string) => fsp.readFile(file, "utf8").then((t) => JSON.parse(t) as A, () => null)
+const iso = (ms: number) => new Date(ms).toISOString()
+
+/** The newest records of DIR (entry names start with their UTC stamp, so they sort by time). */
+const newest = async (dir: string, count: number) => {
+  const entries = (await names(dir)).filter((n) => n.endsWith(".json") && !n.startsWith(".")).sort().slice(-count)
+  const records = await Promise.all(entries.map(async (n) => {
+    const r = await json<JobRecord>(path.join(dir, n))
+    return r === null ? null : { ...r, entry: path.join(dir, n.slice(0, -".json".length)) }
+  }))
+  return records.filter((r): r is JobRecord & { entry: string } => r !== null)
+}
+
+export const viewSpool = (spool: string, lastCount = 10) =>
+  Effect.promise(async (): Promise<SpoolView> => {
+    const now = Date.now()
+    const state = path.join(spool, STATE_DIR)
+    const queued = (await Promise.all((await names(spool)).filter((n) => !n.startsWith(".")).map(async (name) => {
+      const s = await fsp.lstat(path.join(spool, name)).catch(() => null)
+      return s !== null && !s.isDirectory() && (s.mode & 0o111) !== 0 ? { name, readyAt: s.ctimeMs } : null
+    }))).filter((q): q is { name: string; readyAt: number } => q !== null).sort((a, b) => a.readyAt - b.readyAt)
+
+    const running = (await Promise.all((await names(path.join(state, "running"))).map(async (node) => {
+      const folder = path.join(state, "running", node)
+      const inside = await names(folder)
+      return Promise.all(inside.filter((n) => !n.startsWith(".")).map(async (name) => {
+        const s = await fsp.lstat(path.join(folder, name)).catch(() => null)
+        const claimedAt = s?.ctimeMs ?? now
+        const state: "running" | "ended" = inside.includes(`.${name}.json`) ? "ended" : "running"
+        return { name: name.replace(/\.~\d+~$/, ""), node, claimedAt: iso(claimedAt), forMs: Math.max(0, Math.round(now - claimedAt)), state }
+      }))
+    }))).flat()
+
+    const nodes = (await Promise.all((await names(path.join(state, "nodes"))).filter((n) => !n.startsWith(".")).map(async (n) => {
+      const hb = await json<Heartbeat>(path.join(state, "nodes", n))
+      if (hb === null) return null
+      const ageMs = Math.max(0, now - Date.parse(hb.beatAt))
+      return { ...hb, ageMs, alive: ageMs <= hb.leaseMs }
+    }))).filter((n): n is Heartbeat & { alive: boolean; ageMs: number } => n !== null)
+
+    const dirs = [...new Set(nodes.flatMap((n) => [n.archiveDir, n.errorDir]).filter((d): d is string => d !== null))]
+    const finished = (await Promise.all(dirs.map((d) => newest(d, lastCount)))).flat()
+      .sort((a, b) => a.endedAt.localeCompare(b.endedAt)).slice(-lastCount)
+    const rejected = [
+      ...await newest(path.join(state, "rejected"), lastCount),
+      ...finished.filter((r) => r.outcome === "rejected")
+    ]
+    return {
+      spool,
+      at: iso(now),
+      queued: queued.map((q) => ({ name: q.name, readyAt: iso(q.readyAt) })),
+      running,
+      nodes,
+      finished: finished.filter((r) => r.outcome !== "rejected"),
+      rejected
+    }
+  })
