@@ -9,16 +9,24 @@ import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { createRequire } from "node:module"
 import { daemonCommand } from "./cli/daemon.js"
 import { statusCommand } from "./cli/status.js"
+import { submitCommand } from "./cli/submit.js"
 import { exitStatus, isStartupError } from "./errors.js"
 
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
 
-// `pmjq status ...` is dispatched here rather than as an @effect/cli subcommand:
+// `pmjq status|submit ...` are dispatched here rather than as @effect/cli subcommands:
 // with subcommands, a mistyped daemon option is reported as "Invalid
 // subcommand" instead of naming the option.
-const statusMode = process.argv[2] === "status"
-const cli = statusMode
-  ? (argv: ReadonlyArray<string>) => Command.run(statusCommand, { name: "pmjq status", version })([...argv.slice(0, 2), ...argv.slice(3)])
+// `pmjq submit ... -- CMD ARGS` is split at `--` here: the command is the job's,
+// never options of pmjq's.
+const tool = process.argv[2]
+const dash = process.argv.indexOf("--")
+const jobCommand = tool === "submit" && dash > 0 ? process.argv.slice(dash + 1) : []
+const subArgv = (argv: ReadonlyArray<string>) => [...argv.slice(0, 2), ...argv.slice(3, tool === "submit" && dash > 0 ? dash : undefined)]
+const cli = tool === "status"
+  ? (argv: ReadonlyArray<string>) => Command.run(statusCommand, { name: "pmjq status", version })(subArgv(argv))
+  : tool === "submit"
+  ? (argv: ReadonlyArray<string>) => Command.run(submitCommand(jobCommand), { name: "pmjq submit", version })(subArgv(argv))
   : Command.run(daemonCommand, { name: "pmjq", version })
 
 // Only what @effect/cli needs, imported by subpath: the platform-node barrel

@@ -1,0 +1,131 @@
+/**
+ * `pmjq submit [--name NAME] [--wait] JOB-SPOOL FILE`
+ * `pmjq submit [--name NAME] [--wait] JOB-SPOOL -- CMD [ARGS...]`
+ *
+ * Writes the job under a hidden name, syncs it, makes it executable and renames
+ * it to a unique name: pmjq never sees it half-written, and two submissions
+ * never collide. Like at(1), the job first changes to the directory it was
+ * submitted from. With --wait, waits for its record and exits with its status.
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { Console, Effect, Option } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { UsageError } from "../errors.js"
+import type { JobRecord } from "../job/Record.js"
+import { requireSpool } from "../spool/Spool.js"
+import { viewSpool } from "../spool/view.js"
+
+/** Single-quoted for /bin/sh: the only character to escape is ' itself. */
+export const shellQuote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`
+
+const cdLine = (dir: string) =>
+  `cd ${shellQuote(dir)} 2>/dev/null || { echo ${shellQuote(`pmjq: submitted from ${dir}, which does not exist on this node`)} >&2; exit 1; }`
+
+/** The job's text: a sh script for a command; a file keeps its own interpreter. */
+export const jobText = (from: string, form: { readonly file: string; readonly text: string } | { readonly command: ReadonlyArray<string> }) => {
+  if ("command" in form) return `#!/bin/sh\n${cdLine(from)}\nexec ${form.command.map(shellQuote).join(" ")}\n`
+  const lines = form.text.split("\n")
+  const shebang = lines[0]!.startsWith("#!") ? lines[0]! : null
+  // A cd only makes sense to a shell; other interpreters start where pmjq runs.
+  const shell = shebang === null || /^#!\s*\/(usr\/)?bin\/(env\s+)?(ba|da|z|k)?sh\b/.test(shebang)
+  if (!shell) return form.text
+  return shebang === null ? `#!/bin/sh\n${cdLine(from)}\n${form.text}` : [shebang, cdLine(from), ...lines.slice(1)].join("\n")
+}
+
+/** BASE-STAMP-HOST-PID-RANDOM, with only [A-Za-z0-9._-] and no leading dot. */
+export const uniqueName = (base: string) => {
+  const clean = base.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "").slice(0, 100) || "job"
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")
+  return `${clean}-${stamp}-${os.hostname().replace(/[^A-Za-z0-9-]/g, "_")}-${process.pid}-${randomBytes(3).toString("hex")}`
+}
+
+const write = (spool: string, name: string, text: string) =>
+  Effect.try({
+    try: () => {
+      const hidden = path.join(spool, `.pmjq-submit-${name}`)
+      const fd = fs.openSync(hidden, "wx", 0o600)
+      try {
+        fs.writeSync(fd, text)
+        fs.fsyncSync(fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+      fs.chmodSync(hidden, 0o755)
+      // link + unlink: never replaces a job that somehow took the name.
+      fs.linkSync(hidden, path.join(spool, name))
+      fs.unlinkSync(hidden)
+    },
+    catch: (e) => new UsageError({ reason: `cannot submit to ${spool}: ${(e as Error).message}` })
+  })
+
+const SIGNALS: Readonly<Record<string, number>> = os.constants.signals
+
+/** The exit status of --wait: the job's own, 128+signal when killed, 1 when it never ran. */
+export const waitStatus = (record: JobRecord) =>
+  record.exitCode !== null ? record.exitCode : record.signal !== null ? 128 + (SIGNALS[record.signal] ?? 0) : 1
+
+const waitFor = (spool: string, name: string) =>
+  Effect.gen(function*() {
+    const tty = process.stderr.isTTY === true
+    let shown = ""
+    const look = Effect.gen(function*() {
+      const view = yield* viewSpool(spool, 200)
+      const done = [...view.finished, ...view.rejected].find((r) => r.name === name)
+      if (done !== undefined) return Option.some(done)
+      if (tty) {
+        const running = view.running.find((r) => r.name === name)
+        const state = running !== undefined ? `running on ${running.node}` : view.queued.some((q) => q.name === name) ? "queued" : "claimed"
+        if (state !== shown) process.stderr.write(`\r\x1b[K${name}: ${state}`)
+        shown = state
+      }
+      return Option.none<JobRecord & { entry: string }>()
+    })
+    const poll: Effect.Effect<JobRecord & { entry: string }> = Effect.flatMap(look, Option.match({
+      onSome: Effect.succeed,
+      onNone: () => Effect.zipRight(Effect.sleep("200 millis"), Effect.suspend(() => poll))
+    }))
+    const record = yield* poll
+    if (tty) process.stderr.write(`\r\x1b[K`)
+    return record
+  })
+
+export const submitCommand = (command: ReadonlyArray<string>) =>
+  Command.make(
+    "submit",
+    {
+      name: Options.text("name").pipe(Options.withDescription("Base of the job's name (default: the file's or command's name)."), Options.optional),
+      wait: Options.boolean("wait").pipe(Options.withDescription("Wait for the job to run; print its output; exit with its status.")),
+      spool: Args.text({ name: "job-spool" }),
+      file: Args.text({ name: "file" }).pipe(Args.optional)
+    },
+    ({ file, name, spool, wait }) =>
+      Effect.gen(function*() {
+        const dir = path.resolve(spool)
+        yield* requireSpool(dir)
+        if (Option.isSome(file) === (command.length > 0)) {
+          return yield* new UsageError({ reason: "give a FILE, or -- and a command: pmjq submit JOB-SPOOL FILE | pmjq submit JOB-SPOOL -- CMD [ARGS...]" })
+        }
+        const from = process.cwd()
+        const text = Option.isSome(file)
+          ? jobText(from, { file: file.value, text: yield* Effect.try({ try: () => fs.readFileSync(file.value, "utf8"), catch: () => new UsageError({ reason: `cannot read ${file.value}` }) }) })
+          : jobText(from, { command })
+        const base = Option.getOrElse(name, () => (Option.isSome(file) ? path.basename(file.value) : path.basename(command[0]!)))
+        const job = uniqueName(base)
+        yield* write(dir, job, text)
+        yield* Console.log(job)
+        if (!wait) return
+        const record = yield* waitFor(dir, job)
+        if (record.outcome === "rejected") {
+          yield* Console.error(`pmjq: ${job} was rejected: ${record.reason ?? ""}`)
+          return yield* Effect.sync(() => void (process.exitCode = 1))
+        }
+        for (const [suffix, sink] of [[".out", process.stdout], [".err", process.stderr]] as const) {
+          const out = `${record.entry}${suffix}`
+          if (fs.existsSync(out)) yield* Effect.promise(() => new Promise<void>((resolve) => fs.createReadStream(out).on("end", resolve).pipe(sink, { end: false })))
+        }
+        process.exitCode = waitStatus(record)
+      })
+  ).pipe(Command.withDescription("Submit a file or a command as a job, atomically, under a unique name."))

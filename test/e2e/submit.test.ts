@@ -1,0 +1,93 @@
+/** `pmjq submit`: atomic, collision-free submission; --wait gives the job's output and status. */
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { BIN, records, run, start, workspace } from "./harness.js"
+
+const NAME = /^[A-Za-z0-9._-]+-\d{8}T\d{6}Z-[A-Za-z0-9_-]+-\d+-[0-9a-f]{6}$/
+
+describe("pmjq submit", () => {
+  it("--wait: the command's exact arguments, the submitter's directory, and the job's exit status", async () => {
+    const t = workspace("submit-wait")
+    const from = path.join(t.root, "a dir with spaces")
+    fs.mkdirSync(from)
+    const daemon = start(["--node-id", "w1", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      const ok = await run(["submit", "--wait", t.spool, "--", "sh", "-c", `printf '%s|' "$@"; pwd`, "sh", "a b", "it's", "$HOME", '"q"'], from)
+      expect(ok.code).toBe(0)
+      const [name, ...output] = ok.stdout.split("\n")
+      expect(name).toMatch(NAME)
+      expect(output.join("\n")).toBe(`a b|it's|$HOME|"q"|${from}\n`)
+      const three = await run(["submit", "--wait", t.spool, "--", "sh", "-c", "echo to stderr >&2; exit 3"], from)
+      expect(three.code).toBe(3)
+      expect(three.stderr).toBe("to stderr\n")
+      const killed = await run(["submit", "--wait", t.spool, "--", "sh", "-c", "kill -KILL $$"], from)
+      expect(killed.code).toBe(137)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("--wait on a rejected job: a clear message and status 1", async () => {
+    const t = workspace("submit-rejected")
+    // Only nobody's files may run, and this one is not nobody's.
+    const daemon = start(["--allow-users", "nobody", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      const result = await run(["submit", "--wait", t.spool, "--", "true"], t.root)
+      expect(result.code).toBe(1)
+      expect(result.stderr).toMatch(/^pmjq: true-\S+ was rejected: refused: owner uid \d+ is not in --allow-users or --allow-groups\n$/)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("a file: its own interpreter line kept, run from where it was submitted; a vanished directory fails clearly", async () => {
+    const t = workspace("submit-file")
+    const from = path.join(t.root, "here")
+    fs.mkdirSync(from)
+    const script = path.join(t.root, "job.sh")
+    fs.writeFileSync(script, "#!/bin/sh\npwd\n")
+    const first = await run(["submit", "--name", "where", t.spool, script], from)
+    expect(first.code).toBe(0)
+    expect(first.stdout.trim()).toMatch(/^where-/)
+    const gone = path.join(t.root, "gone")
+    fs.mkdirSync(gone)
+    expect((await run(["submit", t.spool, script], gone)).code).toBe(0)
+    fs.rmdirSync(gone)
+    expect(fs.readdirSync(t.spool).filter((n) => !n.startsWith(".")).length).toBe(2)
+    expect((await run(["-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)).code).toBe(0)
+    const done = records(t.archive)
+    expect(done).toHaveLength(1)
+    expect(fs.readFileSync(path.join(t.archive, done[0]!.entry + ".out"), "utf8")).toBe(`${from}\n`)
+    const failed = records(t.errors)
+    expect(failed).toMatchObject([{ outcome: "failed", exitCode: 1 }])
+    expect(fs.readFileSync(path.join(t.errors, failed[0]!.entry + ".err"), "utf8")).toBe(`pmjq: submitted from ${gone}, which does not exist on this node\n`)
+  })
+
+  it("100 submissions of one file from 8 processes at once give 100 distinct jobs", async () => {
+    const t = workspace("submit-many")
+    const script = path.join(t.root, "job.sh")
+    fs.writeFileSync(script, "#!/bin/sh\ntrue\n")
+    const loops = Array.from({ length: 8 }, (_, i) => {
+      const n = i < 4 ? 13 : 12 // 4 x 13 + 4 x 12 = 100
+      return new Promise<number | null>((resolve) =>
+        cp.spawn("sh", ["-c", `for i in $(seq ${n}); do "${process.execPath}" "${BIN}" submit "${t.spool}" "${script}" || exit 1; done`], { stdio: "ignore" })
+          .once("close", resolve))
+    })
+    expect(await Promise.all(loops)).toEqual(Array(8).fill(0))
+    const jobs = fs.readdirSync(t.spool).filter((n) => !n.startsWith("."))
+    expect(jobs).toHaveLength(100)
+    expect(jobs.every((n) => NAME.test(n))).toBe(true)
+    expect(fs.readdirSync(t.spool).filter((n) => n.startsWith(".pmjq-submit"))).toEqual([])
+  }, 120_000)
+
+  it("neither a file nor a command: one line and status 64", async () => {
+    const t = workspace("submit-usage")
+    const result = await run(["submit", t.spool], t.root)
+    expect(result.code).toBe(64)
+    expect(result.stderr.trim()).toBe("pmjq: give a FILE, or -- and a command: pmjq submit JOB-SPOOL FILE | pmjq submit JOB-SPOOL -- CMD [ARGS...]")
+  })
+})

@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest"
+import { jobText, shellQuote, uniqueName, waitStatus } from "../../src/cli/submit.js"
+import type { JobRecord } from "../../src/job/Record.js"
+
+describe("submit", () => {
+  it("quotes words for /bin/sh exactly", () => {
+    expect(shellQuote("a b")).toBe("'a b'")
+    expect(shellQuote("it's")).toBe("'it'\\''s'")
+    expect(shellQuote("$HOME `x` \"q\"")).toBe("'$HOME `x` \"q\"'")
+  })
+
+  it("a command becomes a sh script that first goes where it was submitted from", () => {
+    expect(jobText("/home/a b", { command: ["echo", "x y"] })).toBe(
+      "#!/bin/sh\ncd '/home/a b' 2>/dev/null || { echo 'pmjq: submitted from /home/a b, which does not exist on this node' >&2; exit 1; }\nexec 'echo' 'x y'\n"
+    )
+  })
+
+  it("a shell file gets the cd after its #! line; another interpreter's file is left as it is", () => {
+    expect(jobText("/w", { file: "f", text: "#!/bin/bash\npwd\n" }).split("\n").slice(0, 3)).toEqual(["#!/bin/bash", expect.stringMatching(/^cd '\/w' 2>\/dev\/null \|\|/), "pwd"])
+    expect(jobText("/w", { file: "f", text: "pwd\n" }).startsWith("#!/bin/sh\ncd '/w'")).toBe(true)
+    expect(jobText("/w", { file: "f", text: "#!/usr/bin/env python3\nprint(1)\n" })).toBe("#!/usr/bin/env python3\nprint(1)\n")
+  })
+
+  it("names are unique and safe", () => {
+    const a = uniqueName("../my job.sh")
+    expect(a).toMatch(/^_my_job\.sh-\d{8}T\d{6}Z-[A-Za-z0-9_-]+-\d+-[0-9a-f]{6}$/)
+    expect(uniqueName("x")).not.toBe(uniqueName("x"))
+    expect(uniqueName("...")).toMatch(/^job-/)
+  })
+
+  it("--wait's exit status: the job's, 128+signal when killed, 1 when it never ran", () => {
+    const r = (exitCode: number | null, signal: string | null) => ({ exitCode, signal }) as JobRecord
+    expect(waitStatus(r(3, null))).toBe(3)
+    expect(waitStatus(r(null, "SIGKILL"))).toBe(137)
+    expect(waitStatus(r(null, null))).toBe(1)
+  })
+})
