@@ -13,6 +13,7 @@ import { LoadAverage } from "./gate/LoadAverage.js"
 import { type JobSettings, runJob } from "./job/Job.js"
 import { ProcessRunner } from "./job/Runner.js"
 import { type HookSettings, type Observed, watchHooks } from "./hooks.js"
+import { showProgress } from "./progress.js"
 import { makeRecovery, type RecoverySettings } from "./recovery.js"
 import { Nodes } from "./spool/Nodes.js"
 import { makeFeed, spoolEvents } from "./spool/feed.js"
@@ -25,6 +26,8 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
   readonly poll: Duration.DurationInput
   /** Exit once the spool is empty and nothing runs. */
   readonly drain: boolean
+  /** Show a live progress line on stderr (a --drain on a terminal). */
+  readonly progress: boolean
 }
 
 /** FNV-1a of node and name: a stable, well-spread preference of one node for one file. */
@@ -114,12 +117,18 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
     return { queued, running, holding: (yield* gate.isOpen) ? null : "load" }
   })
   yield* watchHooks(settings, observe).pipe(Effect.forkScoped)
+  let finished = 0
 
   const events = yield* spoolEvents(settings.poll)
   yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)
   // Let the watcher start before the first listing, so nothing falls between them.
   yield* Effect.yieldNow()
   yield* feed.scan
+  if (settings.progress) {
+    yield* showProgress(Effect.gen(function*() {
+      return { done: finished, running: yield* FiberSet.size(jobs), queued: yield* pending.size }
+    })).pipe(Effect.forkScoped)
+  }
   yield* Effect.logInfo("watching").pipe(
     Effect.annotateLogs({ spool: spool.path, node: settings.node, queued: yield* pending.size })
   )
@@ -143,7 +152,9 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       const processEnded = yield* Effect.once(Effect.zipRight(yield* gate.started, freeSlot).pipe(Effect.tap(() => void processes--)))
       // A fiber forked here would inherit this uninterruptible region; the job
       // must stay interruptible so that a stop can reach it after the grace.
-      const job = runJob(claim.value, settings, processEnded, keep).pipe(Effect.ensuring(processEnded))
+      const job = runJob(claim.value, settings, processEnded, keep).pipe(
+        Effect.ensuring(Effect.zipRight(processEnded, Effect.sync(() => void finished++)))
+      )
       yield* FiberSet.run(jobs, Effect.interruptible(job))
     }))
 

@@ -19,14 +19,17 @@ const field = (key: string, value: unknown) => {
 const entries = (annotations: HashMap.HashMap<string, unknown>) =>
   [...HashMap.toEntries(annotations)].sort(([a], [b]) => (a === "job" ? -1 : b === "job" ? 1 : a.localeCompare(b)))
 
+// On a terminal a line may hold --drain's progress: clear it first (it is redrawn).
+const clearLine = process.stderr.isTTY === true ? "\r\x1b[K" : ""
+
 const textLogger = Logger.make(({ annotations, date, logLevel, message }) => {
   const fields = entries(annotations).map(([k, v]) => field(k, v))
-  process.stderr.write([date.toISOString(), logLevel.label, render(message), ...fields].join(" ") + "\n")
+  process.stderr.write(clearLine + [date.toISOString(), logLevel.label, render(message), ...fields].join(" ") + "\n")
 })
 
 const jsonLogger = Logger.make(({ annotations, date, logLevel, message }) => {
   process.stderr.write(
-    JSON.stringify({ time: date.toISOString(), level: logLevel.label, message: render(message), ...Object.fromEntries(entries(annotations)) }) +
+    clearLine + JSON.stringify({ time: date.toISOString(), level: logLevel.label, message: render(message), ...Object.fromEntries(entries(annotations)) }) +
       "\n"
   )
 })

@@ -214,6 +214,7 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   maxJobs: 0,
   poll: "2 seconds",
   drain: false,
+  progress: false,
   idleCmd: Option.none(),
   idleAfter: "10 minutes",
   limitCmd: Option.none(),

@@ -155,6 +155,7 @@ const run = (options: Parsed) =>
       limitCmd: options.limitCmd,
       limitAfter: options.limitAfter,
       drain: options.drain,
+      progress: options.drain && process.stderr.isTTY === true,
       lease: options.lease,
       orphans: options.orphans,
       maxAttempts: options.maxAttempts,

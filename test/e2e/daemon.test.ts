@@ -1,7 +1,8 @@
+import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { BIN, entries, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
 
 const setup = workspace
 
@@ -232,6 +233,26 @@ describe("pmjq daemon", () => {
     expect((await daemon.exited).code).toBe(0)
     expect(records(t.archive).map((r) => r.name)).toEqual(["first"])
     expect(fs.existsSync(path.join(t.spool, "second"))).toBe(true)
+  })
+})
+
+describe("--drain progress", () => {
+  it("on a terminal, a live line on stderr; in a pipe or a file, none of it", async () => {
+    const t = setup("progress")
+    for (let i = 0; i < 12; i++) submit(t.spool, `job-${i}`, "sleep 0.2")
+    // script(1) gives pmjq a pseudo-terminal, as a user's shell would.
+    const command = [process.execPath, BIN, "-j", "2", "-o", t.archive, "--drain", t.spool].map((w) => `'${w}'`).join(" ")
+    const tty = cp.spawnSync("script", ["-qfec", command, "/dev/null"], { cwd: t.root, encoding: "utf8" })
+    expect(tty.status).toBe(0)
+    expect(tty.stdout).toMatch(/drain: \d+\/12 done, \d running, \d+\.\d jobs\/s/)
+    expect(records(t.archive)).toHaveLength(12)
+
+    const u = setup("no-progress")
+    for (let i = 0; i < 4; i++) submit(u.spool, `job-${i}`, "sleep 0.2")
+    const piped = await run(["-j", "2", "-o", u.archive, "--drain", u.spool], u.root)
+    expect(piped.code).toBe(0)
+    expect(piped.stderr).not.toContain("drain:")
+    expect(piped.stderr).not.toContain("\x1b[K")
   })
 })
 

@@ -1,0 +1,35 @@
+/**
+ * Live progress of a --drain on a terminal: one line on stderr, redrawn twice a
+ * second, e.g. `drain: 120/500 done, 8 running, 42.0 jobs/s, about 9 s left`.
+ * Log lines clear it as they print (see log.ts); nothing of it reaches a file
+ * or a pipe.
+ */
+import { Clock, Effect, Schedule } from "effect"
+
+export interface Counts {
+  readonly done: number
+  readonly running: number
+  readonly queued: number
+}
+
+const duration = (seconds: number) =>
+  seconds < 90 ? `${Math.ceil(seconds)} s` : seconds < 5400 ? `${Math.round(seconds / 60)} min` : `${(seconds / 3600).toFixed(1)} h`
+
+export const progressLine = (counts: Counts, elapsedMs: number): string => {
+  const total = counts.done + counts.running + counts.queued
+  const rate = elapsedMs > 0 ? (counts.done * 1000) / elapsedMs : 0
+  const left = total - counts.done
+  const eta = rate > 0 ? `, about ${duration(left / rate)} left` : ""
+  return `drain: ${counts.done}/${total} done, ${counts.running} running, ${rate.toFixed(1)} jobs/s${eta}`
+}
+
+/** Redraws the line every 500 ms until interrupted, then clears it. */
+export const showProgress = (counts: Effect.Effect<Counts>) =>
+  Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    const draw = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      process.stderr.write(`\r\x1b[K${progressLine(yield* counts, now - started)}`)
+    })
+    yield* draw.pipe(Effect.repeat(Schedule.spaced("500 millis")), Effect.ensuring(Effect.sync(() => process.stderr.write("\r\x1b[K"))))
+  })
