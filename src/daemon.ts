@@ -8,6 +8,7 @@
  * interrupted.
  */
 import { Clock, Duration, Effect, FiberSet, Option, Ref, Schedule, Stream } from "effect"
+import * as path from "node:path"
 import { Gate } from "./gate/Gate.js"
 import { LoadAverage } from "./gate/LoadAverage.js"
 import { type JobSettings, runJob } from "./job/Job.js"
@@ -59,6 +60,8 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const freeSlot = slots === null ? Effect.void : slots.release(1)
   // Claimed jobs whose process has not ended yet: what -j counts.
   let processes = 0
+  // Their pids by claimed name, for the heartbeat (and so pmjq status).
+  const pids = new Map<string, number>()
 
   // Runs before the FiberSet's own finalizer (finalizers run last-in first-out),
   // so jobs get their grace before they are interrupted.
@@ -86,7 +89,8 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       archiveDir: Option.getOrNull(settings.archiveDir),
       errorDir: Option.getOrNull(settings.errorDir),
       running: yield* FiberSet.size(jobs),
-      load: yield* load.oneMinute
+      load: yield* load.oneMinute,
+      jobs: [...pids].map(([name, pid]) => ({ name, pid }))
     })
   }).pipe(Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message }))))
   yield* beat
@@ -152,8 +156,13 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       const processEnded = yield* Effect.once(Effect.zipRight(yield* gate.started, freeSlot).pipe(Effect.tap(() => void processes--)))
       // A fiber forked here would inherit this uninterruptible region; the job
       // must stay interruptible so that a stop can reach it after the grace.
-      const job = runJob(claim.value, settings, processEnded, keep).pipe(
-        Effect.ensuring(Effect.zipRight(processEnded, Effect.sync(() => void finished++)))
+      const claimed = path.basename(claim.value.path)
+      const started = (pid: number) => Effect.sync(() => void pids.set(claimed, pid))
+      const job = runJob(claim.value, settings, processEnded, keep, started).pipe(
+        Effect.ensuring(Effect.zipRight(processEnded, Effect.sync(() => {
+          finished++
+          pids.delete(claimed)
+        })))
       )
       yield* FiberSet.run(jobs, Effect.interruptible(job))
     }))

@@ -21,7 +21,9 @@ export const render = (v: SpoolView): string => {
   if (v.queued.length > 0) out.push(table([["NAME", "WAITING"], ...v.queued.slice(0, 5).map((q) => [q.name, ago(now - Date.parse(q.readyAt))])]))
   if (v.queued.length > 5) out.push(`  ... and ${v.queued.length - 5} more`)
   out.push("", `running: ${v.running.length}`)
-  if (v.running.length > 0) out.push(table([["NAME", "NODE", "FOR", "STATE"], ...v.running.map((r) => [r.name, r.node, ago(r.forMs), r.state])]))
+  if (v.running.length > 0) {
+    out.push(table([["NAME", "NODE", "PID", "FOR", "STATE"], ...v.running.map((r) => [r.name, r.node, r.pid === null ? "-" : String(r.pid), ago(r.forMs), r.state])]))
+  }
   out.push("", `nodes: ${v.nodes.length}`)
   if (v.nodes.length > 0) {
     out.push(table([["NODE", "STATE", "HEARTBEAT", "RUNNING", "LOAD", "HOST", "PID"], ...v.nodes.map((n) => [

@@ -55,7 +55,9 @@ export const runJob = Effect.fn("Job.run")(function*(
   claim: Claim,
   settings: JobSettings,
   processEnded: Effect.Effect<void>,
-  keep: (retries: Effect.Effect<void>) => Effect.Effect<void>
+  keep: (retries: Effect.Effect<void>) => Effect.Effect<void>,
+  /** Told the job's pid once its process runs (for the heartbeat's job list). */
+  started: (pid: number) => Effect.Effect<void> = () => Effect.void
 ) {
   const runner = yield* ProcessRunner
   const archive = yield* Archive
@@ -135,6 +137,7 @@ export const runJob = Effect.fn("Job.run")(function*(
       } else {
         proc = spawned.value
         yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
+        yield* started(proc.pid)
         const running = proc
         const waited = yield* Effect.exit(restore(Option.match(settings.timeout, {
           onNone: () => Effect.map(running.exit, Option.some),

@@ -32,6 +32,8 @@ export interface Heartbeat {
   readonly errorDir: string | null
   readonly running: number
   readonly load: number
+  /** The jobs running at the time of the beat. */
+  readonly jobs?: ReadonlyArray<{ readonly name: string; readonly pid: number }>
 }
 
 /** Another node, as seen in the spool. */

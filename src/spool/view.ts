@@ -19,6 +19,8 @@ export interface SpoolView {
     readonly node: string
     readonly claimedAt: string
     readonly forMs: number
+    /** From the node's last heartbeat; null when it started after that beat. */
+    readonly pid: number | null
     /** "running", or "ended" when its record is written and archival is pending. */
     readonly state: "running" | "ended"
   }>
@@ -50,6 +52,13 @@ export const viewSpool = (spool: string, lastCount = 10) =>
       return s !== null && !s.isDirectory() && (s.mode & 0o111) !== 0 ? { name, readyAt: s.ctimeMs } : null
     }))).filter((q): q is { name: string; readyAt: number } => q !== null).sort((a, b) => a.readyAt - b.readyAt)
 
+    const nodes = (await Promise.all((await names(path.join(state, "nodes"))).filter((n) => !n.startsWith(".")).map(async (n) => {
+      const hb = await json<Heartbeat>(path.join(state, "nodes", n))
+      if (hb === null) return null
+      const ageMs = Math.max(0, now - Date.parse(hb.beatAt))
+      return { ...hb, ageMs, alive: ageMs <= hb.leaseMs }
+    }))).filter((n): n is Heartbeat & { alive: boolean; ageMs: number } => n !== null)
+
     const running = (await Promise.all((await names(path.join(state, "running"))).map(async (node) => {
       const folder = path.join(state, "running", node)
       const inside = await names(folder)
@@ -57,16 +66,10 @@ export const viewSpool = (spool: string, lastCount = 10) =>
         const s = await fsp.lstat(path.join(folder, name)).catch(() => null)
         const claimedAt = s?.ctimeMs ?? now
         const state: "running" | "ended" = inside.includes(`.${name}.json`) ? "ended" : "running"
-        return { name: name.replace(/\.~\d+~$/, ""), node, claimedAt: iso(claimedAt), forMs: Math.max(0, Math.round(now - claimedAt)), state }
+        const pid = nodes.find((n) => n.node === node)?.jobs?.find((j) => j.name === name)?.pid ?? null
+        return { name: name.replace(/\.~\d+~$/, ""), node, claimedAt: iso(claimedAt), forMs: Math.max(0, Math.round(now - claimedAt)), pid, state }
       }))
     }))).flat()
-
-    const nodes = (await Promise.all((await names(path.join(state, "nodes"))).filter((n) => !n.startsWith(".")).map(async (n) => {
-      const hb = await json<Heartbeat>(path.join(state, "nodes", n))
-      if (hb === null) return null
-      const ageMs = Math.max(0, now - Date.parse(hb.beatAt))
-      return { ...hb, ageMs, alive: ageMs <= hb.leaseMs }
-    }))).filter((n): n is Heartbeat & { alive: boolean; ageMs: number } => n !== null)
 
     const dirs = [...new Set(nodes.flatMap((n) => [n.archiveDir, n.errorDir]).filter((d): d is string => d !== null))]
     const finished = (await Promise.all(dirs.map((d) => newest(d, lastCount)))).flat()
