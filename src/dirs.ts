@@ -34,3 +34,7 @@ export const mkdirsBelow = async (root: string, parts: ReadonlyArray<string>): P
     await mkdirs(dir, false)
   }
 }
+
+/** The names in DIR; none when DIR does not exist (state made on first use). */
+export const listOrEmpty = (dir: string): Promise<Array<string>> =>
+  fsp.readdir(dir).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)))

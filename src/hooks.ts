@@ -10,7 +10,7 @@
  * back. A sampler on a Schedule looks at the daemon every second; a command
  * runs in its own fiber, so a slow or failing one never holds up dispatch.
  */
-import { Context, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
 import * as cp from "node:child_process"
 import * as readline from "node:readline"
 
@@ -100,7 +100,7 @@ export const watchHooks = (settings: HookSettings, observe: Effect.Effect<Observ
 
     const look = Effect.gen(function*() {
       const seen = yield* observe
-      const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const now = yield* Clock.currentTimeMillis
       const i = step(idle, seen.queued === 0 && seen.running === 0, now, idleAfter)
       const l = step(held, seen.holding !== null, now, limitAfter)
       idle = i.next

@@ -13,10 +13,10 @@
  *   What output the dead attempt left is archived (script-less entry), not dropped.
  */
 import { Clock, Duration, Effect, Option } from "effect"
-import * as fs from "node:fs"
 import * as path from "node:path"
-import { Archive, type Finished } from "./job/Archive.js"
-import type { JobRecord } from "./job/Record.js"
+import { Archive, destinationOf, type Finished } from "./job/Archive.js"
+import { iso, type JobRecord, unstartedRecord } from "./job/Record.js"
+import { isZombie } from "./proc.js"
 import { type Heartbeat, type Leftover, Nodes, type NodeView } from "./spool/Nodes.js"
 import { Spool } from "./spool/Spool.js"
 
@@ -62,15 +62,8 @@ export const isAlive = (pid: number) => {
     // EPERM: alive, owned by someone else.
     return (e as NodeJS.ErrnoException).code === "EPERM"
   }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
-  } catch {
-    return true // No /proc: trust kill(2).
-  }
+  return !isZombie(pid)
 }
-
-const iso = (millis: number) => new Date(millis).toISOString()
 
 /** The dead node a taken-over folder came from: .from-NODE or .from-NODE.~N~ */
 const deadOf = (folder: string) => path.basename(folder).replace(/^\.from-/, "").replace(/\.~\d+~$/, "")
@@ -83,34 +76,17 @@ export const makeRecovery = (settings: RecoverySettings) =>
     const leaseMs = Duration.toMillis(settings.lease)
 
     // As a job's own run would have placed it.
-    const destination = (outcome: JobRecord["outcome"]) =>
-      outcome === "succeeded"
-        ? settings.archiveDir
-        : outcome === "rejected"
-        ? Option.some(Option.getOrElse(settings.errorDir, () => settings.rejectedDir))
-        : Option.orElse(settings.errorDir, () => settings.archiveDir)
-
     const put = (finished: Finished) => {
-      const dir = destination(finished.record.outcome)
+      const dir = destinationOf(finished.record.outcome, settings)
       return Option.isSome(dir) ? archive.store(dir.value, finished) : Effect.as(archive.discard(finished), "(deleted: no archive dir)")
     }
 
-    const interruptedRecord = (left: Leftover, dead: string, attempt: number, reason: string, now: number): JobRecord => ({
-      name: left.name,
-      node: dead,
-      host: settings.host,
-      pid: null,
-      user: "",
-      attempt,
-      claimedAt: iso(left.claimedAt),
-      startedAt: null,
-      endedAt: iso(now),
-      durationMs: 0,
-      outcome: "interrupted",
-      exitCode: null,
-      signal: null,
-      reason
-    })
+    const interruptedRecord = (left: Leftover, dead: string, attempt: number, reason: string, now: number): JobRecord =>
+      unstartedRecord(
+        { name: left.name, node: dead, host: settings.host, user: "", attempt, claimedAt: iso(left.claimedAt) },
+        now,
+        { outcome: "interrupted", exitCode: null, signal: null, reason }
+      )
 
     const settle = (left: Leftover, dead: string) =>
       Effect.gen(function*() {

@@ -9,7 +9,7 @@
  * first written whole beside the claim (settle), and linked in last, so a
  * reader that sees the .json sees a complete entry.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
@@ -50,6 +50,21 @@ export class Archive extends Context.Tag("pmjq/Archive")<
 >() {
   static readonly Live = Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls)))
 }
+
+/**
+ * Where a finished job goes: successes to the archive dir; refused jobs to the
+ * error dir, else .pmjq/rejected (never among what ran); other failures to the
+ * error dir, else the archive dir. None: deleted after its run.
+ */
+export const destinationOf = (
+  outcome: JobRecord["outcome"],
+  dirs: { readonly archiveDir: Option.Option<string>; readonly errorDir: Option.Option<string>; readonly rejectedDir: string }
+): Option.Option<string> =>
+  outcome === "succeeded"
+    ? dirs.archiveDir
+    : outcome === "rejected"
+    ? Option.some(Option.getOrElse(dirs.errorDir, () => dirs.rejectedDir))
+    : Option.orElse(dirs.errorDir, () => dirs.archiveDir)
 
 // Longest file name most filesystems take (NAME_MAX), and room for ".json".
 const NAME_MAX = 255

@@ -8,8 +8,8 @@ import type { ArchiveFailed, ClaimLost } from "../errors.js"
 import { besideClaim, type Claim, Spool } from "../spool/Spool.js"
 import { refusal, type RefusalPolicy } from "./refusal.js"
 import { type Account, Users } from "./Users.js"
-import { Archive, type Finished } from "./Archive.js"
-import { type Ending, judge, type JobRecord, type RecordBase, startedRecord } from "./Record.js"
+import { Archive, destinationOf, type Finished } from "./Archive.js"
+import { type Ending, iso, judge, type JobRecord, type RecordBase, startedRecord, unstartedRecord } from "./Record.js"
 import { type Output, ProcessRunner, type RunningProcess } from "./Runner.js"
 
 export interface JobSettings {
@@ -34,7 +34,6 @@ export interface JobSettings {
   readonly busyFor: Duration.DurationInput
 }
 
-const iso = (millis: number) => new Date(millis).toISOString()
 
 /** Hidden names, so a job called "x.out" never meets the output of a job called "x". */
 const outputFiles = (claim: Claim) => ({ stdout: besideClaim(claim.path, ".out"), stderr: besideClaim(claim.path, ".err") })
@@ -161,19 +160,7 @@ export const runJob = Effect.fn("Job.run")(function*(
       const recorded = exit?.recorded === true && ending._tag === "Exited" && !ending.interrupted && ending.timedOut === null &&
         exit.lost === undefined
       const record: JobRecord = proc === null
-        ? {
-          name: base.name,
-          node: base.node,
-          host: base.host,
-          pid: null,
-          user: base.user,
-          attempt: base.attempt,
-          claimedAt: base.claimedAt,
-          startedAt: null,
-          endedAt: iso(endedAt),
-          durationMs: 0,
-          ...judge(ending)
-        }
+        ? unstartedRecord(base, endedAt, judge(ending))
         : startedRecord(base, proc.pid, exit?.times?.startedAt ?? startedAt, exit?.times?.endedAt ?? endedAt, ending)
       yield* Effect.log("finished").pipe(
         Effect.annotateLogs({
@@ -202,12 +189,7 @@ export const runJob = Effect.fn("Job.run")(function*(
           Effect.catchTag("ArchiveFailed", (error) => Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })))
         )
       }
-      // Refused jobs are kept, never in the archive of what ran.
-      const destination = record.outcome === "succeeded"
-        ? settings.archiveDir
-        : record.outcome === "rejected"
-        ? Option.some(Option.getOrElse(settings.errorDir, () => settings.rejectedDir))
-        : Option.orElse(settings.errorDir, () => settings.archiveDir)
+      const destination = destinationOf(record.outcome, settings)
       const place: Effect.Effect<string | null, ArchiveFailed | ClaimLost> = Option.isSome(destination)
         ? archive.store(destination.value, finished)
         : Effect.as(archive.discard(finished), null)

@@ -26,7 +26,7 @@ export interface JobRecord {
 /** What is known of a job when it starts; the rest comes from its end. */
 export type RecordBase = Pick<JobRecord, "name" | "node" | "host" | "user" | "attempt" | "claimedAt">
 
-const iso = (millis: number) => new Date(millis).toISOString()
+export const iso = (millis: number) => new Date(millis).toISOString()
 
 /**
  * The record of a run that started. pmjq's spawner writes it the moment the
@@ -45,6 +45,25 @@ export const startedRecord = (base: RecordBase, pid: number, startedAt: number, 
   endedAt: iso(endedAt),
   durationMs: endedAt - startedAt,
   ...judge(ending)
+})
+
+/** The record of a job that never ran (refused, could not start, cut before it started). */
+export const unstartedRecord = (
+  base: RecordBase,
+  endedAt: number,
+  verdict: Pick<JobRecord, "outcome" | "exitCode" | "signal" | "reason">
+): JobRecord => ({
+  name: base.name,
+  node: base.node,
+  host: base.host,
+  pid: null,
+  user: base.user,
+  attempt: base.attempt,
+  claimedAt: base.claimedAt,
+  startedAt: null,
+  endedAt: iso(endedAt),
+  durationMs: 0,
+  ...verdict
 })
 
 export const recordText = (record: JobRecord) => JSON.stringify(record, null, 2) + "\n"

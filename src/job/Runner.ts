@@ -112,14 +112,10 @@ const track = (pid: number, exited: Deferred.Deferred<ProcessExit>): RunningProc
       // timeout can cancel it; wrapping the whole timeout instead would let the
       // caller's pending interruption cut it short and skip the SIGKILL.
       const done = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(killAfter))
-      // Whatever is left of the group once the job's own process is over (a
-      // background child that ignores SIGTERM) gets SIGKILL: nothing survives.
-      if (done._tag === "Some") {
-        signalGroup(pid, "SIGKILL")
-        return done.value
-      }
+      // SIGKILL to the group either way: after the wait, or to whatever is left
+      // once the job's own process is over (a child that ignores SIGTERM).
       signalGroup(pid, "SIGKILL")
-      return yield* exit
+      return done._tag === "Some" ? done.value : yield* exit
     })
   return { pid, exit, terminate }
 }

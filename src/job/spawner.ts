@@ -23,6 +23,7 @@
  */
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
+import { isZombie } from "../proc.js"
 import { type RecordBase, recordText, startedRecord } from "./Record.js"
 
 export interface SpawnRequest {
@@ -168,18 +169,9 @@ process.on("message", (request: SpawnRequest) => spawn(request))
 // only when pmjq disconnects. Jobs start with default signal handling again.
 process.on("SIGINT", () => {})
 process.on("SIGTERM", () => {})
-// Ended on its own, not yet reaped by us: its exit is its outcome.
-const isZombie = (pid: number) => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat[stat.lastIndexOf(")") + 2] === "Z"
-  } catch {
-    return false
-  }
-}
-
 const signalGroups = (signal: NodeJS.Signals) => {
   for (const pid of running) {
+    // Ended on its own, not yet reaped by us: its exit is its outcome.
     if (!stopped.has(pid) && isZombie(pid)) continue
     stopped.add(pid)
     try {

@@ -13,7 +13,7 @@
 import { Context, Effect, Layer, Option } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { mkdirsBelow } from "../dirs.js"
+import { listOrEmpty, mkdirsBelow } from "../dirs.js"
 import { describe, errnoCode, SpoolIOError } from "../errors.js"
 import type { JobRecord } from "../job/Record.js"
 import { Syscalls } from "../syscalls.js"
@@ -138,8 +138,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         )
 
       const others = io("list nodes", runningRoot, async () => {
-        const listing = (dir: string) => fsp.readdir(dir).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)))
-        const [folders, beats] = await Promise.all([listing(runningRoot), listing(nodesDir)])
+        const [folders, beats] = await Promise.all([listOrEmpty(runningRoot), listOrEmpty(nodesDir)])
         const names = new Set([...folders, ...beats].filter((n) => n !== node && !n.startsWith(".")))
         const views = await Promise.all([...names].map(async (other): Promise<NodeView | null> => {
           const folder = path.join(runningRoot, other)
@@ -172,7 +171,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         })
 
       const adopted = io("list", mine, async () =>
-        (await fsp.readdir(mine).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e))))
+        (await listOrEmpty(mine))
           .filter((n) => n.startsWith(ADOPTED_PREFIX)).map((n) => path.join(mine, n)))
 
       const inventory = (folder: string) =>

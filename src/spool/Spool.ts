@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, SpoolIOError, SpoolMissing } from "../errors.js"
-import { mkdirs, mkdirsBelow } from "../dirs.js"
+import { listOrEmpty, mkdirs, mkdirsBelow } from "../dirs.js"
 import { readdir, Syscalls } from "../syscalls.js"
 import type { FileFacts } from "../job/refusal.js"
 import type { Candidate } from "./Pending.js"
@@ -153,7 +153,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // Only this process writes into its running folder (the node id is unique),
   // so what it holds there is known without asking the filesystem; the folder
   // is read once, for anything an earlier process of this id left.
-  const held = new Set(yield* io("list", running, () => fsp.readdir(running).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)))))
+  const held = new Set(yield* io("list", running, () => listOrEmpty(running)))
   const freeTarget = (name: string) => {
     for (let n = 0;; n++) {
       const target = claimTarget(running, name, n)

@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import type { JobRecord } from "../job/Record.js"
+import { iso, type JobRecord } from "../job/Record.js"
 import type { Heartbeat } from "./Nodes.js"
 import { STATE_DIR } from "./Spool.js"
 
@@ -31,7 +31,6 @@ export interface SpoolView {
 
 const names = (dir: string) => fsp.readdir(dir).catch(() => [] as Array<string>)
 const json = <A>(file: string) => fsp.readFile(file, "utf8").then((t) => JSON.parse(t) as A, () => null)
-const iso = (ms: number) => new Date(ms).toISOString()
 
 /** The newest records of DIR (entry names start with their UTC stamp, so they sort by time). */
 const newest = async (dir: string, count: number) => {
