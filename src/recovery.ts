@@ -83,7 +83,7 @@ export const makeRecovery = (settings: RecoverySettings) =>
 
     const interruptedRecord = (left: Leftover, dead: string, attempt: number, reason: string, now: number): JobRecord =>
       unstartedRecord(
-        { name: left.name, node: dead, host: settings.host, user: "", attempt, claimedAt: iso(left.claimedAt) },
+        { name: left.name, node: dead, host: settings.host, user: "", uid: left.uid, inode: left.inode, attempt, claimedAt: iso(left.claimedAt) },
         now,
         { outcome: "interrupted", exitCode: null, signal: null, reason }
       )

@@ -63,7 +63,7 @@ export const fakeSpool = Effect.gen(function*() {
         return true
       }),
     startedBefore: () => Effect.succeed(0),
-    facts: () => Effect.succeed({ isFile: true, isSymlink: false, mode: 0o100755, uid: 1000, gid: 1000, nlink: 1 }),
+    facts: () => Effect.succeed({ isFile: true, isSymlink: false, mode: 0o100755, uid: 1000, gid: 1000, nlink: 1, ino: 1 }),
     // Like the kernel: whatever has happened is reported at once, in one go.
     watch: (changed) =>
       Queue.takeBetween(notify, 1, Number.MAX_SAFE_INTEGER).pipe(

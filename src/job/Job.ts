@@ -82,6 +82,8 @@ export const runJob = Effect.fn("Job.run")(function*(
     node: settings.node,
     host: settings.host,
     user: Option.match(owner, { onNone: () => settings.user, onSome: (a) => a.name }),
+    uid: Option.match(facts, { onNone: () => null, onSome: (f) => f.uid }),
+    inode: Option.match(facts, { onNone: () => null, onSome: (f) => f.ino }),
     attempt: claim.attempt,
     claimedAt: iso(claim.claimedAt)
   }

@@ -12,6 +12,9 @@ export interface JobRecord {
   readonly host: string
   readonly pid: number | null
   readonly user: string
+  /** The job file's owner, and its inode: what `pmjq submit --wait` knows its own job by. */
+  readonly uid: number | null
+  readonly inode: number | null
   readonly attempt: number
   readonly claimedAt: string
   readonly startedAt: string | null
@@ -24,7 +27,7 @@ export interface JobRecord {
 }
 
 /** What is known of a job when it starts; the rest comes from its end. */
-export type RecordBase = Pick<JobRecord, "name" | "node" | "host" | "user" | "attempt" | "claimedAt">
+export type RecordBase = Pick<JobRecord, "name" | "node" | "host" | "user" | "uid" | "inode" | "attempt" | "claimedAt">
 
 export const iso = (millis: number) => new Date(millis).toISOString()
 
@@ -39,6 +42,8 @@ export const startedRecord = (base: RecordBase, pid: number, startedAt: number, 
   host: base.host,
   pid,
   user: base.user,
+  uid: base.uid,
+  inode: base.inode,
   attempt: base.attempt,
   claimedAt: base.claimedAt,
   startedAt: iso(startedAt),
@@ -58,6 +63,8 @@ export const unstartedRecord = (
   host: base.host,
   pid: null,
   user: base.user,
+  uid: base.uid,
+  inode: base.inode,
   attempt: base.attempt,
   claimedAt: base.claimedAt,
   startedAt: null,

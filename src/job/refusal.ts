@@ -10,6 +10,7 @@ export interface FileFacts {
   readonly uid: number
   readonly gid: number
   readonly nlink: number
+  readonly ino: number
 }
 
 export interface RefusalPolicy {

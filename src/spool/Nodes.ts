@@ -65,6 +65,9 @@ export interface Leftover {
   readonly stderr: string | null
   /** When it was claimed (the claim's rename set its ctime). */
   readonly claimedAt: number
+  /** Its script's owner and inode, when the script is there. */
+  readonly uid: number | null
+  readonly inode: number | null
 }
 
 export interface Inventory {
@@ -201,7 +204,9 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
               cutRecordFile,
               stdout: names.has(`${hiddenBase}.out`) ? path.join(folder, `${hiddenBase}.out`) : null,
               stderr: names.has(`${hiddenBase}.err`) ? path.join(folder, `${hiddenBase}.err`) : null,
-              claimedAt: stat?.ctimeMs ?? Date.now()
+              claimedAt: stat?.ctimeMs ?? Date.now(),
+              uid: stat?.uid ?? null,
+              inode: stat?.ino ?? null
             })
           }
           for (const e of entries) {

@@ -304,7 +304,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         mode: s.mode,
         uid: s.uid,
         gid: s.gid,
-        nlink: s.nlink
+        nlink: s.nlink,
+        ino: s.ino
       })))
 
   return Spool.of({ path: spool, list, inspect, claim, release, vacated, requeue, startedBefore, facts, watch })

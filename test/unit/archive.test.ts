@@ -15,6 +15,8 @@ const record = (name: string): JobRecord => ({
   host: "h",
   pid: 1,
   user: "u",
+  uid: 1000,
+  inode: 1,
   attempt: 1,
   claimedAt: "2026-01-01T00:00:00.000Z",
   startedAt: "2026-01-01T00:00:00.000Z",

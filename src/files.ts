@@ -1,0 +1,148 @@
+/**
+ * How pmjq creates, reads and copies files in places users can reach. pmjq
+ * often runs as root over folders users write to, so every file it makes is
+ * created exclusively (a planted file or symlink makes the call fail, it is
+ * never written through), with exactly the mode asked for (the umask plays no
+ * part), and every file it reads or copies is opened without following a
+ * symlink and without blocking (a FIFO answers at once).
+ *
+ * Synchronous on purpose: the spawner and the direct syscalls (syscalls.ts)
+ * call these on local filesystems, where each is a few microseconds.
+ */
+import * as fs from "node:fs"
+
+const { O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = fs.constants
+
+/** Who a new file belongs to; null: the creator (pmjq), with its default group. */
+export interface Ownership {
+  readonly uid: number
+  readonly gid: number
+}
+
+/** A job's output: its owner's alone. */
+export const PRIVATE = 0o600
+/** A record given to its job's owner's group: pmjq owns it, so only pmjq rewrites it. */
+export const SHARED_WITH_GROUP = 0o640
+
+const SET_ID = 0o6000
+
+const unlinkQuietly = (file: string) => {
+  try {
+    fs.unlinkSync(file)
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * Creates FILE (O_EXCL|O_NOFOLLOW) with exactly MODE and, when given, OWNER;
+ * returns its descriptor, open for writing. EEXIST when anything has the name.
+ */
+export const createNew = (file: string, mode: number, owner: Ownership | null): number => {
+  const fd = fs.openSync(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o777)
+  try {
+    fs.fchmodSync(fd, mode & 0o777)
+    if (owner !== null) fs.fchownSync(fd, owner.uid, owner.gid)
+    return fd
+  } catch (e) {
+    fs.closeSync(fd)
+    unlinkQuietly(file)
+    throw e
+  }
+}
+
+/** A new FILE holding DATA (see createNew). */
+export const writeNew = (file: string, data: string, mode: number, owner: Ownership | null): void => {
+  const fd = createNew(file, mode, owner)
+  try {
+    fs.writeSync(fd, data)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/**
+ * FILE replaced whole: DATA is written to FILE.tmp (a stale one from a crash is
+ * removed first, never written through) and renamed over FILE, so a reader sees
+ * the old text or the new, never half.
+ */
+export const replaceWhole = (file: string, data: string, mode: number, owner: Ownership | null): void => {
+  const aside = `${file}.tmp`
+  unlinkQuietly(aside)
+  writeNew(aside, data, mode, owner)
+  fs.renameSync(aside, file)
+}
+
+/** A file opened for reading that is not what was asked for (a symlink, a FIFO, someone else's). */
+export class Untrusted extends Error {
+  constructor(readonly file: string, readonly why: string) {
+    super(`${file}: ${why}`)
+  }
+}
+
+/**
+ * Opens FILE for reading without following a symlink (ELOOP) or waiting on a
+ * FIFO; it must be a regular file, and owned by `uid` when one is given.
+ * Returns the descriptor and what it is.
+ */
+export const openRegular = (file: string, uid: number | null = null): { readonly fd: number; readonly stat: fs.Stats } => {
+  const fd = fs.openSync(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+  try {
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile()) throw new Untrusted(file, "not a regular file")
+    if (uid !== null && stat.uid !== uid) throw new Untrusted(file, `owned by uid ${stat.uid}, not ${uid}`)
+    return { fd, stat }
+  } catch (e) {
+    fs.closeSync(fd)
+    throw e
+  }
+}
+
+/**
+ * The text of FILE, opened as openRegular does; null when there is no such
+ * file. Throws Untrusted (or ELOOP for a symlink) for anything else.
+ */
+export const readRegular = (file: string, uid: number | null = null): string | null => {
+  let opened: { readonly fd: number; readonly stat: fs.Stats }
+  try {
+    opened = openRegular(file, uid)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null
+    throw e
+  }
+  try {
+    return fs.readFileSync(opened.fd, "utf8")
+  } finally {
+    fs.closeSync(opened.fd)
+  }
+}
+
+/**
+ * Copies the regular file FROM to a new file TO (created as createNew does).
+ * The copy keeps FROM's permission bits for its owner only and never a set-id
+ * bit; it belongs to OWNER (as root: the job's owner), else to pmjq with mode
+ * 0600. A symlink, FIFO or device is never opened for its content: Untrusted.
+ */
+export const copyNew = (from: string, to: string, owner: Ownership | null): void => {
+  const source = openRegular(from)
+  try {
+    const mode = owner === null ? PRIVATE : (source.stat.mode & 0o700 & ~SET_ID)
+    const fd = createNew(to, mode, owner)
+    try {
+      const buffer = Buffer.allocUnsafe(1 << 16)
+      for (;;) {
+        const n = fs.readSync(source.fd, buffer, 0, buffer.length, null)
+        if (n === 0) break
+        let written = 0
+        while (written < n) written += fs.writeSync(fd, buffer, written, n - written)
+      }
+    } catch (e) {
+      fs.closeSync(fd)
+      unlinkQuietly(to)
+      throw e
+    }
+    fs.closeSync(fd)
+  } finally {
+    fs.closeSync(source.fd)
+  }
+}
