@@ -2,7 +2,8 @@
  * The pipeline: spool events -> pending queue -> slot -> gate -> claim -> run -> archive.
  *
  * One dispatcher fiber takes the oldest ready job when a slot (-j) is free and
- * the CPU gate (-C) is open, claims it, and forks its run into a FiberSet. On
+ * the CPU gate (-C) is open (with --max-jobs-per-user: the oldest whose owner
+ * is under the cap, or alone in the queue), claims it, and forks its run into a FiberSet. On
  * interruption (SIGTERM/SIGINT) claiming stops at once; running jobs get `grace`
  * to finish, then their process groups are terminated and they are archived as
  * interrupted.
@@ -18,12 +19,14 @@ import { showProgress } from "./progress.js"
 import { makeRecovery, type RecoverySettings } from "./recovery.js"
 import { Nodes } from "./spool/Nodes.js"
 import { makeFeed, spoolEvents } from "./spool/feed.js"
-import { makePending } from "./spool/Pending.js"
+import { type Accepts, type Candidate, makePending, type Pending } from "./spool/Pending.js"
 import { Spool } from "./spool/Spool.js"
 
 export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings {
   /** At most this many jobs at once; 0 means no cap. */
   readonly maxJobs: number
+  /** At most this many jobs of one user while another user's job waits (--max-jobs-per-user). */
+  readonly maxJobsPerUser: Option.Option<number>
   readonly poll: Duration.DurationInput
   /** Exit once the spool is empty and nothing runs. */
   readonly drain: boolean
@@ -39,6 +42,22 @@ export const rendezvous = (node: string, name: string) => {
   return h >>> 0
 }
 
+/**
+ * --max-jobs-per-user: a job may start while its owner runs fewer than `cap`
+ * jobs, or when no other user has a job queued. Work-conserving: a lone user
+ * may use every slot; a slot is left idle only to keep it for a waiting user.
+ */
+export const fairShare = (cap: number, running: (uid: number) => number): Accepts => (owner, othersWaiting) =>
+  !othersWaiting || running(owner) < cap
+
+/** The queue, with every change that could let a held-back job start opening `wake`. */
+const signalling = (pending: Pending, wake: Effect.Latch): Pending => ({
+  ...pending,
+  offer: (candidate) => Effect.zipRight(pending.offer(candidate), wake.open),
+  forget: (name) => Effect.zipRight(pending.forget(name), wake.open),
+  retain: (present) => Effect.zipRight(pending.retain(present), wake.open)
+})
+
 export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const spool = yield* Spool
   const gate = yield* Gate
@@ -46,7 +65,11 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const load = yield* LoadAverage
   const runner = yield* ProcessRunner
   const pending = yield* makePending
-  const feed = yield* makeFeed(pending)
+  // Opened by what may let a job held back by --max-jobs-per-user start: one
+  // of its owner's jobs ending, or a change in the queue (a new job, or the
+  // last job of another user gone). The dispatcher waits on it, never spins.
+  const wake = yield* Effect.makeLatch(false)
+  const feed = yield* makeFeed(Option.isSome(settings.maxJobsPerUser) ? signalling(pending, wake) : pending)
   const recovery = yield* makeRecovery(settings)
   // Registered first, so it runs last: once every job has ended and been archived.
   yield* Effect.addFinalizer(() => nodes.leave.pipe(Effect.catchAll((e) => Effect.logWarning("could not clean up").pipe(Effect.annotateLogs({ reason: e.message })))))
@@ -60,6 +83,17 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const freeSlot = slots === null ? Effect.void : slots.release(1)
   // Claimed jobs whose process has not ended yet: what -j counts.
   let processes = 0
+  // The same, by owner (the uid the queue knew each job by): what --max-jobs-per-user counts.
+  const processesOf = new Map<number, number>()
+  const countProcess = (uid: number, by: 1 | -1) => {
+    const n = (processesOf.get(uid) ?? 0) + by
+    if (n === 0) processesOf.delete(uid)
+    else processesOf.set(uid, n)
+  }
+  const accepts = Option.match(settings.maxJobsPerUser, {
+    onNone: (): Accepts | undefined => undefined,
+    onSome: (cap) => fairShare(cap, (uid) => processesOf.get(uid) ?? 0)
+  })
   // Their pids by claimed name, for the heartbeat (and so pmjq status).
   const pids = new Map<string, number>()
 
@@ -109,7 +143,7 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   // oldest-first loses 1.6 claims per claim won; 2 x nodes 0.3, and jobs start
   // a median 18 places from their place in the queue; 4 x nodes 0.18 and 39.
   const preference = (name: string) => rendezvous(settings.node, name)
-  const next = Effect.flatMap(Ref.get(peers), (n) => (n === 0 ? pending.poll : pending.pollAmong(2 * (n + 1), preference)))
+  const next = Effect.flatMap(Ref.get(peers), (n) => (n === 0 ? pending.poll(accepts) : pending.pollAmong(2 * (n + 1), preference, accepts)))
   const claims = { won: 0, lost: 0 }
 
   // The idle and limit commands look at this every second.
@@ -137,7 +171,7 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
     Effect.annotateLogs({ spool: spool.path, node: settings.node, queued: yield* pending.size })
   )
 
-  const launch = (name: string) =>
+  const launch = ({ name, uid }: Candidate) =>
     Effect.uninterruptible(Effect.gen(function*() {
       const claim = yield* spool.claim(name).pipe(
         Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
@@ -153,7 +187,12 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       // -j counts running processes: the slot and the gate's count are given back
       // when the process ends, once, and archival goes on without them.
       processes++
-      const processEnded = yield* Effect.once(Effect.zipRight(yield* gate.started, freeSlot).pipe(Effect.tap(() => void processes--)))
+      countProcess(uid, 1)
+      const ended = Effect.sync(() => {
+        processes--
+        countProcess(uid, -1)
+      })
+      const processEnded = yield* Effect.once(Effect.zipRight(yield* gate.started, freeSlot).pipe(Effect.zipRight(ended), Effect.zipRight(wake.open)))
       // A fiber forked here would inherit this uninterruptible region; the job
       // must stay interruptible so that a stop can reach it after the grace.
       const claimed = path.basename(claim.value.path)
@@ -189,13 +228,20 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
       yield* pending.whenNonEmpty
     }
     yield* gate.whenOpen
+    // While pmjq's own folders are not its own (see Spool.checkState), nothing is claimed.
+    yield* spool.whenTrusted
+    // Closed before the look, so an end or an offer after it opens the wait below.
+    yield* wake.close
     const candidate = yield* next
     if (candidate === undefined) {
-      // Forgotten while the gate was closed: gone from the spool.
       yield* freeSlot
+      // Queued, yet none may start: every waiting user is at --max-jobs-per-user,
+      // so one of their jobs must end or a new job arrive first. (An empty
+      // queue: forgotten while the gate was closed, gone from the spool.)
+      if ((yield* pending.size) > 0) yield* wake.await
       continue
     }
-    yield* launch(candidate.name)
+    yield* launch(candidate)
   }
   yield* Effect.logInfo("drained").pipe(Effect.annotateLogs({ claimed: claims.won, lostRaces: claims.lost }))
 })

@@ -1,37 +1,117 @@
-/** Directories pmjq makes: the archive and error dirs, its state under the spool. */
+/**
+ * Directories pmjq makes and trusts: the archive and error dirs, and its own
+ * state under the spool. Each is created with an explicit mode (never the
+ * umask's) and checked before use, the way sshd's StrictModes checks a home:
+ * a folder others could change under pmjq is refused, naming the path.
+ */
+import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { errnoCode } from "./errors.js"
 
-// mkdir -p that retries each component once: mkdir("/proc/x") says ENOENT
-// while /proc exists, and Node's recursive mkdir loops on that forever. A
-// daemon must fail at startup, not hang. With `parents` false it creates DIR
-// only, and an existing DIR must be a directory.
-export const mkdirs = async (dir: string, parents = true): Promise<void> => {
-  try {
-    await fsp.mkdir(dir)
-  } catch (e) {
-    const code = errnoCode(e)
-    if (code === "EEXIST") {
-      if ((await fsp.stat(dir)).isDirectory()) return
-      throw e
-    }
-    const parent = path.dirname(dir)
-    if (code !== "ENOENT" || parent === dir || !parents) throw e
-    await mkdirs(parent)
-    await mkdirs(dir, false)
+/** pmjq's own folders and the archive: readable by all (users find their entries), written by pmjq only. */
+export const DIR_MODE = 0o755
+
+const S_ISVTX = 0o1000
+
+const myUid = () => process.getuid?.() ?? 0
+
+/** A directory pmjq would use but must not trust: why, in a sentence that names it. */
+export class UntrustedDirectory extends Error {
+  readonly code = "EUNTRUSTED"
+  constructor(readonly dir: string, readonly why: string) {
+    super(`${dir} ${why}`)
   }
 }
 
 /**
- * Makes ROOT/PARTS... one level at a time, never ROOT itself: state kept below
- * a spool must not bring back a spool that was removed.
+ * Why pmjq must not use DIR as its own (a folder of .pmjq, or an archive dir):
+ * null when it is a real directory (not a symlink), owned by pmjq's uid (or
+ * root), writable by nobody else.
  */
-export const mkdirsBelow = async (root: string, parts: ReadonlyArray<string>): Promise<void> => {
+export const ownDirProblem = (stat: fs.Stats, uid = myUid()): string | null => {
+  if (stat.isSymbolicLink()) return "is a symlink"
+  if (!stat.isDirectory()) return "is not a directory"
+  if (stat.uid !== uid && stat.uid !== 0) return `is owned by uid ${stat.uid}, not by pmjq (uid ${uid})`
+  if ((stat.mode & 0o022) !== 0) return "is writable by group or others"
+  return null
+}
+
+/**
+ * Why a directory above an archive dir lets others swap what is below it
+ * (StrictModes): null when owned by root or pmjq and not writable by group or
+ * others, or writable but sticky (like /tmp: others cannot rename our entries).
+ */
+export const parentProblem = (stat: fs.Stats, uid = myUid()): string | null => {
+  if (stat.uid !== uid && stat.uid !== 0) return `is owned by uid ${stat.uid}, neither root nor pmjq (uid ${uid})`
+  if ((stat.mode & 0o022) !== 0 && (stat.mode & S_ISVTX) === 0) return "is writable by group or others without the sticky bit"
+  return null
+}
+
+/** Checks DIR as ownDirProblem does; throws UntrustedDirectory. */
+export const verifyOwnDir = async (dir: string): Promise<void> => {
+  const problem = ownDirProblem(await fsp.lstat(dir))
+  if (problem !== null) throw new UntrustedDirectory(dir, problem)
+}
+
+/** Makes DIR with exactly MODE; false when it existed already. */
+const makeDir = async (dir: string, mode: number): Promise<boolean> => {
+  try {
+    await fsp.mkdir(dir, { mode })
+  } catch (e) {
+    if (errnoCode(e) === "EEXIST") return false
+    throw e
+  }
+  // mkdir's mode passed through the umask.
+  await fsp.chmod(dir, mode)
+  return true
+}
+
+/**
+ * mkdir -p with explicit modes, retrying each component once: mkdir("/proc/x")
+ * says ENOENT while /proc exists, and Node's recursive mkdir loops on that
+ * forever. A daemon must fail at startup, not hang. An existing DIR must be a
+ * directory.
+ */
+export const mkdirs = async (dir: string, mode = DIR_MODE): Promise<void> => {
+  try {
+    if (await makeDir(dir, mode)) return
+    if (!(await fsp.stat(dir)).isDirectory()) throw Object.assign(new Error(`${dir} exists and is not a directory`), { code: "EEXIST" })
+  } catch (e) {
+    const parent = path.dirname(dir)
+    if (errnoCode(e) !== "ENOENT" || parent === dir) throw e
+    await mkdirs(parent, mode)
+    await makeDir(dir, mode)
+  }
+}
+
+/**
+ * Makes ROOT/PARTS... one level at a time, never ROOT itself (state kept below
+ * a spool must not bring back a spool that was removed), each with MODE, and
+ * checks each level is pmjq's own: a folder planted by a user (or a symlink)
+ * is refused, never used.
+ */
+export const ownDirsBelow = async (root: string, parts: ReadonlyArray<string>, mode = DIR_MODE): Promise<void> => {
   let dir = root
   for (const part of parts) {
     dir = path.join(dir, part)
-    await mkdirs(dir, false)
+    await makeDir(dir, mode)
+    await verifyOwnDir(dir)
+  }
+}
+
+/**
+ * StrictModes for an archive or error dir: the dir itself is pmjq's own, and
+ * every directory above it (of its real path) is owned by root or pmjq and not
+ * open to others without the sticky bit. Throws UntrustedDirectory.
+ */
+export const verifyArchiveDir = async (dir: string): Promise<void> => {
+  const real = await fsp.realpath(dir)
+  await verifyOwnDir(real)
+  for (let above = path.dirname(real); ; above = path.dirname(above)) {
+    const problem = parentProblem(await fsp.stat(above))
+    if (problem !== null) throw new UntrustedDirectory(above, `(above ${dir}) ${problem}`)
+    if (path.dirname(above) === above) break
   }
 }
 

@@ -24,7 +24,18 @@ export const PRIVATE = 0o600
 /** A record given to its job's owner's group: pmjq owns it, so only pmjq rewrites it. */
 export const SHARED_WITH_GROUP = 0o640
 
-const SET_ID = 0o6000
+/**
+ * How a job's record is kept. pmjq owns it, so nobody else can ever rewrite
+ * it (status and --wait believe only records pmjq owns); as root, for a job of
+ * another user, it is readable by the job's group (OWNER's gid: the owner's
+ * primary group), so that the owner's `pmjq submit --wait` can read it.
+ */
+export const recordKeeping = (owner: Ownership | null): { readonly mode: number; readonly owner: Ownership | null } => {
+  const me = process.getuid?.() ?? 0
+  return owner === null || me !== 0 || owner.uid === me
+    ? { mode: PRIVATE, owner: null }
+    : { mode: SHARED_WITH_GROUP, owner: { uid: me, gid: owner.gid } }
+}
 
 const unlinkQuietly = (file: string) => {
   try {
@@ -118,15 +129,24 @@ export const readRegular = (file: string, uid: number | null = null): string | n
 }
 
 /**
- * Copies the regular file FROM to a new file TO (created as createNew does).
- * The copy keeps FROM's permission bits for its owner only and never a set-id
- * bit; it belongs to OWNER (as root: the job's owner), else to pmjq with mode
- * 0600. A symlink, FIFO or device is never opened for its content: Untrusted.
+ * The copy of a file with these facts: its permission bits without any set-id
+ * bit, and, as root, its owner's (so a copy gives nobody more than the file
+ * gave its owner); otherwise pmjq's.
  */
-export const copyNew = (from: string, to: string, owner: Ownership | null): void => {
+const copyOf = (stat: fs.Stats): { readonly mode: number; readonly owner: Ownership | null } => ({
+  mode: stat.mode & 0o777,
+  owner: process.getuid?.() === 0 ? { uid: stat.uid, gid: stat.gid } : null
+})
+
+/**
+ * Copies the regular file FROM to a new file TO (created as createNew does,
+ * with copyOf's mode and owner). A symlink, FIFO or device is never opened for
+ * its content: ELOOP or Untrusted.
+ */
+export const copyNew = (from: string, to: string): void => {
   const source = openRegular(from)
   try {
-    const mode = owner === null ? PRIVATE : (source.stat.mode & 0o700 & ~SET_ID)
+    const { mode, owner } = copyOf(source.stat)
     const fd = createNew(to, mode, owner)
     try {
       const buffer = Buffer.allocUnsafe(1 << 16)
@@ -144,5 +164,84 @@ export const copyNew = (from: string, to: string, owner: Ownership | null): void
     fs.closeSync(fd)
   } finally {
     fs.closeSync(source.fd)
+  }
+}
+
+// The same on libuv's thread pool, for filesystems where each call is a
+// network round trip (NFS, FUSE): see syscalls.ts.
+
+const unlinkQuietlyAsync = (file: string) => fs.promises.unlink(file).catch(() => undefined)
+
+export const createNewAsync = async (file: string, mode: number, owner: Ownership | null): Promise<fs.promises.FileHandle> => {
+  const handle = await fs.promises.open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o777)
+  try {
+    await handle.chmod(mode & 0o777)
+    if (owner !== null) await handle.chown(owner.uid, owner.gid)
+    return handle
+  } catch (e) {
+    await handle.close()
+    await unlinkQuietlyAsync(file)
+    throw e
+  }
+}
+
+export const writeNewAsync = async (file: string, data: string, mode: number, owner: Ownership | null): Promise<void> => {
+  const handle = await createNewAsync(file, mode, owner)
+  try {
+    await handle.writeFile(data)
+  } finally {
+    await handle.close()
+  }
+}
+
+const openRegularAsync = async (file: string, uid: number | null) => {
+  const handle = await fs.promises.open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile()) throw new Untrusted(file, "not a regular file")
+    if (uid !== null && stat.uid !== uid) throw new Untrusted(file, `owned by uid ${stat.uid}, not ${uid}`)
+    return { handle, stat }
+  } catch (e) {
+    await handle.close()
+    throw e
+  }
+}
+
+export const readRegularAsync = async (file: string, uid: number | null = null): Promise<string | null> => {
+  let opened: Awaited<ReturnType<typeof openRegularAsync>>
+  try {
+    opened = await openRegularAsync(file, uid)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null
+    throw e
+  }
+  try {
+    return await opened.handle.readFile("utf8")
+  } finally {
+    await opened.handle.close()
+  }
+}
+
+export const copyNewAsync = async (from: string, to: string): Promise<void> => {
+  const source = await openRegularAsync(from, null)
+  try {
+    const { mode, owner } = copyOf(source.stat)
+    const target = await createNewAsync(to, mode, owner)
+    try {
+      const buffer = Buffer.allocUnsafe(1 << 16)
+      for (;;) {
+        const { bytesRead } = await source.handle.read(buffer, 0, buffer.length, null)
+        if (bytesRead === 0) break
+        let written = 0
+        while (written < bytesRead) written += (await target.write(buffer, written, bytesRead - written)).bytesWritten
+      }
+    } catch (e) {
+      await target.close()
+      await unlinkQuietlyAsync(to)
+      throw e
+    }
+    await target.close()
+  } finally {
+    await source.handle.close()
   }
 }

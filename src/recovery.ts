@@ -96,7 +96,8 @@ export const makeRecovery = (settings: RecoverySettings) =>
           stdout: left.stdout,
           stderr: left.stderr,
           recordFile,
-          record
+          record,
+          owner: left.uid === null || left.gid === null ? null : { uid: left.uid, gid: left.gid }
         })
         if (left.record !== null) {
           const entry = yield* put(finished(left.record, true))
@@ -148,6 +149,7 @@ export const makeRecovery = (settings: RecoverySettings) =>
      * how many other nodes look alive (0 when the spool could not be read).
      */
     const round = Effect.gen(function*() {
+      yield* spool.checkState
       const now = yield* Clock.currentTimeMillis
       let alive = 0
       for (const view of yield* nodes.others) {

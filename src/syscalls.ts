@@ -15,18 +15,23 @@
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import { promisify } from "node:util"
+import * as files from "./files.js"
+import type { Ownership } from "./files.js"
 
 export interface Calls {
   readonly lstat: (file: string) => Promise<fs.Stats>
   readonly rename: (from: string, to: string) => Promise<void>
   readonly link: (existing: string, created: string) => Promise<void>
   readonly unlink: (file: string) => Promise<void>
-  /** Creates FILE with `data`; fails with EEXIST if it exists. */
-  readonly writeNew: (file: string, data: string) => Promise<void>
-  /** Copies to a new file; fails with EEXIST if `to` exists. */
+  /** Creates FILE with `data` and exactly MODE (see files.ts); fails with EEXIST if anything has its name. */
+  readonly writeNew: (file: string, data: string, mode: number, owner?: Ownership | null) => Promise<void>
+  /** Copies a regular file to a new file, safely (see files.ts); EEXIST if `to` exists. */
   readonly copyNew: (from: string, to: string) => Promise<void>
-  /** The file's text, or null when there is no such file. */
-  readonly readText: (file: string) => Promise<string | null>
+  /**
+   * The text of a regular file owned by UID, or null when there is no such
+   * file; a symlink, FIFO or someone else's file fails (ELOOP, Untrusted).
+   */
+  readonly readText: (file: string, uid: number) => Promise<string | null>
 }
 
 export class Syscalls extends Context.Tag("pmjq/Syscalls")<Syscalls, Calls>() {
@@ -50,25 +55,20 @@ const now = <A>(call: () => A): Promise<A> => {
   }
 }
 
-const missingAsNull = (e: unknown) => ((e as NodeJS.ErrnoException).code === "ENOENT" ? null : Promise.reject(e))
-
 const direct: Calls = {
   lstat: (file) => now(() => fs.lstatSync(file)),
   rename: (from, to) => now(() => fs.renameSync(from, to)),
   link: (existing, created) => now(() => fs.linkSync(existing, created)),
   unlink: (file) => now(() => fs.unlinkSync(file)),
-  writeNew: (file, data) => now(() => fs.writeFileSync(file, data, { flag: "wx" })),
-  copyNew: (from, to) => now(() => fs.copyFileSync(from, to, fs.constants.COPYFILE_EXCL)),
-  readText: (file) => now(() => fs.readFileSync(file, "utf8")).catch(missingAsNull)
+  writeNew: (file, data, mode, owner = null) => now(() => files.writeNew(file, data, mode, owner)),
+  copyNew: (from, to) => now(() => files.copyNew(from, to)),
+  readText: (file, uid) => now(() => files.readRegular(file, uid))
 }
 
 const lstat = promisify(fs.lstat)
 const rename = promisify(fs.rename)
 const link = promisify(fs.link)
 const unlink = promisify(fs.unlink)
-const writeFile = promisify(fs.writeFile)
-const copyFile = promisify(fs.copyFile)
-const readFile = promisify(fs.readFile)
 
 // Callback API, promisified: about half the CPU per call of node:fs/promises.
 const threaded: Calls = {
@@ -76,9 +76,9 @@ const threaded: Calls = {
   rename,
   link,
   unlink,
-  writeNew: (file, data) => writeFile(file, data, { flag: "wx" }),
-  copyNew: (from, to) => copyFile(from, to, fs.constants.COPYFILE_EXCL),
-  readText: (file) => readFile(file, "utf8").catch(missingAsNull)
+  writeNew: (file, data, mode, owner = null) => files.writeNewAsync(file, data, mode, owner),
+  copyNew: files.copyNewAsync,
+  readText: (file, uid) => files.readRegularAsync(file, uid)
 }
 
 // statfs(2) f_type of filesystems whose metadata calls never leave the machine.

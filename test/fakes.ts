@@ -16,7 +16,8 @@ import { type Heartbeat, Nodes } from "../src/spool/Nodes.js"
 import { Spool } from "../src/spool/Spool.js"
 
 export const fakeSpool = Effect.gen(function*() {
-  const files = new Map<string, { readyAt: number; executable: boolean }>()
+  /** Each file's owner is `uid`, 1000 when not said. */
+  const files = new Map<string, { readyAt: number; executable: boolean; uid?: number }>()
   const notify = yield* Queue.unbounded<string>()
   /** Names another node takes between our listing and our rename. */
   const stolen = new Set<string>()
@@ -24,8 +25,8 @@ export const fakeSpool = Effect.gen(function*() {
   const released: Array<string> = []
   const calls = { list: 0, inspect: 0 }
 
-  const submit = (name: string, readyAt: number, executable = true) => {
-    files.set(name, { readyAt, executable })
+  const submit = (name: string, readyAt: number, executable = true, uid = 1000) => {
+    files.set(name, { readyAt, executable, uid })
     return Queue.offer(notify, name)
   }
 
@@ -39,7 +40,7 @@ export const fakeSpool = Effect.gen(function*() {
       Effect.sync(() => {
         calls.inspect++
         const file = files.get(name)
-        return file?.executable ? Option.some({ name, readyAt: file.readyAt }) : Option.none()
+        return file?.executable ? Option.some({ name, readyAt: file.readyAt, uid: file.uid ?? 1000 }) : Option.none()
       }),
     claim: (name) =>
       Effect.sync(() => {
@@ -64,6 +65,8 @@ export const fakeSpool = Effect.gen(function*() {
       }),
     startedBefore: () => Effect.succeed(0),
     facts: () => Effect.succeed({ isFile: true, isSymlink: false, mode: 0o100755, uid: 1000, gid: 1000, nlink: 1, ino: 1 }),
+    checkState: Effect.void,
+    whenTrusted: Effect.void,
     // Like the kernel: whatever has happened is reported at once, in one go.
     watch: (changed) =>
       Queue.takeBetween(notify, 1, Number.MAX_SAFE_INTEGER).pipe(
@@ -212,6 +215,7 @@ export const jobSettings: JobSettings = {
 export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonSettings => ({
   ...jobSettings,
   maxJobs: 0,
+  maxJobsPerUser: Option.none(),
   poll: "2 seconds",
   drain: false,
   progress: false,

@@ -4,6 +4,7 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Effect, Layer, Option } from "effect"
+import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -17,7 +18,7 @@ import { Archive } from "../job/Archive.js"
 import { ProcessRunner } from "../job/Runner.js"
 import { logLayer } from "../log.js"
 import { NodesLive } from "../spool/Nodes.js"
-import { ensureDirectory, requireSpool, SpoolLive } from "../spool/Spool.js"
+import { ensureDirectory, requireSpool, requireStickyIfOpen, SpoolLive } from "../spool/Spool.js"
 import { Syscalls } from "../syscalls.js"
 import { check, duration, optionalDuration } from "./options.js"
 
@@ -54,8 +55,13 @@ export const daemonOptions = {
     Options.withDefault(os.availableParallelism()),
     check("max-jobs", (n: number) => n >= 0, "0 or more")
   ),
+  maxJobsPerUser: Options.integer("max-jobs-per-user").pipe(
+    Options.withDescription("No user holds more than this many job slots while another user's job waits (a lone user may use every slot)."),
+    check("max-jobs-per-user", (n: number) => n >= 1, "1 or more"),
+    Options.optional
+  ),
   poll: duration("poll", "2s", "Rescan the spool at least this often (notifications miss other machines' writes)."),
-  grace: duration("grace", "30s", "On SIGTERM/SIGINT, let running jobs finish this long before killing them; also a timed-out job's time between SIGTERM and SIGKILL."),
+  grace: duration("grace", "30s", "On SIGTERM/SIGINT, let running jobs finish this long before killing them; also a timed-out job's time between SIGTERM and SIGKILL.", "zero allowed"),
   idleCmd: Options.text("idle-cmd").pipe(
     Options.withDescription("Run this (with /bin/sh) once nothing has been queued or running for --idle-after; again after the next busy spell."),
     Options.optional
@@ -75,6 +81,15 @@ export const daemonOptions = {
   ),
   allowGroups: Options.text("allow-groups").pipe(
     Options.withDescription("Run only files whose owner is in one of these groups (comma-separated names or gids)."),
+    Options.optional
+  ),
+  keepEnv: Options.text("keep-env").pipe(
+    Options.withDescription("With --run-as-owner, jobs get these variables of pmjq's environment too (comma-separated names); besides them, only PATH, HOME, USER, LOGNAME, SHELL, the locale, TZ and PMJQ_*."),
+    Options.optional
+  ),
+  jobNproc: Options.integer("job-nproc").pipe(
+    Options.withDescription("With --run-as-owner, each job's user may have at most N processes (RLIMIT_NPROC, by prlimit): one user's fork bomb cannot stop the others' jobs."),
+    check("job-nproc", (n: number) => n >= 1, "1 or more"),
     Options.optional
   ),
   timeout: optionalDuration("timeout", "Stop a job that runs longer than this (SIGTERM to its process group, SIGKILL after --grace): outcome timed-out."),
@@ -116,6 +131,44 @@ const warnIfOpenSpool = (spool: string) =>
     )
   )
 
+/**
+ * DIR with symlinks resolved as far as it exists (the rest, not made yet, can
+ * hold no link); resolved and normalised already.
+ */
+const realPrefix = (dir: string): string => {
+  const rest: Array<string> = []
+  for (let at = dir; ; at = path.dirname(at)) {
+    try {
+      return path.join(fs.realpathSync(at), ...rest)
+    } catch {
+      if (path.dirname(at) === at) return dir
+      rest.unshift(path.basename(at))
+    }
+  }
+}
+
+const within = (dir: string, parent: string) => {
+  const relative = path.relative(parent, dir)
+  return relative === "" || (relative !== ".." && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative))
+}
+
+/**
+ * An archive or error dir that is the spool or inside it turns every archived
+ * script into a new job (one ran 150 times in 6 s). Compared as written and
+ * with symlinks resolved, so neither `..` nor a link hides it.
+ */
+const refuseInsideSpool = (spool: string, option: string, dir: Option.Option<string>) =>
+  Option.isSome(dir) && (within(dir.value, spool) || within(realPrefix(dir.value), realPrefix(spool)))
+    ? Effect.fail(new UsageError({ reason: `--${option} must not be the spool or inside it (${dir.value}): archived jobs would run again` }))
+    : Effect.void
+
+/** --keep-env's comma-separated list; a name that cannot be a variable is a usage error. */
+const variableNames = (list: string) => {
+  const names = list.split(",").map((name) => name.trim()).filter((name) => name !== "")
+  const bad = names.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+  return bad === undefined ? Effect.succeed(names) : Effect.fail(new UsageError({ reason: `--keep-env: not a variable name: ${bad}` }))
+}
+
 const run = (options: Parsed) =>
   Effect.gen(function*() {
     if (Option.isNone(options.spool)) {
@@ -130,6 +183,12 @@ const run = (options: Parsed) =>
     if (options.runAsOwner && !asRoot) {
       return yield* new NotPermitted({ reason: "--run-as-owner needs root: only root can run a job as another user" })
     }
+    // Jobs run as pmjq: as root, RLIMIT_NPROC is ignored; as a user, it would
+    // count pmjq's own processes. Either way it would not do what it says.
+    if (Option.isSome(options.jobNproc) && !options.runAsOwner) {
+      return yield* new UsageError({ reason: "--job-nproc needs --run-as-owner: it limits the processes of each job's user, and root ignores the limit" })
+    }
+    const keepEnv = yield* Effect.transposeMapOption(options.keepEnv, variableNames)
     const ids = (database: "passwd" | "group", option: string) => (list: string) =>
       Effect.forEach(list.split(",").filter((x) => x !== ""), (entry) =>
         Effect.flatMap(resolveId(database, entry), Option.match({
@@ -147,6 +206,7 @@ const run = (options: Parsed) =>
       archiveDir,
       errorDir,
       maxJobs: options.maxJobs,
+      maxJobsPerUser: options.maxJobsPerUser,
       poll: options.poll,
       grace: options.grace,
       timeout: options.timeout,
@@ -167,7 +227,9 @@ const run = (options: Parsed) =>
       },
       rejectedDir: path.join(spool, ".pmjq", "rejected"),
       killAfter: "5 seconds",
-      busyFor: "1 minute"
+      busyFor: "1 minute",
+      keepEnv: Option.getOrElse(keepEnv, (): ReadonlyArray<string> => []),
+      jobNproc: Option.getOrNull(options.jobNproc)
     } as const
 
     const directories = [spool, ...Option.toArray(archiveDir), ...Option.toArray(errorDir)]
@@ -183,7 +245,11 @@ const run = (options: Parsed) =>
     ).pipe(Layer.provide(Syscalls.forDirectories(directories)), Layer.provide(LoadAverage.Live))
     // Every check before anything is created: a refused start leaves no trace.
     yield* requireSpool(spool)
-    yield* warnIfOpenSpool(spool)
+    yield* refuseInsideSpool(spool, "archive-dir", archiveDir)
+    yield* refuseInsideSpool(spool, "error-dir", errorDir)
+    // As root, an open spool without the sticky bit lets any user replace
+    // pmjq's own state: refused. Otherwise users can only swap each other's jobs.
+    yield* (asRoot ? requireStickyIfOpen(spool) : warnIfOpenSpool(spool))
     yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))
     yield* daemon(settings).pipe(Effect.scoped, Effect.provide(live))
   }).pipe(Effect.provide(logLayer(options.logFormat)))

@@ -1,23 +1,30 @@
 /** Option parsers shared by pmjq's commands. */
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Duration, Effect, Either } from "effect"
-import { parseDuration } from "../duration.js"
+import { durationInRange, parseDuration, type ZeroDuration } from "../duration.js"
 
 const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
 
-const parsed = (name: string) =>
+// Syntax first, then the range every duration option shares (see durationInRange).
+const parsed = (name: string, zero: ZeroDuration) =>
   Options.mapEffect((text: string) =>
     Either.match(parseDuration(text), {
       onLeft: (message) => Effect.fail(invalid(`--${name}: ${message}`)),
-      onRight: (d): Effect.Effect<Duration.Duration> => Effect.succeed(d)
+      onRight: (d): Effect.Effect<Duration.Duration, ValidationError.ValidationError> =>
+        Either.match(durationInRange(d, zero), {
+          onLeft: (expected) => Effect.fail(invalid(`--${name} must be ${expected}, not ${text}`)),
+          onRight: Effect.succeed
+        })
     })
   )
 
-export const duration = (name: string, fallback: string, description: string) =>
-  Options.text(name).pipe(Options.withDefault(fallback), Options.withDescription(description), parsed(name))
+/** A DURATION option with a default; more than 0 unless `zero` is "zero allowed". */
+export const duration = (name: string, fallback: string, description: string, zero: ZeroDuration = "positive") =>
+  Options.text(name).pipe(Options.withDefault(fallback), Options.withDescription(description), parsed(name, zero))
 
+/** A DURATION option that may be left out; when given, more than 0. */
 export const optionalDuration = (name: string, description: string) =>
-  Options.text(name).pipe(Options.withDescription(description), parsed(name), Options.optional)
+  Options.text(name).pipe(Options.withDescription(description), parsed(name, "positive"), Options.optional)
 
 export const check = <A>(name: string, ok: (a: A) => boolean, expected: string) =>
   Options.mapEffect((a: A) => (ok(a) ? Effect.succeed(a) : Effect.fail(invalid(`--${name} must be ${expected}, not ${String(a)}`))))

@@ -2,22 +2,34 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect } from "effect"
 import * as path from "node:path"
+import { escapeJson } from "../log.js"
 import { requireSpool } from "../spool/Spool.js"
 import { type SpoolView, viewSpool } from "../spool/view.js"
 
 const ago = (ms: number) =>
   ms < 1000 ? `${ms} ms` : ms < 120_000 ? `${Math.round(ms / 1000)} s` : ms < 7_200_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 3_600_000)} h`
 
-const table = (rows: ReadonlyArray<ReadonlyArray<string>>) => {
+/**
+ * Text from the spool as the terminal may see it: C0 controls, DEL and C1
+ * controls as `\xHH`. Names, node ids and reasons are anyone's to choose, and
+ * an escape sequence printed raw could retitle or rewrite the reader's terminal.
+ */
+export const visible = (text: string) =>
+  text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
+
+// Every cell is made visible before the widths are measured, so columns line up.
+const table = (rawRows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const rows = rawRows.map((r) => r.map(visible))
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   return rows.map((r) => "  " + r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")
 }
 
 export const render = (v: SpoolView): string => {
   const now = Date.parse(v.at)
-  const out: Array<string> = [`spool ${v.spool} at ${v.at}`, ""]
+  const out: Array<string> = [`spool ${visible(v.spool)} at ${v.at}`, ""]
+  if (v.untrusted !== null) out.push(`pmjq's state is not shown: ${visible(v.untrusted)} (it is not pmjq's own)`, "")
   const oldest = v.queued[0]
-  out.push(`queued: ${v.queued.length}${oldest === undefined ? "" : `, oldest ${ago(now - Date.parse(oldest.readyAt))} (${oldest.name})`}`)
+  out.push(`queued: ${v.queued.length}${oldest === undefined ? "" : `, oldest ${ago(now - Date.parse(oldest.readyAt))} (${visible(oldest.name)})`}`)
   if (v.queued.length > 0) out.push(table([["NAME", "WAITING"], ...v.queued.slice(0, 5).map((q) => [q.name, ago(now - Date.parse(q.readyAt))])]))
   if (v.queued.length > 5) out.push(`  ... and ${v.queued.length - 5} more`)
   out.push("", `running: ${v.running.length}`)
@@ -52,6 +64,7 @@ export const statusCommand = Command.make(
       const dir = path.resolve(spool)
       yield* requireSpool(dir)
       const view = yield* viewSpool(dir)
-      yield* Console.log(json ? JSON.stringify(view, null, 2) : render(view))
+      // JSON.stringify escapes C0 controls; escapeJson the rest (DEL, C1).
+      yield* Console.log(json ? escapeJson(JSON.stringify(view, null, 2)) : render(view))
     })
 ).pipe(Command.withDescription("Show the queue: queued, running, nodes, the latest finished and rejected jobs. Reads only."))

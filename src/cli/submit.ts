@@ -21,18 +21,25 @@ import { viewSpool } from "../spool/view.js"
 /** Single-quoted for /bin/sh: the only character to escape is ' itself. */
 export const shellQuote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`
 
-const cdLine = (dir: string) =>
-  `cd ${shellQuote(dir)} 2>/dev/null || { echo ${shellQuote(`pmjq: submitted from ${dir}, which does not exist on this node`)} >&2; exit 1; }`
+// Like at(1): the job starts where, and with the umask with which, it was submitted.
+const contextLines = (dir: string, umask: number) =>
+  `cd ${shellQuote(dir)} 2>/dev/null || { echo ${shellQuote(`pmjq: submitted from ${dir}, which does not exist on this node`)} >&2; exit 1; }\n` +
+  `umask ${(umask & 0o777).toString(8).padStart(4, "0")}`
 
 /** The job's text: a sh script for a command; a file keeps its own interpreter. */
-export const jobText = (from: string, form: { readonly file: string; readonly text: string } | { readonly command: ReadonlyArray<string> }) => {
-  if ("command" in form) return `#!/bin/sh\n${cdLine(from)}\nexec ${form.command.map(shellQuote).join(" ")}\n`
+export const jobText = (
+  from: string,
+  form: { readonly file: string; readonly text: string } | { readonly command: ReadonlyArray<string> },
+  umask = 0o022
+) => {
+  const context = contextLines(from, umask)
+  if ("command" in form) return `#!/bin/sh\n${context}\nexec ${form.command.map(shellQuote).join(" ")}\n`
   const lines = form.text.split("\n")
   const shebang = lines[0]!.startsWith("#!") ? lines[0]! : null
   // A cd only makes sense to a shell; other interpreters start where pmjq runs.
   const shell = shebang === null || /^#!\s*\/(usr\/)?bin\/(env\s+)?(ba|da|z|k)?sh\b/.test(shebang)
   if (!shell) return form.text
-  return shebang === null ? `#!/bin/sh\n${cdLine(from)}\n${form.text}` : [shebang, cdLine(from), ...lines.slice(1)].join("\n")
+  return shebang === null ? `#!/bin/sh\n${context}\n${form.text}` : [shebang, context, ...lines.slice(1)].join("\n")
 }
 
 /** BASE-STAMP-HOST-PID-RANDOM, with only [A-Za-z0-9._-] and no leading dot. */
@@ -53,13 +60,23 @@ const write = (spool: string, name: string, text: string) =>
       } finally {
         fs.closeSync(fd)
       }
-      fs.chmodSync(hidden, 0o755)
+      // Its owner's alone: other users of a shared spool cannot read it.
+      fs.chmodSync(hidden, 0o700)
       // link + unlink: never replaces a job that somehow took the name.
       fs.linkSync(hidden, path.join(spool, name))
+      const { ino } = fs.lstatSync(hidden)
       fs.unlinkSync(hidden)
+      return ino
     },
     catch: (e) => new UsageError({ reason: `cannot submit to ${spool}: ${(e as Error).message}` })
   })
+
+// process.umask() without an argument is deprecated: set and restore.
+const currentUmask = () => {
+  const mask = process.umask(0o022)
+  process.umask(mask)
+  return mask
+}
 
 const SIGNALS: Readonly<Record<string, number>> = os.constants.signals
 
@@ -67,13 +84,18 @@ const SIGNALS: Readonly<Record<string, number>> = os.constants.signals
 export const waitStatus = (record: JobRecord) =>
   record.exitCode !== null ? record.exitCode : record.signal !== null ? 128 + (SIGNALS[record.signal] ?? 0) : 1
 
-const waitFor = (spool: string, name: string) =>
+/** The record of this very submission: its name, and the file's owner and inode (another user may reuse the name). */
+export const isOwnRecord = (record: JobRecord, job: { readonly name: string; readonly uid: number; readonly inode: number }) =>
+  record.name === job.name && record.uid === job.uid && record.inode === job.inode
+
+const waitFor = (spool: string, job: { readonly name: string; readonly uid: number; readonly inode: number }) =>
   Effect.gen(function*() {
+    const name = job.name
     const tty = process.stderr.isTTY === true
     let shown = ""
     const look = Effect.gen(function*() {
       const view = yield* viewSpool(spool, 200)
-      const done = [...view.finished, ...view.rejected].find((r) => r.name === name)
+      const done = [...view.finished, ...view.rejected].find((r) => isOwnRecord(r, job))
       if (done !== undefined) return Option.some(done)
       if (tty) {
         const running = view.running.find((r) => r.name === name)
@@ -109,15 +131,16 @@ export const submitCommand = (command: ReadonlyArray<string>) =>
           return yield* new UsageError({ reason: "give a FILE, or -- and a command: pmjq submit JOB-SPOOL FILE | pmjq submit JOB-SPOOL -- CMD [ARGS...]" })
         }
         const from = process.cwd()
+        const umask = currentUmask()
         const text = Option.isSome(file)
-          ? jobText(from, { file: file.value, text: yield* Effect.try({ try: () => fs.readFileSync(file.value, "utf8"), catch: () => new UsageError({ reason: `cannot read ${file.value}` }) }) })
-          : jobText(from, { command })
+          ? jobText(from, { file: file.value, text: yield* Effect.try({ try: () => fs.readFileSync(file.value, "utf8"), catch: () => new UsageError({ reason: `cannot read ${file.value}` }) }) }, umask)
+          : jobText(from, { command }, umask)
         const base = Option.getOrElse(name, () => (Option.isSome(file) ? path.basename(file.value) : path.basename(command[0]!)))
         const job = uniqueName(base)
-        yield* write(dir, job, text)
+        const inode = yield* write(dir, job, text)
         yield* Console.log(job)
         if (!wait) return
-        const record = yield* waitFor(dir, job)
+        const record = yield* waitFor(dir, { name: job, uid: process.getuid?.() ?? 0, inode })
         if (record.outcome === "rejected") {
           yield* Console.error(`pmjq: ${job} was rejected: ${record.reason ?? ""}`)
           return yield* Effect.sync(() => void (process.exitCode = 1))

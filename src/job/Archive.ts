@@ -14,8 +14,10 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { pipeline } from "node:stream/promises"
+import { isJobName } from "../decode.js"
 import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
 import { mkdirs } from "../dirs.js"
+import { type Ownership, recordKeeping } from "../files.js"
 import { type Calls, Syscalls } from "../syscalls.js"
 import { type JobRecord, recordText, stamp } from "./Record.js"
 
@@ -28,6 +30,8 @@ export interface Finished {
   /** Where the record is kept beside the claim until the entry is whole. */
   readonly recordFile: string
   readonly record: JobRecord
+  /** The job's owner (uid, primary gid): who may read its record. Null: pmjq itself. */
+  readonly owner: Ownership | null
 }
 
 export class Archive extends Context.Tag("pmjq/Archive")<
@@ -109,25 +113,34 @@ const sameFile = async (calls: Calls, a: string, b: string) => {
   return x.ino === y.ino && x.dev === y.dev
 }
 
+type Placed = "placed" | "taken" | "skipped"
+
 /**
- * Hard link where we can; across filesystems, an exclusive copy. Never replaces
- * `to`. True when `to` is now `from`: placed now, or by an earlier try that a
- * crash cut short (same inode).
+ * Hard link where we can (link(2) never follows a symlink: a rejected symlink
+ * is placed as itself). Across filesystems, a copy that creates no privilege:
+ * a regular file is copied without set-id bits, for its owner (files.ts); a
+ * symlink is made again; a FIFO, socket or device is never opened (pmjq must
+ * not block on it) and is left out: its record says what it was. Never
+ * replaces `to`. "placed" when `to` is now `from`: placed now, or by an earlier
+ * try that a crash cut short (same inode).
  */
-const placeExclusive = async (calls: Calls, from: string, to: string): Promise<boolean> => {
+const placeExclusive = async (calls: Calls, from: string, to: string): Promise<Placed> => {
   try {
     await calls.link(from, to)
-    return true
+    return "placed"
   } catch (e) {
     const code = errnoCode(e)
-    if (code === "EEXIST") return sameFile(calls, from, to)
+    if (code === "EEXIST") return (await sameFile(calls, from, to)) ? "placed" : "taken"
     if (code !== "EXDEV" && code !== "EPERM") throw e
   }
   try {
-    await calls.copyNew(from, to)
-    return true
+    const source = await calls.lstat(from)
+    if (source.isSymbolicLink()) await fsp.symlink(await fsp.readlink(from), to)
+    else if (source.isFile()) await calls.copyNew(from, to)
+    else return "skipped"
+    return "placed"
   } catch (e) {
-    if (errnoCode(e) === "EEXIST") return false
+    if (errnoCode(e) === "EEXIST") return "taken"
     throw e
   }
 }
@@ -146,8 +159,9 @@ const makeLive = (calls: Calls) => {
   // Written aside and renamed in: the record file is whole or absent.
   const writeRecord = async (job: Finished) => {
     const aside = `${job.recordFile}.tmp`
+    const { mode, owner } = recordKeeping(job.owner)
     await removeIfPresent(calls, aside)
-    await calls.writeNew(aside, recordText(job.record))
+    await calls.writeNew(aside, recordText(job.record), mode, owner)
     await calls.rename(aside, job.recordFile)
   }
 
@@ -168,8 +182,9 @@ const makeLive = (calls: Calls) => {
     parts.push([job.recordFile, base + ".json"])
     try {
       for (const [from, to] of parts) {
-        if (!(await placeExclusive(calls, from, to))) return false
-        placed.push(to)
+        const result = await placeExclusive(calls, from, to)
+        if (result === "taken") return false
+        if (result === "placed") placed.push(to)
       }
       placed.length = 0
       return true
@@ -197,6 +212,8 @@ const makeLive = (calls: Calls) => {
 
   const store = (dir: string, given: Finished) =>
     Effect.gen(function*() {
+      // The name becomes a path: it must stay one name inside DIR.
+      if (!isJobName(given.record.name)) return yield* new ArchiveFailed({ path: dir, reason: `not a job name: ${JSON.stringify(given.record.name)}` })
       const job = yield* whatIsLeft(given)
       if (job === null) return yield* new ClaimLost({ path: given.script ?? given.recordFile })
       const recorded = yield* Effect.tryPromise({ try: () => calls.lstat(job.recordFile).then(() => true, () => false), catch: fail(job.recordFile) })

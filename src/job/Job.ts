@@ -32,6 +32,10 @@ export interface JobSettings {
   readonly rejectedDir: string
   /** How long to keep retrying a job whose file is still open for writing. */
   readonly busyFor: Duration.DurationInput
+  /** Names a job run as its owner keeps from pmjq's environment (--keep-env); default none. */
+  readonly keepEnv?: ReadonlyArray<string>
+  /** RLIMIT_NPROC of each job run as its owner (--job-nproc); default no limit. */
+  readonly jobNproc?: number | null
 }
 
 
@@ -94,6 +98,8 @@ export const runJob = Effect.fn("Job.run")(function*(
     path: claim.path,
     cwd: settings.workdir,
     env: { PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node, PMJQ_ATTEMPT: String(claim.attempt) },
+    keepEnv: settings.keepEnv ?? [],
+    nproc: settings.jobNproc ?? null,
     stdout: output(files?.stdout),
     stderr: output(files?.stderr),
     record: { file: recordFile, base },
@@ -181,7 +187,11 @@ export const runJob = Effect.fn("Job.run")(function*(
         stdout: output?.stdout ?? null,
         stderr: output?.stderr ?? null,
         recordFile,
-        record
+        record,
+        owner: Option.match(owner, {
+          onSome: (a) => ({ uid: a.uid, gid: a.gid }),
+          onNone: () => Option.match(facts, { onNone: () => null, onSome: (f) => ({ uid: f.uid, gid: f.gid }) })
+        })
       }
       // Written down before anything moves: should pmjq die from here on, recovery
       // archives this outcome and never runs the job again. If it cannot be

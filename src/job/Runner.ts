@@ -1,9 +1,10 @@
 /**
  * The process runner: starts a job file as its own process group and waits for it.
  *
- * Not @effect/platform's Command: a job's output goes straight to files (no pipe
- * through pmjq), and its whole group must be killed with SIGKILL escalation,
- * which Command does not do. The fork itself happens in pmjq's spawners, tiny
+ * Not @effect/platform's Command: a job's output goes straight to files, or
+ * through its spawner to pmjq's own output (never through pmjq's event loop),
+ * and its whole group must be killed with SIGKILL escalation, which Command
+ * does not do. The fork itself happens in pmjq's spawners, tiny
  * helper processes (see spawner.ts), because fork(2) slows down with the size of
  * the process that calls it; pmjq keeps control of each job's process group.
  */
@@ -15,13 +16,22 @@ import type { RecordBase } from "./Record.js"
 import type { Account } from "./Users.js"
 import type { SpawnReport, SpawnRequest } from "./spawner.js"
 
+/**
+ * A new file (never one that exists), or "inherit": pmjq's own stdout/stderr,
+ * through a pipe its spawner copies (the job never holds pmjq's descriptors).
+ */
 export type Output = { readonly file: string } | "inherit"
 
 export interface ProcessSpec {
   readonly path: string
+  /** Where it starts when run as pmjq; run as its owner, it starts in the owner's home (world.ts). */
   readonly cwd: string
-  /** Added to pmjq's own environment. */
+  /** The job's own variables: added to pmjq's environment, or to the clean one of a job run as its owner. */
   readonly env: Readonly<Record<string, string>>
+  /** Names a job run as its owner keeps from pmjq's environment (--keep-env). */
+  readonly keepEnv: ReadonlyArray<string>
+  /** RLIMIT_NPROC for the processes of a job run as its owner (--job-nproc); null: no limit. */
+  readonly nproc: number | null
   readonly stdout: Output
   readonly stderr: Output
   /** Run it as this user (with setpriv, keeping the user's groups); null: as pmjq. */
@@ -203,6 +213,8 @@ const makeSpawnerRunner = Effect.gen(function*() {
           path: spec.path,
           cwd: spec.cwd,
           env: spec.env,
+          keepEnv: spec.keepEnv,
+          nproc: spec.nproc,
           stdout: spec.stdout === "inherit" ? null : spec.stdout.file,
           stderr: spec.stderr === "inherit" ? null : spec.stderr.file,
           record: spec.record,

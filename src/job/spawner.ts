@@ -3,12 +3,19 @@
  *
  * fork(2) costs time in proportion to the parent's memory (about 5 ms per
  * 100 MB here), and an Effect daemon is several times the size of a bare Node
- * process. This helper imports nothing but Node itself, so it stays small and
- * every job's fork stays cheap; it also takes the forks off pmjq's event loop.
+ * process. This helper imports nothing but Node itself and small pure modules,
+ * so it stays small and every job's fork stays cheap; it also takes the forks
+ * off pmjq's event loop.
  *
  * Protocol (Node IPC, one JSON message each way per event):
- *   in:  { id, path, cwd, env, stdout, stderr, record }
- *          env: added to the helper's own; stdout/stderr: a file, or null to inherit
+ *   in:  { id, path, cwd, env, keepEnv, nproc, stdout, stderr, record, user }
+ *          user: run as this user (setpriv), in a clean world (see world.ts);
+ *            null: as pmjq, with pmjq's environment, in `cwd`
+ *          env: the job's own variables (PMJQ_*), added to either
+ *          keepEnv: names kept from pmjq's environment for a job run as its owner
+ *          nproc: RLIMIT_NPROC for a job run as its owner (prlimit), or null
+ *          stdout/stderr: a file to create (never one that exists), or null:
+ *            a pipe, copied to the spawner's own (pmjq's) stdout/stderr
  *          record: where to write the job's record when it ends, and what pmjq knows of it
  *   out: { id, pid } | { id, error: { code, message } }
  *        | { id, exitCode, signal, startedAt, endedAt, recorded }
@@ -23,19 +30,28 @@
  */
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
+import type { Readable, Writable } from "node:stream"
+import { createNew, type Ownership, PRIVATE, recordKeeping, replaceWhole } from "../files.js"
 import { isZombie } from "../proc.js"
 import { type RecordBase, recordText, startedRecord } from "./Record.js"
+import { fdinfoFlags, jobCommand, jobDirectory, jobEnvironment, type JobUser, strayDescriptors } from "./world.js"
 
 export interface SpawnRequest {
   readonly id: number
   readonly path: string
+  /** Where a job run as pmjq starts (one run as its owner starts in the owner's home). */
   readonly cwd: string
+  /** The job's own variables (PMJQ_*). */
   readonly env: Readonly<Record<string, string>>
+  /** Names whose values a job run as its owner keeps from pmjq's environment (--keep-env). */
+  readonly keepEnv: ReadonlyArray<string>
+  /** RLIMIT_NPROC of a job run as its owner (--job-nproc); null: none. */
+  readonly nproc: number | null
   readonly stdout: string | null
   readonly stderr: string | null
   readonly record: { readonly file: string; readonly base: RecordBase } | null
   /** Run as this user: setpriv(1) sets uid, gid and the user's supplementary groups. */
-  readonly user: { readonly uid: number; readonly gid: number; readonly name: string; readonly home: string; readonly shell: string } | null
+  readonly user: JobUser | null
 }
 
 export type SpawnReport =
@@ -50,6 +66,60 @@ export type SpawnReport =
     readonly recorded: boolean
   }
 
+/** Node's IPC channel has an fd at run time; its type does not say so. */
+const channelFd = (): number | null => {
+  const channel = process.channel as (NonNullable<typeof process.channel> & { readonly fd?: unknown }) | undefined
+  return typeof channel?.fd === "number" ? channel.fd : null
+}
+
+/** What /proc says of this process's open descriptors; none when there is no /proc. */
+const openDescriptors = (): Array<{ readonly fd: number; readonly flags: number }> => {
+  let names: Array<string>
+  try {
+    names = fs.readdirSync("/proc/self/fd")
+  } catch {
+    return []
+  }
+  return names.flatMap((name) => {
+    try {
+      const flags = fdinfoFlags(fs.readFileSync(`/proc/self/fdinfo/${name}`, "utf8"))
+      return flags === null ? [] : [{ fd: Number(name), flags }]
+    } catch {
+      return [] // the listing's own descriptor, closed already
+    }
+  })
+}
+
+// Like sudo's closefrom(): whoever started pmjq may have left descriptors open
+// without close-on-exec (a shell's redirection, a supervisor's socket, a
+// parent that forgot). Node marks close-on-exec the first 16 it inherits and
+// the unbroken run after them, not one further up: pmjq and this helper pass
+// those on to every child, and each job, run as whatever user, could read or
+// write what they reach. They are closed once, here, before any job starts;
+// what Node and this helper open is close-on-exec already. The IPC channel to
+// pmjq is kept (Node reads and deletes NODE_CHANNEL_FD before this runs, but
+// process.channel knows its fd).
+const closeStrayDescriptors = () => {
+  const channel = channelFd()
+  const keep = new Set(channel === null ? [] : [channel])
+  const fromEnv = Number(process.env.NODE_CHANNEL_FD)
+  if (Number.isInteger(fromEnv)) keep.add(fromEnv)
+  for (const fd of strayDescriptors(openDescriptors(), keep)) {
+    try {
+      fs.closeSync(fd)
+    } catch {
+      // Closed in between: what we wanted.
+    }
+  }
+}
+closeStrayDescriptors()
+
+// Every job starts with umask 022, whatever pmjq's (a daemon started by hand
+// from a shell with umask 000 would make every job's files world-writable).
+// The files this helper makes have explicit modes (files.ts), so this affects
+// only the jobs.
+process.umask(0o022)
+
 // A send can fail before 'disconnect' arrives (pmjq just died): that means the
 // same, and must not throw, or this helper dies with its jobs unstopped.
 const send = (report: SpawnReport) => {
@@ -59,22 +129,32 @@ const send = (report: SpawnReport) => {
   })
 }
 
-// Exclusive create; an existing file (left by a crash) is appended to, never
-// truncated. Files created here are noted, to be removed if the exec fails.
-const openOutput = (file: string | null, created: Array<string>): number | "inherit" => {
-  if (file === null) return "inherit"
+/** Why a spawn failed, in the words pmjq reports (see Runner.ts: execErrors). */
+class SpawnError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message)
+  }
+}
+
+/**
+ * A job's output file: created new (O_EXCL|O_NOFOLLOW), mode 0600, its owner's.
+ * Never appended to: anything already there (a planted symlink, a file from a
+ * run that must not be mixed with this one) makes the spawn fail. Files created
+ * here are noted, to be removed if the spawn fails.
+ */
+const createOutput = (file: string, owner: Ownership | null, created: Array<string>): number => {
   try {
-    const fd = fs.openSync(file, "wx", 0o644)
+    const fd = createNew(file, PRIVATE, owner)
     created.push(file)
     return fd
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") return fs.openSync(file, "a")
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new SpawnError("EEXIST", "its output file already exists")
     throw e
   }
 }
 
 const fail = (id: number, e: unknown) => {
-  const error = e as NodeJS.ErrnoException
+  const error = e as NodeJS.ErrnoException | SpawnError
   send({ id, error: { code: error.code ?? "EUNKNOWN", message: error.message } })
 }
 
@@ -83,18 +163,53 @@ const base = { ...process.env }
 const running = new Set<number>()
 /** Jobs stopped because pmjq is gone: whatever their end, it is not their outcome. */
 const stopped = new Set<number>()
+/** Jobs' output still being copied to pmjq's (it may outlast the job: a background child holds it). */
+const relaying = new Set<Readable>()
 
-// Aside, then renamed: whole or absent. False if it could not be written
-// (pmjq then writes it itself).
-const writeRecord = (file: string, text: string) => {
-  const aside = `${file}.tmp`
+// Written aside and renamed (whole or absent), never through a planted file or
+// symlink; kept by pmjq, readable by the owner's group (files.ts: recordKeeping).
+// False if it could not be written (pmjq then writes it itself).
+const writeRecord = (file: string, text: string, user: JobUser | null) => {
+  const { mode, owner } = recordKeeping(user === null ? null : { uid: user.uid, gid: user.gid })
   try {
-    fs.writeFileSync(aside, text)
-    fs.renameSync(aside, file)
+    replaceWhole(file, text, mode, owner)
     return true
   } catch {
     return false
   }
+}
+
+const isDirectory = (dir: string) => {
+  try {
+    return fs.statSync(dir).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+// A job whose output pmjq does not capture writes into a pipe that is copied
+// to pmjq's own stdout or stderr, never into pmjq's descriptors themselves:
+// with those a job could truncate pmjq's log (ftruncate needs the descriptor
+// only, not the right to write the file), or keep it open after it ends.
+// pipe() waits while pmjq's output is slow, so the job waits too; { end: false }
+// keeps pmjq's output open for the next job. (Node makes the pipe a socket
+// pair: a job that opens /dev/stdout gets ENXIO, as under journald; >&2 works.)
+const relay = (from: Readable | null, to: Writable) => {
+  if (from === null) return
+  relaying.add(from)
+  from.once("close", () => relaying.delete(from))
+  if (to.writable) from.pipe(to, { end: false })
+  else from.resume()
+}
+// Should pmjq's output fail (a closed pipe), jobs' output is dropped: neither
+// a job blocked on a full pipe nor this helper dying of an unheard 'error'.
+// pipe() stops at a failed write and leaves the job's side paused; resuming it
+// with nothing attached reads on and drops. Every running job's pipe listens
+// on these two (as many as -j allows: no leak to warn about).
+for (const sink of [process.stdout, process.stderr]) {
+  sink.setMaxListeners(0)
+  sink.on("error", () => {})
+  sink.on("unpipe", (source: Readable) => source.resume())
 }
 
 const spawn = (request: SpawnRequest) => {
@@ -108,22 +223,19 @@ const spawn = (request: SpawnRequest) => {
     for (const file of created) fs.rmSync(file, { force: true })
     fail(request.id, e)
   }
+  const user = request.user
+  // Its output is its owner's, like the script.
+  const owner = user === null ? null : { uid: user.uid, gid: user.gid }
+  const [command, args] = jobCommand(request.path, user, request.nproc)
   let child: cp.ChildProcess
   try {
-    const stdout = openOutput(request.stdout, created)
+    const stdout = request.stdout === null ? "pipe" : createOutput(request.stdout, owner, created)
     if (typeof stdout === "number") fds.push(stdout)
-    const stderr = openOutput(request.stderr, created)
+    const stderr = request.stderr === null ? "pipe" : createOutput(request.stderr, owner, created)
     if (typeof stderr === "number") fds.push(stderr)
-    const user = request.user
-    // Its output is its owner's, like the script.
-    if (user !== null) for (const fd of fds) fs.fchownSync(fd, user.uid, user.gid)
-    const [command, args] = user === null
-      ? [request.path, []]
-      : ["setpriv", [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", request.path]]
-    const account = user === null ? {} : { HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: user.shell }
     child = cp.spawn(command, args, {
-      cwd: request.cwd,
-      env: { ...base, ...request.env, ...account },
+      cwd: jobDirectory(user, request.cwd, isDirectory),
+      env: jobEnvironment(base, user, request.env, request.keepEnv),
       stdio: ["ignore", stdout, stderr],
       // Its own process group, so pmjq can signal the job and all it forked.
       detached: true
@@ -131,7 +243,13 @@ const spawn = (request: SpawnRequest) => {
   } catch (e) {
     return failed(e)
   }
-  child.once("error", failed)
+  relay(child.stdout, process.stdout)
+  relay(child.stderr, process.stderr)
+  // A failed exec of setpriv or prlimit themselves is not the job's doing: say
+  // which (the job's own exec errors are reported by setpriv, exit 127 or 126).
+  child.once("error", (e: NodeJS.ErrnoException) =>
+    failed(command === request.path ? e : new SpawnError("EHELPER", `${command} (util-linux) could not be run: ${e.code ?? e.message}`))
+  )
   // Counted from here, not from its 'spawn' event: should pmjq die in between,
   // the job is still one to stop (and to wait for) before this helper exits.
   let startedAt = Date.now()
@@ -157,7 +275,8 @@ const spawn = (request: SpawnRequest) => {
           exit: { exitCode, signal },
           interrupted: false,
           timedOut: null
-        }))
+        })),
+        user
       )
     send({ id: request.id, exitCode, signal, startedAt, endedAt, recorded })
   })
@@ -184,19 +303,29 @@ const signalGroups = (signal: NodeJS.Signals) => {
 
 // pmjq is gone. After a graceful stop nothing runs here any more; after a
 // crash, the jobs still running are stopped (SIGTERM, SIGKILL 5 s later) so
-// that recovery can run them again without a second copy alive.
+// that recovery can run them again without a second copy alive. Output jobs
+// already wrote is copied out first, for at most a second once no job runs:
+// a job's background child may hold its pipe open for ever.
+const FLUSH_FOR = 1000
 let gone = false
 function parentGone() {
   if (gone) return
   gone = true
-  if (running.size === 0) process.exit(0)
-  // Exits already waiting in the event loop are handled (and recorded) first.
-  setImmediate(() => signalGroups("SIGTERM"))
-  setTimeout(() => {
-    signalGroups("SIGKILL")
-    process.exit(0)
-  }, 5000)
-  const poll = setInterval(() => running.size === 0 && process.exit(0), 50)
+  const idle = () => running.size === 0 && relaying.size === 0
+  if (idle()) process.exit(0)
+  if (running.size > 0) {
+    // Exits already waiting in the event loop are handled (and recorded) first.
+    setImmediate(() => signalGroups("SIGTERM"))
+    setTimeout(() => {
+      signalGroups("SIGKILL")
+      process.exit(0)
+    }, 5000)
+  }
+  let lastJobAt = Date.now()
+  const poll = setInterval(() => {
+    if (running.size > 0) lastJobAt = Date.now()
+    if (idle() || Date.now() - lastJobAt > FLUSH_FOR) process.exit(0)
+  }, 50)
   poll.unref()
 }
 process.on("disconnect", parentGone)

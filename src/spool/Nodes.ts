@@ -10,31 +10,19 @@
  * stays its responsibility (should it die in turn, its folder goes, nested, to
  * the next taker).
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Either, Layer, Option } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { listOrEmpty, mkdirsBelow } from "../dirs.js"
+import { decodeHeartbeat, decodeRecord, type Heartbeat } from "../decode.js"
+import { listOrEmpty, ownDirsBelow } from "../dirs.js"
 import { describe, errnoCode, SpoolIOError } from "../errors.js"
+import { makeReports } from "./quarantine.js"
 import type { JobRecord } from "../job/Record.js"
 import { Syscalls } from "../syscalls.js"
 import { besideClaim, runningDir, STATE_DIR } from "./Spool.js"
 
-export interface Heartbeat {
-  readonly node: string
-  readonly host: string
-  readonly pid: number
-  /** Its helper processes (spawners): its jobs may run until these are gone too. */
-  readonly helpers: ReadonlyArray<number>
-  /** ISO 8601 UTC, by the writer's clock. */
-  readonly beatAt: string
-  readonly leaseMs: number
-  readonly archiveDir: string | null
-  readonly errorDir: string | null
-  readonly running: number
-  readonly load: number
-  /** The jobs running at the time of the beat. */
-  readonly jobs?: ReadonlyArray<{ readonly name: string; readonly pid: number }>
-}
+/** A node's heartbeat, as written and as decoded (decode.ts). */
+export type { Heartbeat }
 
 /** Another node, as seen in the spool. */
 export interface NodeView {
@@ -67,6 +55,7 @@ export interface Leftover {
   readonly claimedAt: number
   /** Its script's owner and inode, when the script is there. */
   readonly uid: number | null
+  readonly gid: number | null
   readonly inode: number | null
 }
 
@@ -100,7 +89,7 @@ export class Nodes extends Context.Tag("pmjq/Nodes")<
 export const ADOPTED_PREFIX = ".from-"
 const CLAIM_COPY = /\.~\d+~$/
 
-const io = <A>(operation: string, file: string, run: () => Promise<A>) =>
+const ioCall = <A>(operation: string, file: string, run: () => Promise<A>) =>
   Effect.tryPromise({ try: run, catch: (e) => new SpoolIOError({ operation, path: file, reason: describe(e) }) })
 
 const ignoreMissing = (e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e))
@@ -110,10 +99,15 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
     Nodes,
     Effect.gen(function*() {
       const calls = yield* Syscalls
+      const uid = process.getuid?.() ?? 0
+      // Heartbeats and records pmjq did not write, or that do not decode, are
+      // set aside and logged by the operation that met them.
+      const reports = makeReports()
+      const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), reports.flush)
       const nodesDir = path.join(spool, STATE_DIR, "nodes")
       const runningRoot = path.join(spool, STATE_DIR, "running")
       const mine = runningDir(spool, node)
-      yield* io("create", nodesDir, () => mkdirsBelow(spool, [STATE_DIR, "nodes"]))
+      yield* io("create", nodesDir, () => ownDirsBelow(spool, [STATE_DIR, "nodes"]))
 
       // Written aside and renamed over: readers see a whole heartbeat, old or new.
       // Uninterruptible: an interrupted promise would still rename its file in,
@@ -122,30 +116,42 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         Effect.uninterruptible(io("heartbeat", nodesDir, async () => {
           const aside = path.join(nodesDir, `.${node}.tmp`)
           // Made again if the spool was removed and made again under us.
-          await mkdirsBelow(spool, [STATE_DIR, "nodes"])
+          await ownDirsBelow(spool, [STATE_DIR, "nodes"])
           await calls.unlink(aside).catch(ignoreMissing)
-          await calls.writeNew(aside, JSON.stringify(heartbeat) + "\n")
+          // Readable by all: pmjq status, run by any user, shows the nodes.
+          await calls.writeNew(aside, JSON.stringify(heartbeat) + "\n", 0o644)
           await calls.rename(aside, path.join(nodesDir, node))
         }))
 
-      const readHeartbeat = (other: string) =>
-        fsp.readFile(path.join(nodesDir, other), "utf8").then(
-          (text): Heartbeat | null => {
-            try {
-              return JSON.parse(text) as Heartbeat
-            } catch {
-              return null // Torn or foreign: judged by its folder's age instead.
-            }
-          },
-          (e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e))
-        )
+      /**
+       * The text of one of pmjq's own files (a record, a heartbeat), decoded;
+       * null when there is none. Anything else is set aside: judged as absent.
+       */
+      const readOwn = async <A>(file: string, decode: (text: string) => Either.Either<A, string>): Promise<A | null> => {
+        let text: string | null
+        try {
+          text = await calls.readText(file, uid)
+        } catch (e) {
+          if (errnoCode(e) !== undefined && errnoCode(e) !== "ELOOP") throw e
+          await reports.setAside(spool, file, describe(e))
+          return null
+        }
+        if (text === null) return null
+        const decoded = decode(text)
+        if (Either.isRight(decoded)) return decoded.right
+        await reports.setAside(spool, file, decoded.left)
+        return null
+      }
+
+      // A heartbeat that cannot be believed: the node is judged by its folder's age instead.
+      const readHeartbeat = (other: string): Promise<Heartbeat | null> => readOwn(path.join(nodesDir, other), decodeHeartbeat)
 
       const others = io("list nodes", runningRoot, async () => {
         const [folders, beats] = await Promise.all([listOrEmpty(runningRoot), listOrEmpty(nodesDir)])
         const names = new Set([...folders, ...beats].filter((n) => n !== node && !n.startsWith(".")))
         const views = await Promise.all([...names].map(async (other): Promise<NodeView | null> => {
           const folder = path.join(runningRoot, other)
-          const stat = await fsp.stat(folder).catch(() => null)
+          const stat = await fsp.lstat(folder).catch(() => null)
           const heartbeat = await readHeartbeat(other)
           if (stat !== null && stat.isDirectory()) return { node: other, folder, folderChangedAt: stat.mtimeMs, heartbeat }
           return heartbeat === null ? null : { node: other, folder: null, folderChangedAt: 0, heartbeat }
@@ -155,7 +161,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
 
       const takeOver = (dead: string) =>
         io("take over", path.join(runningRoot, dead), async () => {
-          await mkdirsBelow(spool, [STATE_DIR, "running", node])
+          await ownDirsBelow(spool, [STATE_DIR, "running", node])
           // A node id used again (--node-id) can die again before its last
           // folder was emptied: the next one is numbered.
           for (let n = 0;; n++) {
@@ -188,8 +194,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           const seen = new Set<string>()
           const gather = async (file: string | null, hiddenBase: string, fallbackName: string) => {
             seen.add(hiddenBase)
-            const read = (file: string) =>
-              names.has(path.basename(file)) ? fsp.readFile(file, "utf8").then((t) => JSON.parse(t) as JobRecord, () => null) : null
+            const read = (file: string) => (names.has(path.basename(file)) ? readOwn(file, decodeRecord) : null)
             const recordFile = path.join(folder, `${hiddenBase}.json`)
             const cutRecordFile = path.join(folder, `${hiddenBase}.cut.json`)
             const record = await read(recordFile)
@@ -206,6 +211,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
               stderr: names.has(`${hiddenBase}.err`) ? path.join(folder, `${hiddenBase}.err`) : null,
               claimedAt: stat?.ctimeMs ?? Date.now(),
               uid: stat?.uid ?? null,
+              gid: stat?.gid ?? null,
               inode: stat?.ino ?? null
             })
           }

@@ -1,10 +1,13 @@
 /**
- * The jobs this node knows are ready, oldest first.
+ * The jobs this node knows are ready, oldest first, kept per owner.
  *
- * A binary heap ordered by the time each file became ready (its ctime: the
- * rename into the spool or the chmod +x that made it runnable), then by arrival.
- * Offer, take and forget are O(log n) and O(1), so dispatch costs the same with
- * 10 or 100,000 files queued; only the periodic rescan looks at the whole spool.
+ * One binary heap per owner (the file's uid), each ordered by the time a file
+ * became ready (its ctime: the rename into the spool or the chmod +x that made
+ * it runnable), then by arrival. Offer is O(log n); taking the next job looks
+ * at the top of each owner's heap only, O(owners + log n), so dispatch costs
+ * the same with 10 or 100,000 files queued, and a user with 10,000 jobs queued
+ * costs nothing when only another user's job may start. Only the periodic
+ * rescan looks at the whole spool.
  */
 import { Effect } from "effect"
 
@@ -12,7 +15,21 @@ export interface Candidate {
   readonly name: string
   /** When the file became ready, in ms since the epoch. */
   readonly readyAt: number
+  /**
+   * The file's owner when it was found: whose share of the slots it would
+   * take (--max-jobs-per-user). A hint for fairness only: what runs, and as
+   * whom, is decided on the file as claimed.
+   */
+  readonly uid: number
 }
+
+/**
+ * Whether a job of `owner` may start now; `othersWaiting` says whether another
+ * owner has a job queued. Asked once per owner with jobs queued, never per job.
+ */
+export type Accepts = (owner: number, othersWaiting: boolean) => boolean
+
+const everyone: Accepts = () => true
 
 interface Entry extends Candidate {
   readonly seq: number
@@ -20,17 +37,20 @@ interface Entry extends Candidate {
 
 const before = (a: Entry, b: Entry) => a.readyAt < b.readyAt || (a.readyAt === b.readyAt && a.seq < b.seq)
 
+const candidate = (e: Entry): Candidate => ({ name: e.name, readyAt: e.readyAt, uid: e.uid })
+
 export interface Pending {
   readonly offer: (candidate: Candidate) => Effect.Effect<void>
   /** Waits until something is queued, without taking it. */
   readonly whenNonEmpty: Effect.Effect<void>
-  /** The oldest candidate, or undefined at once when there is none. */
-  readonly poll: Effect.Effect<Candidate | undefined>
+  /** The oldest candidate whose owner `accepts`, or undefined at once when there is none. */
+  readonly poll: (accepts?: Accepts) => Effect.Effect<Candidate | undefined>
   /**
-   * Among the `width` oldest, the one `preference` scores highest (the others
-   * stay queued); undefined when there is none. Width 1 is `poll`.
+   * Among the `width` oldest whose owners `accepts`, the one `preference`
+   * scores highest (the others stay queued); undefined when there is none.
+   * Width 1 is `poll`.
    */
-  readonly pollAmong: (width: number, preference: (name: string) => number) => Effect.Effect<Candidate | undefined>
+  readonly pollAmong: (width: number, preference: (name: string) => number, accepts?: Accepts) => Effect.Effect<Candidate | undefined>
   /** Drops one name that is gone from the spool. */
   readonly forget: (name: string) => Effect.Effect<void>
   readonly has: (name: string) => boolean
@@ -39,74 +59,149 @@ export interface Pending {
   readonly size: Effect.Effect<number>
 }
 
-export const makePending = Effect.gen(function*() {
-  const heap: Array<Entry> = []
-  // Names currently in the heap; a retained-away name stays in the heap as a
-  // tombstone and is skipped when it reaches the top.
-  const queued = new Set<string>()
-  const available = yield* Effect.makeLatch(false)
-  let seq = 0
+/** A binary min-heap of entries, oldest on top. */
+const makeHeap = () => {
+  const items: Array<Entry> = []
 
   const push = (entry: Entry) => {
-    heap.push(entry)
-    let i = heap.length - 1
+    items.push(entry)
+    let i = items.length - 1
     while (i > 0) {
       const parent = (i - 1) >> 1
-      if (!before(heap[i]!, heap[parent]!)) break
-      ;[heap[i], heap[parent]] = [heap[parent]!, heap[i]!]
+      if (!before(items[i]!, items[parent]!)) break
+      ;[items[i], items[parent]] = [items[parent]!, items[i]!]
       i = parent
     }
   }
 
   const pop = (): Entry | undefined => {
-    const top = heap[0]
-    const last = heap.pop()
-    if (top === undefined || last === undefined || heap.length === 0) return top
-    heap[0] = last
+    const top = items[0]
+    const last = items.pop()
+    if (top === undefined || last === undefined || items.length === 0) return top
+    items[0] = last
     let i = 0
     for (;;) {
       const l = 2 * i + 1
       const r = l + 1
       let m = i
-      if (l < heap.length && before(heap[l]!, heap[m]!)) m = l
-      if (r < heap.length && before(heap[r]!, heap[m]!)) m = r
+      if (l < items.length && before(items[l]!, items[m]!)) m = l
+      if (r < items.length && before(items[r]!, items[m]!)) m = r
       if (m === i) break
-      ;[heap[i], heap[m]] = [heap[m]!, heap[i]!]
+      ;[items[i], items[m]] = [items[m]!, items[i]!]
       i = m
     }
     return top
   }
 
-  const pollNow = (): Candidate | undefined => {
-    for (let entry = pop(); entry !== undefined; entry = pop()) {
-      if (queued.delete(entry.name)) return { name: entry.name, readyAt: entry.readyAt }
+  /** Keeps only the entries `keep` says are live. */
+  const rebuild = (keep: (entry: Entry) => boolean) => {
+    const live = items.filter(keep)
+    items.length = 0
+    for (const e of live) push(e)
+  }
+
+  return { push, pop, rebuild, peek: (): Entry | undefined => items[0], size: () => items.length }
+}
+
+/** One owner's queued jobs: a heap that may hold tombstones, and how many are live. */
+interface Owner {
+  readonly heap: ReturnType<typeof makeHeap>
+  live: number
+}
+
+export const makePending = Effect.gen(function*() {
+  // The live entry of each queued name. A heap entry that is not the live
+  // entry of its name (forgotten, taken, or offered again since) is a tombstone,
+  // skipped when it reaches the top; identity, not the name, decides, so a name
+  // that comes back under another owner is never counted as the old one's.
+  const queued = new Map<string, Entry>()
+  // Only owners with live jobs: an owner whose last job goes takes its
+  // tombstones with it, so `owners.size` is how many users are waiting.
+  const owners = new Map<number, Owner>()
+  const available = yield* Effect.makeLatch(false)
+  let seq = 0
+
+  const isLive = (entry: Entry) => queued.get(entry.name) === entry
+
+  const ownerOf = (uid: number) => {
+    let owner = owners.get(uid)
+    if (owner === undefined) {
+      owner = { heap: makeHeap(), live: 0 }
+      owners.set(uid, owner)
+    }
+    return owner
+  }
+
+  /** Takes a live entry out of the queue (its heap entry, if still there, becomes a tombstone). */
+  const drop = (entry: Entry) => {
+    queued.delete(entry.name)
+    const owner = owners.get(entry.uid)
+    if (owner !== undefined && --owner.live === 0) owners.delete(entry.uid)
+  }
+
+  /** The owner's oldest live entry, tombstones above it cleared away; undefined if its heap is empty. */
+  const topOf = (owner: Owner) => {
+    for (let top = owner.heap.peek(); top !== undefined; top = owner.heap.peek()) {
+      if (isLive(top)) return top
+      owner.heap.pop()
     }
     return undefined
   }
 
-  const offer = (candidate: Candidate) =>
+  const acceptedOwners = (accepts: Accepts) => {
+    const othersWaiting = owners.size > 1
+    return [...owners].filter(([uid]) => accepts(uid, othersWaiting)).map(([, owner]) => owner)
+  }
+
+  /** Of these owners, the one whose top is oldest. */
+  const oldestAmong = (among: ReadonlyArray<Owner>) => {
+    let best: { owner: Owner; top: Entry } | undefined
+    for (const owner of among) {
+      const top = topOf(owner)
+      if (top !== undefined && (best === undefined || before(top, best.top))) best = { owner, top }
+    }
+    return best
+  }
+
+  const offer = (c: Candidate) =>
     Effect.suspend(() => {
-      if (queued.has(candidate.name)) return Effect.void
-      queued.add(candidate.name)
-      push({ ...candidate, seq: seq++ })
+      if (queued.has(c.name)) return Effect.void
+      const entry: Entry = { name: c.name, readyAt: c.readyAt, uid: c.uid, seq: seq++ }
+      queued.set(c.name, entry)
+      const owner = ownerOf(c.uid)
+      owner.heap.push(entry)
+      owner.live++
       return available.open
     })
 
-  const poll = Effect.sync(pollNow)
-
-  const pollAmong = (width: number, preference: (name: string) => number) =>
+  const poll = (accepts: Accepts = everyone) =>
     Effect.sync(() => {
-      const oldest: Array<Entry> = []
-      for (let entry = pop(); entry !== undefined && oldest.length < width; entry = oldest.length < width ? pop() : undefined) {
-        if (queued.has(entry.name)) oldest.push(entry)
+      const best = oldestAmong(acceptedOwners(accepts))
+      if (best === undefined) return undefined
+      best.owner.heap.pop()
+      drop(best.top)
+      return candidate(best.top)
+    })
+
+  // The `width` oldest are taken off their heaps (a merge over the accepted
+  // owners' tops), one is chosen, and the rest go back where they were.
+  const pollAmong = (width: number, preference: (name: string) => number, accepts: Accepts = everyone) =>
+    Effect.sync(() => {
+      const among = acceptedOwners(accepts)
+      const oldest: Array<{ owner: Owner; top: Entry }> = []
+      while (oldest.length < width) {
+        const best = oldestAmong(among)
+        if (best === undefined) break
+        best.owner.heap.pop()
+        oldest.push(best)
       }
       if (oldest.length === 0) return undefined
-      let best = 0
-      for (let i = 1; i < oldest.length; i++) if (preference(oldest[i]!.name) > preference(oldest[best]!.name)) best = i
-      const [chosen] = oldest.splice(best, 1)
-      for (const entry of oldest) push(entry)
-      queued.delete(chosen!.name)
-      return { name: chosen!.name, readyAt: chosen!.readyAt }
+      let chosen = 0
+      for (let i = 1; i < oldest.length; i++) if (preference(oldest[i]!.top.name) > preference(oldest[chosen]!.top.name)) chosen = i
+      oldest.forEach(({ owner, top }, i) => i !== chosen && owner.heap.push(top))
+      const { top } = oldest[chosen]!
+      drop(top)
+      return candidate(top)
     })
 
   const whenNonEmpty: Effect.Effect<void> = Effect.suspend(() =>
@@ -115,13 +210,17 @@ export const makePending = Effect.gen(function*() {
 
   const retain = (present: ReadonlySet<string>) =>
     Effect.sync(() => {
-      for (const name of queued) if (!present.has(name)) queued.delete(name)
+      for (const [name, entry] of queued) if (!present.has(name)) drop(entry)
       // Rebuild only when tombstones dominate, so memory follows the live queue.
-      if (heap.length > 1024 && heap.length > 2 * queued.size) {
-        const live = heap.filter((e) => queued.has(e.name))
-        heap.length = 0
-        for (const e of live) push(e)
+      for (const owner of owners.values()) {
+        if (owner.heap.size() > 1024 && owner.heap.size() > 2 * owner.live) owner.heap.rebuild(isLive)
       }
+    })
+
+  const forget = (name: string) =>
+    Effect.sync(() => {
+      const entry = queued.get(name)
+      if (entry !== undefined) drop(entry)
     })
 
   return {
@@ -129,7 +228,7 @@ export const makePending = Effect.gen(function*() {
     whenNonEmpty,
     poll,
     pollAmong,
-    forget: (name: string) => Effect.sync(() => void queued.delete(name)),
+    forget,
     has: (name: string) => queued.has(name),
     retain,
     size: Effect.sync(() => queued.size)

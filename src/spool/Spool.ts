@@ -8,13 +8,16 @@
  * several nodes race for one file exactly one wins and the others see ENOENT:
  * a lost race, not an error.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Either, Layer, Option } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { CannotCreateDirectory, describe, errnoCode, SpoolIOError, SpoolMissing } from "../errors.js"
-import { listOrEmpty, mkdirs, mkdirsBelow } from "../dirs.js"
+import { CannotCreateDirectory, describe, errnoCode, NotPermitted, SpoolIOError, SpoolMissing } from "../errors.js"
+import { type AttemptNotes, decodeAttemptNotes } from "../decode.js"
+import { listOrEmpty, mkdirs, ownDirsBelow, UntrustedDirectory, verifyArchiveDir, verifyOwnDir } from "../dirs.js"
+import { STATE_DIR, runningDir } from "./layout.js"
+import { makeReports } from "./quarantine.js"
 import { readdir, Syscalls } from "../syscalls.js"
 import type { FileFacts } from "../job/refusal.js"
 import type { Candidate } from "./Pending.js"
@@ -60,6 +63,14 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     /** What the claimed file is (lstat: a symlink is not followed). */
     readonly facts: (claim: Claim) => Effect.Effect<FileFacts, SpoolIOError>
     /**
+     * Checks that .pmjq and this node's folders are still pmjq's own (run every
+     * recovery round). While they are not, nothing is claimed, and the problem
+     * is logged once.
+     */
+    readonly checkState: Effect.Effect<void>
+    /** Waits while pmjq's state is not trusted. */
+    readonly whenTrusted: Effect.Effect<void>
+    /**
      * Calls `changed` with each name the kernel says changed: hints to look at,
      * never the truth (and silent over NFS). Runs until the watch fails;
      * interrupt it to stop watching.
@@ -68,16 +79,14 @@ export class Spool extends Context.Tag("pmjq/Spool")<
   }
 >() {}
 
-export const STATE_DIR = ".pmjq"
-export const runningDir = (spool: string, node: string) => path.join(spool, STATE_DIR, "running", node)
+export { runningDir, STATE_DIR }
 const attemptsDir = (spool: string) => path.join(spool, STATE_DIR, "attempts")
 
-/**
+/*
  * .pmjq/attempts/NAME: how often each requeued file named NAME was started,
  * keyed by inode (which a rename keeps) and checked against its mtime (which a
  * rename keeps too), so a new file that reuses the inode starts from zero.
  */
-type AttemptNotes = Record<string, { readonly attempts: number; readonly mtimeMs: number }>
 
 const isHidden = (name: string) => name.startsWith(".")
 
@@ -99,16 +108,24 @@ export const besideClaim = (claimPath: string, suffix: ".out" | ".err" | ".json"
 /** Numbered like GNU backups, so a second same-named claim never replaces the first. */
 const claimTarget = (dir: string, name: string, n: number) => path.join(dir, n === 0 ? name : `${name}.~${n}~`)
 
-const io = <A>(operation: string, file: string, run: () => Promise<A>) =>
+const ioCall = <A>(operation: string, file: string, run: () => Promise<A>) =>
   Effect.tryPromise({
     try: run,
     catch: (e) => new SpoolIOError({ operation, path: file, reason: describe(e) })
   })
 
+/** A folder pmjq would use that others could change under it: refused, naming it (EX_NOPERM). */
+export const refuseUntrusted = (e: UntrustedDirectory) =>
+  new NotPermitted({ reason: `${e.message}: pmjq uses only folders that others cannot change (fix the owner or mode, or remove it)` })
+
+/** An archive or error dir: made if missing (mode 0755), then checked as sshd's StrictModes would. */
 export const ensureDirectory = (dir: string) =>
   Effect.tryPromise({
-    try: () => mkdirs(path.resolve(dir)),
-    catch: (e) => new CannotCreateDirectory({ path: dir, reason: describe(e) })
+    try: async () => {
+      await mkdirs(path.resolve(dir))
+      await verifyArchiveDir(path.resolve(dir))
+    },
+    catch: (e) => (e instanceof UntrustedDirectory ? refuseUntrusted(e) : new CannotCreateDirectory({ path: dir, reason: describe(e) }))
   })
 
 /** Startup check, before anything is created anywhere. */
@@ -118,21 +135,46 @@ export const requireSpool = (spool: string) =>
     Effect.asVoid
   )
 
+/**
+ * As root, a spool others can write without the sticky bit is refused: any
+ * user could rename pmjq's own .pmjq away and plant theirs, or swap each
+ * other's jobs. (Not as root: a warning, see cli/daemon.ts.)
+ */
+export const requireStickyIfOpen = (spool: string) =>
+  Effect.promise(() => fsp.stat(spool).then((s) => s.mode, () => 0)).pipe(
+    Effect.filterOrFail(
+      (mode) => (mode & 0o022) === 0 || (mode & 0o1000) !== 0,
+      () => new NotPermitted({ reason: `${spool} is writable by group or others without the sticky bit, and pmjq runs as root: chmod +t it` })
+    ),
+    Effect.asVoid
+  )
+
 // Component by component below the spool, never creating the spool itself: a
 // spool that vanished is SpoolMissing, not a fresh empty directory. The node's
 // own folder is made by its first claim, after its first heartbeat: a running
 // folder without a heartbeat then means a node that is gone.
+// Every level is checked to be pmjq's own: a .pmjq a user made before pmjq
+// started (or after the spool was made again) is refused, never used.
 const ensureStateDirectory = (spool: string, node: string) =>
   Effect.tryPromise({
-    try: () => mkdirsBelow(spool, [STATE_DIR, "running"]),
+    try: async () => {
+      await ownDirsBelow(spool, [STATE_DIR, "running"])
+      const mine = await fsp.lstat(runningDir(spool, node)).catch(() => null)
+      if (mine !== null) await ownDirsBelow(spool, [STATE_DIR, "running", node])
+    },
     catch: (e) =>
-      errnoCode(e) === "ENOENT"
+      e instanceof UntrustedDirectory
+        ? refuseUntrusted(e)
+        : errnoCode(e) === "ENOENT"
         ? new SpoolMissing({ path: spool })
         : new CannotCreateDirectory({ path: runningDir(spool, node), reason: describe(e) })
   })
 
 const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const calls = yield* Syscalls
+  const reports = makeReports()
+  // Operations that read pmjq's notes log what they had to set aside.
+  const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), reports.flush)
   const running = runningDir(spool, node)
   yield* ensureStateDirectory(spool, node)
 
@@ -145,8 +187,9 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       calls.lstat(path.join(spool, name)).then(
         (s): Option.Option<Candidate> =>
           // Executable and not a directory (a spool may hold folders): a job, or
-          // something to refuse (a symlink, a FIFO...) once claimed.
-          !s.isDirectory() && (s.mode & 0o111) !== 0 ? Option.some({ name, readyAt: s.ctimeMs }) : Option.none(),
+          // something to refuse (a symlink, a FIFO...) once claimed. Its owner
+          // comes free with the lstat: --max-jobs-per-user counts by it.
+          !s.isDirectory() && (s.mode & 0o111) !== 0 ? Option.some({ name, readyAt: s.ctimeMs, uid: s.uid }) : Option.none(),
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
       ))
 
@@ -154,10 +197,15 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // so what it holds there is known without asking the filesystem; the folder
   // is read once, for anything an earlier process of this id left.
   const held = new Set(yield* io("list", running, () => listOrEmpty(running)))
+  // Free when neither the claim's name nor those of the files kept beside it
+  // are taken: output and records are only ever created exclusively.
+  const isFree = (target: string) =>
+    !held.has(path.basename(target)) &&
+    ([".out", ".err", ".json"] as const).every((suffix) => !held.has(path.basename(besideClaim(target, suffix))))
   const freeTarget = (name: string) => {
     for (let n = 0;; n++) {
       const target = claimTarget(running, name, n)
-      if (!held.has(path.basename(target))) return target
+      if (isFree(target)) return target
     }
   }
 
@@ -174,8 +222,34 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     return n > 0
   }
 
+  // Set by checkState; a claim made while it is false would rename a user's
+  // file into a folder someone else may control.
+  let trusted = true
+  const trustedLatch = yield* Effect.makeLatch(true)
+  const checkState = Effect.gen(function*() {
+    // A folder that is missing is no problem: it is made (and checked) when needed.
+    const problem = yield* Effect.promise(async () => {
+      try {
+        for (const dir of [path.join(spool, STATE_DIR), path.join(spool, STATE_DIR, "running"), running]) await verifyOwnDir(dir)
+        return null
+      } catch (e) {
+        return e instanceof UntrustedDirectory ? e.message : errnoCode(e) === "ENOENT" ? null : describe(e)
+      }
+    })
+    if (problem === null && !trusted) {
+      trusted = true
+      yield* trustedLatch.open
+      yield* Effect.logInfo("pmjq's state is trusted again; claiming resumes")
+    } else if (problem !== null && trusted) {
+      trusted = false
+      yield* trustedLatch.close
+      yield* Effect.logError("pmjq's state in the spool cannot be trusted; claiming stops until it is fixed").pipe(Effect.annotateLogs({ reason: problem }))
+    }
+  })
+
   const claim = (name: string) =>
     io("claim", path.join(spool, name), async (): Promise<Option.Option<Claim>> => {
+      if (!trusted) return Option.none()
       const target = freeTarget(name)
       // Marked before the rename, so its notification cannot arrive first.
       movedAway.set(name, (movedAway.get(name) ?? 0) + 1)
@@ -185,7 +259,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
           // Our own folder not made yet (first claim), or gone (taken over while
           // this node seemed dead, removed by hand) while the job is still there.
           if (errnoCode(e) !== "ENOENT" || (await fsp.stat(running).then(() => true, () => false))) throw e
-          await mkdirsBelow(spool, [STATE_DIR, "running", node])
+          await ownDirsBelow(spool, [STATE_DIR, "running", node])
           await calls.rename(source, target)
         })
       } catch (e) {
@@ -221,9 +295,22 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     })
 
   const notesFile = (name: string) => path.join(attemptsDir(spool), name)
-  // Read on every claim: one failed open, on the event loop when local.
-  const readNotes = (name: string): Promise<AttemptNotes | null> =>
-    calls.readText(notesFile(name)).then((text) => (text === null ? null : (JSON.parse(text) as AttemptNotes)))
+  const uid = process.getuid?.() ?? 0
+  // Read on every claim: one failed open, on the event loop when local. Notes
+  // that are not pmjq's, or do not decode, are set aside: the job counts from
+  // its first attempt again.
+  const readNotes = async (name: string): Promise<AttemptNotes | null> => {
+    const file = notesFile(name)
+    const text = await calls.readText(file, uid).catch(async (e: unknown) => {
+      await reports.setAside(spool, file, describe(e))
+      return null
+    })
+    if (text === null) return null
+    const notes = decodeAttemptNotes(text)
+    if (Either.isRight(notes)) return notes.right
+    await reports.setAside(spool, file, notes.left)
+    return null
+  }
   const keyOf = async (file: string) => {
     const s = await calls.lstat(file)
     return { key: String(s.ino), mtimeMs: s.mtimeMs }
@@ -232,9 +319,9 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const updateNotes = async (name: string, change: (notes: AttemptNotes) => AttemptNotes) => {
     const next = change((await readNotes(name)) ?? {})
     if (Object.keys(next).length === 0) return calls.unlink(notesFile(name)).catch(() => undefined)
-    await mkdirsBelow(spool, [STATE_DIR, "attempts"])
+    await ownDirsBelow(spool, [STATE_DIR, "attempts"])
     const aside = path.join(attemptsDir(spool), `.${process.pid}.${Date.now()}.tmp`)
-    await calls.writeNew(aside, JSON.stringify(next))
+    await calls.writeNew(aside, JSON.stringify(next), 0o600)
     await calls.rename(aside, notesFile(name))
   }
 
@@ -308,7 +395,20 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         ino: s.ino
       })))
 
-  return Spool.of({ path: spool, list, inspect, claim, release, vacated, requeue, startedBefore, facts, watch })
+  return Spool.of({
+    path: spool,
+    list,
+    inspect,
+    claim,
+    release,
+    vacated,
+    requeue,
+    startedBefore,
+    facts,
+    checkState,
+    whenTrusted: trustedLatch.await,
+    watch
+  })
 })
 
 export const SpoolLive = (settings: SpoolSettings) => Layer.effect(Spool, make(settings))

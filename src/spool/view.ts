@@ -3,12 +3,15 @@
  * files, claimed ones, the nodes' heartbeats, and the newest archive entries of
  * the dirs those heartbeats publish.
  */
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
+import { decodeHeartbeat, decodeRecord } from "../decode.js"
+import { ownDirProblem } from "../dirs.js"
+import { readRegularAsync } from "../files.js"
 import { iso, type JobRecord } from "../job/Record.js"
 import type { Heartbeat } from "./Nodes.js"
-import { STATE_DIR } from "./Spool.js"
+import { STATE_DIR } from "./layout.js"
 
 export interface SpoolView {
   readonly spool: string
@@ -27,19 +30,36 @@ export interface SpoolView {
   readonly nodes: ReadonlyArray<Heartbeat & { readonly alive: boolean; readonly ageMs: number }>
   readonly finished: ReadonlyArray<JobRecord & { readonly entry: string }>
   readonly rejected: ReadonlyArray<JobRecord & { readonly entry: string }>
+  /** Why pmjq's state in this spool is not shown (a .pmjq that is not pmjq's own); null when it is. */
+  readonly untrusted: string | null
 }
 
 const names = (dir: string) => fsp.readdir(dir).catch(() => [] as Array<string>)
-const json = <A>(file: string) => fsp.readFile(file, "utf8").then((t) => JSON.parse(t) as A, () => null)
+
+/**
+ * A file pmjq wrote, decoded; null for anything else. Only files owned by
+ * pmjq's uid count: a job's own file named like a record (a job called
+ * `x.json` is archived as STAMP_x.json) belongs to its owner, who can rewrite it.
+ */
+const readOwn = <A>(decode: (text: string) => Either.Either<A, string>, uid: number) => (file: string): Promise<A | null> =>
+  readRegularAsync(file, uid).then((text) => (text === null ? null : Either.getOrNull(decode(text))), () => null)
 
 /** The newest records of DIR (entry names start with their UTC stamp, so they sort by time). */
-const newest = async (dir: string, count: number) => {
+const newest = async (dir: string, count: number, uid: number) => {
   const entries = (await names(dir)).filter((n) => n.endsWith(".json") && !n.startsWith(".")).sort().slice(-count)
   const records = await Promise.all(entries.map(async (n) => {
-    const r = await json<JobRecord>(path.join(dir, n))
+    const r = await readOwn(decodeRecord, uid)(path.join(dir, n))
     return r === null ? null : { ...r, entry: path.join(dir, n.slice(0, -".json".length)) }
   }))
   return records.filter((r): r is JobRecord & { entry: string } => r !== null)
+}
+
+/** pmjq's uid, as the owner of the spool's .pmjq; or why that folder cannot be believed. */
+const stateOwner = async (state: string): Promise<Either.Either<number, string>> => {
+  const stat = await fsp.lstat(state).catch(() => null)
+  if (stat === null) return Either.left("no state yet")
+  const problem = ownDirProblem(stat, stat.uid)
+  return problem === null ? Either.right(stat.uid) : Either.left(`${state} ${problem}`)
 }
 
 export const viewSpool = (spool: string, lastCount = 10) =>
@@ -51,8 +71,14 @@ export const viewSpool = (spool: string, lastCount = 10) =>
       return s !== null && !s.isDirectory() && (s.mode & 0o111) !== 0 ? { name, readyAt: s.ctimeMs } : null
     }))).filter((q): q is { name: string; readyAt: number } => q !== null).sort((a, b) => a.readyAt - b.readyAt)
 
+    const owner = await stateOwner(state)
+    if (Either.isLeft(owner)) {
+      const untrusted = owner.left === "no state yet" ? null : owner.left
+      return { spool, at: iso(now), queued: queued.map((q) => ({ name: q.name, readyAt: iso(q.readyAt) })), running: [], nodes: [], finished: [], rejected: [], untrusted }
+    }
+    const uid = owner.right
     const nodes = (await Promise.all((await names(path.join(state, "nodes"))).filter((n) => !n.startsWith(".")).map(async (n) => {
-      const hb = await json<Heartbeat>(path.join(state, "nodes", n))
+      const hb = await readOwn(decodeHeartbeat, uid)(path.join(state, "nodes", n))
       if (hb === null) return null
       const ageMs = Math.max(0, now - Date.parse(hb.beatAt))
       return { ...hb, ageMs, alive: ageMs <= hb.leaseMs }
@@ -71,10 +97,10 @@ export const viewSpool = (spool: string, lastCount = 10) =>
     }))).flat()
 
     const dirs = [...new Set(nodes.flatMap((n) => [n.archiveDir, n.errorDir]).filter((d): d is string => d !== null))]
-    const finished = (await Promise.all(dirs.map((d) => newest(d, lastCount)))).flat()
+    const finished = (await Promise.all(dirs.map((d) => newest(d, lastCount, uid)))).flat()
       .sort((a, b) => a.endedAt.localeCompare(b.endedAt)).slice(-lastCount)
     const rejected = [
-      ...await newest(path.join(state, "rejected"), lastCount),
+      ...await newest(path.join(state, "rejected"), lastCount, uid),
       ...finished.filter((r) => r.outcome === "rejected")
     ]
     return {
@@ -84,6 +110,7 @@ export const viewSpool = (spool: string, lastCount = 10) =>
       running,
       nodes,
       finished: finished.filter((r) => r.outcome !== "rejected"),
-      rejected
+      rejected,
+      untrusted: null
     }
   })

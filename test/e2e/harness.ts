@@ -73,3 +73,17 @@ export const isAlive = (pid: number) => {
     return false
   }
 }
+
+/**
+ * A copy of the built CLI that every user can run: the checkout itself may lie
+ * where other users cannot enter. Returns the copy's bin.js.
+ */
+export const publicBin = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-bin-"))
+  fs.chmodSync(dir, 0o755)
+  fs.mkdirSync(path.join(dir, "dist"), { mode: 0o755 })
+  for (const file of ["bin.js", "spawner.js"]) fs.copyFileSync(path.join(path.dirname(BIN), file), path.join(dir, "dist", file))
+  fs.copyFileSync(path.resolve(path.dirname(BIN), "../package.json"), path.join(dir, "package.json"))
+  for (const file of ["package.json", "dist/bin.js", "dist/spawner.js"]) fs.chmodSync(path.join(dir, file), 0o644)
+  return path.join(dir, "dist", "bin.js")
+}

@@ -133,7 +133,7 @@ describe("hostile input", () => {
   it.skipIf(!isRoot)("(needs root: mounts a tmpfs) an archive dir on a full filesystem: the job is kept, and archived once there is room", async () => {
     const t = setup("full")
     fs.mkdirSync(t.archive)
-    cp.execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", t.archive])
+    cp.execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", t.archive])
     try {
       const daemon = start(["-o", t.archive, t.spool], t.root)
       try {

@@ -68,9 +68,9 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
         return run
       }
       const other = folder("other", { "x.out": "#!/bin/sh\necho I am x.out\n" })
-      const first = yield* archive.store(root, { script: path.join(other, "x.out"), stdout: null, stderr: null, recordFile: path.join(other, ".x.out.json"), record: record("x.out") })
+      const first = yield* archive.store(root, { script: path.join(other, "x.out"), stdout: null, stderr: null, recordFile: path.join(other, ".x.out.json"), record: record("x.out"), owner: null })
       const mine = folder("mine", { x: "#!/bin/sh\necho I am x\n", out: "x's output" })
-      const second = yield* archive.store(root, { script: path.join(mine, "x"), stdout: path.join(mine, "out"), stderr: null, recordFile: path.join(mine, ".x.json"), record: record("x") })
+      const second = yield* archive.store(root, { script: path.join(mine, "x"), stdout: path.join(mine, "out"), stderr: null, recordFile: path.join(mine, ".x.json"), record: record("x"), owner: null })
       expect(path.basename(first)).toBe(`${stamp}_x.out`)
       // STAMP_x.out was the other job's script, so x's entry moved on, whole.
       expect(path.basename(second)).toBe(`${stamp}-1_x`)
@@ -88,7 +88,7 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
       fs.mkdirSync(run)
       fs.writeFileSync(path.join(run, "job"), "#!/bin/sh\n", { mode: 0o755 })
       fs.writeFileSync(path.join(run, ".job.out"), "out")
-      const job = { script: path.join(run, "job"), stdout: path.join(run, ".job.out"), stderr: null, recordFile: path.join(run, ".job.json"), record: record("job") }
+      const job = { script: path.join(run, "job"), stdout: path.join(run, ".job.out"), stderr: null, recordFile: path.join(run, ".job.json"), record: record("job"), owner: null }
       yield* archive.settle(job)
       // The first try linked the script and its output, then pmjq died.
       const entry = path.join(root, "20260101T000000.000Z_job")
@@ -106,7 +106,7 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
       const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
       fs.writeFileSync(path.join(root, ".job.err"), "half")
-      const stored = yield* archive.store(root, { script: null, stdout: null, stderr: path.join(root, ".job.err"), recordFile: path.join(root, ".job.json"), record: record("job") })
+      const stored = yield* archive.store(root, { script: null, stdout: null, stderr: path.join(root, ".job.err"), recordFile: path.join(root, ".job.json"), record: record("job"), owner: null })
       expect(fs.existsSync(stored)).toBe(false)
       expect(fs.readFileSync(stored + ".err", "utf8")).toBe("half")
       expect(JSON.parse(fs.readFileSync(stored + ".json", "utf8")).name).toBe("job")
@@ -128,7 +128,8 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
           stdout: path.join(run, "out"),
           stderr: null,
           recordFile: path.join(run, ".job.json"),
-          record: record("job")
+          record: record("job"),
+          owner: null
         }))
       }
       expect(stored.map((p) => path.basename(p))).toEqual(["20260101T000000.000Z_job", "20260101T000000.000Z-1_job"])

@@ -386,3 +386,103 @@ describe("daemon", () => {
       yield* Fiber.interrupt(fiber)
     }))
 })
+
+describe("--max-jobs-per-user", () => {
+  const ALICE = 1001
+  const BOB = 1002
+  const CAROL = 1003
+
+  /** Submits NAME owned by UID, ready at READY, running for RUNS. */
+  const job = (t: Effect.Effect.Success<typeof setup>, name: string, uid: number, ready: number, runs: Duration.DurationInput) => {
+    t.runner.plan(name, exits(0, runs))
+    return t.spool.submit(name, ready, true, uid)
+  }
+
+  /** Stops the daemon, waiting out the grace of the jobs still running on the test clock. */
+  const stop = (fiber: Fiber.RuntimeFiber<void, unknown>) =>
+    Effect.gen(function*() {
+      const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* settle
+      yield* TestClock.adjust("31 seconds")
+      yield* Fiber.join(stopping)
+    })
+
+  it.effect("alice's 5 long jobs queued before bob's 1, -j 2, cap 1: bob's starts at once; alice never holds 2 while bob waits", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      // Submitted out of order: alice's still start oldest first.
+      for (const i of [3, 0, 4, 1, 2]) yield* job(t, `a${i}`, ALICE, i, "10 seconds")
+      yield* job(t, "b", BOB, 5, "10 seconds")
+      const fiber = yield* t.start(daemonSettings({ drain: true, maxJobs: 2, maxJobsPerUser: Option.some(1) }))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["a0", "b"])
+      // Bob has nothing left queued: alice alone may use both slots.
+      yield* advance("10 seconds")
+      expect(t.runner.spawns).toEqual(["a0", "b", "a1", "a2"])
+      yield* advance("10 seconds")
+      yield* advance("10 seconds")
+      yield* Fiber.join(fiber)
+      expect(t.runner.spawns).toEqual(["a0", "b", "a1", "a2", "a3", "a4"])
+      expect(yield* Ref.get(t.runner.peak)).toBe(2)
+    }))
+
+  it.effect("a lone user uses every slot; bob, arriving later, gets the first slot that frees, not alice's next job", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* job(t, "a0", ALICE, 0, "10 seconds")
+      for (let i = 1; i < 5; i++) yield* job(t, `a${i}`, ALICE, i, "1 hour")
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 2, maxJobsPerUser: Option.some(1) }))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["a0", "a1"])
+      yield* job(t, "b", BOB, 10, "1 hour")
+      yield* settle
+      expect(t.runner.spawns).toEqual(["a0", "a1"])
+      yield* advance("10 seconds")
+      expect(t.runner.spawns).toEqual(["a0", "a1", "b"])
+      yield* advance("1 minute")
+      expect(t.runner.spawns).toEqual(["a0", "a1", "b"])
+      yield* stop(fiber)
+    }))
+
+  it.effect("when every waiting user is at the cap a slot stays free, until a job of theirs ends, a new user's job arrives, or the other user's queue empties", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* job(t, "a0", ALICE, 0, "10 seconds")
+      yield* job(t, "a1", ALICE, 1, "1 hour")
+      yield* job(t, "a2", ALICE, 2, "1 hour")
+      yield* job(t, "b0", BOB, 3, "1 hour")
+      yield* job(t, "b1", BOB, 4, "1 hour")
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 3, maxJobsPerUser: Option.some(1) }))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["a0", "b0"])
+      yield* advance("5 seconds")
+      expect(yield* Ref.get(t.runner.live)).toBe(2)
+      // Alice's job ends: her next one takes her share back.
+      yield* advance("5 seconds")
+      expect(t.runner.spawns).toEqual(["a0", "b0", "a1"])
+      // Carol is under the cap: her new job takes the free slot at once.
+      yield* job(t, "c0", CAROL, 5, "1 hour")
+      yield* settle
+      expect(t.runner.spawns).toEqual(["a0", "b0", "a1", "c0"])
+      expect(yield* Ref.get(t.runner.live)).toBe(3)
+      yield* stop(fiber)
+    }))
+
+  it.effect("a user left alone in the queue (the other's job removed) may use the free slot, at the next rescan", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* job(t, "a0", ALICE, 0, "1 hour")
+      yield* job(t, "a1", ALICE, 1, "1 hour")
+      yield* job(t, "b0", BOB, 2, "1 hour")
+      yield* job(t, "b1", BOB, 3, "1 hour")
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 3, maxJobsPerUser: Option.some(1), poll: "2 seconds" }))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["a0", "b0"])
+      // Removed by bob, behind the watcher's back: only the listing notices.
+      t.spool.files.delete("b1")
+      yield* advance("2 seconds")
+      expect(t.runner.spawns).toEqual(["a0", "b0", "a1"])
+      yield* stop(fiber)
+    }))
+})
+

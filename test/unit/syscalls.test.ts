@@ -26,8 +26,8 @@ describe("choice of filesystem calls", () => {
       const c = yield* calls
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-calls-"))
       const a = path.join(dir, "a")
-      yield* Effect.promise(() => c.writeNew(a, "first"))
-      const again = yield* Effect.promise(() => c.writeNew(a, "second").then(() => "written", (e: NodeJS.ErrnoException) => e.code))
+      yield* Effect.promise(() => c.writeNew(a, "first", 0o600))
+      const again = yield* Effect.promise(() => c.writeNew(a, "second", 0o600).then(() => "written", (e: NodeJS.ErrnoException) => e.code))
       const copied = yield* Effect.promise(() => c.copyNew(path.join(dir, "a"), a).then(() => "copied", (e: NodeJS.ErrnoException) => e.code))
       expect([again, copied]).toEqual(["EEXIST", "EEXIST"])
       expect(fs.readFileSync(a, "utf8")).toBe("first")

@@ -1,0 +1,101 @@
+/**
+ * What pmjq reads back from disk (records, heartbeats, attempt notes) is
+ * decoded here before it is believed: a file in the spool may have been
+ * written by anyone, torn by a crash, or made by another version. A value that
+ * does not decode is set aside (quarantine), never trusted and never fatal.
+ */
+import { Either, ParseResult, Schema } from "effect"
+import type { JobRecord } from "./job/Record.js"
+
+/**
+ * A name pmjq may join to a folder: one path component, never `.` or `..`,
+ * no NUL, at most NAME_MAX bytes, not hidden (hidden names are never jobs).
+ */
+export const isJobName = (name: string): boolean =>
+  name.length > 0 && !name.startsWith(".") && !name.includes("/") && !name.includes("\0") &&
+  Buffer.byteLength(name) <= 255
+
+export const JobName = Schema.String.pipe(
+  Schema.filter(isJobName, { message: () => "a job name must be one path component, not hidden" })
+)
+
+/** ISO 8601 text that is a real instant (an invalid date crashed an earlier pmjq). */
+const Instant = Schema.String.pipe(
+  Schema.filter((text) => Number.isFinite(Date.parse(text)) && Math.abs(Date.parse(text)) <= 8.64e15, {
+    message: () => "not a valid ISO 8601 time"
+  })
+)
+
+const Count = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
+const Pid = Schema.Number.pipe(Schema.int(), Schema.positive())
+
+const nullByDefault = <A, I>(schema: Schema.Schema<A, I>) => Schema.optionalWith(Schema.NullOr(schema), { default: () => null })
+
+export const JobRecordSchema = Schema.Struct({
+  name: JobName,
+  node: Schema.String,
+  host: Schema.String,
+  pid: Schema.NullOr(Pid),
+  user: Schema.String,
+  // Absent in records written before pmjq kept them.
+  uid: nullByDefault(Count),
+  inode: nullByDefault(Count),
+  attempt: Count,
+  claimedAt: Instant,
+  startedAt: Schema.NullOr(Instant),
+  endedAt: Instant,
+  durationMs: Schema.Number,
+  outcome: Schema.Literal("succeeded", "failed", "timed-out", "interrupted", "rejected"),
+  exitCode: Schema.NullOr(Schema.Number.pipe(Schema.int())),
+  signal: Schema.NullOr(Schema.String),
+  reason: Schema.NullOr(Schema.String)
+})
+
+/** job-spool/.pmjq/nodes/NODE, rewritten every lease/4 (see spool/Nodes.ts). */
+export const HeartbeatSchema = Schema.Struct({
+  node: Schema.String,
+  host: Schema.String,
+  pid: Pid,
+  /** Its helper processes (spawners): its jobs may run until these are gone too. */
+  helpers: Schema.Array(Pid),
+  /** ISO 8601 UTC, by the writer's clock. */
+  beatAt: Instant,
+  leaseMs: Schema.Number.pipe(Schema.positive()),
+  archiveDir: nullByDefault(Schema.String),
+  errorDir: nullByDefault(Schema.String),
+  running: Schema.optionalWith(Count, { default: () => 0 }),
+  load: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  /** The jobs running at the time of the beat. */
+  jobs: Schema.optional(Schema.Array(Schema.Struct({ name: Schema.String, pid: Pid })))
+})
+
+export type Heartbeat = typeof HeartbeatSchema.Type
+
+/** .pmjq/attempts/NAME: starts of each requeued file named NAME, by inode (see Spool.ts). */
+export const AttemptNotesSchema = Schema.Record({
+  key: Schema.String,
+  value: Schema.Struct({ attempts: Count, mtimeMs: Schema.Number })
+})
+
+export type AttemptNotes = typeof AttemptNotesSchema.Type
+
+/** TEXT as JSON, decoded with SCHEMA; on failure, why, in one line. */
+export const decodeJson = <A, I>(schema: Schema.Schema<A, I>) => {
+  const decode = Schema.decodeUnknownEither(schema)
+  return (text: string): Either.Either<A, string> => {
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch {
+      return Either.left("not JSON")
+    }
+    return Either.mapLeft(decode(value), (error) => {
+      const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
+      return issue === undefined ? "does not decode" : `${issue.path.length > 0 ? issue.path.join(".") + ": " : ""}${issue.message}`
+    })
+  }
+}
+
+export const decodeRecord: (text: string) => Either.Either<JobRecord, string> = decodeJson(JobRecordSchema)
+export const decodeHeartbeat = decodeJson(HeartbeatSchema)
+export const decodeAttemptNotes = decodeJson(AttemptNotesSchema)

@@ -1,0 +1,60 @@
+/**
+ * .pmjq/quarantine/: state pmjq could not trust or decode (a record that does
+ * not parse, a file in .pmjq it did not make, a FIFO where a record should
+ * be), set aside under a unique name so that nothing is lost and nothing
+ * untrusted is believed. Only pmjq (and root) can look inside.
+ */
+import { Effect } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { ownDirsBelow } from "../dirs.js"
+import { STATE_DIR } from "./layout.js"
+
+const QUARANTINE = "quarantine"
+
+/** Moves FILE (in the spool's .pmjq, so on its filesystem) aside; returns where it went. */
+export const quarantine = async (spool: string, file: string): Promise<string> => {
+  await ownDirsBelow(spool, [STATE_DIR, QUARANTINE], 0o700)
+  // Unique, so no earlier quarantined file is replaced by the rename.
+  const target = path.join(spool, STATE_DIR, QUARANTINE, `${Date.now()}-${randomBytes(4).toString("hex")}-${path.basename(file)}`)
+  await fs.promises.rename(file, target)
+  return target
+}
+
+/** A file set aside, and why: for the caller's log. */
+export interface Quarantined {
+  readonly file: string
+  readonly reason: string
+  /** Where it went; null when it could not be moved (it is then ignored where it is). */
+  readonly to: string | null
+}
+
+/** Quarantines FILE, never failing: what could not be moved is ignored where it is. */
+export const setAside = async (spool: string, file: string, reason: string): Promise<Quarantined> => {
+  try {
+    return { file, reason, to: await quarantine(spool, file) }
+  } catch {
+    return { file, reason, to: null }
+  }
+}
+
+/** The log line for a file set aside. */
+export const logSetAside = (q: Quarantined) =>
+  q.to === null
+    ? Effect.logError("untrusted state ignored (could not move it aside)").pipe(Effect.annotateLogs({ file: q.file, reason: q.reason }))
+    : Effect.logWarning("untrusted state quarantined").pipe(Effect.annotateLogs({ file: q.file, reason: q.reason, to: q.to }))
+
+/**
+ * Collects what async code set aside, so the Effect around it can log it:
+ * `report` is handed to the promise side, `flush` logs and forgets.
+ */
+export const makeReports = () => {
+  const pending: Array<Quarantined> = []
+  return {
+    setAside: async (spool: string, file: string, reason: string) => {
+      pending.push(await setAside(spool, file, reason))
+    },
+    flush: Effect.suspend(() => Effect.forEach(pending.splice(0), logSetAside, { discard: true }))
+  }
+}
