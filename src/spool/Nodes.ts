@@ -10,16 +10,16 @@
  * stays its responsibility (should it die in turn, its folder goes, nested, to
  * the next taker).
  */
-import { Context, Effect, Either, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { decodeHeartbeat, decodeRecord, type Heartbeat } from "../decode.js"
-import { listOrEmpty, ownDirsBelow } from "../dirs.js"
+import { listOrEmpty, ownDirsBelow, UntrustedDirectory } from "../dirs.js"
 import { describe, errnoCode, SpoolIOError } from "../errors.js"
-import { makeReports } from "./quarantine.js"
+import { makeTrustedReader } from "./quarantine.js"
 import type { JobRecord } from "../job/Record.js"
 import { Syscalls } from "../syscalls.js"
-import { besideClaim, runningDir, STATE_DIR } from "./Spool.js"
+import { besideClaim, refuseUntrusted, runningDir, STATE_DIR } from "./Spool.js"
 
 /** A node's heartbeat, as written and as decoded (decode.ts). */
 export type { Heartbeat }
@@ -99,15 +99,18 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
     Nodes,
     Effect.gen(function*() {
       const calls = yield* Syscalls
-      const uid = process.getuid?.() ?? 0
       // Heartbeats and records pmjq did not write, or that do not decode, are
       // set aside and logged by the operation that met them.
-      const reports = makeReports()
-      const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), reports.flush)
+      const { flush, readOwn } = makeTrustedReader(spool, calls)
+      const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), flush)
       const nodesDir = path.join(spool, STATE_DIR, "nodes")
       const runningRoot = path.join(spool, STATE_DIR, "running")
       const mine = runningDir(spool, node)
-      yield* io("create", nodesDir, () => ownDirsBelow(spool, [STATE_DIR, "nodes"]))
+      // A startup refusal, like the Spool's (whichever layer meets it first).
+      yield* Effect.tryPromise({
+        try: () => ownDirsBelow(spool, [STATE_DIR, "nodes"]),
+        catch: (e) => (e instanceof UntrustedDirectory ? refuseUntrusted(e) : new SpoolIOError({ operation: "create", path: nodesDir, reason: describe(e) }))
+      })
 
       // Written aside and renamed over: readers see a whole heartbeat, old or new.
       // Uninterruptible: an interrupted promise would still rename its file in,
@@ -122,26 +125,6 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           await calls.writeNew(aside, JSON.stringify(heartbeat) + "\n", 0o644)
           await calls.rename(aside, path.join(nodesDir, node))
         }))
-
-      /**
-       * The text of one of pmjq's own files (a record, a heartbeat), decoded;
-       * null when there is none. Anything else is set aside: judged as absent.
-       */
-      const readOwn = async <A>(file: string, decode: (text: string) => Either.Either<A, string>): Promise<A | null> => {
-        let text: string | null
-        try {
-          text = await calls.readText(file, uid)
-        } catch (e) {
-          if (errnoCode(e) !== undefined && errnoCode(e) !== "ELOOP") throw e
-          await reports.setAside(spool, file, describe(e))
-          return null
-        }
-        if (text === null) return null
-        const decoded = decode(text)
-        if (Either.isRight(decoded)) return decoded.right
-        await reports.setAside(spool, file, decoded.left)
-        return null
-      }
 
       // A heartbeat that cannot be believed: the node is judged by its folder's age instead.
       const readHeartbeat = (other: string): Promise<Heartbeat | null> => readOwn(path.join(nodesDir, other), decodeHeartbeat)

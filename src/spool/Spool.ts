@@ -8,7 +8,7 @@
  * several nodes race for one file exactly one wins and the others see ENOENT:
  * a lost race, not an error.
  */
-import { Context, Effect, Either, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
@@ -17,7 +17,7 @@ import { CannotCreateDirectory, describe, errnoCode, NotPermitted, SpoolIOError,
 import { type AttemptNotes, decodeAttemptNotes } from "../decode.js"
 import { listOrEmpty, mkdirs, ownDirsBelow, UntrustedDirectory, verifyArchiveDir, verifyOwnDir } from "../dirs.js"
 import { STATE_DIR, runningDir } from "./layout.js"
-import { makeReports } from "./quarantine.js"
+import { makeTrustedReader } from "./quarantine.js"
 import { readdir, Syscalls } from "../syscalls.js"
 import type { FileFacts } from "../job/refusal.js"
 import type { Candidate } from "./Pending.js"
@@ -172,9 +172,9 @@ const ensureStateDirectory = (spool: string, node: string) =>
 
 const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const calls = yield* Syscalls
-  const reports = makeReports()
   // Operations that read pmjq's notes log what they had to set aside.
-  const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), reports.flush)
+  const { flush, readOwn } = makeTrustedReader(spool, calls)
+  const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), flush)
   const running = runningDir(spool, node)
   yield* ensureStateDirectory(spool, node)
 
@@ -295,22 +295,10 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     })
 
   const notesFile = (name: string) => path.join(attemptsDir(spool), name)
-  const uid = process.getuid?.() ?? 0
   // Read on every claim: one failed open, on the event loop when local. Notes
   // that are not pmjq's, or do not decode, are set aside: the job counts from
   // its first attempt again.
-  const readNotes = async (name: string): Promise<AttemptNotes | null> => {
-    const file = notesFile(name)
-    const text = await calls.readText(file, uid).catch(async (e: unknown) => {
-      await reports.setAside(spool, file, describe(e))
-      return null
-    })
-    if (text === null) return null
-    const notes = decodeAttemptNotes(text)
-    if (Either.isRight(notes)) return notes.right
-    await reports.setAside(spool, file, notes.left)
-    return null
-  }
+  const readNotes = (name: string): Promise<AttemptNotes | null> => readOwn(notesFile(name), decodeAttemptNotes)
   const keyOf = async (file: string) => {
     const s = await calls.lstat(file)
     return { key: String(s.ino), mtimeMs: s.mtimeMs }

@@ -4,17 +4,19 @@
  * be), set aside under a unique name so that nothing is lost and nothing
  * untrusted is believed. Only pmjq (and root) can look inside.
  */
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { ownDirsBelow } from "../dirs.js"
+import { describe, errnoCode } from "../errors.js"
+import type { Calls } from "../syscalls.js"
 import { STATE_DIR } from "./layout.js"
 
 const QUARANTINE = "quarantine"
 
 /** Moves FILE (in the spool's .pmjq, so on its filesystem) aside; returns where it went. */
-export const quarantine = async (spool: string, file: string): Promise<string> => {
+const quarantine = async (spool: string, file: string): Promise<string> => {
   await ownDirsBelow(spool, [STATE_DIR, QUARANTINE], 0o700)
   // Unique, so no earlier quarantined file is replaced by the rename.
   const target = path.join(spool, STATE_DIR, QUARANTINE, `${Date.now()}-${randomBytes(4).toString("hex")}-${path.basename(file)}`)
@@ -23,7 +25,7 @@ export const quarantine = async (spool: string, file: string): Promise<string> =
 }
 
 /** A file set aside, and why: for the caller's log. */
-export interface Quarantined {
+interface Quarantined {
   readonly file: string
   readonly reason: string
   /** Where it went; null when it could not be moved (it is then ignored where it is). */
@@ -31,7 +33,7 @@ export interface Quarantined {
 }
 
 /** Quarantines FILE, never failing: what could not be moved is ignored where it is. */
-export const setAside = async (spool: string, file: string, reason: string): Promise<Quarantined> => {
+const setAside = async (spool: string, file: string, reason: string): Promise<Quarantined> => {
   try {
     return { file, reason, to: await quarantine(spool, file) }
   } catch {
@@ -40,21 +42,41 @@ export const setAside = async (spool: string, file: string, reason: string): Pro
 }
 
 /** The log line for a file set aside. */
-export const logSetAside = (q: Quarantined) =>
+const logSetAside = (q: Quarantined) =>
   q.to === null
     ? Effect.logError("untrusted state ignored (could not move it aside)").pipe(Effect.annotateLogs({ file: q.file, reason: q.reason }))
     : Effect.logWarning("untrusted state quarantined").pipe(Effect.annotateLogs({ file: q.file, reason: q.reason, to: q.to }))
 
 /**
- * Collects what async code set aside, so the Effect around it can log it:
- * `report` is handed to the promise side, `flush` logs and forgets.
+ * Reads pmjq's own state files in SPOOL's .pmjq, and sets aside what cannot be
+ * believed; the Effect around the reads runs `flush` to log what was set aside.
  */
-export const makeReports = () => {
+export const makeTrustedReader = (spool: string, calls: Pick<Calls, "readText">) => {
+  const uid = process.getuid?.() ?? 0
   const pending: Array<Quarantined> = []
-  return {
-    setAside: async (spool: string, file: string, reason: string) => {
-      pending.push(await setAside(spool, file, reason))
-    },
-    flush: Effect.suspend(() => Effect.forEach(pending.splice(0), logSetAside, { discard: true }))
+  const report = async (file: string, reason: string) => {
+    pending.push(await setAside(spool, file, reason))
   }
+  /**
+   * The text of one of pmjq's own files, decoded; null when there is none.
+   * Another's file, a symlink, a FIFO, or text that does not decode is set
+   * aside and judged absent; other I/O errors fail as usual.
+   */
+  const readOwn = async <A>(file: string, decode: (text: string) => Either.Either<A, string>): Promise<A | null> => {
+    let text: string | null
+    try {
+      text = await calls.readText(file, uid)
+    } catch (e) {
+      if (errnoCode(e) !== undefined && errnoCode(e) !== "ELOOP") throw e
+      await report(file, describe(e))
+      return null
+    }
+    if (text === null) return null
+    const decoded = decode(text)
+    if (Either.isRight(decoded)) return decoded.right
+    await report(file, decoded.left)
+    return null
+  }
+  const flush = Effect.suspend(() => Effect.forEach(pending.splice(0), logSetAside, { discard: true }))
+  return { readOwn, flush }
 }

@@ -3,11 +3,11 @@
  * at the start, one user cannot fill every slot while another waits
  * (--max-jobs-per-user), and a job's name cannot write to the reader's terminal.
  */
-import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { addUsers, isRoot, removeUsers, sharedSpool, submitAs } from "./users.js"
 
 describe("values that make no sense are refused: exit 64, one line, nothing created", () => {
   const t = workspace("limits-values")
@@ -63,35 +63,14 @@ describe("a job named with an escape sequence", () => {
   })
 })
 
-const isRoot = process.getuid?.() === 0
 const GREEDY = "pmjq-ga"
 const OTHER = "pmjq-gb"
-const idOf = (flag: "-u" | "-g", user: string) => Number(cp.execFileSync("id", [flag, user], { encoding: "utf8" }).trim())
-
-/** What `user` does to submit: a file of theirs, executable, renamed into the spool. */
-const submitAs = (user: string, spool: string, name: string, body: string) => {
-  const hidden = path.join(spool, `.${name}.new`)
-  fs.writeFileSync(hidden, `#!/bin/sh\n${body}\n`)
-  fs.chownSync(hidden, idOf("-u", user), idOf("-g", user))
-  fs.chmodSync(hidden, 0o755)
-  fs.renameSync(hidden, path.join(spool, name))
-}
-
 describe.skipIf(!isRoot)("(needs root: creates users) --max-jobs-per-user", () => {
-  beforeAll(() => {
-    for (const user of [GREEDY, OTHER]) {
-      cp.spawnSync("userdel", ["-r", user]) // left by a run that was killed
-      cp.execFileSync("useradd", ["-m", "-s", "/bin/sh", user])
-    }
-  })
-  afterAll(() => {
-    for (const user of [GREEDY, OTHER]) cp.spawnSync("userdel", ["-r", user])
-  })
+  beforeAll(() => addUsers([GREEDY, OTHER]))
+  afterAll(() => removeUsers([GREEDY, OTHER]))
 
   it("-j 2, cap 1: pmjq-gb's one job runs while pmjq-ga's 4 long ones hold; pmjq-ga never holds 2 slots while it waits", async () => {
-    const t = workspace("limits-greedy")
-    fs.chmodSync(t.root, 0o755)
-    fs.chmodSync(t.spool, 0o1777)
+    const t = sharedSpool("limits-greedy")
     // Every job writes one line here when it starts: written by all, read by the test.
     fs.writeFileSync(t.ledger, "")
     fs.chmodSync(t.ledger, 0o666)

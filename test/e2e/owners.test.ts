@@ -6,39 +6,21 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { publicBin, records, run, workspace } from "./harness.js"
+import { publicBin, records, run } from "./harness.js"
+import { addUsers, gidOf, isRoot, removeUsers, sharedSpool, submitAs, uidOf } from "./users.js"
 
-const isRoot = process.getuid?.() === 0
 const ALICE = "pmjq-alice"
 const BOB = "pmjq-bob"
 const TEAM = "pmjq-team"
-const uidOf = (user: string) => Number(cp.execFileSync("id", ["-u", user], { encoding: "utf8" }).trim())
-const gidOf = (user: string) => Number(cp.execFileSync("id", ["-g", user], { encoding: "utf8" }).trim())
-
-/** What `user` does to submit: a file of theirs, executable, renamed into the spool. */
-const submitAs = (user: string, spool: string, name: string, body: string, mode = 0o755) => {
-  const hidden = path.join(spool, `.${name}.new`)
-  fs.writeFileSync(hidden, `#!/bin/sh\n${body}\n`)
-  fs.chownSync(hidden, uidOf(user), gidOf(user))
-  fs.chmodSync(hidden, mode)
-  fs.renameSync(hidden, path.join(spool, name))
-}
-
-const sharedSpool = (label: string) => {
-  const t = workspace(label)
-  fs.chmodSync(t.root, 0o755)
-  fs.chmodSync(t.spool, 0o1777) // group/world-writable and sticky: the multi-user setup
-  return t
-}
 
 describe.skipIf(!isRoot)("(needs root: creates users) jobs of many users, pmjq as root", () => {
   beforeAll(() => {
     cp.spawnSync("groupadd", [TEAM])
-    for (const user of [ALICE, BOB]) cp.spawnSync("useradd", ["-m", "-s", "/bin/sh", user])
+    addUsers([ALICE, BOB])
     cp.execFileSync("usermod", ["-a", "-G", TEAM, ALICE])
   })
   afterAll(() => {
-    for (const user of [ALICE, BOB]) cp.spawnSync("userdel", ["-r", user])
+    removeUsers([ALICE, BOB])
     cp.spawnSync("groupdel", [TEAM])
   })
 

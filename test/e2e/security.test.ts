@@ -10,33 +10,10 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { BIN, lines, publicBin, records, run, start, waitFor, workspace } from "./harness.js"
+import { addUsers, asUser, gidOf, isRoot, placeAs, removeUsers, sharedSpool, submitAs, uidOf } from "./users.js"
 
-const isRoot = process.getuid?.() === 0
 const ALICE = "pmjq-sa"
 const BOB = "pmjq-sb"
-const uidOf = (user: string) => Number(cp.execFileSync("id", ["-u", user], { encoding: "utf8" }).trim())
-const gidOf = (user: string) => Number(cp.execFileSync("id", ["-g", user], { encoding: "utf8" }).trim())
-
-/** Runs a command as USER, with the user's groups, the way su would. */
-const asUser = (user: string, command: string, args: ReadonlyArray<string>, cwd = "/") =>
-  cp.spawnSync("setpriv", [`--reuid=${uidOf(user)}`, `--regid=${gidOf(user)}`, "--init-groups", "--", command, ...args], { encoding: "utf8", cwd, timeout: 60_000 })
-
-/** What USER does to submit a job by hand: their own file, executable, renamed into the spool. */
-const submitAs = (user: string, spool: string, name: string, body: string, mode = 0o755) => {
-  const hidden = path.join(spool, `.${process.pid}-${Math.random().toString(36).slice(2)}.new`)
-  fs.writeFileSync(hidden, body)
-  fs.chownSync(hidden, uidOf(user), gidOf(user))
-  fs.chmodSync(hidden, mode)
-  fs.renameSync(hidden, path.join(spool, name))
-}
-
-/** A spool many users write to, as the README sets it up. */
-const sharedSpool = (label: string) => {
-  const t = workspace(label)
-  fs.chmodSync(t.root, 0o755)
-  fs.chmodSync(t.spool, 0o1777)
-  return t
-}
 
 /** Every path below DIR, with what lstat says of it. */
 const walk = (dir: string): Array<{ readonly file: string; readonly stat: fs.Stats }> =>
@@ -50,13 +27,10 @@ const mode = (file: string) => fs.lstatSync(file).mode & 0o7777
 
 describe.skipIf(!isRoot)("(needs root: creates users, mounts a tmpfs) hostile local users against a root pmjq", () => {
   beforeAll(() => {
-    for (const user of [ALICE, BOB]) cp.spawnSync("useradd", ["-m", "-s", "/bin/sh", user])
+    addUsers([ALICE, BOB])
   })
   afterAll(() => {
-    for (const user of [ALICE, BOB]) {
-      cp.spawnSync("pkill", ["-KILL", "-u", user])
-      cp.spawnSync("userdel", ["-r", user])
-    }
+    removeUsers([ALICE, BOB])
   })
 
   it("1-2: across filesystems, no copy is set-uid or more than its owner's, a symlink stays a symlink, and a FIFO never blocks", async () => {
@@ -111,9 +85,9 @@ describe.skipIf(!isRoot)("(needs root: creates users, mounts a tmpfs) hostile lo
     const planted = sharedSpool("planted")
     const victim = path.join(planted.root, "victim")
     fs.writeFileSync(victim, "root's file\n", { mode: 0o644 })
-    expect(asUser(ALICE, "mkdir", ["-m", "777", path.join(planted.spool, ".pmjq")]).status).toBe(0)
-    expect(asUser(ALICE, "mkdir", ["-p", path.join(planted.spool, ".pmjq", "nodes")]).status).toBe(0)
-    expect(asUser(ALICE, "ln", ["-s", victim, path.join(planted.spool, ".pmjq", "nodes", ".n1.tmp")]).status).toBe(0)
+    expect(asUser(ALICE, ["mkdir", "-m", "777", path.join(planted.spool, ".pmjq")]).status).toBe(0)
+    expect(asUser(ALICE, ["mkdir", "-p", path.join(planted.spool, ".pmjq", "nodes")]).status).toBe(0)
+    expect(asUser(ALICE, ["ln", "-s", victim, path.join(planted.spool, ".pmjq", "nodes", ".n1.tmp")]).status).toBe(0)
     submitAs(ALICE, planted.spool, "job", "#!/bin/sh\necho hi\n")
     const refused = await run(["--run-as-owner", "--node-id", "n1", "-o", planted.archive, "--drain", planted.spool], planted.root)
     expect(refused.code).toBe(77)
@@ -227,21 +201,21 @@ echo held >> "${t.ledger}"
     try {
       const out = path.join(t.spool, ".pmjq", "running", "n1", ".secret.out")
       await waitFor("output", () => fs.existsSync(out) && fs.readFileSync(out, "utf8").includes("secret"))
-      expect(asUser(BOB, "cat", [out]).status).not.toBe(0)
-      expect(asUser(ALICE, "cat", [out]).stdout).toBe("alice's secret\n")
+      expect(asUser(BOB, ["cat", out]).status).not.toBe(0)
+      expect(asUser(ALICE, ["cat", out]).stdout).toBe("alice's secret\n")
       fs.writeFileSync(release, "")
       await waitFor("archived", () => records(t.archive).length === 1)
       const entry = path.join(t.archive, records(t.archive)[0]!.entry)
       for (const file of [entry + ".out", entry + ".err", entry + ".json"]) {
-        expect([file, asUser(BOB, "cat", [file]).status]).toEqual([file, 1])
-        expect([file, asUser(ALICE, "cat", [file]).status]).toEqual([file, 0])
+        expect([file, asUser(BOB, ["cat", file]).status]).toEqual([file, 1])
+        expect([file, asUser(ALICE, ["cat", file]).status]).toEqual([file, 0])
       }
     } finally {
       daemon.child.kill("SIGTERM")
       await daemon.exited
     }
     const bin = publicBin()
-    const submitted = asUser(ALICE, process.execPath, [bin, "submit", t.spool, "--", "true"], t.root)
+    const submitted = asUser(ALICE, [process.execPath, bin, "submit", t.spool, "--", "true"], t.root)
     expect(submitted.status).toBe(0)
     const name = submitted.stdout.trim()
     expect(mode(path.join(t.spool, name))).toBe(0o700)
@@ -280,7 +254,7 @@ echo held >> "${t.ledger}"
         claimedAt: "2026-01-02T03:04:05.000Z", startedAt: "2026-01-02T03:04:05.000Z", endedAt: "2099-01-02T03:04:06.000Z",
         durationMs: 1, outcome: "succeeded", exitCode: 0, signal: null, reason: null
       })
-      submitAs(ALICE, t.spool, "x.json", forged + "\n")
+      placeAs(ALICE, t.spool, "x.json", forged + "\n")
       await waitFor("x.json archived", () => records(t.errors).some((r) => r.name === "x.json"))
       const status = await run(["status", "--json", t.spool], t.root)
       expect(status.code).toBe(0)

@@ -11,34 +11,11 @@ import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { SpawnReport, SpawnRequest } from "../../src/job/spawner.js"
 import { BIN, records, run, tempDir, waitFor, workspace } from "./harness.js"
+import { addUsers, asUser, gidOf, isRoot, sharedSpool, submitAs, uidOf } from "./users.js"
 
-const isRoot = process.getuid?.() === 0
 const WA = "pmjq-wa"
 const WB = "pmjq-wb"
 const SPAWNER = path.resolve(import.meta.dirname, "../../dist/spawner.js")
-
-const uidOf = (user: string) => Number(cp.execFileSync("id", ["-u", user], { encoding: "utf8" }).trim())
-const gidOf = (user: string) => Number(cp.execFileSync("id", ["-g", user], { encoding: "utf8" }).trim())
-
-/** What `user` does to submit: a file of theirs, executable, renamed into the spool. */
-const submitAs = (user: string, spool: string, name: string, body: string) => {
-  const hidden = path.join(spool, `.${name}.new`)
-  fs.writeFileSync(hidden, body.startsWith("#!") ? body : `#!/bin/sh\n${body}\n`)
-  fs.chownSync(hidden, uidOf(user), gidOf(user))
-  fs.chmodSync(hidden, 0o755)
-  fs.renameSync(hidden, path.join(spool, name))
-}
-
-/** Runs ARGV as USER, with the user's groups. */
-const asUser = (user: string, argv: ReadonlyArray<string>) =>
-  cp.spawnSync("setpriv", [`--reuid=${uidOf(user)}`, `--regid=${gidOf(user)}`, "--init-groups", "--", ...argv], { encoding: "utf8", cwd: "/" })
-
-const sharedSpool = (label: string) => {
-  const t = workspace(label)
-  fs.chmodSync(t.root, 0o755) // users may enter it
-  fs.chmodSync(t.spool, 0o1777) // the multi-user setup: anyone adds, sticky
-  return t
-}
 
 interface Daemon {
   readonly child: cp.ChildProcess
@@ -103,12 +80,7 @@ const killAllOf = async (user: string) => {
 }
 
 describe.skipIf(!isRoot)("(needs root: creates users) a job run as its owner does not inherit root's world", () => {
-  beforeAll(() => {
-    for (const user of [WA, WB]) {
-      cp.spawnSync("userdel", ["-r", user]) // left by a run that was killed
-      cp.execFileSync("useradd", ["-m", "-s", "/bin/sh", user])
-    }
-  })
+  beforeAll(() => addUsers([WA, WB]))
   afterEach(async () => {
     for (const user of [WA, WB]) await killAllOf(user)
   })
