@@ -101,17 +101,67 @@ export const ownDirsBelow = async (root: string, parts: ReadonlyArray<string>, m
 }
 
 /**
- * StrictModes for an archive or error dir: the dir itself is pmjq's own, and
- * every directory above it (of its real path) is owned by root or pmjq and not
- * open to others without the sticky bit. Throws UntrustedDirectory.
+ * Walks DIR as the kernel resolves it, from "/": every directory met on the
+ * way (the given path's and any symlink's target's) passes parentProblem, and
+ * every symlink on the way is root's or pmjq's (one that a user owns could be
+ * pointed elsewhere at any time). Returns the real path, or null when a
+ * component does not exist yet (everything before it was checked). Throws
+ * UntrustedDirectory.
  */
-export const verifyArchiveDir = async (dir: string): Promise<void> => {
-  const real = await fsp.realpath(dir)
+const walk = async (dir: string): Promise<string | null> => {
+  const uid = myUid()
+  const pending = path.resolve(dir).split("/").filter((part) => part !== "")
+  let here = "/"
+  for (let hops = 0; pending.length > 0;) {
+    const problem = parentProblem(await fsp.stat(here), uid)
+    if (problem !== null) throw new UntrustedDirectory(here, `(on the way to ${dir}) ${problem}`)
+    const next = path.join(here, pending.shift()!)
+    const stat = await fsp.lstat(next).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
+    if (stat === null) return null
+    if (!stat.isSymbolicLink()) {
+      here = next
+      continue
+    }
+    if (stat.uid !== uid && stat.uid !== 0) throw new UntrustedDirectory(next, `(on the way to ${dir}) is a symlink owned by uid ${stat.uid}, neither root nor pmjq`)
+    if (++hops > 40) throw new UntrustedDirectory(next, "has too many levels of symlinks")
+    const target = await fsp.readlink(next)
+    pending.unshift(...target.split("/").filter((part) => part !== ""))
+    if (path.isAbsolute(target)) here = "/"
+  }
+  return here
+}
+
+/**
+ * StrictModes for an archive or error dir, made if missing (mode 0755): every
+ * directory on the way to it, as given and through any symlink, is owned by
+ * root or pmjq and not open to others without the sticky bit; every symlink on
+ * the way is root's or pmjq's; the dir itself is pmjq's own. Checked before
+ * anything is made, and again after. Throws UntrustedDirectory.
+ */
+export const ensureArchiveDir = async (dir: string): Promise<void> => {
+  if ((await walk(dir)) === null) await mkdirs(dir)
+  const real = await walk(dir)
+  if (real === null) throw Object.assign(new Error(`${dir} vanished as it was made`), { code: "ENOENT" })
   await verifyOwnDir(real)
-  for (let above = path.dirname(real); ; above = path.dirname(above)) {
-    const problem = parentProblem(await fsp.stat(above))
-    if (problem !== null) throw new UntrustedDirectory(above, `(above ${dir}) ${problem}`)
-    if (path.dirname(above) === above) break
+}
+
+/**
+ * A spool pmjq runs as root on: owned by root or pmjq (its owner could rename
+ * pmjq's .pmjq away and plant another), open to others only with the sticky
+ * bit, reached only through directories and symlinks others cannot change.
+ * Null when it is; else why.
+ */
+export const spoolProblem = async (spool: string): Promise<string | null> => {
+  try {
+    const real = await walk(spool)
+    if (real === null) return null // SpoolMissing is said elsewhere
+    const stat = await fsp.stat(real)
+    const uid = myUid()
+    if (stat.uid !== uid && stat.uid !== 0) return `${spool} is owned by uid ${stat.uid}, neither root nor pmjq: its owner could replace pmjq's own state`
+    if ((stat.mode & 0o022) !== 0 && (stat.mode & S_ISVTX) === 0) return `${spool} is writable by group or others without the sticky bit, and pmjq runs as root: chmod +t it`
+    return null
+  } catch (e) {
+    return e instanceof UntrustedDirectory ? e.message : null
   }
 }
 

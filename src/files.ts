@@ -138,35 +138,6 @@ const copyOf = (stat: fs.Stats): { readonly mode: number; readonly owner: Owners
   owner: process.getuid?.() === 0 ? { uid: stat.uid, gid: stat.gid } : null
 })
 
-/**
- * Copies the regular file FROM to a new file TO (created as createNew does,
- * with copyOf's mode and owner). A symlink, FIFO or device is never opened for
- * its content: ELOOP or Untrusted.
- */
-export const copyNew = (from: string, to: string): void => {
-  const source = openRegular(from)
-  try {
-    const { mode, owner } = copyOf(source.stat)
-    const fd = createNew(to, mode, owner)
-    try {
-      const buffer = Buffer.allocUnsafe(1 << 16)
-      for (;;) {
-        const n = fs.readSync(source.fd, buffer, 0, buffer.length, null)
-        if (n === 0) break
-        let written = 0
-        while (written < n) written += fs.writeSync(fd, buffer, written, n - written)
-      }
-    } catch (e) {
-      fs.closeSync(fd)
-      unlinkQuietly(to)
-      throw e
-    }
-    fs.closeSync(fd)
-  } finally {
-    fs.closeSync(source.fd)
-  }
-}
-
 // The same on libuv's thread pool, for filesystems where each call is a
 // network round trip (NFS, FUSE): see syscalls.ts.
 
@@ -222,19 +193,34 @@ export const readRegularAsync = async (file: string, uid: number | null = null):
   }
 }
 
+const ZEROS = Buffer.alloc(1 << 16)
+
+/**
+ * Copies the regular file FROM to a new file TO (created as createNew does,
+ * with copyOf's mode and owner). A symlink, FIFO or device is never opened for
+ * its content: ELOOP or Untrusted. Always on the thread pool, and blocks of
+ * zeros are left as holes: a job can make its output a sparse file of any
+ * size (truncate -s 100G), which must cost neither pmjq's event loop nor the
+ * archive's disk.
+ */
 export const copyNewAsync = async (from: string, to: string): Promise<void> => {
   const source = await openRegularAsync(from, null)
   try {
     const { mode, owner } = copyOf(source.stat)
     const target = await createNewAsync(to, mode, owner)
     try {
-      const buffer = Buffer.allocUnsafe(1 << 16)
+      const buffer = Buffer.allocUnsafe(ZEROS.length)
+      let position = 0
       for (;;) {
         const { bytesRead } = await source.handle.read(buffer, 0, buffer.length, null)
         if (bytesRead === 0) break
-        let written = 0
-        while (written < bytesRead) written += (await target.write(buffer, written, bytesRead - written)).bytesWritten
+        if (buffer.compare(ZEROS, 0, bytesRead, 0, bytesRead) !== 0) {
+          let written = 0
+          while (written < bytesRead) written += (await target.write(buffer, written, bytesRead - written, position + written)).bytesWritten
+        }
+        position += bytesRead
       }
+      await target.truncate(position)
     } catch (e) {
       await target.close()
       await unlinkQuietlyAsync(to)

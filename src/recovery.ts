@@ -149,7 +149,8 @@ export const makeRecovery = (settings: RecoverySettings) =>
      * how many other nodes look alive (0 when the spool could not be read).
      */
     const round = Effect.gen(function*() {
-      yield* spool.checkState
+      // Recovery moves and removes files: never in a state someone else may control.
+      if (!(yield* spool.checkState)) return 0
       const now = yield* Clock.currentTimeMillis
       let alive = 0
       for (const view of yield* nodes.others) {

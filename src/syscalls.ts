@@ -61,7 +61,8 @@ const direct: Calls = {
   link: (existing, created) => now(() => fs.linkSync(existing, created)),
   unlink: (file) => now(() => fs.unlinkSync(file)),
   writeNew: (file, data, mode, owner = null) => now(() => files.writeNew(file, data, mode, owner)),
-  copyNew: (from, to) => now(() => files.copyNew(from, to)),
+  // A copy may be of any size: never on the event loop (files.ts).
+  copyNew: files.copyNewAsync,
   readText: (file, uid) => now(() => files.readRegular(file, uid))
 }
 

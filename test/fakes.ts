@@ -65,7 +65,7 @@ export const fakeSpool = Effect.gen(function*() {
       }),
     startedBefore: () => Effect.succeed(0),
     facts: () => Effect.succeed({ isFile: true, isSymlink: false, mode: 0o100755, uid: 1000, gid: 1000, nlink: 1, ino: 1 }),
-    checkState: Effect.void,
+    checkState: Effect.succeed(true),
     whenTrusted: Effect.void,
     // Like the kernel: whatever has happened is reported at once, in one go.
     watch: (changed) =>

@@ -18,7 +18,7 @@ import { Archive } from "../job/Archive.js"
 import { ProcessRunner } from "../job/Runner.js"
 import { logLayer } from "../log.js"
 import { NodesLive } from "../spool/Nodes.js"
-import { ensureDirectory, requireSpool, requireStickyIfOpen, SpoolLive } from "../spool/Spool.js"
+import { ensureDirectory, requireSpool, requireTrustedSpool, SpoolLive } from "../spool/Spool.js"
 import { Syscalls } from "../syscalls.js"
 import { check, duration, optionalDuration } from "./options.js"
 
@@ -247,9 +247,9 @@ const run = (options: Parsed) =>
     yield* requireSpool(spool)
     yield* refuseInsideSpool(spool, "archive-dir", archiveDir)
     yield* refuseInsideSpool(spool, "error-dir", errorDir)
-    // As root, an open spool without the sticky bit lets any user replace
-    // pmjq's own state: refused. Otherwise users can only swap each other's jobs.
-    yield* (asRoot ? requireStickyIfOpen(spool) : warnIfOpenSpool(spool))
+    // As root, a spool a user could take over lets them replace pmjq's own
+    // state: refused. Otherwise users can only swap each other's jobs.
+    yield* (asRoot ? requireTrustedSpool(spool) : warnIfOpenSpool(spool))
     yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))
     yield* daemon(settings).pipe(Effect.scoped, Effect.provide(live))
   }).pipe(Effect.provide(logLayer(options.logFormat)))

@@ -3,23 +3,16 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect } from "effect"
 import * as path from "node:path"
 import { escapeJson } from "../log.js"
+import { visible } from "../text.js"
 import { requireSpool } from "../spool/Spool.js"
 import { type SpoolView, viewSpool } from "../spool/view.js"
 
 const ago = (ms: number) =>
   ms < 1000 ? `${ms} ms` : ms < 120_000 ? `${Math.round(ms / 1000)} s` : ms < 7_200_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 3_600_000)} h`
 
-/**
- * Text from the spool as the terminal may see it: C0 controls, DEL and C1
- * controls as `\xHH`. Names, node ids and reasons are anyone's to choose, and
- * an escape sequence printed raw could retitle or rewrite the reader's terminal.
- */
-export const visible = (text: string) =>
-  text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
-
 // Every cell is made visible before the widths are measured, so columns line up.
 const table = (rawRows: ReadonlyArray<ReadonlyArray<string>>) => {
-  const rows = rawRows.map((r) => r.map(visible))
+  const rows = rawRows.map((r) => r.map((cell) => visible(cell)))
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   return rows.map((r) => "  " + r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")
 }

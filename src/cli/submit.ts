@@ -53,19 +53,21 @@ const write = (spool: string, name: string, text: string) =>
   Effect.try({
     try: () => {
       const hidden = path.join(spool, `.pmjq-submit-${name}`)
-      const fd = fs.openSync(hidden, "wx", 0o600)
+      const fd = fs.openSync(hidden, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+      let ino: number
       try {
         fs.writeSync(fd, text)
         fs.fsyncSync(fd)
+        // Its owner's alone: other users of a shared spool cannot read it.
+        fs.fchmodSync(fd, 0o700)
+        ino = fs.fstatSync(fd).ino
       } finally {
         fs.closeSync(fd)
       }
-      // Its owner's alone: other users of a shared spool cannot read it.
-      fs.chmodSync(hidden, 0o700)
-      // link + unlink: never replaces a job that somehow took the name.
-      fs.linkSync(hidden, path.join(spool, name))
-      const { ino } = fs.lstatSync(hidden)
-      fs.unlinkSync(hidden)
+      // rename, not link + unlink: for a moment the job would have two links,
+      // and a node that claimed it then would refuse it. The name is unique
+      // (random), and in a sticky spool no rename replaces another user's file.
+      fs.renameSync(hidden, path.join(spool, name))
       return ino
     },
     catch: (e) => new UsageError({ reason: `cannot submit to ${spool}: ${(e as Error).message}` })

@@ -13,10 +13,12 @@ import { Context, Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
+import type { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
+import { logLines } from "../text.js"
 import { isJobName } from "../decode.js"
 import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
-import { mkdirs } from "../dirs.js"
+import { ensureArchiveDir } from "../dirs.js"
 import { type Ownership, recordKeeping } from "../files.js"
 import { type Calls, Syscalls } from "../syscalls.js"
 import { type JobRecord, recordText, stamp } from "./Record.js"
@@ -135,7 +137,11 @@ const placeExclusive = async (calls: Calls, from: string, to: string): Promise<P
   }
   try {
     const source = await calls.lstat(from)
-    if (source.isSymbolicLink()) await fsp.symlink(await fsp.readlink(from), to)
+    if (source.isSymbolicLink()) {
+      await fsp.symlink(await fsp.readlink(from), to)
+      // Its owner's, as the link was (lchown never follows it).
+      if (process.getuid?.() === 0) await fsp.lchown(to, source.uid, source.gid)
+    }
     else if (source.isFile()) await calls.copyNew(from, to)
     else return "skipped"
     return "placed"
@@ -148,10 +154,10 @@ const placeExclusive = async (calls: Calls, from: string, to: string): Promise<P
 const removeIfPresent = (calls: Calls, file: string) =>
   calls.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
-const replay = (file: string, sink: NodeJS.WritableStream) =>
-  pipeline(fs.createReadStream(file), sink, { end: false }).catch((e: unknown) =>
-    errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)
-  )
+// Error output joins pmjq's log: marked and escaped line by line (text.ts).
+const replay = (file: string, sink: NodeJS.WritableStream, through: Transform | null) =>
+  (through === null ? pipeline(fs.createReadStream(file), sink, { end: false }) : pipeline(fs.createReadStream(file), through, sink, { end: false }))
+    .catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
 const makeLive = (calls: Calls) => {
   const fail = (where: string) => (e: unknown) => new ArchiveFailed({ path: where, reason: describe(e) })
@@ -222,7 +228,9 @@ const makeLive = (calls: Calls) => {
       const placeIn = (candidate: string) =>
         place(dir, candidate, job).catch(async (e: unknown) => {
           if (errnoCode(e) !== "ENOENT" || (await fsp.stat(dir).then(() => true, () => false))) throw e
-          await mkdirs(dir)
+          // Made again only as safely as at startup: in a sticky folder such as
+          // /tmp, a user may have taken the name meanwhile.
+          await ensureArchiveDir(dir)
           return place(dir, candidate, job)
         })
       const entry = yield* reserveEntry(
@@ -241,9 +249,8 @@ const makeLive = (calls: Calls) => {
   const discard = (job: Finished) =>
     Effect.tryPromise({
       try: async () => {
-        for (const [file, sink] of [[job.stdout, process.stdout], [job.stderr, process.stderr]] as const) {
-          if (file !== null) await replay(file, sink)
-        }
+        if (job.stdout !== null) await replay(job.stdout, process.stdout, null)
+        if (job.stderr !== null) await replay(job.stderr, process.stderr, logLines(job.record.name))
         await leaveRunningFolder(job)()
       },
       catch: fail(job.script ?? job.recordFile)

@@ -30,9 +30,10 @@
  */
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
-import type { Readable, Writable } from "node:stream"
+import type { Readable, Transform, Writable } from "node:stream"
 import { createNew, type Ownership, PRIVATE, recordKeeping, replaceWhole } from "../files.js"
 import { isZombie } from "../proc.js"
+import { logLines } from "../text.js"
 import { type RecordBase, recordText, startedRecord } from "./Record.js"
 import { fdinfoFlags, jobCommand, jobDirectory, jobEnvironment, type JobUser, strayDescriptors } from "./world.js"
 
@@ -194,12 +195,16 @@ const isDirectory = (dir: string) => {
 // pipe() waits while pmjq's output is slow, so the job waits too; { end: false }
 // keeps pmjq's output open for the next job. (Node makes the pipe a socket
 // pair: a job that opens /dev/stdout gets ENXIO, as under journald; >&2 works.)
-const relay = (from: Readable | null, to: Writable) => {
+// Error output goes to pmjq's stderr, its log: line by line, each line marked
+// with the job's name and its control characters escaped (text.ts: logLines),
+// so that no job writes a line that reads as pmjq's own.
+const relay = (from: Readable | null, to: Writable, through: Transform | null = null) => {
   if (from === null) return
   relaying.add(from)
   from.once("close", () => relaying.delete(from))
-  if (to.writable) from.pipe(to, { end: false })
-  else from.resume()
+  if (!to.writable) return void from.resume()
+  if (through === null) from.pipe(to, { end: false })
+  else from.pipe(through).pipe(to, { end: false })
 }
 // Should pmjq's output fail (a closed pipe), jobs' output is dropped: neither
 // a job blocked on a full pipe nor this helper dying of an unheard 'error'.
@@ -244,7 +249,7 @@ const spawn = (request: SpawnRequest) => {
     return failed(e)
   }
   relay(child.stdout, process.stdout)
-  relay(child.stderr, process.stderr)
+  relay(child.stderr, process.stderr, logLines(request.env.PMJQ_JOB ?? request.path))
   // A failed exec of setpriv or prlimit themselves is not the job's doing: say
   // which (the job's own exec errors are reported by setpriv, exit 127 or 126).
   child.once("error", (e: NodeJS.ErrnoException) =>

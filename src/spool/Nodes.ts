@@ -162,9 +162,10 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           }
         })
 
+      // Real folders only: a symlink named like one is never followed.
       const adopted = io("list", mine, async () =>
-        (await listOrEmpty(mine))
-          .filter((n) => n.startsWith(ADOPTED_PREFIX)).map((n) => path.join(mine, n)))
+        (await fsp.readdir(mine, { withFileTypes: true }).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e))))
+          .filter((e) => e.isDirectory() && e.name.startsWith(ADOPTED_PREFIX)).map((e) => path.join(mine, e.name)))
 
       const inventory = (folder: string) =>
         io("inventory", folder, async (): Promise<Inventory> => {

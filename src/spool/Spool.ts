@@ -15,7 +15,7 @@ import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, NotPermitted, SpoolIOError, SpoolMissing } from "../errors.js"
 import { type AttemptNotes, decodeAttemptNotes } from "../decode.js"
-import { listOrEmpty, mkdirs, ownDirsBelow, UntrustedDirectory, verifyArchiveDir, verifyOwnDir } from "../dirs.js"
+import { ensureArchiveDir, listOrEmpty, ownDirsBelow, spoolProblem, UntrustedDirectory, verifyOwnDir } from "../dirs.js"
 import { STATE_DIR, runningDir } from "./layout.js"
 import { makeTrustedReader } from "./quarantine.js"
 import { readdir, Syscalls } from "../syscalls.js"
@@ -64,10 +64,10 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly facts: (claim: Claim) => Effect.Effect<FileFacts, SpoolIOError>
     /**
      * Checks that .pmjq and this node's folders are still pmjq's own (run every
-     * recovery round). While they are not, nothing is claimed, and the problem
-     * is logged once.
+     * recovery round); true when they are. While they are not, nothing is
+     * claimed or recovered, and the problem is logged once.
      */
-    readonly checkState: Effect.Effect<void>
+    readonly checkState: Effect.Effect<boolean>
     /** Waits while pmjq's state is not trusted. */
     readonly whenTrusted: Effect.Effect<void>
     /**
@@ -108,6 +108,16 @@ export const besideClaim = (claimPath: string, suffix: ".out" | ".err" | ".json"
 /** Numbered like GNU backups, so a second same-named claim never replaces the first. */
 const claimTarget = (dir: string, name: string, n: number) => path.join(dir, n === 0 ? name : `${name}.~${n}~`)
 
+const factsOf = (s: fs.Stats): FileFacts => ({
+  isFile: s.isFile(),
+  isSymlink: s.isSymbolicLink(),
+  mode: s.mode,
+  uid: s.uid,
+  gid: s.gid,
+  nlink: s.nlink,
+  ino: s.ino
+})
+
 const ioCall = <A>(operation: string, file: string, run: () => Promise<A>) =>
   Effect.tryPromise({
     try: run,
@@ -121,10 +131,7 @@ export const refuseUntrusted = (e: UntrustedDirectory) =>
 /** An archive or error dir: made if missing (mode 0755), then checked as sshd's StrictModes would. */
 export const ensureDirectory = (dir: string) =>
   Effect.tryPromise({
-    try: async () => {
-      await mkdirs(path.resolve(dir))
-      await verifyArchiveDir(path.resolve(dir))
-    },
+    try: () => ensureArchiveDir(path.resolve(dir)),
     catch: (e) => (e instanceof UntrustedDirectory ? refuseUntrusted(e) : new CannotCreateDirectory({ path: dir, reason: describe(e) }))
   })
 
@@ -136,18 +143,15 @@ export const requireSpool = (spool: string) =>
   )
 
 /**
- * As root, a spool others can write without the sticky bit is refused: any
- * user could rename pmjq's own .pmjq away and plant theirs, or swap each
- * other's jobs. (Not as root: a warning, see cli/daemon.ts.)
+ * As root, the spool itself must be one no user can take over: owned by root
+ * or pmjq, sticky when others may write it, reached through directories only
+ * root or pmjq can change (dirs.ts: spoolProblem). Otherwise any user could
+ * rename pmjq's own .pmjq away and plant theirs, or swap each other's jobs.
+ * (Not as root: a warning for an open spool, see cli/daemon.ts.)
  */
-export const requireStickyIfOpen = (spool: string) =>
-  Effect.promise(() => fsp.stat(spool).then((s) => s.mode, () => 0)).pipe(
-    Effect.filterOrFail(
-      (mode) => (mode & 0o022) === 0 || (mode & 0o1000) !== 0,
-      () => new NotPermitted({ reason: `${spool} is writable by group or others without the sticky bit, and pmjq runs as root: chmod +t it` })
-    ),
-    Effect.asVoid
-  )
+export const requireTrustedSpool = (spool: string) =>
+  Effect.flatMap(Effect.promise(() => spoolProblem(spool)), (problem) =>
+    problem === null ? Effect.void : Effect.fail(new NotPermitted({ reason: problem })))
 
 // Component by component below the spool, never creating the spool itself: a
 // spool that vanished is SpoolMissing, not a fresh empty directory. The node's
@@ -173,7 +177,7 @@ const ensureStateDirectory = (spool: string, node: string) =>
 const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const calls = yield* Syscalls
   // Operations that read pmjq's notes log what they had to set aside.
-  const { flush, readOwn } = makeTrustedReader(spool, calls)
+  const { flush, readOwn, setAside } = makeTrustedReader(spool, calls)
   const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), flush)
   const running = runningDir(spool, node)
   yield* ensureStateDirectory(spool, node)
@@ -222,6 +226,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     return n > 0
   }
 
+  const claimedFacts = new Map<string, FileFacts>()
+
   // Set by checkState; a claim made while it is false would rename a user's
   // file into a folder someone else may control.
   let trusted = true
@@ -245,6 +251,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       yield* trustedLatch.close
       yield* Effect.logError("pmjq's state in the spool cannot be trusted; claiming stops until it is fixed").pipe(Effect.annotateLogs({ reason: problem }))
     }
+    return trusted
   })
 
   const claim = (name: string) =>
@@ -268,6 +275,17 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         throw e
       }
       held.add(path.basename(target))
+      const stat = await calls.lstat(target)
+      if (stat.isDirectory()) {
+        // A folder swapped in after the name was seen as a file. Folders are
+        // left alone, and none may stay in a folder only pmjq writes: it goes
+        // back (rename cannot replace a file that took the name meanwhile),
+        // else it is set aside.
+        held.delete(path.basename(target))
+        await calls.rename(target, source).catch(() => setAside(target, "a folder claimed in place of a job"))
+        return Option.none()
+      }
+      claimedFacts.set(target, factsOf(stat))
       const claimedAt = Date.now()
       const notes = await readNotes(name)
       if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null })
@@ -371,17 +389,13 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       return Effect.sync(() => watcher.close())
     })
 
+  // What the claim's own lstat saw: asked once more by the job, right after.
   const facts = (claim: Claim) =>
-    io("inspect", claim.path, () =>
-      calls.lstat(claim.path).then((s): FileFacts => ({
-        isFile: s.isFile(),
-        isSymlink: s.isSymbolicLink(),
-        mode: s.mode,
-        uid: s.uid,
-        gid: s.gid,
-        nlink: s.nlink,
-        ino: s.ino
-      })))
+    io("inspect", claim.path, async () => {
+      const known = claimedFacts.get(claim.path)
+      claimedFacts.delete(claim.path)
+      return known ?? factsOf(await calls.lstat(claim.path))
+    })
 
   return Spool.of({
     path: spool,

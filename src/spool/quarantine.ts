@@ -78,5 +78,5 @@ export const makeTrustedReader = (spool: string, calls: Pick<Calls, "readText">)
     return null
   }
   const flush = Effect.suspend(() => Effect.forEach(pending.splice(0), logSetAside, { discard: true }))
-  return { readOwn, flush }
+  return { readOwn, setAside: report, flush }
 }

@@ -137,7 +137,7 @@ describe("hostile input", () => {
     try {
       const daemon = start(["-o", t.archive, t.spool], t.root)
       try {
-        submit(t.spool, "bulky", `echo ran >> "${t.ledger}"\nhead -c 2097152 /dev/zero`)
+        submit(t.spool, "bulky", `echo ran >> "${t.ledger}"\nyes pmjq | head -c 2097152`)
         await waitFor("archival failed", () => /not archived yet; kept, will retry .*ENOSPC/.test(daemon.output().stderr))
         expect(records(t.archive)).toEqual([])
         cp.execFileSync("mount", ["-o", "remount,size=8m", t.archive])

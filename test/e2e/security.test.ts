@@ -68,6 +68,7 @@ describe.skipIf(!isRoot)("(needs root: creates users, mounts a tmpfs) hostile lo
       expect(fs.lstatSync(suid).uid).toBe(uid)
       expect(mode(suid)).toBe(0o755)
       expect(fs.readlinkSync(path.join(errors, rejected.get("link")!.entry))).toBe(secret)
+      expect(fs.lstatSync(path.join(errors, rejected.get("link")!.entry)).uid).toBe(uid)
       // A FIFO's content is never read: its entry is its record alone.
       expect(rejected.get("fifo")).toMatchObject({ outcome: "rejected", reason: "refused: not a regular file" })
       expect(fs.existsSync(path.join(errors, rejected.get("fifo")!.entry))).toBe(false)
@@ -107,6 +108,35 @@ describe.skipIf(!isRoot)("(needs root: creates users, mounts a tmpfs) hostile lo
     expect(refusedInner.code).toBe(77)
     expect(refusedInner.stderr).toContain(`${path.join(inner.spool, ".pmjq", "running", "n1")} is owned by uid ${uidOf(ALICE)}`)
     expect(fs.readFileSync(victim, "utf8")).toBe("root's file\n")
+  })
+
+  it("3: an archive dir reached through a user's symlink, or below a user's folder, and a spool a user owns are refused before anything is made (exit 77)", async () => {
+    const t = sharedSpool("strict")
+    const sticky = path.join(t.root, "sticky")
+    fs.mkdirSync(sticky, { mode: 0o1777 })
+    fs.chmodSync(sticky, 0o1777)
+    const target = path.join(t.root, "profile.d")
+    fs.mkdirSync(target, { mode: 0o755 })
+    // In a sticky folder like /tmp, a user plants the archive's name as a symlink to a folder of root's.
+    expect(asUser(ALICE, ["ln", "-s", target, path.join(sticky, "archive")]).status).toBe(0)
+    const viaLink = await run(["--run-as-owner", "-o", path.join(sticky, "archive"), "--drain", t.spool], t.root)
+    expect(viaLink.code).toBe(77)
+    expect(viaLink.stderr).toContain(`${path.join(sticky, "archive")} (on the way to ${path.join(sticky, "archive")}) is a symlink owned by uid ${uidOf(ALICE)}`)
+    // Below a folder a user owns: refused before pmjq makes anything there.
+    const home = path.join(t.root, "alices")
+    fs.mkdirSync(home, { mode: 0o755 })
+    fs.chownSync(home, uidOf(ALICE), gidOf(ALICE))
+    const below = await run(["--run-as-owner", "-e", path.join(home, "errors"), "--drain", t.spool], t.root)
+    expect(below.code).toBe(77)
+    expect(below.stderr).toContain(`${home} (on the way to ${path.join(home, "errors")}) is owned by uid ${uidOf(ALICE)}`)
+    expect(fs.readdirSync(home)).toEqual([])
+    // A spool its user owns: they could rename .pmjq away and plant theirs.
+    fs.chownSync(t.spool, uidOf(ALICE), gidOf(ALICE))
+    const owned = await run(["--run-as-owner", "-o", t.archive, "--drain", t.spool], t.root)
+    expect(owned.code).toBe(77)
+    expect(owned.stderr).toContain(`${t.spool} is owned by uid ${uidOf(ALICE)}, neither root nor pmjq`)
+    expect(fs.readdirSync(target)).toEqual([])
+    expect(fs.existsSync(path.join(t.spool, ".pmjq"))).toBe(false)
   })
 
   it("3: a .pmjq folder opened to others while pmjq runs stops claiming, with an error, until it is pmjq's own again", async () => {
@@ -178,11 +208,21 @@ echo held >> "${t.ledger}"
     // A heartbeat torn or forged: judged by its folder instead.
     ghost("g4", "{ not json", "torn", record("torn", { node: "g4" }))
 
-    const result = await run(["-o", t.archive, "--drain", t.spool], t.root)
+    // A folder named like a dead node's taken-over one, but a symlink to root's files.
+    const sysdir = path.join(t.root, "sysdir")
+    fs.mkdirSync(sysdir)
+    fs.writeFileSync(path.join(sysdir, "important"), "root's\n", { mode: 0o600 })
+    fs.mkdirSync(path.join(t.spool, ".pmjq", "running", "n1"), { mode: 0o755 })
+    fs.symlinkSync(sysdir, path.join(t.spool, ".pmjq", "running", "n1", ".from-x"))
+
+    const result = await run(["--node-id", "n1", "--orphans", "fail", "-o", t.archive, "--drain", t.spool], t.root)
     expect(result.code).toBe(0)
+    expect(fs.readdirSync(sysdir)).toEqual(["important"])
     // Nothing escaped; the jobs whose record could not be believed ran again (at least once, as documented).
     expect(walk(t.root).filter(({ file }) => path.basename(file) === "escaped")).toEqual([])
-    expect(lines(t.ledger).sort()).toEqual(["alien ran", "baddate ran", "evil ran"])
+    // (With --orphans fail, a job whose record went to quarantine is failed as interrupted, not run again.)
+    expect(lines(t.ledger)).toEqual([])
+    expect(records(t.archive).map((r) => [r.name, r.outcome]).sort()).toEqual([["alien", "interrupted"], ["baddate", "interrupted"], ["evil", "interrupted"]])
     const quarantined = fs.readdirSync(path.join(t.spool, ".pmjq", "quarantine"))
     for (const name of [".evil.json", ".baddate.json", ".alien.json", "g4"]) {
       expect(quarantined.filter((q) => q.endsWith(`-${name}`))).toHaveLength(1)
@@ -191,6 +231,18 @@ echo held >> "${t.ledger}"
     expect(result.stderr).toMatch(/untrusted state quarantined file=\S+\.evil\.json reason="name: a job name must be one path component/)
     expect(result.stderr).toMatch(/untrusted state quarantined file=\S+\.alien\.json reason=".*owned by uid/)
     expect(result.stderr).not.toMatch(/internal error|RangeError/)
+  })
+
+  it("5: without -o or -e, a job's error output reaches pmjq's log marked with its name and escaped: it cannot forge pmjq's lines", async () => {
+    const t = sharedSpool("forge-log")
+    const forged = `2026-11-29T00:00:00.000Z INFO finished job=backup outcome=succeeded`
+    submitAs(ALICE, t.spool, "liar", `#!/bin/sh\nprintf '\\n%s\\n\\033]0;owned\\007tail' '${forged}' >&2\necho plain\n`)
+    const result = await run(["--run-as-owner", "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(result.stdout).toBe("plain\n")
+    expect(result.stderr).not.toContain("\u001b")
+    expect(result.stderr).not.toMatch(new RegExp(`^${forged}`, "m"))
+    expect(result.stderr).toContain(`[liar] ${forged}\n[liar] \\x1b]0;owned\\x07tail\n`)
   })
 
   it("5: while a job runs and after, another user reads none of its output or record; pmjq submit writes jobs 0700", async () => {

@@ -1,7 +1,8 @@
 /** Control characters in names never reach a terminal raw: the text and JSON logs, and `pmjq status`. */
 import { Effect } from "effect"
 import { describe, expect, it, vi } from "vitest"
-import { render, visible } from "../../src/cli/status.js"
+import { render } from "../../src/cli/status.js"
+import { visible } from "../../src/text.js"
 import { type LogFormat, logLayer } from "../../src/log.js"
 import type { SpoolView } from "../../src/spool/view.js"
 

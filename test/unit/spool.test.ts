@@ -1,0 +1,66 @@
+/** The live Spool on a real folder: what a claim does with what it finds. */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Readable } from "node:stream"
+import { Spool, SpoolLive } from "../../src/spool/Spool.js"
+import { Syscalls } from "../../src/syscalls.js"
+import { logLines } from "../../src/text.js"
+
+const spoolAt = (dir: string) => Spool.pipe(Effect.provide(SpoolLive({ spool: dir, node: "n1" }).pipe(Layer.provide(Syscalls.Direct))))
+
+describe("Spool.claim", () => {
+  it.effect("a folder swapped in for a queued file is never kept: it goes back under its name", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-spool-"))
+      const spool = yield* spoolAt(dir)
+      fs.writeFileSync(path.join(dir, "job"), "#!/bin/sh\n", { mode: 0o755 })
+      expect(Option.isSome(yield* spool.inspect("job"))).toBe(true)
+      // The user swaps the file for a folder of theirs between the look and the claim.
+      fs.unlinkSync(path.join(dir, "job"))
+      fs.mkdirSync(path.join(dir, "job"))
+      fs.writeFileSync(path.join(dir, "job", "inside"), "x")
+      expect(yield* spool.claim("job")).toEqual(Option.none())
+      expect(fs.readdirSync(path.join(dir, "job"))).toEqual(["inside"])
+      expect(fs.readdirSync(path.join(dir, ".pmjq", "running", "n1"))).toEqual([])
+      fs.rmSync(dir, { recursive: true })
+    }))
+
+  it.effect("a claimed file's facts are those the claim saw", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-spool-"))
+      const spool = yield* spoolAt(dir)
+      fs.writeFileSync(path.join(dir, "job"), "#!/bin/sh\n", { mode: 0o755 })
+      const claim = yield* spool.claim("job")
+      expect(Option.isSome(claim)).toBe(true)
+      const facts = yield* spool.facts(Option.getOrThrow(claim))
+      expect(facts).toMatchObject({ isFile: true, isSymlink: false, nlink: 1, ino: fs.statSync(Option.getOrThrow(claim).path).ino })
+      fs.rmSync(dir, { recursive: true })
+    }))
+})
+
+const through = async (name: string, chunks: ReadonlyArray<string | Buffer>) => {
+  let out = ""
+  for await (const piece of Readable.from(chunks.map((c) => (typeof c === "string" ? Buffer.from(c) : c))).pipe(logLines(name))) out += String(piece)
+  return out
+}
+
+describe("logLines: a job's error output on its way into pmjq's log", () => {
+  it("marks each line with the job's name and escapes control characters, across chunk boundaries", async () => {
+    expect(await through("j", ["one\ntw", "o\n", "\u001b]0;x\u0007 and\ttab\n", "last"])).toBe(
+      "[j] one\n[j] two\n[j] \\x1b]0;x\\x07 and\ttab\n[j] last\n"
+    )
+  })
+
+  it("a character split between two writes stays whole; a name with controls is escaped too", async () => {
+    const e = Buffer.from("é")
+    expect(await through("a\u001bb", [e.subarray(0, 1), Buffer.concat([e.subarray(1), Buffer.from("\n")])])).toBe("[a\\x1bb] é\n")
+  })
+
+  it("a job that never writes a newline is cut into lines of 64 KiB, never held whole", async () => {
+    const out = await through("j", ["x".repeat(150 * 1024)])
+    expect(out.split("\n").filter(Boolean).map((l) => l.length)).toEqual([65536 + 4, 65536 + 4, 150 * 1024 - 2 * 65536 + 4])
+  })
+})
