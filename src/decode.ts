@@ -15,7 +15,7 @@ export const isJobName = (name: string): boolean =>
   name.length > 0 && !name.startsWith(".") && !name.includes("/") && !name.includes("\0") &&
   Buffer.byteLength(name) <= 255
 
-export const JobName = Schema.String.pipe(
+const JobName = Schema.String.pipe(
   Schema.filter(isJobName, { message: () => "a job name must be one path component, not hidden" })
 )
 
@@ -31,7 +31,7 @@ const Pid = Schema.Number.pipe(Schema.int(), Schema.positive())
 
 const nullByDefault = <A, I>(schema: Schema.Schema<A, I>) => Schema.optionalWith(Schema.NullOr(schema), { default: () => null })
 
-export const JobRecordSchema = Schema.Struct({
+const JobRecordSchema = Schema.Struct({
   name: JobName,
   node: Schema.String,
   host: Schema.String,
@@ -52,7 +52,7 @@ export const JobRecordSchema = Schema.Struct({
 })
 
 /** job-spool/.pmjq/nodes/NODE, rewritten every lease/4 (see spool/Nodes.ts). */
-export const HeartbeatSchema = Schema.Struct({
+const HeartbeatSchema = Schema.Struct({
   node: Schema.String,
   host: Schema.String,
   pid: Pid,
@@ -72,7 +72,7 @@ export const HeartbeatSchema = Schema.Struct({
 export type Heartbeat = typeof HeartbeatSchema.Type
 
 /** .pmjq/attempts/NAME: starts of each requeued file named NAME, by inode (see Spool.ts). */
-export const AttemptNotesSchema = Schema.Record({
+const AttemptNotesSchema = Schema.Record({
   key: Schema.String,
   value: Schema.Struct({ attempts: Count, mtimeMs: Schema.Number })
 })
@@ -80,7 +80,7 @@ export const AttemptNotesSchema = Schema.Record({
 export type AttemptNotes = typeof AttemptNotesSchema.Type
 
 /** TEXT as JSON, decoded with SCHEMA; on failure, why, in one line. */
-export const decodeJson = <A, I>(schema: Schema.Schema<A, I>) => {
+const decodeJson = <A, I>(schema: Schema.Schema<A, I>) => {
   const decode = Schema.decodeUnknownEither(schema)
   return (text: string): Either.Either<A, string> => {
     let value: unknown

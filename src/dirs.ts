@@ -7,20 +7,23 @@
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { errnoCode } from "./errors.js"
+import { Data } from "effect"
+import { describe, errnoCode } from "./errors.js"
 
 /** pmjq's own folders and the archive: readable by all (users find their entries), written by pmjq only. */
-export const DIR_MODE = 0o755
+const DIR_MODE = 0o755
 
 const S_ISVTX = 0o1000
 
 const myUid = () => process.getuid?.() ?? 0
 
 /** A directory pmjq would use but must not trust: why, in a sentence that names it. */
-export class UntrustedDirectory extends Error {
-  readonly code = "EUNTRUSTED"
-  constructor(readonly dir: string, readonly why: string) {
-    super(`${dir} ${why}`)
+export class UntrustedDirectory extends Data.TaggedError("UntrustedDirectory")<{
+  readonly dir: string
+  readonly why: string
+}> {
+  override get message() {
+    return `${this.dir} ${this.why}`
   }
 }
 
@@ -51,7 +54,7 @@ export const parentProblem = (stat: fs.Stats, uid = myUid()): string | null => {
 /** Checks DIR as ownDirProblem does; throws UntrustedDirectory. */
 export const verifyOwnDir = async (dir: string): Promise<void> => {
   const problem = ownDirProblem(await fsp.lstat(dir))
-  if (problem !== null) throw new UntrustedDirectory(dir, problem)
+  if (problem !== null) throw new UntrustedDirectory({ dir, why: problem })
 }
 
 /** Makes DIR with exactly MODE; false when it existed already. */
@@ -62,8 +65,14 @@ const makeDir = async (dir: string, mode: number): Promise<boolean> => {
     if (errnoCode(e) === "EEXIST") return false
     throw e
   }
-  // mkdir's mode passed through the umask.
-  await fsp.chmod(dir, mode)
+  // mkdir's mode passed through the umask. Set through a descriptor of the
+  // folder itself, never through a name something else may have taken.
+  const handle = await fsp.open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW)
+  try {
+    await handle.chmod(mode)
+  } finally {
+    await handle.close()
+  }
   return true
 }
 
@@ -114,7 +123,7 @@ const walk = async (dir: string): Promise<string | null> => {
   let here = "/"
   for (let hops = 0; pending.length > 0;) {
     const problem = parentProblem(await fsp.stat(here), uid)
-    if (problem !== null) throw new UntrustedDirectory(here, `(on the way to ${dir}) ${problem}`)
+    if (problem !== null) throw new UntrustedDirectory({ dir: here, why: `(on the way to ${dir}) ${problem}` })
     const next = path.join(here, pending.shift()!)
     const stat = await fsp.lstat(next).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
     if (stat === null) return null
@@ -122,8 +131,8 @@ const walk = async (dir: string): Promise<string | null> => {
       here = next
       continue
     }
-    if (stat.uid !== uid && stat.uid !== 0) throw new UntrustedDirectory(next, `(on the way to ${dir}) is a symlink owned by uid ${stat.uid}, neither root nor pmjq`)
-    if (++hops > 40) throw new UntrustedDirectory(next, "has too many levels of symlinks")
+    if (stat.uid !== uid && stat.uid !== 0) throw new UntrustedDirectory({ dir: next, why: `(on the way to ${dir}) is a symlink owned by uid ${stat.uid}, neither root nor pmjq` })
+    if (++hops > 40) throw new UntrustedDirectory({ dir: next, why: "has too many levels of symlinks" })
     const target = await fsp.readlink(next)
     pending.unshift(...target.split("/").filter((part) => part !== ""))
     if (path.isAbsolute(target)) here = "/"
@@ -161,7 +170,8 @@ export const spoolProblem = async (spool: string): Promise<string | null> => {
     if ((stat.mode & 0o022) !== 0 && (stat.mode & S_ISVTX) === 0) return `${spool} is writable by group or others without the sticky bit, and pmjq runs as root: chmod +t it`
     return null
   } catch (e) {
-    return e instanceof UntrustedDirectory ? e.message : null
+    // What cannot be checked is not trusted.
+    return e instanceof UntrustedDirectory ? e.message : `${spool} cannot be checked: ${describe(e)}`
   }
 }
 

@@ -6,8 +6,9 @@
  * part), and every file it reads or copies is opened without following a
  * symlink and without blocking (a FIFO answers at once).
  *
- * Synchronous on purpose: the spawner and the direct syscalls (syscalls.ts)
- * call these on local filesystems, where each is a few microseconds.
+ * The synchronous ones serve the spawner and the direct syscalls (syscalls.ts)
+ * on local filesystems, where each is a few microseconds; the async ones the
+ * thread pool (network filesystems, and every copy, which may be of any size).
  */
 import * as fs from "node:fs"
 
@@ -96,7 +97,7 @@ export class Untrusted extends Error {
  * FIFO; it must be a regular file, and owned by `uid` when one is given.
  * Returns the descriptor and what it is.
  */
-export const openRegular = (file: string, uid: number | null = null): { readonly fd: number; readonly stat: fs.Stats } => {
+const openRegular = (file: string, uid: number | null = null): { readonly fd: number; readonly stat: fs.Stats } => {
   const fd = fs.openSync(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
   try {
     const stat = fs.fstatSync(fd)
@@ -143,7 +144,7 @@ const copyOf = (stat: fs.Stats): { readonly mode: number; readonly owner: Owners
 
 const unlinkQuietlyAsync = (file: string) => fs.promises.unlink(file).catch(() => undefined)
 
-export const createNewAsync = async (file: string, mode: number, owner: Ownership | null): Promise<fs.promises.FileHandle> => {
+const createNewAsync = async (file: string, mode: number, owner: Ownership | null): Promise<fs.promises.FileHandle> => {
   const handle = await fs.promises.open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o777)
   try {
     await handle.chmod(mode & 0o777)

@@ -14,6 +14,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { UsageError } from "../errors.js"
+import { createNew } from "../files.js"
 import type { JobRecord } from "../job/Record.js"
 import { requireSpool } from "../spool/Spool.js"
 import { viewSpool } from "../spool/view.js"
@@ -36,7 +37,8 @@ export const jobText = (
   if ("command" in form) return `#!/bin/sh\n${context}\nexec ${form.command.map(shellQuote).join(" ")}\n`
   const lines = form.text.split("\n")
   const shebang = lines[0]!.startsWith("#!") ? lines[0]! : null
-  // A cd only makes sense to a shell; other interpreters start where pmjq runs.
+  // A cd and a umask only make sense to a shell; other interpreters start where
+  // pmjq starts jobs (see README), with umask 022.
   const shell = shebang === null || /^#!\s*\/(usr\/)?bin\/(env\s+)?(ba|da|z|k)?sh\b/.test(shebang)
   if (!shell) return form.text
   return shebang === null ? `#!/bin/sh\n${context}\n${form.text}` : [shebang, context, ...lines.slice(1)].join("\n")
@@ -53,12 +55,13 @@ const write = (spool: string, name: string, text: string) =>
   Effect.try({
     try: () => {
       const hidden = path.join(spool, `.pmjq-submit-${name}`)
-      const fd = fs.openSync(hidden, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+      // Its owner's alone: other users of a shared spool cannot read it. (Made
+      // executable only once whole: pmjq never picks up a hidden name anyway.)
+      const fd = createNew(hidden, 0o600, null)
       let ino: number
       try {
         fs.writeSync(fd, text)
         fs.fsyncSync(fd)
-        // Its owner's alone: other users of a shared spool cannot read it.
         fs.fchmodSync(fd, 0o700)
         ino = fs.fstatSync(fd).ino
       } finally {

@@ -126,8 +126,10 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           await calls.rename(aside, path.join(nodesDir, node))
         }))
 
-      // A heartbeat that cannot be believed: the node is judged by its folder's age instead.
-      const readHeartbeat = (other: string): Promise<Heartbeat | null> => readOwn(path.join(nodesDir, other), decodeHeartbeat)
+      // A heartbeat that cannot be believed: the node is judged by its folder's
+      // age instead. It is left where it is: a live node of another version
+      // rewrites it every beat, and moving it would make that node look dead.
+      const readHeartbeat = (other: string): Promise<Heartbeat | null> => readOwn(path.join(nodesDir, other), decodeHeartbeat, true)
 
       const others = io("list nodes", runningRoot, async () => {
         const [folders, beats] = await Promise.all([listOrEmpty(runningRoot), listOrEmpty(nodesDir)])

@@ -82,11 +82,6 @@ export class Spool extends Context.Tag("pmjq/Spool")<
 export { runningDir, STATE_DIR }
 const attemptsDir = (spool: string) => path.join(spool, STATE_DIR, "attempts")
 
-/*
- * .pmjq/attempts/NAME: how often each requeued file named NAME was started,
- * keyed by inode (which a rename keeps) and checked against its mtime (which a
- * rename keeps too), so a new file that reuses the inode starts from zero.
- */
 
 const isHidden = (name: string) => name.startsWith(".")
 
@@ -312,6 +307,9 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       return true
     })
 
+  // .pmjq/attempts/NAME: how often each requeued file named NAME was started,
+  // keyed by inode (which a rename keeps) and checked against its mtime (which
+  // a rename keeps too), so a new file that reuses the inode starts from zero.
   const notesFile = (name: string) => path.join(attemptsDir(spool), name)
   // Read on every claim: one failed open, on the event loop when local. Notes
   // that are not pmjq's, or do not decode, are set aside: the job counts from

@@ -10,6 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { ownDirsBelow } from "../dirs.js"
 import { describe, errnoCode } from "../errors.js"
+import { Untrusted } from "../files.js"
 import type { Calls } from "../syscalls.js"
 import { STATE_DIR } from "./layout.js"
 
@@ -17,19 +18,20 @@ const QUARANTINE = "quarantine"
 
 /** Moves FILE (in the spool's .pmjq, so on its filesystem) aside; returns where it went. */
 const quarantine = async (spool: string, file: string): Promise<string> => {
-  await ownDirsBelow(spool, [STATE_DIR, QUARANTINE], 0o700)
+  await ownDirsBelow(spool, [STATE_DIR])
+  await ownDirsBelow(path.join(spool, STATE_DIR), [QUARANTINE], 0o700)
   // Unique, so no earlier quarantined file is replaced by the rename.
   const target = path.join(spool, STATE_DIR, QUARANTINE, `${Date.now()}-${randomBytes(4).toString("hex")}-${path.basename(file)}`)
   await fs.promises.rename(file, target)
   return target
 }
 
-/** A file set aside, and why: for the caller's log. */
+/** A file set aside (or left in place, ignored), and why: for the caller's log. */
 interface Quarantined {
   readonly file: string
   readonly reason: string
-  /** Where it went; null when it could not be moved (it is then ignored where it is). */
-  readonly to: string | null
+  /** Where it went; "left" when it is ignored where it is (by choice, or because it could not be moved). */
+  readonly to: string
 }
 
 /** Quarantines FILE, never failing: what could not be moved is ignored where it is. */
@@ -37,14 +39,14 @@ const setAside = async (spool: string, file: string, reason: string): Promise<Qu
   try {
     return { file, reason, to: await quarantine(spool, file) }
   } catch {
-    return { file, reason, to: null }
+    return { file, reason, to: "left" }
   }
 }
 
 /** The log line for a file set aside. */
 const logSetAside = (q: Quarantined) =>
-  q.to === null
-    ? Effect.logError("untrusted state ignored (could not move it aside)").pipe(Effect.annotateLogs({ file: q.file, reason: q.reason }))
+  q.to === "left"
+    ? Effect.logWarning("untrusted state ignored").pipe(Effect.annotateLogs({ file: q.file, reason: q.reason }))
     : Effect.logWarning("untrusted state quarantined").pipe(Effect.annotateLogs({ file: q.file, reason: q.reason, to: q.to }))
 
 /**
@@ -57,24 +59,38 @@ export const makeTrustedReader = (spool: string, calls: Pick<Calls, "readText">)
   const report = async (file: string, reason: string) => {
     pending.push(await setAside(spool, file, reason))
   }
+  // Files left in place are said once per reason, not every round.
+  const said = new Set<string>()
+  const ignore = (file: string, reason: string) => {
+    const key = `${file}\0${reason}`
+    if (!said.has(key)) pending.push({ file, reason, to: "left" })
+    said.add(key)
+  }
   /**
    * The text of one of pmjq's own files, decoded; null when there is none.
    * Another's file, a symlink, a FIFO, or text that does not decode is set
-   * aside and judged absent; other I/O errors fail as usual.
+   * aside (with `leave`, ignored where it is) and judged absent; other I/O
+   * errors fail as usual.
    */
-  const readOwn = async <A>(file: string, decode: (text: string) => Either.Either<A, string>): Promise<A | null> => {
+  const readOwn = async <A>(
+    file: string,
+    decode: (text: string) => Either.Either<A, string>,
+    leave = false
+  ): Promise<A | null> => {
+    const distrust = (reason: string) => (leave ? ignore(file, reason) : report(file, reason))
     let text: string | null
     try {
       text = await calls.readText(file, uid)
     } catch (e) {
-      if (errnoCode(e) !== undefined && errnoCode(e) !== "ELOOP") throw e
-      await report(file, describe(e))
+      // Only what is not pmjq's own file is set aside; an I/O error is an I/O error.
+      if (!(e instanceof Untrusted) && errnoCode(e) !== "ELOOP") throw e
+      await distrust(describe(e))
       return null
     }
     if (text === null) return null
     const decoded = decode(text)
     if (Either.isRight(decoded)) return decoded.right
-    await report(file, decoded.left)
+    await distrust(decoded.left)
     return null
   }
   const flush = Effect.suspend(() => Effect.forEach(pending.splice(0), logSetAside, { discard: true }))
