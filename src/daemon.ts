@@ -147,15 +147,16 @@ export const daemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   const claims = { won: 0, lost: 0 }
 
   // The idle and limit commands look at this every second.
+  let finished = 0
   const observe = Effect.gen(function*(): Effect.fn.Return<Observed> {
     const queued = yield* pending.size
     const running = yield* FiberSet.size(jobs)
-    if (queued === 0) return { queued, running, holding: null }
-    if (settings.maxJobs > 0 && processes >= settings.maxJobs) return { queued, running, holding: "max-jobs" }
-    return { queued, running, holding: (yield* gate.isOpen) ? null : "load" }
+    const activity = claims.won + finished
+    if (queued === 0) return { queued, running, activity, holding: null }
+    if (settings.maxJobs > 0 && processes >= settings.maxJobs) return { queued, running, activity, holding: "max-jobs" }
+    return { queued, running, activity, holding: (yield* gate.isOpen) ? null : "load" }
   })
   yield* watchHooks(settings, observe).pipe(Effect.forkScoped)
-  let finished = 0
 
   const events = yield* spoolEvents(settings.poll)
   yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)

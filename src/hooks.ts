@@ -20,6 +20,11 @@ export type Limit = "load" | "max-jobs"
 export interface Observed {
   readonly queued: number
   readonly running: number
+  /**
+   * How many jobs have been claimed or have ended so far: a job that starts and
+   * ends between two looks is activity all the same.
+   */
+  readonly activity: number
   /** What holds queued jobs back, if anything does. */
   readonly holding: Limit | null
 }
@@ -84,6 +89,7 @@ export const watchHooks = (settings: HookSettings, observe: Effect.Effect<Observ
     const limitAfter = Duration.toMillis(Duration.decode(settings.limitAfter))
     let idle = noEpisode
     let held = noEpisode
+    let activity = 0
 
     const fire = (hook: "idle" | "limit", command: string, seen: Observed) =>
       Effect.logInfo("hook started").pipe(
@@ -101,6 +107,11 @@ export const watchHooks = (settings: HookSettings, observe: Effect.Effect<Observ
     const look = Effect.gen(function*() {
       const seen = yield* observe
       const now = yield* Clock.currentTimeMillis
+      // Sampled once a second, so a short job would be missed between two looks:
+      // anything claimed or ended since the last look ends the idle spell, and
+      // a new one starts from this look.
+      if (seen.activity !== activity) idle = noEpisode
+      activity = seen.activity
       const i = step(idle, seen.queued === 0 && seen.running === 0, now, idleAfter)
       const l = step(held, seen.holding !== null, now, limitAfter)
       idle = i.next

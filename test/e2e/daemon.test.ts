@@ -41,15 +41,19 @@ describe("pmjq daemon", () => {
     }
   })
 
-  it("starts jobs oldest first", async () => {
+  it("starts jobs oldest first (by the ctime their rename into the spool gave them), not by name", async () => {
     const t = setup("order")
-    for (const [i, name] of ["zeta", "alpha", "mid"].entries()) {
+    let previous = 0
+    for (const name of ["zeta", "alpha", "mid"]) {
       submit(t.spool, name, `echo "$PMJQ_JOB" >> "${t.ledger}"`)
-      // ctime has sub-second resolution, but make the order unmistakable.
-      const when = new Date(Date.now() - 60_000 + i * 1000)
-      fs.utimesSync(path.join(t.spool, name), when, when)
-      fs.chmodSync(path.join(t.spool, name), 0o755)
-      await new Promise((r) => setTimeout(r, 20))
+      // The kernel's timestamps are coarse (a few ms): until this file is
+      // strictly younger than the one before, make it ready again (chmod sets ctime).
+      const file = path.join(t.spool, name)
+      await waitFor(`${name} younger than the one before`, () => {
+        fs.chmodSync(file, 0o755)
+        return fs.statSync(file).ctimeMs > previous
+      })
+      previous = fs.statSync(file).ctimeMs
     }
     const result = await run(["-j", "1", "--drain", t.spool], t.root)
     expect(result.code).toBe(0)

@@ -81,6 +81,26 @@ describe("idle and limit commands", () => {
       yield* Fiber.interrupt(fiber)
     }))
 
+  it.effect("--idle-cmd fires again after a busy spell shorter than the look between two samples", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("blip", exits(0, "200 millis"))
+      const fiber = yield* t.start(daemonSettings({ idleCmd: Option.some("shutdown now"), idleAfter: "30 seconds" }))
+      yield* settle
+      yield* advance("31 seconds")
+      expect(t.hooks.runs).toHaveLength(1)
+      // A job that starts and ends between two looks: the idle spell is over all the same.
+      yield* advance("500 millis")
+      yield* t.spool.submit("blip", 1)
+      yield* settle
+      yield* advance("200 millis")
+      expect(t.runner.spawns).toEqual(["blip"])
+      expect(yield* Ref.get(t.runner.live)).toBe(0)
+      yield* advance("31 seconds")
+      expect(t.hooks.runs).toHaveLength(2)
+      yield* Fiber.interrupt(fiber)
+    }))
+
   it.effect("--limit-cmd runs once jobs have been held back by -j for --limit-after, with PMJQ_LIMIT", () =>
     Effect.gen(function*() {
       const { t, fiber } = yield* twoJobsOneSlot("1 hour")
