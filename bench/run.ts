@@ -82,6 +82,30 @@ const drain = async (command: (spool: string, dir: string) => Array<string>, lab
   return { seconds, jobsPerSecond: DRAIN_JOBS / seconds }
 }
 
+const installed = (command: string) => cp.spawnSync("sh", ["-c", `command -v ${command}`]).status === 0
+
+/**
+ * The same drain by a peer tool, when it is installed (`apt-get install
+ * task-spooler parallel`): SCRIPT runs in the drain's folder with the jobs in
+ * ./spool and returns once every job has run. Null when the tool is missing.
+ */
+const peerDrain = (tool: string, script: string) => {
+  if (!installed(tool)) return null
+  const dir = fresh(`drain-${tool}`)
+  for (let i = 0; i < DRAIN_JOBS; i++) fs.writeFileSync(path.join(dir, "spool", `j${i}`), "#!/bin/sh\n:\n", { mode: 0o755 })
+  const started = performance.now()
+  const result = cp.spawnSync("sh", ["-c", script], { cwd: dir, stdio: "ignore", env: { ...process.env, TS_SOCKET: path.join(dir, "ts.sock") } })
+  const seconds = (performance.now() - started) / 1000
+  fs.rmSync(dir, { recursive: true, force: true })
+  if (result.status !== 0) throw new Error(`${tool}: exit ${result.status}`)
+  return { seconds, jobsPerSecond: DRAIN_JOBS / seconds }
+}
+
+// task-spooler's -w waits for the last job only: then until none runs or waits.
+const TSP = `tsp -S 8 && for f in spool/j*; do tsp -n "$f" >/dev/null; done && tsp -w >/dev/null 2>&1;
+  while tsp -l | grep -Eq ' (running|queued) '; do sleep 0.01; done; tsp -K`
+const PARALLEL = "find spool -type f -name 'j*' | parallel -j 8 '{}'"
+
 const CLOCK_TICKS = 100
 const cpuSeconds = (pid: number) => {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
@@ -117,6 +141,7 @@ const main = async () => {
   const many = await scale(16, quick ? 2000 : 10_000, BASE)
   const pmjqDrain = await drain((spool) => [BIN, "-j", "8", "-o", "archive", "--drain", spool], "drain-pmjq")
   const bareDrain = await drain((spool) => [BASELINE, "drain", spool, "8"], "drain-bare")
+  const peers = { taskSpooler: peerDrain("tsp", TSP), gnuParallel: peerDrain("parallel", PARALLEL) }
   const idleCost = await idle()
 
   const result = {
@@ -125,7 +150,7 @@ const main = async () => {
     spoolsIn: BASE,
     quick,
     latencyMs: { jobs: LATENCY_JOBS, pmjq: pmjqLatency, bareLoop: bareLatency, p50Ratio: pmjqLatency.p50 / bareLatency.p50 },
-    drain: { jobs: DRAIN_JOBS, pmjq: pmjqDrain, bareLoop: bareDrain, ratio: pmjqDrain.jobsPerSecond / bareDrain.jobsPerSecond },
+    drain: { jobs: DRAIN_JOBS, pmjq: pmjqDrain, bareLoop: bareDrain, ratio: pmjqDrain.jobsPerSecond / bareDrain.jobsPerSecond, peers },
     idle: idleCost,
     manyNodes: many
   }
@@ -140,6 +165,8 @@ const main = async () => {
 | dispatch latency p50 (${LATENCY_JOBS} jobs) | ${f(pmjqLatency.p50)} ms | ${f(bareLatency.p50)} ms | < 10 ms and < 2x loop (${f(result.latencyMs.p50Ratio, 2)}x) |
 | dispatch latency p95 | ${f(pmjqLatency.p95)} ms | ${f(bareLatency.p95)} ms | |
 | drain ${DRAIN_JOBS} trivial jobs, -j 8 -o | ${f(pmjqDrain.jobsPerSecond, 0)} jobs/s (${f(pmjqDrain.seconds)} s) | ${f(bareDrain.jobsPerSecond, 0)} jobs/s (${f(bareDrain.seconds)} s) | >= 0.6x loop (${f(result.drain.ratio, 2)}x) |
+| ... the same drain by task-spooler (\`tsp -S 8\`) | ${peers.taskSpooler === null ? "not installed" : `${f(peers.taskSpooler.jobsPerSecond, 0)} jobs/s (${f(peers.taskSpooler.seconds)} s)`} | | |
+| ... the same drain by GNU parallel (\`-j 8\`) | ${peers.gnuParallel === null ? "not installed" : `${f(peers.gnuParallel.jobsPerSecond, 0)} jobs/s (${f(peers.gnuParallel.seconds)} s)`} | | |
 | idle: CPU in ${IDLE_SECONDS} s, empty spool | ${f(idleCost.cpuSeconds, 2)} s | | |
 | idle: resident memory | ${f(idleCost.rssMiB)} MiB | | |
 | ${many.nodes} nodes drain ${many.jobs} jobs together: lost claim races per claim won | ${f(many.lostPerWon, 2)} (${f(many.seconds)} s) | | < 0.5 |

@@ -8,6 +8,7 @@ import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { createRequire } from "node:module"
 import { daemonCommand } from "./cli/daemon.js"
+import { printHelp, wantsHelp } from "./cli/help.js"
 import { statusCommand } from "./cli/status.js"
 import { submitCommand } from "./cli/submit.js"
 import { exitStatus, isStartupError } from "./errors.js"
@@ -23,11 +24,20 @@ const tool = process.argv[2]
 const dash = process.argv.indexOf("--")
 const jobCommand = tool === "submit" && dash > 0 ? process.argv.slice(dash + 1) : []
 const subArgv = (argv: ReadonlyArray<string>) => [...argv.slice(0, 2), ...argv.slice(3, tool === "submit" && dash > 0 ? dash : undefined)]
+const STATUS = "pmjq status [--json] JOB-SPOOL"
+const SUBMIT = ["pmjq submit [--name NAME] [--wait] JOB-SPOOL FILE", "pmjq submit [--name NAME] [--wait] JOB-SPOOL -- CMD [ARGS...]"]
+const DAEMON = "pmjq [-C LOAD] [-o DIR] [options] JOB-SPOOL"
+const OTHERS = "pmjq --version | --completions bash|zsh|fish | --wizard"
 const cli = tool === "status"
-  ? (argv: ReadonlyArray<string>) => Command.run(statusCommand, { name: "pmjq status", version })(subArgv(argv))
+  ? (argv: ReadonlyArray<string>) =>
+    wantsHelp(subArgv(argv).slice(2)) ? printHelp(statusCommand, [STATUS], version) : Command.run(statusCommand, { name: "pmjq status", version })(subArgv(argv))
   : tool === "submit"
-  ? (argv: ReadonlyArray<string>) => Command.run(submitCommand(jobCommand), { name: "pmjq submit", version })(subArgv(argv))
-  : Command.run(daemonCommand, { name: "pmjq", version })
+  ? (argv: ReadonlyArray<string>) =>
+    wantsHelp(subArgv(argv).slice(2))
+      ? printHelp(submitCommand(jobCommand), SUBMIT, version)
+      : Command.run(submitCommand(jobCommand), { name: "pmjq submit", version })(subArgv(argv))
+  : (argv: ReadonlyArray<string>) =>
+    wantsHelp(argv.slice(2)) ? printHelp(daemonCommand, [DAEMON, ...SUBMIT, STATUS, OTHERS], version) : Command.run(daemonCommand, { name: "pmjq", version })(argv)
 
 // Only what @effect/cli needs, imported by subpath: the platform-node barrel
 // loads HTTP, workers and more, and every megabyte of pmjq's memory makes each

@@ -5,7 +5,7 @@
  * does not decode is set aside (quarantine), never trusted and never fatal.
  */
 import { Either, ParseResult, Schema } from "effect"
-import type { JobRecord } from "./job/Record.js"
+import type { JobRecord } from "./record.js"
 
 /**
  * A name pmjq may join to a folder: one path component, never `.` or `..`,

@@ -20,6 +20,30 @@ export interface Ownership {
   readonly gid: number
 }
 
+/**
+ * What a file is, as lstat saw it (a symlink is not followed): what pmjq
+ * checks before it runs a claimed file (job/refusal.ts).
+ */
+export interface FileFacts {
+  readonly isFile: boolean
+  readonly isSymlink: boolean
+  readonly mode: number
+  readonly uid: number
+  readonly gid: number
+  readonly nlink: number
+  readonly ino: number
+}
+
+export const factsOf = (s: fs.Stats): FileFacts => ({
+  isFile: s.isFile(),
+  isSymlink: s.isSymbolicLink(),
+  mode: s.mode,
+  uid: s.uid,
+  gid: s.gid,
+  nlink: s.nlink,
+  ino: s.ino
+})
+
 /** A job's output: its owner's alone. */
 export const PRIVATE = 0o600
 /** A record given to its job's owner's group: pmjq owns it, so only pmjq rewrites it. */

@@ -11,12 +11,16 @@
  *   the spool with its attempt counted (at-least-once), or to the error dir as
  *   `interrupted` with `--orphans fail` or once it has used `--max-attempts`.
  *   What output the dead attempt left is archived (script-less entry), not dropped.
+ *
+ * Each job settles on its own: one that cannot be read or settled now is
+ * logged and left in the folder for the next round, and the others go on.
+ * A node killed in its first beat left only its heartbeat's aside: it goes too.
  */
 import { Clock, Duration, Effect, Option } from "effect"
-import * as path from "node:path"
 import { Archive, destinationOf, type Finished } from "./job/Archive.js"
-import { iso, type JobRecord, unstartedRecord } from "./job/Record.js"
 import { isZombie } from "./proc.js"
+import { iso, type JobRecord, unstartedRecord } from "./record.js"
+import { deadOf, type LeftoverNames } from "./spool/layout.js"
 import { type Heartbeat, type Leftover, Nodes, type NodeView } from "./spool/Nodes.js"
 import { Spool } from "./spool/Spool.js"
 
@@ -64,9 +68,6 @@ export const isAlive = (pid: number) => {
   }
   return !isZombie(pid)
 }
-
-/** The dead node a taken-over folder came from: .from-NODE or .from-NODE.~N~ */
-const deadOf = (folder: string) => path.basename(folder).replace(/^\.from-/, "").replace(/\.~\d+~$/, "")
 
 export const makeRecovery = (settings: RecoverySettings) =>
   Effect.gen(function*() {
@@ -133,12 +134,25 @@ export const makeRecovery = (settings: RecoverySettings) =>
         Effect.catchAll((error) => Effect.logError("recovery failed; kept, will retry").pipe(Effect.annotateLogs({ job: left.name, reason: error.message })))
       )
 
+    // Read, then settled, each job on its own: one that cannot be read (an I/O
+    // error on its record or its script) stays where it is for the next round,
+    // and is logged; the folder's other jobs are settled all the same.
+    const settleOne = (folder: string, names: LeftoverNames, dead: string) =>
+      nodes.gather(folder, names).pipe(
+        Effect.matchEffect({
+          onFailure: (error) =>
+            Effect.logError("recovery failed; kept, will retry").pipe(Effect.annotateLogs({ job: names.name, from: dead, reason: error.message })),
+          onSuccess: (left) => settle(left, dead)
+        })
+      )
+
     // Depth first: folders the dead node had itself taken over come first.
+    // A folder whose listing fails is retried whole in the next round.
     const empty = (folder: string, dead: string): Effect.Effect<void> =>
       Effect.gen(function*() {
         const inventory = yield* nodes.inventory(folder)
         for (const inner of inventory.folders) yield* empty(inner, deadOf(inner))
-        for (const left of inventory.leftovers) yield* settle(left, dead)
+        for (const names of inventory.leftovers) yield* settleOne(folder, names, dead)
         yield* nodes.removeFolder(folder)
       }).pipe(
         Effect.catchAll((error) => Effect.logError("recovery failed; will retry").pipe(Effect.annotateLogs({ folder, reason: error.message })))
@@ -159,7 +173,8 @@ export const makeRecovery = (settings: RecoverySettings) =>
           if (view.heartbeat !== null) alive++
           continue
         }
-        // Taken over already, by a node that died before it could forget it.
+        // Taken over already, by a node that died before it could forget it;
+        // or killed in its first beat, before it had a heartbeat or a folder.
         if (view.folder === null) {
           yield* nodes.forget(view.node)
           continue

@@ -6,10 +6,11 @@ import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref } from "
 import { LoadAverage } from "../src/gate/LoadAverage.js"
 import { Archive, type Finished } from "../src/job/Archive.js"
 import type { JobSettings } from "../src/job/Job.js"
-import { type JobRecord, stamp } from "../src/job/Record.js"
-import { type ProcessExit, ProcessRunner, type RunningProcess } from "../src/job/Runner.js"
+import type { JobRecord, ProcessExit } from "../src/record.js"
+import { ProcessRunner, type RunningProcess } from "../src/job/Runner.js"
+import { stamp } from "../src/spool/layout.js"
 import type { DaemonSettings } from "../src/daemon.js"
-import { ArchiveFailed, JobBusy, SpawnFailed } from "../src/errors.js"
+import { ArchiveFailed, JobBusy, SpawnFailed, SpoolIOError } from "../src/errors.js"
 import { HookRunner } from "../src/hooks.js"
 import { Users } from "../src/job/Users.js"
 import { type Heartbeat, Nodes } from "../src/spool/Nodes.js"
@@ -173,6 +174,8 @@ export const fakeNodes = Effect.sync(() => {
     takeOver: () => Effect.succeed(Option.none()),
     adopted: Effect.succeed([]),
     inventory: () => Effect.succeed({ leftovers: [], folders: [] }),
+    // Never asked: the inventory is empty.
+    gather: (folder) => Effect.fail(new SpoolIOError({ operation: "gather", path: folder, reason: "no leftovers in a fake spool" })),
     removeFolder: () => Effect.succeed(true),
     forget: () => Effect.void,
     leave: Effect.sync(() => void (left = true))

@@ -18,6 +18,7 @@ import { Archive } from "../job/Archive.js"
 import { ProcessRunner } from "../job/Runner.js"
 import { logLayer } from "../log.js"
 import { NodesLive } from "../spool/Nodes.js"
+import { rejectedDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool, SpoolLive } from "../spool/Spool.js"
 import { Syscalls } from "../syscalls.js"
 import { check, duration, optionalDuration } from "./options.js"
@@ -30,32 +31,37 @@ export const daemonOptions = {
   // Optional here and checked in the handler: a required root argument would
   // stop subcommands (pmjq status SPOOL) from parsing.
   spool: Args.text({ name: "job-spool" }).pipe(
-    Args.withDescription("The directory to watch; jobs are the executable files written into it."),
+    Args.withDescription("The directory to watch; jobs are the executable files written into it (required)."),
     Args.optional
   ),
   cpuLimit: Options.float("cpu-limit").pipe(
+    Options.withPseudoName("LOAD"),
     Options.withAlias("C"),
     Options.withDescription("Launch no job while the 1-minute load average (estimated, see README) is at or above this."),
     check("cpu-limit", positiveNumber, "a positive number"),
     Options.optional
   ),
   archiveDir: Options.text("archive-dir").pipe(
+    Options.withPseudoName("DIR"),
     Options.withAlias("o"),
     Options.withDescription("Archive each executed job here as STAMP_NAME, with .out, .err and .json (created if missing)."),
     Options.optional
   ),
   errorDir: Options.text("error-dir").pipe(
+    Options.withPseudoName("DIR"),
     Options.withAlias("e"),
     Options.withDescription("Archive failed jobs here instead of the archive dir (created if missing)."),
     Options.optional
   ),
   maxJobs: Options.integer("max-jobs").pipe(
+    Options.withPseudoName("N"),
     Options.withAlias("j"),
     Options.withDescription("Run at most this many jobs at once; 0 means no cap. Default: the number of CPUs."),
     Options.withDefault(os.availableParallelism()),
     check("max-jobs", (n: number) => n >= 0, "0 or more")
   ),
   maxJobsPerUser: Options.integer("max-jobs-per-user").pipe(
+    Options.withPseudoName("N"),
     Options.withDescription("No user holds more than this many job slots while another user's job waits (a lone user may use every slot)."),
     check("max-jobs-per-user", (n: number) => n >= 1, "1 or more"),
     Options.optional
@@ -63,11 +69,13 @@ export const daemonOptions = {
   poll: duration("poll", "2s", "Rescan the spool at least this often (notifications miss other machines' writes)."),
   grace: duration("grace", "30s", "On SIGTERM/SIGINT, let running jobs finish this long before killing them; also a timed-out job's time between SIGTERM and SIGKILL.", "zero allowed"),
   idleCmd: Options.text("idle-cmd").pipe(
+    Options.withPseudoName("CMD"),
     Options.withDescription("Run this (with /bin/sh) once nothing has been queued or running for --idle-after; again after the next busy spell."),
     Options.optional
   ),
   idleAfter: duration("idle-after", "10m", "How long the queue must be idle before --idle-cmd runs."),
   limitCmd: Options.text("limit-cmd").pipe(
+    Options.withPseudoName("CMD"),
     Options.withDescription("Run this (with /bin/sh) once jobs have waited, held back by -C or -j, for --limit-after without a break."),
     Options.optional
   ),
@@ -76,18 +84,22 @@ export const daemonOptions = {
     Options.withDescription("Run each job as its file's owner, with the owner's groups and HOME (root only).")
   ),
   allowUsers: Options.text("allow-users").pipe(
+    Options.withPseudoName("USER,..."),
     Options.withDescription("Run only files owned by these users (comma-separated names or uids); others are rejected."),
     Options.optional
   ),
   allowGroups: Options.text("allow-groups").pipe(
+    Options.withPseudoName("GROUP,..."),
     Options.withDescription("Run only files whose owner is in one of these groups (comma-separated names or gids)."),
     Options.optional
   ),
   keepEnv: Options.text("keep-env").pipe(
+    Options.withPseudoName("NAME,..."),
     Options.withDescription("With --run-as-owner, jobs get these variables of pmjq's environment too (comma-separated names); besides them, only PATH, HOME, USER, LOGNAME, SHELL, the locale, TZ and PMJQ_*."),
     Options.optional
   ),
   jobNproc: Options.integer("job-nproc").pipe(
+    Options.withPseudoName("N"),
     Options.withDescription("With --run-as-owner, each job's user may have at most N processes (RLIMIT_NPROC, by prlimit): one user's fork bomb cannot stop the others' jobs."),
     check("job-nproc", (n: number) => n >= 1, "1 or more"),
     Options.optional
@@ -97,6 +109,7 @@ export const daemonOptions = {
     Options.withDescription("Run what is queued, wait for running jobs, and exit 0 once the spool is empty.")
   ),
   nodeId: Options.text("node-id").pipe(
+    Options.withPseudoName("ID"),
     Options.withDescription("This node's name in the spool (default HOST-PID); unique among the nodes sharing it."),
     check("node-id", (id: string) => /^[^/.\s][^/\s]{0,199}$/.test(id), "a name without '/' or spaces, not starting with '.'"),
     Options.optional
@@ -104,16 +117,17 @@ export const daemonOptions = {
   lease: duration("lease", "60s", "A node on another host whose heartbeat is older than this is dead, and its jobs recovered."),
   orphans: Options.choice("orphans", ["requeue", "fail"]).pipe(
     Options.withDefault("requeue" as const),
-    Options.withDescription("Jobs running on a node that died: queue them again (at-least-once), or fail them as interrupted.")
+    Options.withDescription("Jobs running on a node that died: queue them again (at-least-once), or fail them as interrupted. Default: requeue.")
   ),
   maxAttempts: Options.integer("max-attempts").pipe(
+    Options.withPseudoName("N"),
     Options.withDefault(3),
-    Options.withDescription("A job whose node died under it this many times goes to the error dir as interrupted."),
+    Options.withDescription("A job whose node died under it this many times goes to the error dir as interrupted. Default: 3."),
     check("max-attempts", (n: number) => n >= 1, "1 or more")
   ),
   logFormat: Options.choice("log-format", ["text", "json"]).pipe(
     Options.withDefault("text" as const),
-    Options.withDescription("One log line per job event on stderr, as text or JSON.")
+    Options.withDescription("One log line per job event on stderr, as text or JSON. Default: text.")
   )
 }
 
@@ -225,7 +239,7 @@ const run = (options: Parsed) =>
         allowUsers: Option.match(allowUsers, { onNone: () => null, onSome: (xs) => new Set(xs) }),
         allowGroups: Option.match(allowGroups, { onNone: () => null, onSome: (xs) => new Set(xs) })
       },
-      rejectedDir: path.join(spool, ".pmjq", "rejected"),
+      rejectedDir: rejectedDir(spool),
       killAfter: "5 seconds",
       busyFor: "1 minute",
       keepEnv: Option.getOrElse(keepEnv, (): ReadonlyArray<string> => []),

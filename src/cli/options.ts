@@ -20,11 +20,11 @@ const parsed = (name: string, zero: ZeroDuration) =>
 
 /** A DURATION option with a default; more than 0 unless `zero` is "zero allowed". */
 export const duration = (name: string, fallback: string, description: string, zero: ZeroDuration = "positive") =>
-  Options.text(name).pipe(Options.withDefault(fallback), Options.withDescription(description), parsed(name, zero))
+  Options.text(name).pipe(Options.withPseudoName("DURATION"), Options.withDefault(fallback), Options.withDescription(`${description} Default: ${fallback}.`), parsed(name, zero))
 
 /** A DURATION option that may be left out; when given, more than 0. */
 export const optionalDuration = (name: string, description: string) =>
-  Options.text(name).pipe(Options.withDescription(description), parsed(name, "positive"), Options.optional)
+  Options.text(name).pipe(Options.withPseudoName("DURATION"), Options.withDescription(description), parsed(name, "positive"), Options.optional)
 
 export const check = <A>(name: string, ok: (a: A) => boolean, expected: string) =>
   Options.mapEffect((a: A) => (ok(a) ? Effect.succeed(a) : Effect.fail(invalid(`--${name} must be ${expected}, not ${String(a)}`))))

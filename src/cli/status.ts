@@ -49,7 +49,7 @@ export const render = (v: SpoolView): string => {
 export const statusCommand = Command.make(
   "status",
   {
-    spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool to look at.")),
+    spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool to look at (required).")),
     json: Options.boolean("json").pipe(Options.withDescription("One JSON object: queued, running, nodes, finished, rejected."))
   },
   ({ json, spool }) =>

@@ -15,7 +15,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { UsageError } from "../errors.js"
 import { createNew } from "../files.js"
-import type { JobRecord } from "../job/Record.js"
+import { submitAside, submittedName } from "../spool/layout.js"
+import type { JobRecord } from "../record.js"
 import { requireSpool } from "../spool/Spool.js"
 import { viewSpool } from "../spool/view.js"
 
@@ -45,16 +46,12 @@ export const jobText = (
 }
 
 /** BASE-STAMP-HOST-PID-RANDOM, with only [A-Za-z0-9._-] and no leading dot. */
-export const uniqueName = (base: string) => {
-  const clean = base.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "").slice(0, 100) || "job"
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")
-  return `${clean}-${stamp}-${os.hostname().replace(/[^A-Za-z0-9-]/g, "_")}-${process.pid}-${randomBytes(3).toString("hex")}`
-}
+export const uniqueName = (base: string) => submittedName(base, new Date(), os.hostname(), process.pid, randomBytes(3).toString("hex"))
 
 const write = (spool: string, name: string, text: string) =>
   Effect.try({
     try: () => {
-      const hidden = path.join(spool, `.pmjq-submit-${name}`)
+      const hidden = path.join(spool, submitAside(name))
       // Its owner's alone: other users of a shared spool cannot read it. (Made
       // executable only once whole: pmjq never picks up a hidden name anyway.)
       const fd = createNew(hidden, 0o600, null)
@@ -123,10 +120,17 @@ export const submitCommand = (command: ReadonlyArray<string>) =>
   Command.make(
     "submit",
     {
-      name: Options.text("name").pipe(Options.withDescription("Base of the job's name (default: the file's or command's name)."), Options.optional),
+      name: Options.text("name").pipe(
+        Options.withPseudoName("NAME"),
+        Options.withDescription("Base of the job's name. Default: the file's or the command's name."),
+        Options.optional
+      ),
       wait: Options.boolean("wait").pipe(Options.withDescription("Wait for the job to run; print its output; exit with its status.")),
-      spool: Args.text({ name: "job-spool" }),
-      file: Args.text({ name: "file" }).pipe(Args.optional)
+      spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool to submit to (required).")),
+      file: Args.text({ name: "file" }).pipe(
+        Args.withDescription("The script to submit; or, after --, a command and its arguments."),
+        Args.optional
+      )
     },
     ({ file, name, spool, wait }) =>
       Effect.gen(function*() {

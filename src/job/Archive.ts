@@ -3,6 +3,7 @@
  *
  *   DIR/STAMP_NAME  DIR/STAMP_NAME.out  DIR/STAMP_NAME.err  DIR/STAMP_NAME.json
  *
+ * (named by spool/layout.ts, which also cuts a name too long for NAME_MAX).
  * The entry is reserved by creating STAMP_NAME exclusively (link(2) or an
  * O_EXCL copy), so two same-named jobs ending in the same millisecond get
  * STAMP_NAME and STAMP-1_NAME: nothing is ever overwritten. The record is
@@ -20,8 +21,9 @@ import { isJobName } from "../decode.js"
 import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
 import { ensureArchiveDir } from "../dirs.js"
 import { type Ownership, recordKeeping } from "../files.js"
+import { type JobRecord, recordText } from "../record.js"
+import { asideOf, entryFiles, entryName, stamp } from "../spool/layout.js"
 import { type Calls, Syscalls } from "../syscalls.js"
-import { type JobRecord, recordText, stamp } from "./Record.js"
 
 export interface Finished {
   /** The claimed script; null when only an interrupted attempt's output is archived. */
@@ -72,39 +74,17 @@ export const destinationOf = (
     ? Option.some(Option.getOrElse(dirs.errorDir, () => dirs.rejectedDir))
     : Option.orElse(dirs.errorDir, () => dirs.archiveDir)
 
-// Longest file name most filesystems take (NAME_MAX), and room for ".json".
-const NAME_MAX = 255
-const LONGEST_SUFFIX = ".json".length
-
-const fitName = (prefix: string, name: string): string => {
-  const room = NAME_MAX - LONGEST_SUFFIX - Buffer.byteLength(prefix)
-  if (Buffer.byteLength(name) <= room) return name
-  // Cut on a character boundary; the record keeps the full name.
-  let cut = ""
-  for (const ch of name) {
-    if (Buffer.byteLength(cut + ch) > room) break
-    cut += ch
-  }
-  return cut
-}
-
-/** STAMP_NAME, then STAMP-1_NAME, STAMP-2_NAME... */
-export const entryName = (stamp: string, name: string, clash: number): string => {
-  const prefix = clash === 0 ? `${stamp}_` : `${stamp}-${clash}_`
-  return prefix + fitName(prefix, name)
-}
-
 /**
  * Tries entry names in order until `reserve` creates one (true) rather than
  * finding it taken (false).
  */
 export const reserveEntry = <E>(
   reserve: (entry: string) => Effect.Effect<boolean, E>,
-  stamp: string,
+  entryStamp: string,
   name: string
 ): Effect.Effect<string, E> => {
   const attempt = (clash: number): Effect.Effect<string, E> => {
-    const entry = entryName(stamp, name, clash)
+    const entry = entryName(entryStamp, name, clash)
     return Effect.flatMap(reserve(entry), (created) => (created ? Effect.succeed(entry) : attempt(clash + 1)))
   }
   return attempt(0)
@@ -164,7 +144,7 @@ const makeLive = (calls: Calls) => {
 
   // Written aside and renamed in: the record file is whole or absent.
   const writeRecord = async (job: Finished) => {
-    const aside = `${job.recordFile}.tmp`
+    const aside = asideOf(job.recordFile)
     const { mode, owner } = recordKeeping(job.owner)
     await removeIfPresent(calls, aside)
     await calls.writeNew(aside, recordText(job.record), mode, owner)
@@ -179,13 +159,13 @@ const makeLive = (calls: Calls) => {
   // far are undone and the next counter is tried. The record comes last, so a
   // reader that sees STAMP_NAME.json sees a whole entry.
   const place = async (dir: string, entry: string, job: Finished): Promise<boolean> => {
-    const base = path.join(dir, entry)
+    const files = entryFiles(path.join(dir, entry))
     const placed: Array<string> = []
     const parts: Array<readonly [string, string]> = []
-    if (job.script !== null) parts.push([job.script, base])
-    if (job.stdout !== null) parts.push([job.stdout, base + ".out"])
-    if (job.stderr !== null) parts.push([job.stderr, base + ".err"])
-    parts.push([job.recordFile, base + ".json"])
+    if (job.script !== null) parts.push([job.script, files.script])
+    if (job.stdout !== null) parts.push([job.stdout, files.stdout])
+    if (job.stderr !== null) parts.push([job.stderr, files.stderr])
+    parts.push([job.recordFile, files.record])
     try {
       for (const [from, to] of parts) {
         const result = await placeExclusive(calls, from, to)

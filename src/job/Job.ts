@@ -5,11 +5,12 @@
  */
 import { Cause, Clock, Duration, Effect, Exit, Option, Schedule } from "effect"
 import type { ArchiveFailed, ClaimLost } from "../errors.js"
-import { besideClaim, type Claim, Spool } from "../spool/Spool.js"
+import { type Ending, iso, judge, type JobRecord, type RecordBase, startedRecord, unstartedRecord } from "../record.js"
+import { besideClaim } from "../spool/layout.js"
+import { type Claim, Spool } from "../spool/Spool.js"
 import { refusal, type RefusalPolicy } from "./refusal.js"
 import { type Account, Users } from "./Users.js"
 import { Archive, destinationOf, type Finished } from "./Archive.js"
-import { type Ending, iso, judge, type JobRecord, type RecordBase, startedRecord, unstartedRecord } from "./Record.js"
 import { type Output, ProcessRunner, type RunningProcess } from "./Runner.js"
 
 export interface JobSettings {

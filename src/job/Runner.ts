@@ -7,14 +7,15 @@
  * does not do. The fork itself happens in pmjq's spawners, tiny
  * helper processes (see spawner.ts), because fork(2) slows down with the size of
  * the process that calls it; pmjq keeps control of each job's process group.
+ * The two speak protocol.ts; neither imports the other.
  */
 import { Context, Deferred, Duration, Effect, FiberId, Layer, Scope } from "effect"
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, SpawnFailed } from "../errors.js"
-import type { RecordBase } from "./Record.js"
+import type { ProcessExit, RecordBase } from "../record.js"
+import type { SpawnReport, SpawnRequest } from "./protocol.js"
 import type { Account } from "./Users.js"
-import type { SpawnReport, SpawnRequest } from "./spawner.js"
 
 /**
  * A new file (never one that exists), or "inherit": pmjq's own stdout/stderr,
@@ -38,17 +39,6 @@ export interface ProcessSpec {
   readonly user: Account | null
   /** Where to write the record the moment the process ends (see spawner.ts); null: not written. */
   readonly record: { readonly file: string; readonly base: RecordBase } | null
-}
-
-export interface ProcessExit {
-  readonly exitCode: number | null
-  readonly signal: NodeJS.Signals | null
-  /** Set when pmjq lost track of the job and stopped it: why. */
-  readonly lost?: string
-  /** When it started and ended, by the clock of whoever watched it. */
-  readonly times?: { readonly startedAt: number; readonly endedAt: number }
-  /** The spec's record was written, from these very facts, as the process ended. */
-  readonly recorded?: boolean
 }
 
 export interface RunningProcess {

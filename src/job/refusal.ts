@@ -3,15 +3,7 @@
  * claimed: after the rename it sits in a folder only pmjq can write, so what
  * was checked is what runs (no check-then-run race with the file's owner).
  */
-export interface FileFacts {
-  readonly isFile: boolean
-  readonly isSymlink: boolean
-  readonly mode: number
-  readonly uid: number
-  readonly gid: number
-  readonly nlink: number
-  readonly ino: number
-}
+import type { FileFacts } from "../files.js"
 
 export interface RefusalPolicy {
   /** pmjq runs as root. */

@@ -7,7 +7,7 @@
  * so it stays small and every job's fork stays cheap; it also takes the forks
  * off pmjq's event loop.
  *
- * Protocol (Node IPC, one JSON message each way per event):
+ * Protocol (Node IPC, one JSON message each way per event; types in protocol.ts):
  *   in:  { id, path, cwd, env, keepEnv, nproc, stdout, stderr, record, user }
  *          user: run as this user (setpriv), in a clean world (see world.ts);
  *            null: as pmjq, with pmjq's environment, in `cwd`
@@ -34,38 +34,9 @@ import type { Readable, Transform, Writable } from "node:stream"
 import { createNew, type Ownership, PRIVATE, recordKeeping, replaceWhole } from "../files.js"
 import { isZombie } from "../proc.js"
 import { logLines } from "../text.js"
-import { type RecordBase, recordText, startedRecord } from "./Record.js"
+import { recordText, startedRecord } from "../record.js"
+import type { SpawnReport, SpawnRequest } from "./protocol.js"
 import { fdinfoFlags, jobCommand, jobDirectory, jobEnvironment, type JobUser, strayDescriptors } from "./world.js"
-
-export interface SpawnRequest {
-  readonly id: number
-  readonly path: string
-  /** Where a job run as pmjq starts (one run as its owner starts in the owner's home). */
-  readonly cwd: string
-  /** The job's own variables (PMJQ_*). */
-  readonly env: Readonly<Record<string, string>>
-  /** Names whose values a job run as its owner keeps from pmjq's environment (--keep-env). */
-  readonly keepEnv: ReadonlyArray<string>
-  /** RLIMIT_NPROC of a job run as its owner (--job-nproc); null: none. */
-  readonly nproc: number | null
-  readonly stdout: string | null
-  readonly stderr: string | null
-  readonly record: { readonly file: string; readonly base: RecordBase } | null
-  /** Run as this user: setpriv(1) sets uid, gid and the user's supplementary groups. */
-  readonly user: JobUser | null
-}
-
-export type SpawnReport =
-  | { readonly id: number; readonly pid: number }
-  | { readonly id: number; readonly error: { readonly code: string; readonly message: string } }
-  | {
-    readonly id: number
-    readonly exitCode: number | null
-    readonly signal: NodeJS.Signals | null
-    readonly startedAt: number
-    readonly endedAt: number
-    readonly recorded: boolean
-  }
 
 /** Node's IPC channel has an fd at run time; its type does not say so. */
 const channelFd = (): number | null => {

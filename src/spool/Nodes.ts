@@ -1,25 +1,44 @@
 /**
  * The nodes sharing a spool, as the spool itself tells them:
  *
- *   job-spool/.pmjq/nodes/NODE          NODE's heartbeat, rewritten every lease/4
+ *   job-spool/.pmjq/nodes/NODE          NODE's heartbeat, rewritten every lease/4 (via .NODE.tmp)
  *   job-spool/.pmjq/running/NODE/       what NODE has claimed
  *   job-spool/.pmjq/running/NODE/.from-DEAD/   a dead node's folder NODE took over
  *
- * A takeover is one rename(2) of the dead node's folder into the taker's own, so
- * when several nodes notice the same death exactly one wins, and what it took
- * stays its responsibility (should it die in turn, its folder goes, nested, to
- * the next taker).
+ * (every name is layout.ts's). A takeover is one rename(2) of the dead node's
+ * folder into the taker's own, so when several nodes notice the same death
+ * exactly one wins, and what it took stays its responsibility (should it die
+ * in turn, its folder goes, nested, to the next taker).
+ *
+ * A dead node's folder is listed once (inventory), then each leftover in it is
+ * read on its own (gather): a record or script that cannot be read fails that
+ * leftover alone, never the folder.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Either, Layer, Option } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { decodeHeartbeat, decodeRecord, type Heartbeat } from "../decode.js"
 import { listOrEmpty, ownDirsBelow, UntrustedDirectory } from "../dirs.js"
 import { describe, errnoCode, SpoolIOError } from "../errors.js"
-import { makeTrustedReader } from "./quarantine.js"
-import type { JobRecord } from "../job/Record.js"
+import type { JobRecord } from "../record.js"
 import { Syscalls } from "../syscalls.js"
-import { besideClaim, refuseUntrusted, runningDir, STATE_DIR } from "./Spool.js"
+import {
+  adoptedName,
+  asideNode,
+  folderContents,
+  heartbeatAside,
+  heartbeatFile,
+  isAdopted,
+  isAside,
+  isHidden,
+  type LeftoverNames,
+  nodesDir as nodesDirOf,
+  runningDir,
+  runningRoot as runningRootOf,
+  stateParts
+} from "./layout.js"
+import { makeTrustedReader } from "./quarantine.js"
+import { refuseUntrusted } from "./Spool.js"
 
 /** A node's heartbeat, as written and as decoded (decode.ts). */
 export type { Heartbeat }
@@ -27,14 +46,21 @@ export type { Heartbeat }
 /** Another node, as seen in the spool. */
 export interface NodeView {
   readonly node: string
-  /** Null when only its heartbeat is left (a takeover finished all but forgetting it). */
+  /**
+   * Null when only its heartbeat is left (a takeover finished all but
+   * forgetting it), or only its heartbeat's aside (killed in its first beat).
+   */
   readonly folder: string | null
-  /** Last change to its running folder (claims, archivals), by the file server's clock. */
+  /**
+   * Last change to its running folder (claims, archivals), by the file
+   * server's clock; for a node seen only by its aside, the aside's.
+   */
   readonly folderChangedAt: number
+  /** For a node seen only by its aside: the aside's, when it is whole. */
   readonly heartbeat: Heartbeat | null
 }
 
-/** What a claim left in a running folder, keyed by the hidden base of its files. */
+/** What a claim left in a running folder, read (gather). */
 export interface Leftover {
   /** The claimed script, if still there. */
   readonly file: string | null
@@ -59,8 +85,10 @@ export interface Leftover {
   readonly inode: number | null
 }
 
+/** A running folder, by name: nothing in it is read yet, so nothing in it can fail the others. */
 export interface Inventory {
-  readonly leftovers: ReadonlyArray<Leftover>
+  /** Each job's files, to `gather` and settle one by one. */
+  readonly leftovers: ReadonlyArray<LeftoverNames>
   /** Folders of dead nodes this folder's owner had taken over. */
   readonly folders: ReadonlyArray<string>
 }
@@ -77,7 +105,10 @@ export class Nodes extends Context.Tag("pmjq/Nodes")<
     readonly takeOver: (node: string) => Effect.Effect<Option.Option<string>, SpoolIOError>
     /** Folders taken over earlier and not yet emptied (a round cut short). */
     readonly adopted: Effect.Effect<ReadonlyArray<string>, SpoolIOError>
+    /** What FOLDER holds, by name (one listing). */
     readonly inventory: (folder: string) => Effect.Effect<Inventory, SpoolIOError>
+    /** One leftover of FOLDER, read: its records and its script's facts. Fails for that leftover alone. */
+    readonly gather: (folder: string, names: LeftoverNames) => Effect.Effect<Leftover, SpoolIOError>
     /** Removes an emptied folder; false if something is still in it. */
     readonly removeFolder: (folder: string) => Effect.Effect<boolean, SpoolIOError>
     readonly forget: (node: string) => Effect.Effect<void, SpoolIOError>
@@ -85,9 +116,6 @@ export class Nodes extends Context.Tag("pmjq/Nodes")<
     readonly leave: Effect.Effect<void, SpoolIOError>
   }
 >() {}
-
-export const ADOPTED_PREFIX = ".from-"
-const CLAIM_COPY = /\.~\d+~$/
 
 const ioCall = <A>(operation: string, file: string, run: () => Promise<A>) =>
   Effect.tryPromise({ try: run, catch: (e) => new SpoolIOError({ operation, path: file, reason: describe(e) }) })
@@ -102,13 +130,14 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       // Heartbeats and records pmjq did not write, or that do not decode, are
       // set aside and logged by the operation that met them.
       const { flush, readOwn } = makeTrustedReader(spool, calls)
+      const uid = process.getuid?.() ?? 0
       const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), flush)
-      const nodesDir = path.join(spool, STATE_DIR, "nodes")
-      const runningRoot = path.join(spool, STATE_DIR, "running")
+      const nodesDir = nodesDirOf(spool)
+      const runningRoot = runningRootOf(spool)
       const mine = runningDir(spool, node)
       // A startup refusal, like the Spool's (whichever layer meets it first).
       yield* Effect.tryPromise({
-        try: () => ownDirsBelow(spool, [STATE_DIR, "nodes"]),
+        try: () => ownDirsBelow(spool, stateParts.nodes),
         catch: (e) => (e instanceof UntrustedDirectory ? refuseUntrusted(e) : new SpoolIOError({ operation: "create", path: nodesDir, reason: describe(e) }))
       })
 
@@ -117,23 +146,40 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       // after a clean exit had removed the heartbeat.
       const beat = (heartbeat: Heartbeat) =>
         Effect.uninterruptible(io("heartbeat", nodesDir, async () => {
-          const aside = path.join(nodesDir, `.${node}.tmp`)
+          const aside = heartbeatAside(spool, node)
           // Made again if the spool was removed and made again under us.
-          await ownDirsBelow(spool, [STATE_DIR, "nodes"])
+          await ownDirsBelow(spool, stateParts.nodes)
           await calls.unlink(aside).catch(ignoreMissing)
           // Readable by all: pmjq status, run by any user, shows the nodes.
           await calls.writeNew(aside, JSON.stringify(heartbeat) + "\n", 0o644)
-          await calls.rename(aside, path.join(nodesDir, node))
+          await calls.rename(aside, heartbeatFile(spool, node))
         }))
 
       // A heartbeat that cannot be believed: the node is judged by its folder's
       // age instead. It is left where it is: a live node of another version
       // rewrites it every beat, and moving it would make that node look dead.
-      const readHeartbeat = (other: string): Promise<Heartbeat | null> => readOwn(path.join(nodesDir, other), decodeHeartbeat, true)
+      const readHeartbeat = (other: string): Promise<Heartbeat | null> => readOwn(heartbeatFile(spool, other), decodeHeartbeat, true)
+
+      // A node killed in its very first beat, between writing its heartbeat's
+      // aside and renaming it in, left that aside alone: no heartbeat, no
+      // folder, nothing else for recovery to find, so it would stay for ever.
+      // It is judged as the heartbeat it was to be: by its content when it is
+      // whole, else by its age, as a folder without a heartbeat is; so the
+      // aside of a live node in the middle of its first beat is left alone.
+      // Not read through readOwn: a torn aside is a normal leftover of a kill,
+      // nothing to set aside or to log.
+      const asideView = async (other: string): Promise<NodeView | null> => {
+        const aside = heartbeatAside(spool, other)
+        const stat = await calls.lstat(aside).catch(() => null)
+        if (stat === null) return null
+        const text = await calls.readText(aside, uid).catch(() => null)
+        const heartbeat = text === null ? null : Either.getOrNull(decodeHeartbeat(text))
+        return { node: other, folder: null, folderChangedAt: stat.mtimeMs, heartbeat }
+      }
 
       const others = io("list nodes", runningRoot, async () => {
         const [folders, beats] = await Promise.all([listOrEmpty(runningRoot), listOrEmpty(nodesDir)])
-        const names = new Set([...folders, ...beats].filter((n) => n !== node && !n.startsWith(".")))
+        const names = new Set([...folders, ...beats].filter((n) => n !== node && !isHidden(n)))
         const views = await Promise.all([...names].map(async (other): Promise<NodeView | null> => {
           const folder = path.join(runningRoot, other)
           const stat = await fsp.lstat(folder).catch(() => null)
@@ -141,16 +187,21 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           if (stat !== null && stat.isDirectory()) return { node: other, folder, folderChangedAt: stat.mtimeMs, heartbeat }
           return heartbeat === null ? null : { node: other, folder: null, folderChangedAt: 0, heartbeat }
         }))
-        return views.filter((v): v is NodeView => v !== null)
+        const asideOnly = beats.flatMap((n) => {
+          const other = asideNode(n)
+          return other === null || other === node || names.has(other) ? [] : [other]
+        })
+        const orphans = await Promise.all(asideOnly.map(asideView))
+        return [...views, ...orphans].filter((v): v is NodeView => v !== null)
       })
 
       const takeOver = (dead: string) =>
         io("take over", path.join(runningRoot, dead), async () => {
-          await ownDirsBelow(spool, [STATE_DIR, "running", node])
+          await ownDirsBelow(spool, stateParts.node(node))
           // A node id used again (--node-id) can die again before its last
           // folder was emptied: the next one is numbered.
           for (let n = 0;; n++) {
-            const target = path.join(mine, ADOPTED_PREFIX + dead + (n === 0 ? "" : `.~${n}~`))
+            const target = path.join(mine, adoptedName(dead, n))
             try {
               await calls.rename(path.join(runningRoot, dead), target)
               return Option.some(target)
@@ -167,52 +218,38 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       // Real folders only: a symlink named like one is never followed.
       const adopted = io("list", mine, async () =>
         (await fsp.readdir(mine, { withFileTypes: true }).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e))))
-          .filter((e) => e.isDirectory() && e.name.startsWith(ADOPTED_PREFIX)).map((e) => path.join(mine, e.name)))
+          .filter((e) => e.isDirectory() && isAdopted(e.name)).map((e) => path.join(mine, e.name)))
 
       const inventory = (folder: string) =>
         io("inventory", folder, async (): Promise<Inventory> => {
           const entries = await fsp.readdir(folder, { withFileTypes: true }).catch((e: unknown) =>
             errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)
           )
-          const names = new Set(entries.map((e) => e.name))
-          const folders = entries.filter((e) => e.isDirectory() && e.name.startsWith(ADOPTED_PREFIX)).map((e) => path.join(folder, e.name))
-          const leftovers: Array<Leftover> = []
-          const seen = new Set<string>()
-          const gather = async (file: string | null, hiddenBase: string, fallbackName: string) => {
-            seen.add(hiddenBase)
-            const read = (file: string) => (names.has(path.basename(file)) ? readOwn(file, decodeRecord) : null)
-            const recordFile = path.join(folder, `${hiddenBase}.json`)
-            const cutRecordFile = path.join(folder, `${hiddenBase}.cut.json`)
-            const record = await read(recordFile)
-            const cutRecord = await read(cutRecordFile)
-            const stat = file === null ? null : await fsp.lstat(file)
-            leftovers.push({
-              file,
-              name: record?.name ?? fallbackName,
-              record,
-              recordFile,
-              cutRecord,
-              cutRecordFile,
-              stdout: names.has(`${hiddenBase}.out`) ? path.join(folder, `${hiddenBase}.out`) : null,
-              stderr: names.has(`${hiddenBase}.err`) ? path.join(folder, `${hiddenBase}.err`) : null,
-              claimedAt: stat?.ctimeMs ?? Date.now(),
-              uid: stat?.uid ?? null,
-              gid: stat?.gid ?? null,
-              inode: stat?.ino ?? null
-            })
+          const contents = folderContents(entries.map((e) => ({ name: e.name, isDirectory: e.isDirectory() })))
+          return { leftovers: contents.leftovers, folders: contents.adopted.map((name) => path.join(folder, name)) }
+        })
+
+      const gather = (folder: string, names: LeftoverNames) =>
+        io("gather", path.join(folder, names.claim ?? names.record), async (): Promise<Leftover> => {
+          const inFolder = (name: string) => path.join(folder, name)
+          const file = names.claim === null ? null : inFolder(names.claim)
+          const record = names.hasRecord ? await readOwn(inFolder(names.record), decodeRecord) : null
+          const cutRecord = names.hasCutRecord ? await readOwn(inFolder(names.cutRecord), decodeRecord) : null
+          const stat = file === null ? null : await calls.lstat(file)
+          return {
+            file,
+            name: record?.name ?? names.name,
+            record,
+            recordFile: inFolder(names.record),
+            cutRecord,
+            cutRecordFile: inFolder(names.cutRecord),
+            stdout: names.stdout === null ? null : inFolder(names.stdout),
+            stderr: names.stderr === null ? null : inFolder(names.stderr),
+            claimedAt: stat?.ctimeMs ?? Date.now(),
+            uid: stat?.uid ?? null,
+            gid: stat?.gid ?? null,
+            inode: stat?.ino ?? null
           }
-          for (const e of entries) {
-            if (e.name.startsWith(".") || e.isDirectory()) continue
-            const file = path.join(folder, e.name)
-            await gather(file, path.basename(besideClaim(file, ".json"), ".json"), e.name.replace(CLAIM_COPY, ""))
-          }
-          // Outputs and records whose script already left (a crash mid-archival).
-          for (const e of entries) {
-            const m = /^(\..*)\.(json|out|err)$/.exec(e.name)
-            if (m === null || seen.has(m[1]!) || e.name.endsWith(".cut.json")) continue
-            await gather(null, m[1]!, m[1]!.slice(1).replace(CLAIM_COPY, ""))
-          }
-          return { leftovers, folders }
         })
 
       const removeFolder = (folder: string) =>
@@ -220,7 +257,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           // Half-written asides (.tmp) are the only files that may go unread.
           const names = await fsp.readdir(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
           if (names === null) return true
-          for (const n of names) if (n.endsWith(".tmp")) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
+          for (const n of names) if (isAside(n)) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
           try {
             await fsp.rmdir(folder)
             return true
@@ -233,15 +270,15 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         })
 
       const forget = (other: string) =>
-        io("forget", path.join(nodesDir, other), async () => {
-          await calls.unlink(path.join(nodesDir, other)).catch(ignoreMissing)
-          await calls.unlink(path.join(nodesDir, `.${other}.tmp`)).catch(ignoreMissing)
+        io("forget", heartbeatFile(spool, other), async () => {
+          await calls.unlink(heartbeatFile(spool, other)).catch(ignoreMissing)
+          await calls.unlink(heartbeatAside(spool, other)).catch(ignoreMissing)
         })
 
       const leave = Effect.gen(function*() {
         if (yield* removeFolder(mine)) yield* forget(node)
       })
 
-      return Nodes.of({ ownFolder: mine, beat, others, takeOver, adopted, inventory, removeFolder, forget, leave })
+      return Nodes.of({ ownFolder: mine, beat, others, takeOver, adopted, inventory, gather, removeFolder, forget, leave })
     })
   )

@@ -3,23 +3,25 @@
  *
  *   job-spool/NAME                     queued (regular, executable, not hidden)
  *   job-spool/.pmjq/running/NODE/NAME  claimed by NODE; the claim is one rename(2)
+ *   job-spool/.pmjq/attempts/NAME      how often a requeued NAME was started
+ *
+ * (every name, and what counts as a job, is layout.ts's).
  *
  * The rename is atomic on a local filesystem and on NFS/sshfs alike, so when
  * several nodes race for one file exactly one wins and the others see ENOENT:
  * a lost race, not an error.
  */
 import { Context, Effect, Layer, Option } from "effect"
-import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, NotPermitted, SpoolIOError, SpoolMissing } from "../errors.js"
 import { type AttemptNotes, decodeAttemptNotes } from "../decode.js"
 import { ensureArchiveDir, listOrEmpty, ownDirsBelow, spoolProblem, UntrustedDirectory, verifyOwnDir } from "../dirs.js"
-import { STATE_DIR, runningDir } from "./layout.js"
+import { factsOf, type FileFacts } from "../files.js"
+import { besideClaim, claimName, isHidden, isJob, notesAside, notesFile, runningDir, runningRoot, stateDir, stateParts } from "./layout.js"
 import { makeTrustedReader } from "./quarantine.js"
 import { readdir, Syscalls } from "../syscalls.js"
-import type { FileFacts } from "../job/refusal.js"
 import type { Candidate } from "./Pending.js"
 
 export interface Claim {
@@ -79,40 +81,6 @@ export class Spool extends Context.Tag("pmjq/Spool")<
   }
 >() {}
 
-export { runningDir, STATE_DIR }
-const attemptsDir = (spool: string) => path.join(spool, STATE_DIR, "attempts")
-
-
-const isHidden = (name: string) => name.startsWith(".")
-
-/**
- * A hidden file kept beside a claimed job in its running folder: its output
- * (".out", ".err") and its record (".json"). Derived from the claim's name alone,
- * so recovery finds them; a name too long for NAME_MAX with the dot and suffix
- * is cut and made unique by a hash of the whole name.
- */
-export const besideClaim = (claimPath: string, suffix: ".out" | ".err" | ".json") => {
-  const base = path.basename(claimPath)
-  const room = 255 - 1 - suffix.length - ".tmp".length
-  const short = Buffer.byteLength(base) <= room
-    ? base
-    : Buffer.from(base).subarray(0, room - 17).toString().replace(/\uFFFD+$/, "") + "-" + createHash("sha256").update(base).digest("hex").slice(0, 16)
-  return path.join(path.dirname(claimPath), `.${short}${suffix}`)
-}
-
-/** Numbered like GNU backups, so a second same-named claim never replaces the first. */
-const claimTarget = (dir: string, name: string, n: number) => path.join(dir, n === 0 ? name : `${name}.~${n}~`)
-
-const factsOf = (s: fs.Stats): FileFacts => ({
-  isFile: s.isFile(),
-  isSymlink: s.isSymbolicLink(),
-  mode: s.mode,
-  uid: s.uid,
-  gid: s.gid,
-  nlink: s.nlink,
-  ino: s.ino
-})
-
 const ioCall = <A>(operation: string, file: string, run: () => Promise<A>) =>
   Effect.tryPromise({
     try: run,
@@ -157,9 +125,9 @@ export const requireTrustedSpool = (spool: string) =>
 const ensureStateDirectory = (spool: string, node: string) =>
   Effect.tryPromise({
     try: async () => {
-      await ownDirsBelow(spool, [STATE_DIR, "running"])
+      await ownDirsBelow(spool, stateParts.running)
       const mine = await fsp.lstat(runningDir(spool, node)).catch(() => null)
-      if (mine !== null) await ownDirsBelow(spool, [STATE_DIR, "running", node])
+      if (mine !== null) await ownDirsBelow(spool, stateParts.node(node))
     },
     catch: (e) =>
       e instanceof UntrustedDirectory
@@ -185,10 +153,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     io("inspect", path.join(spool, name), () =>
       calls.lstat(path.join(spool, name)).then(
         (s): Option.Option<Candidate> =>
-          // Executable and not a directory (a spool may hold folders): a job, or
-          // something to refuse (a symlink, a FIFO...) once claimed. Its owner
-          // comes free with the lstat: --max-jobs-per-user counts by it.
-          !s.isDirectory() && (s.mode & 0o111) !== 0 ? Option.some({ name, readyAt: s.ctimeMs, uid: s.uid }) : Option.none(),
+          // Its owner comes free with the lstat: --max-jobs-per-user counts by it.
+          isJob(name, s) ? Option.some({ name, readyAt: s.ctimeMs, uid: s.uid }) : Option.none(),
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
       ))
 
@@ -203,7 +169,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     ([".out", ".err", ".json"] as const).every((suffix) => !held.has(path.basename(besideClaim(target, suffix))))
   const freeTarget = (name: string) => {
     for (let n = 0;; n++) {
-      const target = claimTarget(running, name, n)
+      const target = path.join(running, claimName(name, n))
       if (isFree(target)) return target
     }
   }
@@ -231,7 +197,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     // A folder that is missing is no problem: it is made (and checked) when needed.
     const problem = yield* Effect.promise(async () => {
       try {
-        for (const dir of [path.join(spool, STATE_DIR), path.join(spool, STATE_DIR, "running"), running]) await verifyOwnDir(dir)
+        for (const dir of [stateDir(spool), runningRoot(spool), running]) await verifyOwnDir(dir)
         return null
       } catch (e) {
         return e instanceof UntrustedDirectory ? e.message : errnoCode(e) === "ENOENT" ? null : describe(e)
@@ -261,7 +227,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
           // Our own folder not made yet (first claim), or gone (taken over while
           // this node seemed dead, removed by hand) while the job is still there.
           if (errnoCode(e) !== "ENOENT" || (await fsp.stat(running).then(() => true, () => false))) throw e
-          await ownDirsBelow(spool, [STATE_DIR, "running", node])
+          await ownDirsBelow(spool, stateParts.node(node))
           await calls.rename(source, target)
         })
       } catch (e) {
@@ -310,11 +276,10 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // .pmjq/attempts/NAME: how often each requeued file named NAME was started,
   // keyed by inode (which a rename keeps) and checked against its mtime (which
   // a rename keeps too), so a new file that reuses the inode starts from zero.
-  const notesFile = (name: string) => path.join(attemptsDir(spool), name)
   // Read on every claim: one failed open, on the event loop when local. Notes
   // that are not pmjq's, or do not decode, are set aside: the job counts from
   // its first attempt again.
-  const readNotes = (name: string): Promise<AttemptNotes | null> => readOwn(notesFile(name), decodeAttemptNotes)
+  const readNotes = (name: string): Promise<AttemptNotes | null> => readOwn(notesFile(spool, name), decodeAttemptNotes)
   const keyOf = async (file: string) => {
     const s = await calls.lstat(file)
     return { key: String(s.ino), mtimeMs: s.mtimeMs }
@@ -322,11 +287,11 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // Read, change, write aside and rename over: a reader sees old or new notes.
   const updateNotes = async (name: string, change: (notes: AttemptNotes) => AttemptNotes) => {
     const next = change((await readNotes(name)) ?? {})
-    if (Object.keys(next).length === 0) return calls.unlink(notesFile(name)).catch(() => undefined)
-    await ownDirsBelow(spool, [STATE_DIR, "attempts"])
-    const aside = path.join(attemptsDir(spool), `.${process.pid}.${Date.now()}.tmp`)
+    if (Object.keys(next).length === 0) return calls.unlink(notesFile(spool, name)).catch(() => undefined)
+    await ownDirsBelow(spool, stateParts.attempts)
+    const aside = notesAside(spool, process.pid, Date.now())
     await calls.writeNew(aside, JSON.stringify(next), 0o600)
-    await calls.rename(aside, notesFile(name))
+    await calls.rename(aside, notesFile(spool, name))
   }
 
   const startedBefore = (file: string, name: string) =>

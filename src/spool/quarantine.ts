@@ -12,16 +12,14 @@ import { ownDirsBelow } from "../dirs.js"
 import { describe, errnoCode } from "../errors.js"
 import { Untrusted } from "../files.js"
 import type { Calls } from "../syscalls.js"
-import { STATE_DIR } from "./layout.js"
-
-const QUARANTINE = "quarantine"
+import { QUARANTINE, quarantineDir, quarantineName, stateDir, stateParts } from "./layout.js"
 
 /** Moves FILE (in the spool's .pmjq, so on its filesystem) aside; returns where it went. */
 const quarantine = async (spool: string, file: string): Promise<string> => {
-  await ownDirsBelow(spool, [STATE_DIR])
-  await ownDirsBelow(path.join(spool, STATE_DIR), [QUARANTINE], 0o700)
+  await ownDirsBelow(spool, stateParts.state)
+  await ownDirsBelow(stateDir(spool), [QUARANTINE], 0o700)
   // Unique, so no earlier quarantined file is replaced by the rename.
-  const target = path.join(spool, STATE_DIR, QUARANTINE, `${Date.now()}-${randomBytes(4).toString("hex")}-${path.basename(file)}`)
+  const target = path.join(quarantineDir(spool), quarantineName(Date.now(), randomBytes(4).toString("hex"), file))
   await fs.promises.rename(file, target)
   return target
 }

@@ -1,7 +1,8 @@
 /**
  * What `pmjq status` shows: the spool as it is, read and never changed. Queued
  * files, claimed ones, the nodes' heartbeats, and the newest archive entries of
- * the dirs those heartbeats publish.
+ * the dirs those heartbeats publish. Every name, and what counts as a job, is
+ * layout.ts's, as for the daemon itself.
  */
 import { Effect, Either } from "effect"
 import * as fsp from "node:fs/promises"
@@ -9,9 +10,9 @@ import * as path from "node:path"
 import { decodeHeartbeat, decodeRecord } from "../decode.js"
 import { ownDirProblem } from "../dirs.js"
 import { readRegularAsync } from "../files.js"
-import { iso, type JobRecord } from "../job/Record.js"
+import { iso, type JobRecord } from "../record.js"
+import { besideName, claimedName, entryOfRecord, isHidden, isJob, nodesDir, rejectedDir, runningRoot, stateDir } from "./layout.js"
 import type { Heartbeat } from "./Nodes.js"
-import { STATE_DIR } from "./layout.js"
 
 export interface SpoolView {
   readonly spool: string
@@ -46,10 +47,10 @@ const readOwn = <A>(decode: (text: string) => Either.Either<A, string>, uid: num
 
 /** The newest records of DIR (entry names start with their UTC stamp, so they sort by time). */
 const newest = async (dir: string, count: number, uid: number) => {
-  const entries = (await names(dir)).filter((n) => n.endsWith(".json") && !n.startsWith(".")).sort().slice(-count)
-  const records = await Promise.all(entries.map(async (n) => {
+  const files = (await names(dir)).filter((n) => entryOfRecord(n) !== null).sort().slice(-count)
+  const records = await Promise.all(files.map(async (n) => {
     const r = await readOwn(decodeRecord, uid)(path.join(dir, n))
-    return r === null ? null : { ...r, entry: path.join(dir, n.slice(0, -".json".length)) }
+    return r === null ? null : { ...r, entry: path.join(dir, entryOfRecord(n)!) }
   }))
   return records.filter((r): r is JobRecord & { entry: string } => r !== null)
 }
@@ -65,10 +66,10 @@ const stateOwner = async (state: string): Promise<Either.Either<number, string>>
 export const viewSpool = (spool: string, lastCount = 10) =>
   Effect.promise(async (): Promise<SpoolView> => {
     const now = Date.now()
-    const state = path.join(spool, STATE_DIR)
-    const queued = (await Promise.all((await names(spool)).filter((n) => !n.startsWith(".")).map(async (name) => {
+    const state = stateDir(spool)
+    const queued = (await Promise.all((await names(spool)).filter((n) => !isHidden(n)).map(async (name) => {
       const s = await fsp.lstat(path.join(spool, name)).catch(() => null)
-      return s !== null && !s.isDirectory() && (s.mode & 0o111) !== 0 ? { name, readyAt: s.ctimeMs } : null
+      return s !== null && isJob(name, s) ? { name, readyAt: s.ctimeMs } : null
     }))).filter((q): q is { name: string; readyAt: number } => q !== null).sort((a, b) => a.readyAt - b.readyAt)
 
     const owner = await stateOwner(state)
@@ -77,22 +78,23 @@ export const viewSpool = (spool: string, lastCount = 10) =>
       return { spool, at: iso(now), queued: queued.map((q) => ({ name: q.name, readyAt: iso(q.readyAt) })), running: [], nodes: [], finished: [], rejected: [], untrusted }
     }
     const uid = owner.right
-    const nodes = (await Promise.all((await names(path.join(state, "nodes"))).filter((n) => !n.startsWith(".")).map(async (n) => {
-      const hb = await readOwn(decodeHeartbeat, uid)(path.join(state, "nodes", n))
+    const nodes = (await Promise.all((await names(nodesDir(spool))).filter((n) => !isHidden(n)).map(async (n) => {
+      const hb = await readOwn(decodeHeartbeat, uid)(path.join(nodesDir(spool), n))
       if (hb === null) return null
       const ageMs = Math.max(0, now - Date.parse(hb.beatAt))
       return { ...hb, ageMs, alive: ageMs <= hb.leaseMs }
     }))).filter((n): n is Heartbeat & { alive: boolean; ageMs: number } => n !== null)
 
-    const running = (await Promise.all((await names(path.join(state, "running"))).map(async (node) => {
-      const folder = path.join(state, "running", node)
+    const running = (await Promise.all((await names(runningRoot(spool))).map(async (node) => {
+      const folder = path.join(runningRoot(spool), node)
       const inside = await names(folder)
-      return Promise.all(inside.filter((n) => !n.startsWith(".")).map(async (name) => {
+      return Promise.all(inside.filter((n) => !isHidden(n)).map(async (name) => {
         const s = await fsp.lstat(path.join(folder, name)).catch(() => null)
         const claimedAt = s?.ctimeMs ?? now
-        const state: "running" | "ended" = inside.includes(`.${name}.json`) ? "ended" : "running"
+        // Its record, where the spawner writes it (a long name's is cut and hashed).
+        const state: "running" | "ended" = inside.includes(besideName(name, ".json")) ? "ended" : "running"
         const pid = nodes.find((n) => n.node === node)?.jobs?.find((j) => j.name === name)?.pid ?? null
-        return { name: name.replace(/\.~\d+~$/, ""), node, claimedAt: iso(claimedAt), forMs: Math.max(0, Math.round(now - claimedAt)), pid, state }
+        return { name: claimedName(name), node, claimedAt: iso(claimedAt), forMs: Math.max(0, Math.round(now - claimedAt)), pid, state }
       }))
     }))).flat()
 
@@ -100,7 +102,7 @@ export const viewSpool = (spool: string, lastCount = 10) =>
     const finished = (await Promise.all(dirs.map((d) => newest(d, lastCount, uid)))).flat()
       .sort((a, b) => a.endedAt.localeCompare(b.endedAt)).slice(-lastCount)
     const rejected = [
-      ...await newest(path.join(state, "rejected"), lastCount, uid),
+      ...await newest(rejectedDir(spool), lastCount, uid),
       ...finished.filter((r) => r.outcome === "rejected")
     ]
     return {

@@ -156,6 +156,18 @@ describe("crash recovery", () => {
     expect(lines(t.ledger)).toEqual(["ran"])
   })
 
+  it("a node killed in its first beat left only its heartbeat's aside: it is removed, and a live node's is not", async () => {
+    const t = setup("first-beat")
+    const nodes = path.join(t.spool, ".pmjq", "nodes")
+    fs.mkdirSync(nodes, { recursive: true })
+    const beat = (node: string, pid: number) => JSON.stringify({ node, host: os.hostname(), pid, helpers: [], beatAt: new Date().toISOString(), leaseMs: 60000 })
+    fs.writeFileSync(path.join(nodes, ".killed.tmp"), beat("killed", deadPid()))
+    fs.writeFileSync(path.join(nodes, ".writing.tmp"), beat("writing", process.pid))
+    const result = await run(["-o", t.archive, "--drain", t.spool], t.root)
+    expect(result.code).toBe(0)
+    expect(entries(nodes)).toEqual([".writing.tmp"])
+  })
+
   it("a finished job whose archive dir turned into a file is kept, and archived once the dir is back; it runs once", async () => {
     const t = setup("archive-gone")
     const daemon = start(["-o", t.archive, t.spool], t.root)

@@ -3,9 +3,9 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Archive, entryName, reserveEntry } from "../../src/job/Archive.js"
+import { Archive, reserveEntry } from "../../src/job/Archive.js"
 import { Syscalls } from "../../src/syscalls.js"
-import { judge, type JobRecord, stamp } from "../../src/job/Record.js"
+import { judge, type JobRecord } from "../../src/record.js"
 import { parseDuration } from "../../src/duration.js"
 import { Duration, Either, Layer } from "effect"
 
@@ -28,24 +28,7 @@ const record = (name: string): JobRecord => ({
   reason: null
 })
 
-describe("archive naming", () => {
-  it("stamps are UTC, millisecond, sortable", () => {
-    expect(stamp(new Date(Date.UTC(2026, 10, 29, 9, 5, 7, 42)))).toBe("20261129T090507.042Z")
-  })
-
-  it("a clash takes the next counter, never the same name", () => {
-    expect(entryName("S", "job", 0)).toBe("S_job")
-    expect(entryName("S", "job", 2)).toBe("S-2_job")
-  })
-
-  it("names that would pass NAME_MAX are cut on a character boundary", () => {
-    const long = "é".repeat(200)
-    const entry = entryName("20261129T090507.042Z", long, 12)
-    expect(Buffer.byteLength(entry + ".json")).toBeLessThanOrEqual(255)
-    expect(entry.startsWith("20261129T090507.042Z-12_é")).toBe(true)
-    expect(entry).not.toContain("\uFFFD")
-  })
-
+describe("archive entry reservation", () => {
   it.effect("reservation walks past taken entries", () =>
     Effect.gen(function*() {
       const taken = new Set(["S_job", "S-1_job"])

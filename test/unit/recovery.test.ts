@@ -1,6 +1,14 @@
-import { describe, expect, it } from "vitest"
-import { deathOf } from "../../src/recovery.js"
-import type { Heartbeat, NodeView } from "../../src/spool/Nodes.js"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, HashMap, Layer, Logger, Option } from "effect"
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Archive } from "../../src/job/Archive.js"
+import { deathOf, makeRecovery } from "../../src/recovery.js"
+import { type Heartbeat, NodesLive, type NodeView } from "../../src/spool/Nodes.js"
+import { SpoolLive } from "../../src/spool/Spool.js"
+import { type Calls, Syscalls } from "../../src/syscalls.js"
 
 const NOW = Date.parse("2026-11-29T12:00:00.000Z")
 const LEASE = 60_000
@@ -32,4 +40,123 @@ describe("when a node is dead", () => {
     expect(deathOf(view(null), NOW, "here", LEASE, alive([]))).toBeNull()
     expect(deathOf(view(null, { folderChangedAt: NOW - LEASE - 1 }), NOW, "here", LEASE, alive([]))).toMatch(/unchanged/)
   })
+})
+
+/** A pid that surely belongs to no process any more. */
+const deadPid = () => Number(cp.spawnSync("sh", ["-c", "echo $$"], { encoding: "utf8" }).stdout.trim())
+
+/** The direct calls, except that the files named in FAULTS fail as a bad disk (or a stale NFS handle) would. */
+const faulty = (faults: { readonly readText?: ReadonlyArray<string>; readonly lstat?: ReadonlyArray<string> }) => {
+  const direct = Effect.runSync(Effect.provide(Syscalls, Syscalls.Direct))
+  const eio = (file: string) => Promise.reject(Object.assign(new Error(`EIO: i/o error, read '${file}'`), { code: "EIO" }))
+  const calls: Calls = {
+    ...direct,
+    readText: (file, uid) => (faults.readText?.includes(path.basename(file)) ? eio(file) : direct.readText(file, uid)),
+    lstat: (file) => (faults.lstat?.includes(path.basename(file)) ? eio(file) : direct.lstat(file))
+  }
+  return Layer.succeed(Syscalls, calls)
+}
+
+/** Log lines as text, `message key=value...`, to look at. */
+const capture = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ annotations, message }) => {
+    const text = Array.isArray(message) ? message.join(" ") : String(message)
+    lines.push([text, ...HashMap.toEntries(annotations).map(([k, v]) => `${k}=${String(v)}`)].join(" "))
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+/** A spool where node n1 runs recovery, with the live Nodes, Spool and Archive over CALLS. */
+const recoveryIn = (spool: string, archive: string, calls: Layer.Layer<Syscalls>) =>
+  makeRecovery({
+    node: "n1",
+    host: os.hostname(),
+    lease: "60 seconds",
+    orphans: "requeue",
+    maxAttempts: 3,
+    archiveDir: Option.some(archive),
+    errorDir: Option.none(),
+    rejectedDir: path.join(spool, ".pmjq", "rejected")
+  }).pipe(
+    Effect.provide(Layer.mergeAll(NodesLive({ spool, node: "n1" }), SpoolLive({ spool, node: "n1" }), Archive.Live).pipe(Layer.provide(calls)))
+  )
+
+const workspace = () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-recovery-"))
+  const spool = path.join(root, "spool")
+  fs.mkdirSync(path.join(spool, ".pmjq", "nodes"), { recursive: true, mode: 0o755 })
+  return { root, spool, archive: path.join(root, "archive"), nodes: path.join(spool, ".pmjq", "nodes") }
+}
+
+const heartbeatOf = (node: string, pid: number, beatAt = new Date()) =>
+  JSON.stringify({ node, host: os.hostname(), pid, helpers: [], beatAt: beatAt.toISOString(), leaseMs: 60_000 })
+
+describe("recovery of a dead node's folder", () => {
+  it.live("a leftover that cannot be read is logged and left; the folder's other jobs are settled all the same", () =>
+    Effect.gen(function*() {
+      const t = workspace()
+      const folder = path.join(t.spool, ".pmjq", "running", "ghost")
+      fs.mkdirSync(folder, { recursive: true, mode: 0o755 })
+      fs.writeFileSync(path.join(t.nodes, "ghost"), heartbeatOf("ghost", deadPid()))
+      const script = (name: string) => fs.writeFileSync(path.join(folder, name), "#!/bin/sh\n", { mode: 0o755 })
+      const record = (name: string) =>
+        JSON.stringify({
+          name, node: "ghost", host: os.hostname(), pid: 4242, user: "root", attempt: 1, claimedAt: "2026-01-02T03:04:05.000Z",
+          startedAt: "2026-01-02T03:04:05.100Z", endedAt: "2026-01-02T03:04:06.000Z", durationMs: 900,
+          outcome: "succeeded", exitCode: 0, signal: null, reason: null
+        })
+      // Ended before its node died: archived as recorded.
+      script("done")
+      fs.writeFileSync(path.join(folder, ".done.json"), record("done"))
+      // Claimed, never ended: queued again.
+      script("again")
+      // Its record cannot be read; another's script cannot be looked at.
+      script("bad-record")
+      fs.writeFileSync(path.join(folder, ".bad-record.json"), record("bad-record"))
+      script("bad-script")
+
+      const log = capture()
+      const recovery = yield* recoveryIn(t.spool, t.archive, faulty({ readText: [".bad-record.json"], lstat: ["bad-script"] }))
+      yield* recovery.round.pipe(Effect.provide(log.layer))
+
+      expect(fs.readdirSync(t.archive)).toEqual(["20260102T030406.000Z_done", "20260102T030406.000Z_done.json"])
+      expect(fs.readdirSync(t.spool).filter((n) => !n.startsWith("."))).toEqual(["again"])
+      // The two that failed stay whole where recovery put them, for the next round.
+      const taken = path.join(t.spool, ".pmjq", "running", "n1", ".from-ghost")
+      expect(fs.readdirSync(taken).sort()).toEqual([".bad-record.json", "bad-record", "bad-script"])
+      const failures = log.lines.filter((l) => l.startsWith("recovery failed; kept, will retry"))
+      expect(failures).toEqual([
+        expect.stringMatching(/^(?=.* job=bad-record( |$))(?=.* reason=.*EIO)/),
+        expect.stringMatching(/^(?=.* job=bad-script( |$))(?=.* reason=.*EIO)/)
+      ])
+      fs.rmSync(t.root, { recursive: true })
+    }))
+})
+
+describe("a heartbeat's aside left alone in .pmjq/nodes (a node killed in its first beat)", () => {
+  it.live("goes once its node is dead by what it holds, or, torn, by its age; a live node's stays", () =>
+    Effect.gen(function*() {
+      const t = workspace()
+      const aside = (node: string, text: string, age = 0) => {
+        const file = path.join(t.nodes, `.${node}.tmp`)
+        fs.writeFileSync(file, text)
+        const at = new Date(Date.now() - age)
+        fs.utimesSync(file, at, at)
+      }
+      aside("killed", heartbeatOf("killed", deadPid()))
+      aside("torn-old", "", 120_000)
+      aside("torn-new", "{\"node\":")
+      aside("alive", heartbeatOf("alive", process.pid))
+      // A node that has a heartbeat: its aside goes with it when it is forgotten.
+      fs.writeFileSync(path.join(t.nodes, "gone"), heartbeatOf("gone", deadPid()))
+      aside("gone", heartbeatOf("gone", deadPid()))
+
+      const recovery = yield* recoveryIn(t.spool, t.archive, Syscalls.Direct)
+      const alive = yield* recovery.round
+      expect(fs.readdirSync(t.nodes).sort()).toEqual([".alive.tmp", ".torn-new.tmp"])
+      // The live node's aside is a live node.
+      expect(alive).toBe(1)
+      fs.rmSync(t.root, { recursive: true })
+    }))
 })

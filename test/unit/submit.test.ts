@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { isOwnRecord, jobText, shellQuote, uniqueName, waitStatus } from "../../src/cli/submit.js"
-import type { JobRecord } from "../../src/job/Record.js"
+import type { JobRecord } from "../../src/record.js"
 
 describe("submit", () => {
   it("quotes words for /bin/sh exactly", () => {

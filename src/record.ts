@@ -1,8 +1,11 @@
 /**
  * A job's record, archived as STAMP_NAME.json beside it. Its fields are a stable
  * interface for scripts (see DESIGN.md); add fields, never rename them.
+ *
+ * Plain data and pure functions, at the bottom of the module map: the spool
+ * reads records (recovery, status), jobs and their spawner write them, and the
+ * spawner bundles this without Effect.
  */
-import type { ProcessExit } from "./Runner.js"
 
 export type Outcome = "succeeded" | "failed" | "timed-out" | "interrupted" | "rejected"
 
@@ -75,6 +78,18 @@ export const unstartedRecord = (
 
 export const recordText = (record: JobRecord) => JSON.stringify(record, null, 2) + "\n"
 
+/** How a job's process ended, as its runner tells it. */
+export interface ProcessExit {
+  readonly exitCode: number | null
+  readonly signal: NodeJS.Signals | null
+  /** Set when pmjq lost track of the job and stopped it: why. */
+  readonly lost?: string
+  /** When it started and ended, by the clock of whoever watched it. */
+  readonly times?: { readonly startedAt: number; readonly endedAt: number }
+  /** The spec's record was written, from these very facts, as the process ended. */
+  readonly recorded?: boolean
+}
+
 /** What happened to the process, before it is written down. */
 export type Ending =
   | {
@@ -117,6 +132,3 @@ export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | 
   if (exitCode === 0) return { outcome: "succeeded", exitCode: 0, signal: null, reason: null }
   return { outcome: "failed", exitCode, signal: null, reason: `exited with status ${exitCode}` }
 }
-
-/** UTC YYYYMMDDTHHMMSS.mmmZ: sorts by time, and has no ':' to trouble shells or SMB. */
-export const stamp = (date: Date): string => date.toISOString().replace(/[-:]/g, "")

@@ -1,0 +1,45 @@
+/**
+ * What pmjq and its spawners say to each other (Node IPC, one JSON message
+ * each way per event; see spawner.ts). Types only: the Runner (pmjq's side)
+ * and the spawner both import them, and neither imports the other.
+ *
+ *   in:  SpawnRequest
+ *   out: { id, pid } | { id, error: { code, message } }
+ *        | { id, exitCode, signal, startedAt, endedAt, recorded }
+ */
+import type { RecordBase } from "../record.js"
+import type { JobUser } from "./world.js"
+
+export interface SpawnRequest {
+  readonly id: number
+  readonly path: string
+  /** Where a job run as pmjq starts (one run as its owner starts in the owner's home). */
+  readonly cwd: string
+  /** The job's own variables (PMJQ_*). */
+  readonly env: Readonly<Record<string, string>>
+  /** Names whose values a job run as its owner keeps from pmjq's environment (--keep-env). */
+  readonly keepEnv: ReadonlyArray<string>
+  /** RLIMIT_NPROC of a job run as its owner (--job-nproc); null: none. */
+  readonly nproc: number | null
+  /** A file to create (never one that exists), or null: a pipe, copied to pmjq's own stdout. */
+  readonly stdout: string | null
+  /** As stdout; a pipe's lines reach pmjq's stderr marked with the job's name. */
+  readonly stderr: string | null
+  /** Where to write the job's record the moment it ends, and what pmjq knows of it. */
+  readonly record: { readonly file: string; readonly base: RecordBase } | null
+  /** Run as this user: setpriv(1) sets uid, gid and the user's supplementary groups; null: as pmjq. */
+  readonly user: JobUser | null
+}
+
+export type SpawnReport =
+  | { readonly id: number; readonly pid: number }
+  | { readonly id: number; readonly error: { readonly code: string; readonly message: string } }
+  | {
+    readonly id: number
+    readonly exitCode: number | null
+    readonly signal: NodeJS.Signals | null
+    readonly startedAt: number
+    readonly endedAt: number
+    /** The record was written before this report was sent. */
+    readonly recorded: boolean
+  }
