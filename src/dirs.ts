@@ -3,12 +3,14 @@
  * state under the spool. Each is created with an explicit mode (never the
  * umask's) and checked before use, the way sshd's StrictModes checks a home:
  * a folder others could change under pmjq is refused, naming the path.
+ *
+ * Every call goes through the given Calls (syscalls.ts); the startup checks,
+ * made once, use the threaded ones.
  */
-import * as fs from "node:fs"
-import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Data } from "effect"
 import { describe, errnoCode } from "./errors.js"
+import { type Calls, type Stat, threadedCalls } from "./syscalls.js"
 
 /** pmjq's own folders and the archive: readable by all (users find their entries), written by pmjq only. */
 const DIR_MODE = 0o755
@@ -32,7 +34,7 @@ export class UntrustedDirectory extends Data.TaggedError("UntrustedDirectory")<{
  * null when it is a real directory (not a symlink), owned by pmjq's uid (or
  * root), writable by nobody else.
  */
-export const ownDirProblem = (stat: fs.Stats, uid = myUid()): string | null => {
+export const ownDirProblem = (stat: Stat, uid = myUid()): string | null => {
   if (stat.isSymbolicLink()) return "is a symlink"
   if (!stat.isDirectory()) return "is not a directory"
   if (stat.uid !== uid && stat.uid !== 0) return `is owned by uid ${stat.uid}, not by pmjq (uid ${uid})`
@@ -45,34 +47,29 @@ export const ownDirProblem = (stat: fs.Stats, uid = myUid()): string | null => {
  * (StrictModes): null when owned by root or pmjq and not writable by group or
  * others, or writable but sticky (like /tmp: others cannot rename our entries).
  */
-export const parentProblem = (stat: fs.Stats, uid = myUid()): string | null => {
+export const parentProblem = (stat: Stat, uid = myUid()): string | null => {
   if (stat.uid !== uid && stat.uid !== 0) return `is owned by uid ${stat.uid}, neither root nor pmjq (uid ${uid})`
   if ((stat.mode & 0o022) !== 0 && (stat.mode & S_ISVTX) === 0) return "is writable by group or others without the sticky bit"
   return null
 }
 
 /** Checks DIR as ownDirProblem does; throws UntrustedDirectory. */
-export const verifyOwnDir = async (dir: string): Promise<void> => {
-  const problem = ownDirProblem(await fsp.lstat(dir))
+export const verifyOwnDir = async (calls: Calls, dir: string): Promise<void> => {
+  const problem = ownDirProblem(await calls.lstat(dir))
   if (problem !== null) throw new UntrustedDirectory({ dir, why: problem })
 }
 
 /** Makes DIR with exactly MODE; false when it existed already. */
-const makeDir = async (dir: string, mode: number): Promise<boolean> => {
+const makeDir = async (calls: Calls, dir: string, mode: number): Promise<boolean> => {
   try {
-    await fsp.mkdir(dir, { mode })
+    await calls.mkdir(dir, mode)
   } catch (e) {
     if (errnoCode(e) === "EEXIST") return false
     throw e
   }
   // mkdir's mode passed through the umask. Set through a descriptor of the
   // folder itself, never through a name something else may have taken.
-  const handle = await fsp.open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW)
-  try {
-    await handle.chmod(mode)
-  } finally {
-    await handle.close()
-  }
+  await calls.chmodDir(dir, mode)
   return true
 }
 
@@ -82,15 +79,15 @@ const makeDir = async (dir: string, mode: number): Promise<boolean> => {
  * forever. A daemon must fail at startup, not hang. An existing DIR must be a
  * directory.
  */
-export const mkdirs = async (dir: string, mode = DIR_MODE): Promise<void> => {
+export const mkdirs = async (calls: Calls, dir: string, mode = DIR_MODE): Promise<void> => {
   try {
-    if (await makeDir(dir, mode)) return
-    if (!(await fsp.stat(dir)).isDirectory()) throw Object.assign(new Error(`${dir} exists and is not a directory`), { code: "EEXIST" })
+    if (await makeDir(calls, dir, mode)) return
+    if (!(await calls.stat(dir)).isDirectory()) throw Object.assign(new Error(`${dir} exists and is not a directory`), { code: "EEXIST" })
   } catch (e) {
     const parent = path.dirname(dir)
     if (errnoCode(e) !== "ENOENT" || parent === dir) throw e
-    await mkdirs(parent, mode)
-    await makeDir(dir, mode)
+    await mkdirs(calls, parent, mode)
+    await makeDir(calls, dir, mode)
   }
 }
 
@@ -100,12 +97,12 @@ export const mkdirs = async (dir: string, mode = DIR_MODE): Promise<void> => {
  * checks each level is pmjq's own: a folder planted by a user (or a symlink)
  * is refused, never used.
  */
-export const ownDirsBelow = async (root: string, parts: ReadonlyArray<string>, mode = DIR_MODE): Promise<void> => {
+export const ownDirsBelow = async (calls: Calls, root: string, parts: ReadonlyArray<string>, mode = DIR_MODE): Promise<void> => {
   let dir = root
   for (const part of parts) {
     dir = path.join(dir, part)
-    await makeDir(dir, mode)
-    await verifyOwnDir(dir)
+    await makeDir(calls, dir, mode)
+    await verifyOwnDir(calls, dir)
   }
 }
 
@@ -117,15 +114,15 @@ export const ownDirsBelow = async (root: string, parts: ReadonlyArray<string>, m
  * component does not exist yet (everything before it was checked). Throws
  * UntrustedDirectory.
  */
-const walk = async (dir: string): Promise<string | null> => {
+const walk = async (calls: Calls, dir: string): Promise<string | null> => {
   const uid = myUid()
   const pending = path.resolve(dir).split("/").filter((part) => part !== "")
   let here = "/"
   for (let hops = 0; pending.length > 0;) {
-    const problem = parentProblem(await fsp.stat(here), uid)
+    const problem = parentProblem(await calls.stat(here), uid)
     if (problem !== null) throw new UntrustedDirectory({ dir: here, why: `(on the way to ${dir}) ${problem}` })
     const next = path.join(here, pending.shift()!)
-    const stat = await fsp.lstat(next).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
+    const stat = await calls.lstat(next).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
     if (stat === null) return null
     if (!stat.isSymbolicLink()) {
       here = next
@@ -133,7 +130,7 @@ const walk = async (dir: string): Promise<string | null> => {
     }
     if (stat.uid !== uid && stat.uid !== 0) throw new UntrustedDirectory({ dir: next, why: `(on the way to ${dir}) is a symlink owned by uid ${stat.uid}, neither root nor pmjq` })
     if (++hops > 40) throw new UntrustedDirectory({ dir: next, why: "has too many levels of symlinks" })
-    const target = await fsp.readlink(next)
+    const target = await calls.readlink(next)
     pending.unshift(...target.split("/").filter((part) => part !== ""))
     if (path.isAbsolute(target)) here = "/"
   }
@@ -147,11 +144,11 @@ const walk = async (dir: string): Promise<string | null> => {
  * the way is root's or pmjq's; the dir itself is pmjq's own. Checked before
  * anything is made, and again after. Throws UntrustedDirectory.
  */
-export const ensureArchiveDir = async (dir: string): Promise<void> => {
-  if ((await walk(dir)) === null) await mkdirs(dir)
-  const real = await walk(dir)
+export const ensureArchiveDir = async (calls: Calls, dir: string): Promise<void> => {
+  if ((await walk(calls, dir)) === null) await mkdirs(calls, dir)
+  const real = await walk(calls, dir)
   if (real === null) throw Object.assign(new Error(`${dir} vanished as it was made`), { code: "ENOENT" })
-  await verifyOwnDir(real)
+  await verifyOwnDir(calls, real)
 }
 
 /**
@@ -160,11 +157,11 @@ export const ensureArchiveDir = async (dir: string): Promise<void> => {
  * bit, reached only through directories and symlinks others cannot change.
  * Null when it is; else why.
  */
-export const spoolProblem = async (spool: string): Promise<string | null> => {
+export const spoolProblem = async (spool: string, calls: Calls = threadedCalls): Promise<string | null> => {
   try {
-    const real = await walk(spool)
+    const real = await walk(calls, spool)
     if (real === null) return null // SpoolMissing is said elsewhere
-    const stat = await fsp.stat(real)
+    const stat = await calls.stat(real)
     const uid = myUid()
     if (stat.uid !== uid && stat.uid !== 0) return `${spool} is owned by uid ${stat.uid}, neither root nor pmjq: its owner could replace pmjq's own state`
     if ((stat.mode & 0o022) !== 0 && (stat.mode & S_ISVTX) === 0) return `${spool} is writable by group or others without the sticky bit, and pmjq runs as root: chmod +t it`
@@ -176,5 +173,5 @@ export const spoolProblem = async (spool: string): Promise<string | null> => {
 }
 
 /** The names in DIR; none when DIR does not exist (state made on first use). */
-export const listOrEmpty = (dir: string): Promise<Array<string>> =>
-  fsp.readdir(dir).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)))
+export const listOrEmpty = (calls: Calls, dir: string): Promise<Array<string>> =>
+  calls.readdir(dir).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)))

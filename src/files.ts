@@ -11,6 +11,7 @@
  * thread pool (network filesystems, and every copy, which may be of any size).
  */
 import * as fs from "node:fs"
+import type { Stat } from "./syscalls.js"
 
 const { O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = fs.constants
 
@@ -34,7 +35,7 @@ export interface FileFacts {
   readonly ino: number
 }
 
-export const factsOf = (s: fs.Stats): FileFacts => ({
+export const factsOf = (s: Stat): FileFacts => ({
   isFile: s.isFile(),
   isSymlink: s.isSymbolicLink(),
   mode: s.mode,

@@ -1,7 +1,8 @@
 /**
- * The filesystem calls on pmjq's per-job path (claim, release, archive), as a
- * service with two implementations, chosen at startup by where the spool and
- * archive dirs live:
+ * Every filesystem call of the spool, the nodes, archival, quarantine and
+ * recovery, as a service: the seam where tests put an in-memory filesystem
+ * (test/memoryfs.ts). Two live implementations, chosen at startup by where the
+ * spool and archive dirs live:
  *
  * - Direct: the call is made on the event loop. On a local filesystem each is a
  *   metadata update of a few microseconds; handing it to libuv's thread pool and
@@ -10,19 +11,57 @@
  * - Threaded: Node's callback API on the thread pool. Over NFS, sshfs or SMB a
  *   call is a network round trip, and four may overlap while the loop goes on.
  *
- * Listings stay threaded everywhere: a spool of 100,000 names takes a while.
+ * Listings and copies stay threaded everywhere: a spool of 100,000 names takes a
+ * while, and a copy may be of any size.
  */
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
+import type { Readable } from "node:stream"
 import { promisify } from "node:util"
 import * as files from "./files.js"
 import type { Ownership } from "./files.js"
 
+/** What pmjq reads of an lstat or stat (fs.Stats has it all). */
+export interface Stat {
+  readonly isFile: () => boolean
+  readonly isDirectory: () => boolean
+  readonly isSymbolicLink: () => boolean
+  readonly mode: number
+  readonly uid: number
+  readonly gid: number
+  readonly ino: number
+  readonly dev: number
+  readonly nlink: number
+  readonly ctimeMs: number
+  readonly mtimeMs: number
+}
+
+/** A name in a folder, and whether it is a real folder (a symlink to one is not). */
+export interface Entry {
+  readonly name: string
+  readonly isDirectory: boolean
+}
+
 export interface Calls {
-  readonly lstat: (file: string) => Promise<fs.Stats>
+  /** The names in a folder, in no particular order. */
+  readonly readdir: (dir: string) => Promise<Array<string>>
+  /** The same, with what each is (no symlink followed). */
+  readonly entries: (dir: string) => Promise<Array<Entry>>
+  readonly lstat: (file: string) => Promise<Stat>
+  readonly stat: (file: string) => Promise<Stat>
   readonly rename: (from: string, to: string) => Promise<void>
   readonly link: (existing: string, created: string) => Promise<void>
   readonly unlink: (file: string) => Promise<void>
+  /** mkdir(2): MODE passes through the umask; EEXIST when anything has the name. */
+  readonly mkdir: (dir: string, mode: number) => Promise<void>
+  /** Sets a folder's mode through a descriptor of the folder itself (O_DIRECTORY|O_NOFOLLOW: a symlink fails, ENOTDIR). */
+  readonly chmodDir: (dir: string, mode: number) => Promise<void>
+  readonly rmdir: (dir: string) => Promise<void>
+  readonly realpath: (file: string) => Promise<string>
+  readonly readlink: (file: string) => Promise<string>
+  readonly symlink: (target: string, file: string) => Promise<void>
+  /** chown of the name itself, a symlink included (never followed). */
+  readonly lchown: (file: string, uid: number, gid: number) => Promise<void>
   /** Creates FILE with `data` and exactly MODE (see files.ts); fails with EEXIST if anything has its name. */
   readonly writeNew: (file: string, data: string, mode: number, owner?: Ownership | null) => Promise<void>
   /** Copies a regular file to a new file, safely (see files.ts); EEXIST if `to` exists. */
@@ -32,20 +71,26 @@ export interface Calls {
    * file; a symlink, FIFO or someone else's file fails (ELOOP, Untrusted).
    */
   readonly readText: (file: string, uid: number) => Promise<string | null>
+  /** A file's bytes as a stream (captured output passed through to pmjq's own). */
+  readonly readStream: (file: string) => Readable
+  /**
+   * Calls `changed` with each name in DIR the kernel says changed (hints only);
+   * `failed` once if the watch breaks. Returns what stops it. Throws when the
+   * watch cannot start.
+   */
+  readonly watch: (dir: string, changed: (name: string) => void, failed: (e: unknown) => void) => () => void
 }
 
 export class Syscalls extends Context.Tag("pmjq/Syscalls")<Syscalls, Calls>() {
-  static readonly Direct = Layer.sync(Syscalls, () => direct)
-  static readonly Threaded = Layer.sync(Syscalls, () => threaded)
+  static readonly Direct = Layer.sync(Syscalls, () => directCalls)
+  static readonly Threaded = Layer.sync(Syscalls, () => threadedCalls)
   /** Direct when every directory is on a local filesystem, else threaded. */
   static readonly forDirectories = (dirs: ReadonlyArray<string>) =>
     Layer.effect(
       Syscalls,
-      Effect.map(Effect.forEach(dirs, isLocal), (local) => (local.every(Boolean) ? direct : threaded))
+      Effect.map(Effect.forEach(dirs, isLocal), (local) => (local.every(Boolean) ? directCalls : threadedCalls))
     )
 }
-
-export const readdir = promisify(fs.readdir)
 
 const now = <A>(call: () => A): Promise<A> => {
   try {
@@ -55,31 +100,100 @@ const now = <A>(call: () => A): Promise<A> => {
   }
 }
 
-const direct: Calls = {
+const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY } = fs.constants
+const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+
+const readdir = promisify(fs.readdir)
+const entries = async (dir: string): Promise<Array<Entry>> =>
+  (await readdir(dir, { withFileTypes: true })).map((e) => ({ name: e.name, isDirectory: e.isDirectory() }))
+
+const watch: Calls["watch"] = (dir, changed, failed) => {
+  const watcher = fs.watch(dir, { persistent: false }, (_event, filename) => {
+    if (filename !== null) changed(filename)
+  })
+  watcher.on("error", (e) => {
+    watcher.close()
+    failed(e)
+  })
+  return () => watcher.close()
+}
+
+const readStream = (file: string): Readable => fs.createReadStream(file)
+
+export const directCalls: Calls = {
+  readdir: (dir) => readdir(dir),
+  entries,
   lstat: (file) => now(() => fs.lstatSync(file)),
+  stat: (file) => now(() => fs.statSync(file)),
   rename: (from, to) => now(() => fs.renameSync(from, to)),
   link: (existing, created) => now(() => fs.linkSync(existing, created)),
   unlink: (file) => now(() => fs.unlinkSync(file)),
+  mkdir: (dir, mode) => now(() => void fs.mkdirSync(dir, { mode })),
+  chmodDir: (dir, mode) =>
+    now(() => {
+      const fd = fs.openSync(dir, DIR_FLAGS)
+      try {
+        fs.fchmodSync(fd, mode)
+      } finally {
+        fs.closeSync(fd)
+      }
+    }),
+  rmdir: (dir) => now(() => fs.rmdirSync(dir)),
+  realpath: (file) => now(() => fs.realpathSync(file)),
+  readlink: (file) => now(() => fs.readlinkSync(file)),
+  symlink: (target, file) => now(() => fs.symlinkSync(target, file)),
+  lchown: (file, uid, gid) => now(() => fs.lchownSync(file, uid, gid)),
   writeNew: (file, data, mode, owner = null) => now(() => files.writeNew(file, data, mode, owner)),
   // A copy may be of any size: never on the event loop (files.ts).
   copyNew: files.copyNewAsync,
-  readText: (file, uid) => now(() => files.readRegular(file, uid))
+  readText: (file, uid) => now(() => files.readRegular(file, uid)),
+  readStream,
+  watch
 }
 
 const lstat = promisify(fs.lstat)
+const stat = promisify(fs.stat)
 const rename = promisify(fs.rename)
 const link = promisify(fs.link)
 const unlink = promisify(fs.unlink)
+const mkdir = promisify(fs.mkdir)
+const open = promisify(fs.open)
+const fchmod = promisify(fs.fchmod)
+const close = promisify(fs.close)
+const rmdir = promisify(fs.rmdir)
+const realpath = promisify(fs.realpath)
+const readlink = promisify(fs.readlink)
+const symlink = promisify(fs.symlink)
+const lchown = promisify(fs.lchown)
 
 // Callback API, promisified: about half the CPU per call of node:fs/promises.
-const threaded: Calls = {
+export const threadedCalls: Calls = {
+  readdir: (dir) => readdir(dir),
+  entries,
   lstat: (file) => lstat(file),
+  stat: (file) => stat(file),
   rename,
   link,
   unlink,
+  mkdir: async (dir, mode) => void (await mkdir(dir, { mode })),
+  chmodDir: async (dir, mode) => {
+    const fd = await open(dir, DIR_FLAGS)
+    try {
+      await fchmod(fd, mode)
+    } finally {
+      await close(fd)
+    }
+  },
+  rmdir: (dir) => rmdir(dir),
+  realpath: (file) => realpath(file),
+  readlink: (file) => readlink(file),
+  symlink: (target, file) => symlink(target, file),
+  lchown,
   writeNew: (file, data, mode, owner = null) => files.writeNewAsync(file, data, mode, owner),
   copyNew: files.copyNewAsync,
-  readText: (file, uid) => files.readRegularAsync(file, uid)
+  readText: (file, uid) => files.readRegularAsync(file, uid),
+  readStream,
+  watch
 }
 
 // statfs(2) f_type of filesystems whose metadata calls never leave the machine.

@@ -11,8 +11,6 @@
  * reader that sees the .json sees a complete entry.
  */
 import { Context, Effect, Layer, Option } from "effect"
-import * as fs from "node:fs"
-import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import type { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
@@ -118,9 +116,9 @@ const placeExclusive = async (calls: Calls, from: string, to: string): Promise<P
   try {
     const source = await calls.lstat(from)
     if (source.isSymbolicLink()) {
-      await fsp.symlink(await fsp.readlink(from), to)
+      await calls.symlink(await calls.readlink(from), to)
       // Its owner's, as the link was (lchown never follows it).
-      if (process.getuid?.() === 0) await fsp.lchown(to, source.uid, source.gid)
+      if (process.getuid?.() === 0) await calls.lchown(to, source.uid, source.gid)
     }
     else if (source.isFile()) await calls.copyNew(from, to)
     else return "skipped"
@@ -135,8 +133,8 @@ const removeIfPresent = (calls: Calls, file: string) =>
   calls.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
 // Error output joins pmjq's log: marked and escaped line by line (text.ts).
-const replay = (file: string, sink: NodeJS.WritableStream, through: Transform | null) =>
-  (through === null ? pipeline(fs.createReadStream(file), sink, { end: false }) : pipeline(fs.createReadStream(file), through, sink, { end: false }))
+const replay = (calls: Calls, file: string, sink: NodeJS.WritableStream, through: Transform | null) =>
+  (through === null ? pipeline(calls.readStream(file), sink, { end: false }) : pipeline(calls.readStream(file), through, sink, { end: false }))
     .catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
 const makeLive = (calls: Calls) => {
@@ -207,10 +205,10 @@ const makeLive = (calls: Calls) => {
       // The archive dir may have been removed (by a job, by hand) since startup.
       const placeIn = (candidate: string) =>
         place(dir, candidate, job).catch(async (e: unknown) => {
-          if (errnoCode(e) !== "ENOENT" || (await fsp.stat(dir).then(() => true, () => false))) throw e
+          if (errnoCode(e) !== "ENOENT" || (await calls.stat(dir).then(() => true, () => false))) throw e
           // Made again only as safely as at startup: in a sticky folder such as
           // /tmp, a user may have taken the name meanwhile.
-          await ensureArchiveDir(dir)
+          await ensureArchiveDir(calls, dir)
           return place(dir, candidate, job)
         })
       const entry = yield* reserveEntry(
@@ -229,8 +227,8 @@ const makeLive = (calls: Calls) => {
   const discard = (job: Finished) =>
     Effect.tryPromise({
       try: async () => {
-        if (job.stdout !== null) await replay(job.stdout, process.stdout, null)
-        if (job.stderr !== null) await replay(job.stderr, process.stderr, logLines(job.record.name))
+        if (job.stdout !== null) await replay(calls, job.stdout, process.stdout, null)
+        if (job.stderr !== null) await replay(calls, job.stderr, process.stderr, logLines(job.record.name))
         await leaveRunningFolder(job)()
       },
       catch: fail(job.script ?? job.recordFile)

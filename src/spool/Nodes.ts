@@ -15,7 +15,6 @@
  * leftover alone, never the folder.
  */
 import { Context, Effect, Either, Layer, Option } from "effect"
-import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { decodeHeartbeat, decodeRecord, type Heartbeat } from "../decode.js"
 import { listOrEmpty, ownDirsBelow, UntrustedDirectory } from "../dirs.js"
@@ -127,9 +126,11 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
     Nodes,
     Effect.gen(function*() {
       const calls = yield* Syscalls
+      const clock = yield* Effect.clock
+      const now = () => clock.unsafeCurrentTimeMillis()
       // Heartbeats and records pmjq did not write, or that do not decode, are
       // set aside and logged by the operation that met them.
-      const { flush, readOwn } = makeTrustedReader(spool, calls)
+      const { flush, readOwn } = makeTrustedReader(spool, calls, now)
       const uid = process.getuid?.() ?? 0
       const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), flush)
       const nodesDir = nodesDirOf(spool)
@@ -137,7 +138,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       const mine = runningDir(spool, node)
       // A startup refusal, like the Spool's (whichever layer meets it first).
       yield* Effect.tryPromise({
-        try: () => ownDirsBelow(spool, stateParts.nodes),
+        try: () => ownDirsBelow(calls, spool, stateParts.nodes),
         catch: (e) => (e instanceof UntrustedDirectory ? refuseUntrusted(e) : new SpoolIOError({ operation: "create", path: nodesDir, reason: describe(e) }))
       })
 
@@ -148,7 +149,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         Effect.uninterruptible(io("heartbeat", nodesDir, async () => {
           const aside = heartbeatAside(spool, node)
           // Made again if the spool was removed and made again under us.
-          await ownDirsBelow(spool, stateParts.nodes)
+          await ownDirsBelow(calls, spool, stateParts.nodes)
           await calls.unlink(aside).catch(ignoreMissing)
           // Readable by all: pmjq status, run by any user, shows the nodes.
           await calls.writeNew(aside, JSON.stringify(heartbeat) + "\n", 0o644)
@@ -178,11 +179,11 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       }
 
       const others = io("list nodes", runningRoot, async () => {
-        const [folders, beats] = await Promise.all([listOrEmpty(runningRoot), listOrEmpty(nodesDir)])
+        const [folders, beats] = await Promise.all([listOrEmpty(calls, runningRoot), listOrEmpty(calls, nodesDir)])
         const names = new Set([...folders, ...beats].filter((n) => n !== node && !isHidden(n)))
         const views = await Promise.all([...names].map(async (other): Promise<NodeView | null> => {
           const folder = path.join(runningRoot, other)
-          const stat = await fsp.lstat(folder).catch(() => null)
+          const stat = await calls.lstat(folder).catch(() => null)
           const heartbeat = await readHeartbeat(other)
           if (stat !== null && stat.isDirectory()) return { node: other, folder, folderChangedAt: stat.mtimeMs, heartbeat }
           return heartbeat === null ? null : { node: other, folder: null, folderChangedAt: 0, heartbeat }
@@ -197,7 +198,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
 
       const takeOver = (dead: string) =>
         io("take over", path.join(runningRoot, dead), async () => {
-          await ownDirsBelow(spool, stateParts.node(node))
+          await ownDirsBelow(calls, spool, stateParts.node(node))
           // A node id used again (--node-id) can die again before its last
           // folder was emptied: the next one is numbered.
           for (let n = 0;; n++) {
@@ -217,15 +218,13 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
 
       // Real folders only: a symlink named like one is never followed.
       const adopted = io("list", mine, async () =>
-        (await fsp.readdir(mine, { withFileTypes: true }).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e))))
-          .filter((e) => e.isDirectory() && isAdopted(e.name)).map((e) => path.join(mine, e.name)))
+        (await calls.entries(mine).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e))))
+          .filter((e) => e.isDirectory && isAdopted(e.name)).map((e) => path.join(mine, e.name)))
 
       const inventory = (folder: string) =>
         io("inventory", folder, async (): Promise<Inventory> => {
-          const entries = await fsp.readdir(folder, { withFileTypes: true }).catch((e: unknown) =>
-            errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)
-          )
-          const contents = folderContents(entries.map((e) => ({ name: e.name, isDirectory: e.isDirectory() })))
+          const entries = await calls.entries(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? [] : Promise.reject(e)))
+          const contents = folderContents(entries)
           return { leftovers: contents.leftovers, folders: contents.adopted.map((name) => path.join(folder, name)) }
         })
 
@@ -245,7 +244,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
             cutRecordFile: inFolder(names.cutRecord),
             stdout: names.stdout === null ? null : inFolder(names.stdout),
             stderr: names.stderr === null ? null : inFolder(names.stderr),
-            claimedAt: stat?.ctimeMs ?? Date.now(),
+            claimedAt: stat?.ctimeMs ?? now(),
             uid: stat?.uid ?? null,
             gid: stat?.gid ?? null,
             inode: stat?.ino ?? null
@@ -255,11 +254,11 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       const removeFolder = (folder: string) =>
         io("remove", folder, async () => {
           // Half-written asides (.tmp) are the only files that may go unread.
-          const names = await fsp.readdir(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
+          const names = await calls.readdir(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
           if (names === null) return true
           for (const n of names) if (isAside(n)) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
           try {
-            await fsp.rmdir(folder)
+            await calls.rmdir(folder)
             return true
           } catch (e) {
             const code = errnoCode(e)

@@ -10,10 +10,11 @@
  * The rename is atomic on a local filesystem and on NFS/sshfs alike, so when
  * several nodes race for one file exactly one wins and the others see ENOENT:
  * a lost race, not an error.
+ *
+ * Every filesystem call goes through Syscalls, and time comes from the Clock:
+ * the same code runs on an in-memory filesystem in tests (test/memoryfs.ts).
  */
 import { Context, Effect, Layer, Option } from "effect"
-import * as fs from "node:fs"
-import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, NotPermitted, SpoolIOError, SpoolMissing } from "../errors.js"
 import { type AttemptNotes, decodeAttemptNotes } from "../decode.js"
@@ -21,7 +22,7 @@ import { ensureArchiveDir, listOrEmpty, ownDirsBelow, spoolProblem, UntrustedDir
 import { factsOf, type FileFacts } from "../files.js"
 import { besideClaim, claimName, isHidden, isJob, notesAside, notesFile, runningDir, runningRoot, stateDir, stateParts } from "./layout.js"
 import { makeTrustedReader } from "./quarantine.js"
-import { readdir, Syscalls } from "../syscalls.js"
+import { type Calls, Syscalls, threadedCalls } from "../syscalls.js"
 import type { Candidate } from "./Pending.js"
 
 export interface Claim {
@@ -91,16 +92,19 @@ const ioCall = <A>(operation: string, file: string, run: () => Promise<A>) =>
 export const refuseUntrusted = (e: UntrustedDirectory) =>
   new NotPermitted({ reason: `${e.message}: pmjq uses only folders that others cannot change (fix the owner or mode, or remove it)` })
 
-/** An archive or error dir: made if missing (mode 0755), then checked as sshd's StrictModes would. */
-export const ensureDirectory = (dir: string) =>
+/**
+ * An archive or error dir: made if missing (mode 0755), then checked as sshd's
+ * StrictModes would. At startup, with the threaded calls unless told others.
+ */
+export const ensureDirectory = (dir: string, calls: Calls = threadedCalls) =>
   Effect.tryPromise({
-    try: () => ensureArchiveDir(path.resolve(dir)),
+    try: () => ensureArchiveDir(calls, path.resolve(dir)),
     catch: (e) => (e instanceof UntrustedDirectory ? refuseUntrusted(e) : new CannotCreateDirectory({ path: dir, reason: describe(e) }))
   })
 
 /** Startup check, before anything is created anywhere. */
-export const requireSpool = (spool: string) =>
-  Effect.promise(() => fsp.stat(spool).then((s) => s.isDirectory(), () => false)).pipe(
+export const requireSpool = (spool: string, calls: Calls = threadedCalls) =>
+  Effect.promise(() => calls.stat(spool).then((s) => s.isDirectory(), () => false)).pipe(
     Effect.filterOrFail((isDirectory) => isDirectory, () => new SpoolMissing({ path: spool })),
     Effect.asVoid
   )
@@ -112,8 +116,8 @@ export const requireSpool = (spool: string) =>
  * rename pmjq's own .pmjq away and plant theirs, or swap each other's jobs.
  * (Not as root: a warning for an open spool, see cli/daemon.ts.)
  */
-export const requireTrustedSpool = (spool: string) =>
-  Effect.flatMap(Effect.promise(() => spoolProblem(spool)), (problem) =>
+export const requireTrustedSpool = (spool: string, calls: Calls = threadedCalls) =>
+  Effect.flatMap(Effect.promise(() => spoolProblem(spool, calls)), (problem) =>
     problem === null ? Effect.void : Effect.fail(new NotPermitted({ reason: problem })))
 
 // Component by component below the spool, never creating the spool itself: a
@@ -122,12 +126,12 @@ export const requireTrustedSpool = (spool: string) =>
 // folder without a heartbeat then means a node that is gone.
 // Every level is checked to be pmjq's own: a .pmjq a user made before pmjq
 // started (or after the spool was made again) is refused, never used.
-const ensureStateDirectory = (spool: string, node: string) =>
+const ensureStateDirectory = (calls: Calls, spool: string, node: string) =>
   Effect.tryPromise({
     try: async () => {
-      await ownDirsBelow(spool, stateParts.running)
-      const mine = await fsp.lstat(runningDir(spool, node)).catch(() => null)
-      if (mine !== null) await ownDirsBelow(spool, stateParts.node(node))
+      await ownDirsBelow(calls, spool, stateParts.running)
+      const mine = await calls.lstat(runningDir(spool, node)).catch(() => null)
+      if (mine !== null) await ownDirsBelow(calls, spool, stateParts.node(node))
     },
     catch: (e) =>
       e instanceof UntrustedDirectory
@@ -139,13 +143,15 @@ const ensureStateDirectory = (spool: string, node: string) =>
 
 const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const calls = yield* Syscalls
+  const clock = yield* Effect.clock
+  const now = () => clock.unsafeCurrentTimeMillis()
   // Operations that read pmjq's notes log what they had to set aside.
-  const { flush, readOwn, setAside } = makeTrustedReader(spool, calls)
+  const { flush, readOwn, setAside } = makeTrustedReader(spool, calls, now)
   const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), flush)
   const running = runningDir(spool, node)
-  yield* ensureStateDirectory(spool, node)
+  yield* ensureStateDirectory(calls, spool, node)
 
-  const list = io("list", spool, () => readdir(spool)).pipe(
+  const list = io("list", spool, () => calls.readdir(spool)).pipe(
     Effect.map((names) => names.filter((n) => !isHidden(n)))
   )
 
@@ -161,7 +167,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // Only this process writes into its running folder (the node id is unique),
   // so what it holds there is known without asking the filesystem; the folder
   // is read once, for anything an earlier process of this id left.
-  const held = new Set(yield* io("list", running, () => listOrEmpty(running)))
+  const held = new Set(yield* io("list", running, () => listOrEmpty(calls, running)))
   // Free when neither the claim's name nor those of the files kept beside it
   // are taken: output and records are only ever created exclusively.
   const isFree = (target: string) =>
@@ -197,7 +203,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     // A folder that is missing is no problem: it is made (and checked) when needed.
     const problem = yield* Effect.promise(async () => {
       try {
-        for (const dir of [stateDir(spool), runningRoot(spool), running]) await verifyOwnDir(dir)
+        for (const dir of [stateDir(spool), runningRoot(spool), running]) await verifyOwnDir(calls, dir)
         return null
       } catch (e) {
         return e instanceof UntrustedDirectory ? e.message : errnoCode(e) === "ENOENT" ? null : describe(e)
@@ -226,8 +232,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         await calls.rename(source, target).catch(async (e: unknown) => {
           // Our own folder not made yet (first claim), or gone (taken over while
           // this node seemed dead, removed by hand) while the job is still there.
-          if (errnoCode(e) !== "ENOENT" || (await fsp.stat(running).then(() => true, () => false))) throw e
-          await ownDirsBelow(spool, stateParts.node(node))
+          if (errnoCode(e) !== "ENOENT" || (await calls.stat(running).then(() => true, () => false))) throw e
+          await ownDirsBelow(calls, spool, stateParts.node(node))
           await calls.rename(source, target)
         })
       } catch (e) {
@@ -247,7 +253,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         return Option.none()
       }
       claimedFacts.set(target, factsOf(stat))
-      const claimedAt = Date.now()
+      const claimedAt = now()
       const notes = await readNotes(name)
       if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null })
       const { key, mtimeMs } = await keyOf(target)
@@ -288,8 +294,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const updateNotes = async (name: string, change: (notes: AttemptNotes) => AttemptNotes) => {
     const next = change((await readNotes(name)) ?? {})
     if (Object.keys(next).length === 0) return calls.unlink(notesFile(spool, name)).catch(() => undefined)
-    await ownDirsBelow(spool, stateParts.attempts)
-    const aside = notesAside(spool, process.pid, Date.now())
+    await ownDirsBelow(calls, spool, stateParts.attempts)
+    const aside = notesAside(spool, process.pid, now())
     await calls.writeNew(aside, JSON.stringify(next), 0o600)
     await calls.rename(aside, notesFile(spool, name))
   }
@@ -336,20 +342,20 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // Stream per source, merged, cost ~0.8 ms of dispatch latency per event).
   const watch = (changed: (name: string) => void) =>
     Effect.async<never, SpoolIOError>((resume) => {
-      let watcher: fs.FSWatcher
+      let stop: () => void
       try {
-        watcher = fs.watch(spool, { persistent: false }, (_event, filename) => {
-          if (filename !== null && !isHidden(filename) && !forgetMove(filename)) changed(filename)
-        })
+        stop = calls.watch(
+          spool,
+          (name) => {
+            if (!isHidden(name) && !forgetMove(name)) changed(name)
+          },
+          (e) => resume(Effect.fail(failed(e)))
+        )
       } catch (e) {
         // The spool vanished or inotify is out of watches: polling still works.
         return resume(Effect.fail(failed(e)))
       }
-      watcher.on("error", (e) => {
-        watcher.close()
-        resume(Effect.fail(failed(e)))
-      })
-      return Effect.sync(() => watcher.close())
+      return Effect.sync(() => stop())
     })
 
   // What the claim's own lstat saw: asked once more by the job, right after.

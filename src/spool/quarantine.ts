@@ -6,7 +6,6 @@
  */
 import { Effect, Either } from "effect"
 import { randomBytes } from "node:crypto"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { ownDirsBelow } from "../dirs.js"
 import { describe, errnoCode } from "../errors.js"
@@ -15,12 +14,12 @@ import type { Calls } from "../syscalls.js"
 import { QUARANTINE, quarantineDir, quarantineName, stateDir, stateParts } from "./layout.js"
 
 /** Moves FILE (in the spool's .pmjq, so on its filesystem) aside; returns where it went. */
-const quarantine = async (spool: string, file: string): Promise<string> => {
-  await ownDirsBelow(spool, stateParts.state)
-  await ownDirsBelow(stateDir(spool), [QUARANTINE], 0o700)
+const quarantine = async (calls: Calls, spool: string, file: string, at: number): Promise<string> => {
+  await ownDirsBelow(calls, spool, stateParts.state)
+  await ownDirsBelow(calls, stateDir(spool), [QUARANTINE], 0o700)
   // Unique, so no earlier quarantined file is replaced by the rename.
-  const target = path.join(quarantineDir(spool), quarantineName(Date.now(), randomBytes(4).toString("hex"), file))
-  await fs.promises.rename(file, target)
+  const target = path.join(quarantineDir(spool), quarantineName(at, randomBytes(4).toString("hex"), file))
+  await calls.rename(file, target)
   return target
 }
 
@@ -33,9 +32,9 @@ interface Quarantined {
 }
 
 /** Quarantines FILE, never failing: what could not be moved is ignored where it is. */
-const setAside = async (spool: string, file: string, reason: string): Promise<Quarantined> => {
+const setAside = async (calls: Calls, spool: string, file: string, reason: string, at: number): Promise<Quarantined> => {
   try {
-    return { file, reason, to: await quarantine(spool, file) }
+    return { file, reason, to: await quarantine(calls, spool, file, at) }
   } catch {
     return { file, reason, to: "left" }
   }
@@ -50,12 +49,13 @@ const logSetAside = (q: Quarantined) =>
 /**
  * Reads pmjq's own state files in SPOOL's .pmjq, and sets aside what cannot be
  * believed; the Effect around the reads runs `flush` to log what was set aside.
+ * `now` dates what is set aside (the caller's Clock).
  */
-export const makeTrustedReader = (spool: string, calls: Pick<Calls, "readText">) => {
+export const makeTrustedReader = (spool: string, calls: Calls, now: () => number) => {
   const uid = process.getuid?.() ?? 0
   const pending: Array<Quarantined> = []
   const report = async (file: string, reason: string) => {
-    pending.push(await setAside(spool, file, reason))
+    pending.push(await setAside(calls, spool, file, reason, now()))
   }
   // Files left in place are said once per reason, not every round.
   const said = new Set<string>()

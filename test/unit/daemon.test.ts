@@ -36,7 +36,7 @@ const setup = setupWith(0)
 
 /** Lets forked fibers run up to their next wait. */
 const settle = Effect.gen(function*() {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+  for (let i = 0; i < 200; i++) yield* Effect.yieldNow()
 })
 
 /** Moves the test clock on, then lets what it woke up run. */

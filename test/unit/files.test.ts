@@ -7,6 +7,7 @@ import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { decodeHeartbeat, decodeRecord, isJobName } from "../../src/decode.js"
 import { mkdirs, ownDirProblem, parentProblem } from "../../src/dirs.js"
+import { threadedCalls } from "../../src/syscalls.js"
 import * as files from "../../src/files.js"
 
 let dir = ""
@@ -97,7 +98,7 @@ describe("files", () => {
 
 describe("dirs", () => {
   it("mkdirs makes every level with the mode asked for", async () => {
-    await mkdirs(at("a/b/c"))
+    await mkdirs(threadedCalls, at("a/b/c"))
     for (const d of ["a", "a/b", "a/b/c"]) expect([d, modeOf(at(d))]).toEqual([d, 0o755])
   })
 

@@ -1,0 +1,19 @@
+/** The daemon's settings, as one service each feature reads what it needs from. */
+import { Context, type Duration, type Option } from "effect"
+import type { HookSettings } from "../hooks.js"
+import type { JobSettings } from "../job/Job.js"
+import type { RecoverySettings } from "../recovery.js"
+
+export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings {
+  /** At most this many jobs at once; 0 means no cap. */
+  readonly maxJobs: number
+  /** At most this many jobs of one user while another user's job waits (--max-jobs-per-user). */
+  readonly maxJobsPerUser: Option.Option<number>
+  readonly poll: Duration.DurationInput
+  /** Exit once the spool is empty and nothing runs. */
+  readonly drain: boolean
+  /** Show a live progress line on stderr (a --drain on a terminal). */
+  readonly progress: boolean
+}
+
+export class DaemonConfig extends Context.Tag("pmjq/DaemonConfig")<DaemonConfig, DaemonSettings>() {}

@@ -1,0 +1,50 @@
+/**
+ * What the features share about the jobs of this node, as Refs: the running
+ * processes (what -j and --max-jobs-per-user count), their pids (for the
+ * heartbeat), claims won and lost, jobs finished, and how many other nodes
+ * look alive (which makes the dispatcher prefer some jobs over others).
+ */
+import { Context, Effect, HashMap, Layer, Option, Ref } from "effect"
+
+export class Running extends Context.Tag("pmjq/Running")<Running, {
+  /** Claimed jobs whose process has not ended yet: what -j counts. */
+  readonly processes: Ref.Ref<number>
+  /** The same by owner (the uid the queue knew each job by): what --max-jobs-per-user counts. */
+  readonly byOwner: Ref.Ref<HashMap.HashMap<number, number>>
+  /** Jobs being run or archived (their fibers). */
+  readonly active: Ref.Ref<number>
+  /** Running jobs' pids by claimed name, for the heartbeat (and so pmjq status). */
+  readonly pids: Ref.Ref<HashMap.HashMap<string, number>>
+  readonly won: Ref.Ref<number>
+  readonly lost: Ref.Ref<number>
+  readonly finished: Ref.Ref<number>
+  /** Other nodes that looked alive at the last recovery round. */
+  readonly peers: Ref.Ref<number>
+}>() {
+  static readonly layer = Layer.effect(
+    Running,
+    Effect.all({
+      processes: Ref.make(0),
+      byOwner: Ref.make(HashMap.empty<number, number>()),
+      active: Ref.make(0),
+      pids: Ref.make(HashMap.empty<string, number>()),
+      won: Ref.make(0),
+      lost: Ref.make(0),
+      finished: Ref.make(0),
+      peers: Ref.make(0)
+    })
+  )
+}
+
+const countOwner = (by: 1 | -1) => (uid: number) => (counts: HashMap.HashMap<number, number>) => {
+  const n = Option.getOrElse(HashMap.get(counts, uid), () => 0) + by
+  return n === 0 ? HashMap.remove(counts, uid) : HashMap.set(counts, uid, n)
+}
+
+/** A job's process started (its owner's uid as the queue knew it). */
+export const processStarted = (running: Running["Type"], uid: number) =>
+  Effect.zipRight(Ref.update(running.processes, (n) => n + 1), Ref.update(running.byOwner, countOwner(1)(uid)))
+
+/** A job's process ended (or never started). */
+export const processEnded = (running: Running["Type"], uid: number) =>
+  Effect.zipRight(Ref.update(running.processes, (n) => n - 1), Ref.update(running.byOwner, countOwner(-1)(uid)))

@@ -1,0 +1,20 @@
+/**
+ * The spool's events (notifications and rescans, spool/feed.ts) keep the queue
+ * in step with the spool; one full listing before dispatch starts.
+ */
+import { Effect, Layer, Stream } from "effect"
+import { spoolEvents } from "../spool/feed.js"
+import { DaemonConfig } from "./Config.js"
+import { JobQueue } from "./JobQueue.js"
+
+const make = Effect.gen(function*() {
+  const settings = yield* DaemonConfig
+  const { feed } = yield* JobQueue
+  const events = yield* spoolEvents(settings.poll)
+  yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)
+  // Let the watcher start before the first listing, so nothing falls between them.
+  yield* Effect.yieldNow()
+  yield* feed.scan
+})
+
+export const SpoolFeed = Layer.scopedDiscard(make)

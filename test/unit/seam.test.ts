@@ -1,0 +1,327 @@
+/**
+ * The live Spool, Nodes, Archive and recovery on the in-memory filesystem
+ * (test/memoryfs.ts), with TestClock: claim races between nodes, each row of
+ * the README's "Crashes and recovery" table, archive clashes and archival
+ * retries. No disk, no sleeps; every test looks at the files left.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Logger, Option, TestClock } from "effect"
+import { Archive } from "../../src/job/Archive.js"
+import { runJob } from "../../src/job/Job.js"
+import { ProcessRunner } from "../../src/job/Runner.js"
+import { Users } from "../../src/job/Users.js"
+import type { JobRecord } from "../../src/record.js"
+import { makeRecovery, type Orphans } from "../../src/recovery.js"
+import { stamp } from "../../src/spool/layout.js"
+import { Nodes, NodesLive } from "../../src/spool/Nodes.js"
+import { Spool, SpoolLive } from "../../src/spool/Spool.js"
+import { Syscalls } from "../../src/syscalls.js"
+import { fakeRunner, fakeUsers, jobSettings } from "../fakes.js"
+import { makeMemoryFs, type MemoryFs } from "../memoryfs.js"
+
+const NOW = Date.parse("2026-11-29T12:00:00.000Z")
+const STAMP = stamp(new Date(NOW))
+const LEASE = 60_000
+const me = process.getuid?.() ?? 0
+const SPOOL = "/spool"
+const ARCHIVE = "/archive"
+const ERRORS = "/errors"
+const RUNNING = `${SPOOL}/.pmjq/running`
+const quiet = Logger.replace(Logger.defaultLogger, Logger.none)
+
+/** A memory filesystem holding an empty spool, its clock the test's. */
+const world = Effect.gen(function*() {
+  yield* TestClock.setTime(NOW)
+  const clock = yield* Effect.clock
+  const m = makeMemoryFs({ now: () => clock.unsafeCurrentTimeMillis(), uid: me, gid: me })
+  m.mkdirs(SPOOL, 0o755)
+  return m
+})
+
+const services = (m: MemoryFs, node: string) =>
+  Layer.mergeAll(NodesLive({ spool: SPOOL, node }), SpoolLive({ spool: SPOOL, node }), Archive.Live).pipe(
+    Layer.provide(Layer.succeed(Syscalls, m.calls))
+  )
+
+const build = <A, E, R extends Spool | Nodes | Archive>(m: MemoryFs, node: string, use: Effect.Effect<A, E, R>) =>
+  Effect.provide(use, services(m, node))
+
+/** Lets the memory filesystem's promises resolve (a turn of the event loop, no wall time waited). */
+const settle = Effect.promise(() => new Promise((resolve) => setImmediate(resolve))).pipe(Effect.repeatN(5))
+
+const job = (m: MemoryFs, file: string, body = "#!/bin/sh\n") => m.write(file, body, 0o755)
+
+const record = (name: string, over: Partial<JobRecord> = {}): JobRecord => ({
+  name, node: "ghost", host: "elsewhere", pid: 4242, user: "root", uid: me, inode: null, attempt: 1,
+  claimedAt: "2026-11-29T11:00:00.000Z", startedAt: "2026-11-29T11:00:00.100Z", endedAt: "2026-11-29T11:00:01.000Z",
+  durationMs: 900, outcome: "succeeded", exitCode: 0, signal: null, reason: null, ...over
+})
+
+/** A node on another host, its heartbeat (by default older than the lease), and its running folder. */
+const deadNode = (m: MemoryFs, node = "ghost", beatAt = NOW - LEASE - 1) => {
+  m.mkdirs(`${SPOOL}/.pmjq/nodes`)
+  m.write(`${SPOOL}/.pmjq/nodes/${node}`, JSON.stringify({ node, host: "elsewhere", pid: 1, helpers: [], beatAt: new Date(beatAt).toISOString(), leaseMs: LEASE }))
+  m.mkdirs(`${RUNNING}/${node}`)
+  return `${RUNNING}/${node}`
+}
+
+const recoveryOn = (m: MemoryFs, over: { orphans?: Orphans; maxAttempts?: number; errorDir?: string } = {}) =>
+  build(m, "n1", makeRecovery({
+    node: "n1",
+    host: "here",
+    lease: LEASE,
+    orphans: over.orphans ?? "requeue",
+    maxAttempts: over.maxAttempts ?? 3,
+    archiveDir: Option.some(ARCHIVE),
+    errorDir: Option.fromNullable(over.errorDir),
+    rejectedDir: `${SPOOL}/.pmjq/rejected`
+  }))
+
+const jsonOf = (m: MemoryFs, file: string) => JSON.parse(m.read(file)) as JobRecord
+const queued = (m: MemoryFs) => m.list(SPOOL).filter((n) => !n.startsWith("."))
+
+describe("claims between nodes on one filesystem", () => {
+  it.effect("two nodes claim the same name: exactly one wins, the other gets none", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      job(m, `${SPOOL}/job`)
+      const [a, b] = yield* Effect.all([build(m, "n1", Spool), build(m, "n2", Spool)])
+      const claims = yield* Effect.all([a.claim("job"), b.claim("job")], { concurrency: 2 })
+      expect(claims.filter(Option.isSome)).toHaveLength(1)
+      const winner = Option.isSome(claims[0]) ? "n1" : "n2"
+      expect(m.list(`${RUNNING}/${winner}`)).toEqual(["job"])
+      expect(m.list(`${RUNNING}/${winner === "n1" ? "n2" : "n1"}`)).toEqual([])
+      expect(queued(m)).toEqual([])
+      expect(Option.getOrThrow(claims[0]!.pipe(Option.orElse(() => claims[1]!)))).toMatchObject({ name: "job", attempt: 1, claimedAt: NOW })
+    }))
+
+  it.effect("a name that became a folder before the claim's rename is put back, not claimed", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const spool = yield* build(m, "n1", Spool)
+      m.mkdirs(`${SPOOL}/job`)
+      m.write(`${SPOOL}/job/inside`, "x")
+      expect(yield* spool.claim("job")).toEqual(Option.none())
+      expect(queued(m)).toEqual(["job"])
+      expect(m.read(`${SPOOL}/job/inside`)).toBe("x")
+      expect(m.list(`${RUNNING}/n1`)).toEqual([])
+    }))
+
+  it.effect("two nodes notice the same death: one takes the folder over, the other gets none", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      job(m, `${folder}/job`)
+      const [a, b] = yield* Effect.all([build(m, "n1", Nodes), build(m, "n2", Nodes)])
+      const taken = yield* Effect.all([a.takeOver("ghost"), b.takeOver("ghost")], { concurrency: 2 })
+      expect(taken.filter(Option.isSome)).toHaveLength(1)
+      expect(m.exists(folder)).toBe(false)
+      expect(m.list(Option.getOrThrow(taken[0]!.pipe(Option.orElse(() => taken[1]!))))).toEqual(["job"])
+    }))
+})
+
+describe("recovery of a dead node's folder (README: Crashes and recovery)", () => {
+  it.effect("a job with its record is archived as recorded, never run again", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      job(m, `${folder}/job`)
+      m.write(`${folder}/.job.out`, "its output")
+      m.write(`${folder}/.job.json`, JSON.stringify(record("job", { outcome: "failed", exitCode: 3, reason: "exited with status 3" })))
+      yield* (yield* recoveryOn(m)).round.pipe(Effect.provide(quiet))
+      const entry = `${ARCHIVE}/20261129T110001.000Z_job`
+      expect(m.list(ARCHIVE)).toEqual(["20261129T110001.000Z_job", "20261129T110001.000Z_job.json", "20261129T110001.000Z_job.out"])
+      expect(jsonOf(m, `${entry}.json`)).toMatchObject({ outcome: "failed", exitCode: 3 })
+      expect(m.read(`${entry}.out`)).toBe("its output")
+      expect(queued(m)).toEqual([])
+      // The folder and the heartbeat of the dead node are gone.
+      expect(m.list(RUNNING)).toEqual(["n1"])
+      expect(m.list(`${RUNNING}/n1`)).toEqual([])
+      expect(m.list(`${SPOOL}/.pmjq/nodes`)).toEqual([])
+    }))
+
+  it.effect("a job without a record is queued again, its attempt counted for its next claim", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      job(m, `${folder}/job`)
+      const ino = m.stat(`${folder}/job`).ino
+      yield* (yield* recoveryOn(m)).round.pipe(Effect.provide(quiet))
+      expect(queued(m)).toEqual(["job"])
+      expect(m.stat(`${SPOOL}/job`).ino).toBe(ino)
+      expect(m.list(ARCHIVE)).toEqual([])
+      expect(JSON.parse(m.read(`${SPOOL}/.pmjq/attempts/job`))).toEqual({ [ino]: { attempts: 1, mtimeMs: NOW } })
+      const claim = yield* (yield* build(m, "n2", Spool)).claim("job")
+      expect(Option.getOrThrow(claim).attempt).toBe(2)
+    }))
+
+  it.effect("the cut run's output is archived apart, script-less, as interrupted; the job is queued again", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      job(m, `${folder}/job`)
+      m.write(`${folder}/.job.out`, "half")
+      yield* (yield* recoveryOn(m)).round.pipe(Effect.provide(quiet))
+      expect(queued(m)).toEqual(["job"])
+      expect(m.list(ARCHIVE)).toEqual([`${STAMP}_job.json`, `${STAMP}_job.out`])
+      expect(m.read(`${ARCHIVE}/${STAMP}_job.out`)).toBe("half")
+      expect(jsonOf(m, `${ARCHIVE}/${STAMP}_job.json`)).toMatchObject({
+        name: "job", node: "ghost", attempt: 1, outcome: "interrupted", reason: "node ghost died while it ran; run again as attempt 2"
+      })
+    }))
+
+  it.effect("with --orphans fail, a job without a record goes to the error dir as interrupted", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      job(m, `${folder}/job`)
+      yield* (yield* recoveryOn(m, { orphans: "fail", errorDir: ERRORS })).round.pipe(Effect.provide(quiet))
+      expect(queued(m)).toEqual([])
+      expect(m.list(ARCHIVE)).toEqual([])
+      expect(m.list(ERRORS)).toEqual([`${STAMP}_job`, `${STAMP}_job.json`])
+      expect(jsonOf(m, `${ERRORS}/${STAMP}_job.json`)).toMatchObject({ outcome: "interrupted", reason: "node ghost died while it ran (--orphans fail)" })
+    }))
+
+  it.effect("at --max-attempts, a job without a record is failed as interrupted, not run again", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      job(m, `${folder}/job`)
+      // Two earlier runs were cut short: this was the third of three.
+      const { ino, mtimeMs } = m.stat(`${folder}/job`)
+      m.mkdirs(`${SPOOL}/.pmjq/attempts`)
+      m.write(`${SPOOL}/.pmjq/attempts/job`, JSON.stringify({ [ino]: { attempts: 2, mtimeMs } }), 0o600)
+      yield* (yield* recoveryOn(m, { maxAttempts: 3 })).round.pipe(Effect.provide(quiet))
+      expect(queued(m)).toEqual([])
+      expect(m.list(ARCHIVE)).toEqual([`${STAMP}_job`, `${STAMP}_job.json`])
+      expect(jsonOf(m, `${ARCHIVE}/${STAMP}_job.json`)).toMatchObject({
+        outcome: "interrupted", attempt: 3, reason: "node ghost died while it ran, attempt 3 of --max-attempts 3"
+      })
+    }))
+
+  it.effect("output or a record whose script had already left is archived (a crash in the middle of archival)", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      m.write(`${folder}/.done.json`, JSON.stringify(record("done")))
+      m.write(`${folder}/.done.out`, "done's output")
+      m.write(`${folder}/.cut.err`, "cut's errors")
+      yield* (yield* recoveryOn(m)).round.pipe(Effect.provide(quiet))
+      expect(m.list(ARCHIVE)).toEqual([
+        "20261129T110001.000Z_done.json", "20261129T110001.000Z_done.out", `${STAMP}_cut.err`, `${STAMP}_cut.json`
+      ])
+      expect(jsonOf(m, `${ARCHIVE}/${STAMP}_cut.json`)).toMatchObject({ outcome: "interrupted", reason: "output of a run cut short when node ghost died" })
+      expect(queued(m)).toEqual([])
+      expect(m.list(`${RUNNING}/n1`)).toEqual([])
+    }))
+
+  it.effect("a folder taken over twice nests, and both nodes' jobs are settled", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      // ghost had itself taken over older's folder, then died before emptying it.
+      m.mkdirs(`${folder}/.from-older`)
+      m.write(`${folder}/.from-older/.old.json`, JSON.stringify(record("old", { node: "older" })))
+      job(m, `${folder}/.from-older/old`)
+      job(m, `${folder}/young`)
+      yield* (yield* recoveryOn(m)).round.pipe(Effect.provide(quiet))
+      expect(m.list(ARCHIVE)).toEqual(["20261129T110001.000Z_old", "20261129T110001.000Z_old.json"])
+      expect(jsonOf(m, `${ARCHIVE}/20261129T110001.000Z_old.json`).node).toBe("older")
+      expect(queued(m)).toEqual(["young"])
+      expect(m.list(`${RUNNING}/n1`)).toEqual([])
+    }))
+
+  it.effect("a node on another host is left alone until its heartbeat is older than the lease", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      // Its last heartbeat is fresh.
+      const folder = deadNode(m, "ghost", NOW)
+      job(m, `${folder}/job`)
+      const recovery = yield* recoveryOn(m)
+      expect(yield* recovery.round.pipe(Effect.provide(quiet))).toBe(1)
+      expect(m.list(folder)).toEqual(["job"])
+      yield* TestClock.adjust(LEASE + 1)
+      expect(yield* recovery.round.pipe(Effect.provide(quiet))).toBe(0)
+      expect(m.exists(folder)).toBe(false)
+      expect(queued(m)).toEqual(["job"])
+    }))
+})
+
+describe("archival on the memory filesystem", () => {
+  const finished = (m: MemoryFs, run: string, body: string) => {
+    m.mkdirs(run)
+    job(m, `${run}/job`, `#!/bin/sh\necho ${body}\n`)
+    m.write(`${run}/.job.out`, body)
+    return { script: `${run}/job`, stdout: `${run}/.job.out`, stderr: null, recordFile: `${run}/.job.json`, record: record("job"), owner: null }
+  }
+
+  it.effect("two same-named jobs ending in the same millisecond keep both entries", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const archive = yield* build(m, "n1", Archive)
+      const first = yield* archive.store(ARCHIVE, finished(m, "/run1", "first"))
+      const second = yield* archive.store(ARCHIVE, finished(m, "/run2", "second"))
+      expect([first, second]).toEqual([`${ARCHIVE}/20261129T110001.000Z_job`, `${ARCHIVE}/20261129T110001.000Z-1_job`])
+      expect([m.read(`${first}.out`), m.read(`${second}.out`)]).toEqual(["first", "second"])
+      expect(jsonOf(m, `${second}.json`)).toEqual(record("job"))
+      expect([m.list("/run1"), m.list("/run2")]).toEqual([[], []])
+    }))
+
+  it.effect("an archive on another filesystem gets copies, and the running folder is emptied", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      m.mkdirs(ARCHIVE)
+      m.mount(ARCHIVE)
+      const archive = yield* build(m, "n1", Archive)
+      const entry = yield* archive.store(ARCHIVE, finished(m, "/run", "copied"))
+      expect(m.read(`${entry}.out`)).toBe("copied")
+      expect(m.stat(entry).mode & 0o777).toBe(0o755)
+      expect(m.list("/run")).toEqual([])
+    }))
+
+  it.effect("a store that fails with ENOSPC is retried on the clock; the job is kept whole in its running folder until it works", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      // The first three stores fail at their first link into the archive.
+      m.faults.push({ op: "link", on: (f) => f.startsWith(`${ARCHIVE}/`), code: "ENOSPC", times: 3 })
+      const runner = yield* fakeRunner
+      const run = Effect.gen(function*() {
+        const spool = yield* Spool
+        job(m, `${SPOOL}/job`)
+        const claim = Option.getOrThrow(yield* spool.claim("job"))
+        // Its output, as the spawner captures it.
+        m.write(`${RUNNING}/node/.job.out`, "out", 0o600)
+        m.write(`${RUNNING}/node/.job.err`, "", 0o600)
+        // The retries outlive the job's own fiber, as the daemon's keep makes them.
+        yield* runJob(claim, { ...jobSettings, archiveDir: Option.some(ARCHIVE) }, Effect.void, (retries) => Effect.asVoid(Effect.forkDaemon(retries)))
+      })
+      const running = yield* run.pipe(
+        Effect.provide(Layer.mergeAll(services(m, "node"), Layer.succeed(ProcessRunner, runner.service), Layer.succeed(Users, fakeUsers))),
+        Effect.provide(quiet),
+        Effect.fork
+      )
+      // The job's process exits at once (on the test clock).
+      yield* settle
+      yield* TestClock.adjust(0)
+      yield* settle
+      yield* Fiber.join(running)
+      const kept = () => m.list(`${RUNNING}/node`)
+      expect(kept()).toEqual([".job.err", ".job.json", ".job.out", "job"])
+      expect(jsonOf(m, `${RUNNING}/node/.job.json`)).toMatchObject({ name: "job", outcome: "succeeded" })
+      expect(m.list(ARCHIVE)).toEqual([])
+      // Retried 1 s later, then 1 s after that: both still fail.
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(kept()).toEqual([".job.err", ".job.json", ".job.out", "job"])
+      expect(m.list(ARCHIVE)).toEqual([])
+      // The next retry, 2 s later, works.
+      yield* TestClock.adjust("2 seconds")
+      yield* settle
+      expect(m.list(ARCHIVE)).toEqual([`${STAMP}_job`, `${STAMP}_job.err`, `${STAMP}_job.json`, `${STAMP}_job.out`])
+      expect(jsonOf(m, `${ARCHIVE}/${STAMP}_job.json`)).toMatchObject({ name: "job", outcome: "succeeded" })
+      expect(m.read(`${ARCHIVE}/${STAMP}_job.out`)).toBe("out")
+      expect(kept()).toEqual([])
+    }))
+})
