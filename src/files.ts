@@ -11,7 +11,21 @@
  * thread pool (network filesystems, and every copy, which may be of any size).
  */
 import * as fs from "node:fs"
-import type { Stat } from "./syscalls.js"
+
+/** What an lstat tells pmjq: fs.Stats, or the in-memory filesystem's (test/memoryfs.ts). */
+export interface Stat {
+  readonly isFile: () => boolean
+  readonly isDirectory: () => boolean
+  readonly isSymbolicLink: () => boolean
+  readonly mode: number
+  readonly uid: number
+  readonly gid: number
+  readonly ino: number
+  readonly dev: number
+  readonly nlink: number
+  readonly ctimeMs: number
+  readonly mtimeMs: number
+}
 
 const { O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = fs.constants
 

@@ -19,22 +19,10 @@ import * as fs from "node:fs"
 import type { Readable } from "node:stream"
 import { promisify } from "node:util"
 import * as files from "./files.js"
-import type { Ownership } from "./files.js"
+import type { Ownership, Stat } from "./files.js"
 
-/** What pmjq reads of an lstat or stat (fs.Stats has it all). */
-export interface Stat {
-  readonly isFile: () => boolean
-  readonly isDirectory: () => boolean
-  readonly isSymbolicLink: () => boolean
-  readonly mode: number
-  readonly uid: number
-  readonly gid: number
-  readonly ino: number
-  readonly dev: number
-  readonly nlink: number
-  readonly ctimeMs: number
-  readonly mtimeMs: number
-}
+// What pmjq reads of an lstat or stat (files.ts), for the callers of these calls.
+export type { Stat }
 
 /** A name in a folder, and whether it is a real folder (a symlink to one is not). */
 export interface Entry {
