@@ -43,6 +43,14 @@ export const fakeSpool = Effect.gen(function*() {
         const file = files.get(name)
         return file?.executable ? Option.some({ name, readyAt: file.readyAt, uid: file.uid ?? 1000 }) : Option.none()
       }),
+    inspectAll: (names) =>
+      Effect.sync(() =>
+        names.flatMap((name) => {
+          calls.inspect++
+          const file = files.get(name)
+          return file?.executable ? [{ name, readyAt: file.readyAt, uid: file.uid ?? 1000 }] : []
+        })
+      ),
     claim: (name) =>
       Effect.sync(() => {
         const present = files.delete(name)

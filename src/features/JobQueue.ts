@@ -13,6 +13,7 @@ import { DaemonConfig } from "./Config.js"
 const signalling = (pending: Pending, wake: Effect.Latch): Pending => ({
   ...pending,
   offer: (candidate) => Effect.zipRight(pending.offer(candidate), wake.open),
+  offerAll: (candidates) => Effect.zipRight(pending.offerAll(candidates), wake.open),
   forget: (name) => Effect.zipRight(pending.forget(name), wake.open),
   retain: (present) => Effect.zipRight(pending.retain(present), wake.open)
 })

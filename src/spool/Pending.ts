@@ -41,6 +41,8 @@ const candidate = (e: Entry): Candidate => ({ name: e.name, readyAt: e.readyAt, 
 
 export interface Pending {
   readonly offer: (candidate: Candidate) => Effect.Effect<void>
+  /** Offers many at once (a rescan): one effect, not one per candidate. */
+  readonly offerAll: (candidates: ReadonlyArray<Candidate>) => Effect.Effect<void>
   /** Waits until something is queued, without taking it. */
   readonly whenNonEmpty: Effect.Effect<void>
   /** The oldest candidate whose owner `accepts`, or undefined at once when there is none. */
@@ -163,15 +165,24 @@ export const makePending = Effect.gen(function*() {
     return best
   }
 
-  const offer = (c: Candidate) =>
+  /** Queues C unless its name is queued; true when it was added. */
+  const add = (c: Candidate) => {
+    if (queued.has(c.name)) return false
+    const entry: Entry = { name: c.name, readyAt: c.readyAt, uid: c.uid, seq: seq++ }
+    queued.set(c.name, entry)
+    const owner = ownerOf(c.uid)
+    owner.heap.push(entry)
+    owner.live++
+    return true
+  }
+
+  const offer = (c: Candidate) => Effect.suspend(() => (add(c) ? available.open : Effect.void))
+
+  const offerAll = (candidates: ReadonlyArray<Candidate>) =>
     Effect.suspend(() => {
-      if (queued.has(c.name)) return Effect.void
-      const entry: Entry = { name: c.name, readyAt: c.readyAt, uid: c.uid, seq: seq++ }
-      queued.set(c.name, entry)
-      const owner = ownerOf(c.uid)
-      owner.heap.push(entry)
-      owner.live++
-      return available.open
+      let added = false
+      for (const c of candidates) added = add(c) || added
+      return added ? available.open : Effect.void
     })
 
   const poll = (accepts: Accepts = everyone) =>
@@ -225,6 +236,7 @@ export const makePending = Effect.gen(function*() {
 
   return {
     offer,
+    offerAll,
     whenNonEmpty,
     poll,
     pollAmong,

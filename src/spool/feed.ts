@@ -60,11 +60,15 @@ export const makeFeed = (pending: Pending) =>
       )
 
     // With 100,000 queued, a rescan lists them all; only the names not queued
-    // yet cost an effect and an lstat.
+    // yet cost an lstat, all made in one go (Spool.inspectAll).
     const reconcile = (names: ReadonlyArray<string>) =>
       Effect.zipRight(
         pending.retain(new Set(names)),
-        Effect.suspend(() => Effect.forEach(names.filter((n) => !pending.has(n)), look, { concurrency: 16, discard: true }))
+        Effect.suspend(() => spool.inspectAll(names.filter((n) => !pending.has(n)))).pipe(
+          Effect.flatMap(pending.offerAll),
+          logFailure,
+          Effect.ignore
+        )
       )
 
     const handle = (event: SpoolEvent) => (event._tag === "Touched" ? look(event.name) : reconcile(event.names))

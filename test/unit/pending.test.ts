@@ -56,6 +56,17 @@ describe("pending queue", () => {
       expect(yield* drain(q)).toEqual(["j5", "j7", "j2999"])
     }))
 
+  it.effect("offerAll queues many in one go, as offer would: deduplicated, oldest first, and wakes a waiter", () =>
+    Effect.gen(function*() {
+      const q = yield* makePending
+      yield* q.offer({ name: "b", readyAt: 2, uid: ALICE })
+      const waiter = yield* Effect.fork(q.whenNonEmpty)
+      yield* q.offerAll([{ name: "c", readyAt: 3, uid: ALICE }, { name: "b", readyAt: 9, uid: ALICE }, { name: "a", readyAt: 1, uid: ALICE }])
+      yield* Fiber.join(waiter)
+      expect(yield* q.size).toBe(3)
+      expect(yield* drain(q)).toEqual(["a", "b", "c"])
+    }))
+
   it.effect("whenNonEmpty waits for an offer and takes nothing", () =>
     Effect.gen(function*() {
       const q = yield* makePending
