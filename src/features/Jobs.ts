@@ -58,7 +58,7 @@ const make = Effect.gen(function*() {
       )
       const claimed = path.basename(claim.value.path)
       const started = (pid: number) => Ref.update(running.pids, HashMap.set(claimed, pid))
-      const job = runJob(claim.value, settings, ended, keep, started).pipe(
+      const job = runJob(claim.value, settings, { processEnded: ended, keep, started }).pipe(
         Effect.ensuring(Effect.all([
           ended,
           Ref.update(running.finished, (n) => n + 1),

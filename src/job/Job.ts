@@ -1,9 +1,12 @@
 /**
- * One claimed job, from exec to archive. The run is a scoped Effect: if the
- * fiber is interrupted (pmjq stopping), the job's process group is terminated,
- * and the job is still recorded and archived as "interrupted" before the fiber ends.
+ * One claimed job, from exec to archive, in three steps: what it is (refusal
+ * checks on the claimed file, its owner, its record's first fields), how it
+ * ended (refused, never started, or its process's exit: spawn, wait, time-out,
+ * a stop), and its archival. The run is scoped: if the fiber is interrupted
+ * (pmjq stopping), the job's process group is terminated, and the job is still
+ * recorded and archived as "interrupted" before the fiber ends.
  */
-import { Cause, Clock, Duration, Effect, Exit, Option, Schedule } from "effect"
+import { Cause, Clock, Duration, Effect, Option, Schedule, type Scope } from "effect"
 import type { ArchiveFailed, ClaimLost } from "../errors.js"
 import { type Ending, iso, judge, type JobRecord, type RecordBase, startedRecord, unstartedRecord } from "../record.js"
 import { besideClaim } from "../spool/layout.js"
@@ -11,7 +14,7 @@ import { type Claim, Spool } from "../spool/Spool.js"
 import { refusal, type RefusalPolicy } from "./refusal.js"
 import { type Account, Users } from "./Users.js"
 import { Archive, destinationOf, type Finished } from "./Archive.js"
-import { type Output, ProcessRunner, type RunningProcess } from "./Runner.js"
+import { ProcessRunner } from "./Runner.js"
 
 export interface JobSettings {
   readonly spool: string
@@ -47,30 +50,26 @@ const outputFiles = (claim: Claim) => ({ stdout: besideClaim(claim.path, ".out")
 // running folder, and archival is tried again, soon and then once a minute.
 const archiveRetry = Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("1 minute")))
 
-/**
- * Runs a claimed job to its archive. `processEnded` is run as soon as the job's
- * process is over (or never started): its -j slot and its place in the CPU gate
- * are free from then on, while the archival goes on. If the first try at
- * archival fails, the job is kept and its later tries are handed to `keep`, so
- * that they run on without holding up a stop (the job is safe on disk, and the
- * next start archives it).
- */
-export const runJob = Effect.fn("Job.run")(function*(
-  claim: Claim,
-  settings: JobSettings,
-  processEnded: Effect.Effect<void>,
-  keep: (retries: Effect.Effect<void>) => Effect.Effect<void>,
-  /** Told the job's pid once its process runs (for the heartbeat's job list). */
-  started: (pid: number) => Effect.Effect<void> = () => Effect.void
-) {
-  const runner = yield* ProcessRunner
-  const archive = yield* Archive
+/** What the daemon hears of a job as it runs. */
+export interface JobEvents {
+  /**
+   * Its process is over (or never started): its -j slot and its place in the
+   * CPU gate are free from then on, while the archival goes on.
+   */
+  readonly processEnded: Effect.Effect<void>
+  /**
+   * Archival retries after a first failure, run on without holding up a stop
+   * (the job is safe on disk, and the next start archives it).
+   */
+  readonly keep: (retries: Effect.Effect<void>) => Effect.Effect<void>
+  /** Its pid once its process runs (for the heartbeat's job list). */
+  readonly started: (pid: number) => Effect.Effect<void>
+}
+
+/** A claimed job as pmjq found it: why it is refused (or null), and its record's first fields. */
+const inspect = Effect.fn("Job.inspect")(function*(claim: Claim, settings: JobSettings) {
   const spool = yield* Spool
   const users = yield* Users
-  const capture = Option.isSome(settings.archiveDir) || Option.isSome(settings.errorDir)
-  const files = capture ? outputFiles(claim) : null
-  const output = (file: string | undefined): Output => (file === undefined ? "inherit" : { file })
-  const recordFile = besideClaim(claim.path, ".json")
   // Checked on the claimed file, which only pmjq can change from here on.
   const facts = yield* spool.facts(claim).pipe(Effect.option)
   const ownerGroups = settings.policy.allowGroups !== null && Option.isSome(facts) ? yield* users.groups(facts.value.uid) : []
@@ -92,138 +91,182 @@ export const runJob = Effect.fn("Job.run")(function*(
     attempt: claim.attempt,
     claimedAt: iso(claim.claimedAt)
   }
+  // Who may read its record: its owner (uid, primary gid when known).
+  const readers = Option.match(owner, {
+    onSome: (a) => ({ uid: a.uid, gid: a.gid }),
+    onNone: () => Option.match(facts, { onNone: () => null, onSome: (f) => ({ uid: f.uid, gid: f.gid }) })
+  })
+  return { refused, base, owner: Option.getOrNull(owner), readers }
+})
 
-  // ETXTBSY: a writer still holds the file open. It is not ready: wait and retry,
-  // backing off to once a second, and after `busyFor` hand it back to the spool.
-  const spawn = runner.spawn({
-    path: claim.path,
-    cwd: settings.workdir,
-    env: { PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node, PMJQ_ATTEMPT: String(claim.attempt) },
-    keepEnv: settings.keepEnv ?? [],
-    nproc: settings.jobNproc ?? null,
-    stdout: output(files?.stdout),
-    stderr: output(files?.stderr),
-    record: { file: recordFile, base },
-    user: Option.getOrNull(owner)
-  }).pipe(
-    Effect.retry({
+type Inspected = Effect.Effect.Success<ReturnType<typeof inspect>>
+
+/** How a job ended, before it is written down; "released" when it went back to the spool. */
+interface Ended {
+  readonly ending: Ending
+  readonly pid: number | null
+  readonly startedAt: number
+  readonly endedAt: number
+}
+
+const interrupted = <A>(value: A) => (cause: Cause.Cause<never>) =>
+  Cause.isInterruptedOnly(cause) ? Effect.succeed(value) : Effect.failCause(cause)
+
+/**
+ * Runs the job's process to its end. Called uninterruptibly; `restore` makes
+ * the spawn and the wait interruptible, and a stop there is an ending too.
+ */
+const end = (
+  claim: Claim,
+  settings: JobSettings,
+  job: Inspected,
+  files: ReturnType<typeof outputFiles> | null,
+  events: JobEvents,
+  restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+): Effect.Effect<Ended | "released", never, ProcessRunner | Spool | Scope.Scope> =>
+  Effect.gen(function*() {
+    const runner = yield* ProcessRunner
+    const spool = yield* Spool
+    const ended = (ending: Ending, pid: number | null = null, startedAt?: number) =>
+      Effect.map(Clock.currentTimeMillis, (now): Ended => ({ ending, pid, startedAt: startedAt ?? now, endedAt: now }))
+    if (job.refused !== null) {
+      yield* events.processEnded
+      yield* Effect.logWarning("rejected").pipe(Effect.annotateLogs({ reason: job.refused }))
+      return yield* ended({ _tag: "Rejected", reason: job.refused })
+    }
+    // ETXTBSY: a writer still holds the file open. It is not ready: wait and
+    // retry, backing off to once a second, and after `busyFor` hand it back.
+    const spawn = runner.spawn({
+      path: claim.path,
+      cwd: settings.workdir,
+      env: { PMJQ_JOB: claim.name, PMJQ_SPOOL: settings.spool, PMJQ_NODE: settings.node, PMJQ_ATTEMPT: String(claim.attempt) },
+      keepEnv: settings.keepEnv ?? [],
+      nproc: settings.jobNproc ?? null,
+      stdout: files === null ? "inherit" : { file: files.stdout },
+      stderr: files === null ? "inherit" : { file: files.stderr },
+      record: { file: besideClaim(claim.path, ".json"), base: job.base },
+      user: job.owner
+    }).pipe(Effect.retry({
       while: (e) => e._tag === "JobBusy",
-      schedule: Schedule.exponential("10 millis").pipe(
-        Schedule.union(Schedule.spaced("1 second")),
-        Schedule.upTo(settings.busyFor)
-      )
-    })
-  )
+      schedule: Schedule.exponential("10 millis").pipe(Schedule.union(Schedule.spaced("1 second")), Schedule.upTo(settings.busyFor))
+    }))
+    const spawned = yield* restore(spawn).pipe(
+      Effect.map((proc) => ({ _tag: "Started" as const, proc })),
+      Effect.catchTags({
+        JobBusy: () => Effect.succeed({ _tag: "Back" as const, why: "still open for writing (ETXTBSY)" }),
+        SpawnFailed: (e) => Effect.succeed({ _tag: "Unstartable" as const, reason: e.message })
+      }),
+      Effect.catchAllCause(interrupted({ _tag: "Back" as const, why: "pmjq stopped before it started" }))
+    )
+    if (spawned._tag === "Unstartable") {
+      yield* events.processEnded
+      return yield* ended({ _tag: "NotStarted", reason: spawned.reason })
+    }
+    if (spawned._tag === "Back") {
+      // Never started: back to the queue, unless a new job took its name.
+      yield* events.processEnded
+      if (yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))) {
+        yield* Effect.logInfo("released").pipe(Effect.annotateLogs({ reason: spawned.why }))
+        return "released" as const
+      }
+      return yield* ended({ _tag: "NotStarted", reason: `${spawned.why}, and a new job took its name in the spool` })
+    }
+    const proc = spawned.proc
+    const startedAt = yield* Clock.currentTimeMillis
+    yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
+    yield* events.started(proc.pid)
+    const waited = yield* restore(Option.match(settings.timeout, {
+      onNone: () => Effect.map(proc.exit, Option.some),
+      onSome: (limit) => Effect.timeoutOption(proc.exit, limit)
+    })).pipe(
+      Effect.map(Option.match({ onNone: () => ({ _tag: "TimedOut" as const }), onSome: (exit) => ({ _tag: "Exited" as const, exit }) })),
+      Effect.catchAllCause(interrupted({ _tag: "Stopped" as const }))
+    )
+    let ending: Ending
+    if (waited._tag === "Exited") {
+      ending = { _tag: "Exited", exit: waited.exit, interrupted: false, timedOut: null }
+    } else if (waited._tag === "Stopped") {
+      ending = { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true, timedOut: null }
+    } else {
+      const limit = Duration.format(Option.getOrThrow(settings.timeout))
+      yield* Effect.logWarning("timed out; stopping its process group").pipe(Effect.annotateLogs({ timeout: limit }))
+      ending = { _tag: "Exited", exit: yield* proc.terminate(settings.grace), interrupted: false, timedOut: limit }
+    }
+    yield* events.processEnded
+    return yield* ended(ending, proc.pid, startedAt)
+  })
 
+/** Writes a job's end down (unless its spawner did) and archives it; retries go to `keep`. */
+const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: ReturnType<typeof outputFiles> | null, result: Ended, keep: JobEvents["keep"]) =>
+  Effect.gen(function*() {
+    const archive = yield* Archive
+    const spool = yield* Spool
+    const { ending } = result
+    const exit = ending._tag === "Exited" ? ending.exit : null
+    // Already on disk when the spawner saw the process end and judged as we do.
+    const recorded = exit?.recorded === true && ending._tag === "Exited" && !ending.interrupted && ending.timedOut === null &&
+      exit.lost === undefined
+    const record: JobRecord = result.pid === null
+      ? unstartedRecord(job.base, result.endedAt, judge(ending))
+      : startedRecord(job.base, result.pid, exit?.times?.startedAt ?? result.startedAt, exit?.times?.endedAt ?? result.endedAt, ending)
+    yield* Effect.log("finished").pipe(
+      Effect.annotateLogs({
+        outcome: record.outcome,
+        ...(record.exitCode !== null ? { exitCode: record.exitCode } : {}),
+        ...(record.signal !== null ? { signal: record.signal } : {}),
+        durationMs: record.durationMs,
+        ...(record.reason !== null ? { reason: record.reason } : {})
+      })
+    )
+    // A job that never started has no output: the spawner removed its empty files.
+    const output = result.pid === null ? null : files
+    const finished: Finished = {
+      script: claim.path,
+      stdout: output?.stdout ?? null,
+      stderr: output?.stderr ?? null,
+      recordFile: besideClaim(claim.path, ".json"),
+      record,
+      owner: job.readers
+    }
+    // Written down before anything moves: should pmjq die from here on, recovery
+    // archives this outcome and never runs the job again. If it cannot be
+    // written now, archival below writes it.
+    if (!recorded) {
+      yield* archive.settle(finished).pipe(
+        Effect.catchTag("ArchiveFailed", (error) => Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })))
+      )
+    }
+    const destination = destinationOf(record.outcome, settings)
+    const place: Effect.Effect<string | null, ArchiveFailed | ClaimLost> = Option.isSome(destination)
+      ? archive.store(destination.value, finished)
+      : Effect.as(archive.discard(finished), null)
+    const attempt = place.pipe(Effect.tapErrorTag("ArchiveFailed", (error) =>
+      Effect.logError("not archived yet; kept, will retry").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path }))
+    ))
+    const done = (placed: Effect.Effect<string | null, ArchiveFailed | ClaimLost>) =>
+      placed.pipe(
+        Effect.flatMap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
+        Effect.zipRight(spool.vacated(claim)),
+        Effect.catchTag("ClaimLost", (lost) =>
+          Effect.logWarning("taken over by another node, which answers for it now").pipe(Effect.annotateLogs({ reason: lost.message })))
+      )
+    // The first try is part of the job's end, even when pmjq is stopping.
+    yield* done(attempt).pipe(
+      Effect.catchTag("ArchiveFailed", () =>
+        keep(done(attempt.pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second"))).pipe(
+          Effect.catchAll(() => Effect.void), // never: the retries go on until one works
+          Effect.annotateLogs({ job: claim.name })
+        )))
+    )
+  })
+
+/** Runs a claimed job to its archive (see JobEvents for what the daemon hears of it). */
+export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: JobSettings, events: JobEvents) {
+  const job = yield* inspect(claim, settings)
+  const capture = Option.isSome(settings.archiveDir) || Option.isSome(settings.errorDir)
+  const files = capture ? outputFiles(claim) : null
   return yield* Effect.scoped(Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function*() {
-      const spawned = refused === null ? yield* Effect.exit(restore(spawn)) : null
-      const startedAt = yield* Clock.currentTimeMillis
-
-      let ending: Ending
-      let proc: RunningProcess | null = null
-      if (spawned === null) {
-        yield* processEnded
-        yield* Effect.logWarning("rejected").pipe(Effect.annotateLogs({ reason: refused }))
-        ending = { _tag: "Rejected", reason: refused ?? "" }
-      } else if (Exit.isFailure(spawned)) {
-        const failure = Cause.failureOption(spawned.cause)
-        if (Option.isNone(failure) || failure.value._tag === "JobBusy") {
-          // Never started (still being written, or pmjq is stopping): back to the queue.
-          const why = Option.isNone(failure) ? "pmjq stopped before it started" : "still open for writing (ETXTBSY)"
-          yield* processEnded
-          const released = yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))
-          if (released) {
-            yield* Effect.logInfo("released").pipe(Effect.annotateLogs({ reason: why }))
-            return
-          }
-          ending = { _tag: "NotStarted", reason: `${why}, and a new job took its name in the spool` }
-        } else {
-          yield* processEnded
-          ending = { _tag: "NotStarted", reason: failure.value.message }
-        }
-      } else {
-        proc = spawned.value
-        yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
-        yield* started(proc.pid)
-        const running = proc
-        const waited = yield* Effect.exit(restore(Option.match(settings.timeout, {
-          onNone: () => Effect.map(running.exit, Option.some),
-          onSome: (limit) => Effect.timeoutOption(running.exit, limit)
-        })))
-        if (Exit.isFailure(waited)) {
-          ending = { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true, timedOut: null }
-        } else if (Option.isSome(waited.value)) {
-          ending = { _tag: "Exited", exit: waited.value.value, interrupted: false, timedOut: null }
-        } else {
-          const limit = Duration.format(Option.getOrThrow(settings.timeout))
-          yield* Effect.logWarning("timed out; stopping its process group").pipe(Effect.annotateLogs({ timeout: limit }))
-          ending = { _tag: "Exited", exit: yield* proc.terminate(settings.grace), interrupted: false, timedOut: limit }
-        }
-        yield* processEnded
-      }
-
-      const endedAt = yield* Clock.currentTimeMillis
-      const exit = ending._tag === "Exited" ? ending.exit : null
-      // Already on disk when the spawner saw the process end and judged as we do.
-      const recorded = exit?.recorded === true && ending._tag === "Exited" && !ending.interrupted && ending.timedOut === null &&
-        exit.lost === undefined
-      const record: JobRecord = proc === null
-        ? unstartedRecord(base, endedAt, judge(ending))
-        : startedRecord(base, proc.pid, exit?.times?.startedAt ?? startedAt, exit?.times?.endedAt ?? endedAt, ending)
-      yield* Effect.log("finished").pipe(
-        Effect.annotateLogs({
-          outcome: record.outcome,
-          ...(record.exitCode !== null ? { exitCode: record.exitCode } : {}),
-          ...(record.signal !== null ? { signal: record.signal } : {}),
-          durationMs: record.durationMs,
-          ...(record.reason !== null ? { reason: record.reason } : {})
-        })
-      )
-
-      // A job that never started has no output: the spawner removed its empty files.
-      const output = proc === null ? null : files
-      const finished: Finished = {
-        script: claim.path,
-        stdout: output?.stdout ?? null,
-        stderr: output?.stderr ?? null,
-        recordFile,
-        record,
-        owner: Option.match(owner, {
-          onSome: (a) => ({ uid: a.uid, gid: a.gid }),
-          onNone: () => Option.match(facts, { onNone: () => null, onSome: (f) => ({ uid: f.uid, gid: f.gid }) })
-        })
-      }
-      // Written down before anything moves: should pmjq die from here on, recovery
-      // archives this outcome and never runs the job again. If it cannot be
-      // written now, archival below writes it.
-      if (!recorded) {
-        yield* archive.settle(finished).pipe(
-          Effect.catchTag("ArchiveFailed", (error) => Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })))
-        )
-      }
-      const destination = destinationOf(record.outcome, settings)
-      const place: Effect.Effect<string | null, ArchiveFailed | ClaimLost> = Option.isSome(destination)
-        ? archive.store(destination.value, finished)
-        : Effect.as(archive.discard(finished), null)
-      const attempt = place.pipe(Effect.tapErrorTag("ArchiveFailed", (error) =>
-        Effect.logError("not archived yet; kept, will retry").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path }))
-      ))
-      const done = (placed: Effect.Effect<string | null, ArchiveFailed | ClaimLost>) =>
-        placed.pipe(
-          Effect.flatMap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
-          Effect.zipRight(spool.vacated(claim)),
-          Effect.catchTag("ClaimLost", (lost) =>
-            Effect.logWarning("taken over by another node, which answers for it now").pipe(Effect.annotateLogs({ reason: lost.message })))
-        )
-      // The first try is part of the job's end, even when pmjq is stopping.
-      yield* done(attempt).pipe(
-        Effect.catchTag("ArchiveFailed", () =>
-          keep(done(attempt.pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second"))).pipe(
-            Effect.catchAll(() => Effect.void), // never: the retries go on until one works
-            Effect.annotateLogs({ job: claim.name })
-          )))
-      )
-    })
+    Effect.flatMap(end(claim, settings, job, files, events, restore), (result) =>
+      result === "released" ? Effect.void : archiveJob(claim, settings, job, files, result, events.keep))
   )).pipe(Effect.annotateLogs({ job: claim.name }))
 })

@@ -293,7 +293,11 @@ describe("archival on the memory filesystem", () => {
         m.write(`${RUNNING}/node/.job.out`, "out", 0o600)
         m.write(`${RUNNING}/node/.job.err`, "", 0o600)
         // The retries outlive the job's own fiber, as the daemon's keep makes them.
-        yield* runJob(claim, { ...jobSettings, archiveDir: Option.some(ARCHIVE) }, Effect.void, (retries) => Effect.asVoid(Effect.forkDaemon(retries)))
+        yield* runJob(claim, { ...jobSettings, archiveDir: Option.some(ARCHIVE) }, {
+          processEnded: Effect.void,
+          keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
+          started: () => Effect.void
+        })
       })
       const running = yield* run.pipe(
         Effect.provide(Layer.mergeAll(services(m, "node"), Layer.succeed(ProcessRunner, runner.service), Layer.succeed(Users, fakeUsers))),
