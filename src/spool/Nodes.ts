@@ -164,9 +164,10 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       // A node killed in its very first beat, between writing its heartbeat's
       // aside and renaming it in, left that aside alone: no heartbeat, no
       // folder, nothing else for recovery to find, so it would stay for ever.
-      // It is judged as the heartbeat it was to be: by its content when it is
-      // whole, else by its age, as a folder without a heartbeat is; so the
-      // aside of a live node in the middle of its first beat is left alone.
+      // A whole one is judged as the heartbeat it was to be. A torn one goes at
+      // once (judged as ancient): a live node's write takes microseconds, and
+      // should one be caught in it, its rename fails, it says so, and its next
+      // beat writes the heartbeat (it has no folder yet that anyone could take).
       // Not read through readOwn: a torn aside is a normal leftover of a kill,
       // nothing to set aside or to log.
       const asideView = async (other: string): Promise<NodeView | null> => {
@@ -175,7 +176,7 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         if (stat === null) return null
         const text = await calls.readText(aside, uid).catch(() => null)
         const heartbeat = text === null ? null : Either.getOrNull(decodeHeartbeat(text))
-        return { node: other, folder: null, folderChangedAt: stat.mtimeMs, heartbeat }
+        return { node: other, folder: null, folderChangedAt: heartbeat === null ? 0 : stat.mtimeMs, heartbeat }
       }
 
       const others = io("list nodes", runningRoot, async () => {

@@ -135,7 +135,7 @@ describe("recovery of a dead node's folder", () => {
 })
 
 describe("a heartbeat's aside left alone in .pmjq/nodes (a node killed in its first beat)", () => {
-  it.live("goes once its node is dead by what it holds, or, torn, by its age; a live node's stays", () =>
+  it.live("goes once its node is dead by what it holds, or at once when torn; a live node's stays", () =>
     Effect.gen(function*() {
       const t = workspace()
       const aside = (node: string, text: string, age = 0) => {
@@ -154,7 +154,8 @@ describe("a heartbeat's aside left alone in .pmjq/nodes (a node killed in its fi
 
       const recovery = yield* recoveryIn(t.spool, t.archive, Syscalls.Direct)
       const alive = yield* recovery.round
-      expect(fs.readdirSync(t.nodes).sort()).toEqual([".alive.tmp", ".torn-new.tmp"])
+      // A torn one, however young: the chaos test left one behind when its last kill came in a first beat.
+      expect(fs.readdirSync(t.nodes).sort()).toEqual([".alive.tmp"])
       // The live node's aside is a live node.
       expect(alive).toBe(1)
       fs.rmSync(t.root, { recursive: true })
