@@ -11,6 +11,7 @@
  * reader that sees the .json sees a complete entry.
  */
 import { Context, Effect, Layer, Option } from "effect"
+import { randomBytes } from "node:crypto"
 import * as path from "node:path"
 import type { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
@@ -120,12 +121,32 @@ const placeExclusive = async (calls: Calls, from: string, to: string): Promise<P
       // Its owner's, as the link was (lchown never follows it).
       if (process.getuid?.() === 0) await calls.lchown(to, source.uid, source.gid)
     }
-    else if (source.isFile()) await calls.copyNew(from, to)
+    else if (source.isFile()) return await copyWhole(calls, from, to)
     else return "skipped"
     return "placed"
   } catch (e) {
     if (errnoCode(e) === "EEXIST") return "taken"
     throw e
+  }
+}
+
+/**
+ * A copy appears whole or not at all: made under a hidden name beside TO (a
+ * short one: TO may already be NAME_MAX long), then linked in, so no reader
+ * (pmjq status, submit --wait) ever sees a record half written or, on a full
+ * disk, an empty one.
+ */
+const copyWhole = async (calls: Calls, from: string, to: string): Promise<Placed> => {
+  const aside = path.join(path.dirname(to), `.pmjq-copy-${randomBytes(8).toString("hex")}.tmp`)
+  try {
+    await calls.copyNew(from, aside)
+    await calls.link(aside, to)
+    return "placed"
+  } catch (e) {
+    if (errnoCode(e) === "EEXIST") return "taken"
+    throw e
+  } finally {
+    await removeIfPresent(calls, aside)
   }
 }
 
