@@ -71,7 +71,14 @@ const inspect = Effect.fn("Job.inspect")(function*(claim: Claim, settings: JobSe
   const spool = yield* Spool
   const users = yield* Users
   // Checked on the claimed file, which only pmjq can change from here on.
-  const facts = yield* spool.facts(claim).pipe(Effect.option)
+  // A requeued file (recovery's note matches it) may have one more name for a
+  // while: recovery's own, in a dead node's folder, when a crash came between
+  // its link and its unlink (the next round removes it). Not a name anyone
+  // else could change it by.
+  const facts = yield* spool.facts(claim).pipe(
+    Effect.map((f) => (claim.noteKey !== null && f.nlink === 2 ? { ...f, nlink: 1 } : f)),
+    Effect.option
+  )
   const ownerGroups = settings.policy.allowGroups !== null && Option.isSome(facts) ? yield* users.groups(facts.value.uid) : []
   const asOwner = settings.policy.asRoot && settings.policy.runAsOwner
   const owner = asOwner && Option.isSome(facts) ? yield* users.account(facts.value.uid) : Option.none<Account>()

@@ -335,6 +335,14 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const requeue = (file: string, name: string, attempts: number) =>
     io("requeue", file, async () => {
       const { key, mtimeMs } = await keyOf(file)
+      // Requeued already, by a recovery killed between its link and its unlink:
+      // its note is there and the file has its second name (queued, claimed
+      // since, or archived). This name is the one left to remove.
+      const note = (await readNotes(name))?.[key]
+      if (note !== undefined && note.mtimeMs === mtimeMs && (await calls.lstat(file)).nlink > 1) {
+        await calls.unlink(file)
+        return true
+      }
       await updateNotes(name, (notes) => ({ ...notes, [key]: { attempts, mtimeMs } }))
       try {
         await calls.link(file, path.join(spool, name))

@@ -41,6 +41,28 @@ describe("Spool.claim", () => {
     }))
 })
 
+describe("Spool.requeue", () => {
+  it.effect("after a recovery killed between its link and its unlink, the leftover name goes and nothing is queued twice", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-spool-"))
+      const spool = yield* spoolAt(dir)
+      const dead = path.join(dir, ".pmjq", "running", "dead")
+      fs.mkdirSync(dead, { recursive: true })
+      const left = path.join(dead, "job")
+      fs.writeFileSync(left, "#!/bin/sh\n", { mode: 0o755 })
+      expect(yield* spool.requeue(left, "job", 1)).toBe(true)
+      // The kill came after the link: the leftover still has its name.
+      fs.linkSync(path.join(dir, "job"), left)
+      expect(fs.statSync(left).nlink).toBe(2)
+      expect(yield* spool.requeue(left, "job", 2)).toBe(true)
+      expect(fs.existsSync(left)).toBe(false)
+      expect(fs.statSync(path.join(dir, "job")).nlink).toBe(1)
+      // Its attempts are those of the requeue that happened.
+      expect(yield* spool.startedBefore(path.join(dir, "job"), "job")).toBe(1)
+      fs.rmSync(dir, { recursive: true })
+    }))
+})
+
 const through = async (name: string, chunks: ReadonlyArray<string | Buffer>) => {
   let out = ""
   for await (const piece of Readable.from(chunks.map((c) => (typeof c === "string" ? Buffer.from(c) : c))).pipe(logLines(name))) out += String(piece)
