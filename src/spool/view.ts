@@ -42,14 +42,14 @@ const names = (dir: string) => fsp.readdir(dir).catch(() => [] as Array<string>)
  * pmjq's uid count: a job's own file named like a record (a job called
  * `x.json` is archived as STAMP_x.json) belongs to its owner, who can rewrite it.
  */
-const readOwn = <A>(decode: (text: string) => Either.Either<A, string>, uid: number) => (file: string): Promise<A | null> =>
+const readPmjqFile = <A>(decode: (text: string) => Either.Either<A, string>, uid: number) => (file: string): Promise<A | null> =>
   readRegularAsync(file, uid).then((text) => (text === null ? null : Either.getOrNull(decode(text))), () => null)
 
 /** The newest records of DIR (entry names start with their UTC stamp, so they sort by time). */
 const newest = async (dir: string, count: number, uid: number) => {
   const files = (await names(dir)).filter((n) => entryOfRecord(n) !== null).sort().slice(-count)
   const records = await Promise.all(files.map(async (n) => {
-    const r = await readOwn(decodeRecord, uid)(path.join(dir, n))
+    const r = await readPmjqFile(decodeRecord, uid)(path.join(dir, n))
     return r === null ? null : { ...r, entry: path.join(dir, entryOfRecord(n)!) }
   }))
   return records.filter((r): r is JobRecord & { entry: string } => r !== null)
@@ -79,7 +79,7 @@ export const viewSpool = (spool: string, lastCount = 10) =>
     }
     const uid = owner.right
     const nodes = (await Promise.all((await names(nodesDir(spool))).filter((n) => !isHidden(n)).map(async (n) => {
-      const hb = await readOwn(decodeHeartbeat, uid)(path.join(nodesDir(spool), n))
+      const hb = await readPmjqFile(decodeHeartbeat, uid)(path.join(nodesDir(spool), n))
       if (hb === null) return null
       const ageMs = Math.max(0, now - Date.parse(hb.beatAt))
       return { ...hb, ageMs, alive: ageMs <= hb.leaseMs }
