@@ -13,7 +13,8 @@ import { Spool } from "../src/spool/Spool.js"
 import { HookRunner } from "../src/hooks.js"
 import { Users } from "../src/job/Users.js"
 import { Nodes } from "../src/spool/Nodes.js"
-import { daemonSettings, fakeArchive, fakeHooks, fakeLoad, fakeNodes, fakeRunner, fakeSpool, fakeUsers } from "../test/fakes.js"
+import { daemonSettings, fakeArchive, fakeHooks, fakeLoad, fakeNodes, fakeRequests, fakeRunner, fakeSpool, fakeUsers } from "../test/fakes.js"
+import { Requests } from "../src/spool/Requests.js"
 
 const jobs = Number(process.argv[2] ?? 20_000)
 const logged = process.argv.includes("--log")
@@ -31,6 +32,7 @@ const program = Effect.gen(function*() {
     Layer.succeed(Nodes, (yield* fakeNodes).service),
     Layer.succeed(HookRunner, (yield* fakeHooks).service),
     Layer.succeed(Users, fakeUsers),
+    Layer.succeed(Requests, (yield* fakeRequests).service),
     Gate.layer({ cpuLimit: Option.none(), sampleEvery: "1 second" }),
     load.layer
   ).pipe(Layer.provide(load.layer))

@@ -1,5 +1,5 @@
 /**
- * pmjq's benchmarks (not tests): `npm run bench` [-- --quick] [-- --dir DIR] [-- --latency-only] [-- --bin PATH].
+ * pmjq's benchmarks (not tests): `npm run bench` [-- --quick] [-- --dir DIR] [-- --latency-only | --drain-only] [-- --bin PATH].
  * DIR (default: the system temp dir) is where spools are made: this VM's ext4
  * swings results by half between runs, so a tmpfs (/dev/shm) shows pmjq itself.
  * Each figure is measured next to a bare-Node loop in the same run, on the same
@@ -10,6 +10,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { backlog } from "./backlog.js"
 import { scale } from "./scale.js"
 
 const quick = process.argv.includes("--quick")
@@ -23,6 +24,9 @@ const BASELINE = path.join(ROOT, "bench/baseline.mjs")
 const LATENCY_JOBS = quick ? 30 : 100
 const DRAIN_JOBS = quick ? 500 : 2000
 const IDLE_SECONDS = quick ? 10 : 60
+
+// pmjq is run as installed, by its #! line, which sets its V8 flags (src/bin.ts).
+const run = (command: ReadonlyArray<string>) => command[0] === BIN ? [BIN, command.slice(1)] as const : [process.execPath, command] as const
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const fresh = (label: string) => {
@@ -49,7 +53,7 @@ const latency = async (command: Array<string>, label: string) => {
   const dir = fresh(label)
   const spool = path.join(dir, "spool")
   const ledger = path.join(dir, "ledger")
-  const daemon = cp.spawn(process.execPath, [...command, spool], { cwd: dir, stdio: "ignore" })
+  const daemon = cp.spawn(...run([...command, spool]), { cwd: dir, stdio: "ignore" })
   await sleep(1500)
   const samples: Array<number> = []
   for (let i = 0; i < LATENCY_JOBS; i++) {
@@ -74,7 +78,7 @@ const drain = async (command: (spool: string, dir: string) => Array<string>, lab
   const spool = path.join(dir, "spool")
   for (let i = 0; i < DRAIN_JOBS; i++) fs.writeFileSync(path.join(spool, `j${i}`), "#!/bin/sh\n:\n", { mode: 0o755 })
   const started = performance.now()
-  const result = cp.spawnSync(process.execPath, command(spool, dir), { cwd: dir, stdio: "ignore" })
+  const result = cp.spawnSync(...run(command(spool, dir)), { cwd: dir, stdio: "ignore" })
   const seconds = (performance.now() - started) / 1000
   const left = fs.readdirSync(spool).filter((n) => !n.startsWith(".")).length
   fs.rmSync(dir, { recursive: true, force: true })
@@ -118,7 +122,7 @@ const rssMiB = (pid: number) => {
 
 const idle = async () => {
   const dir = fresh("idle")
-  const daemon = cp.spawn(process.execPath, [BIN, path.join(dir, "spool")], { cwd: dir, stdio: "ignore" })
+  const daemon = cp.spawn(BIN, [path.join(dir, "spool")], { cwd: dir, stdio: "ignore" })
   await sleep(2000)
   const before = cpuSeconds(daemon.pid!)
   await sleep(IDLE_SECONDS * 1000)
@@ -130,6 +134,8 @@ const idle = async () => {
   return { seconds: IDLE_SECONDS, cpuSeconds: used, rssMiB: rss }
 }
 
+const f0 = (n: number) => n.toFixed(0)
+
 const main = async () => {
   if (!fs.existsSync(BIN)) throw new Error("run `npm run build` first")
   const pmjqLatency = await latency([BIN, "-o", "archive"], "lat-pmjq")
@@ -138,11 +144,18 @@ const main = async () => {
     console.log(`latency p50 ${pmjqLatency.p50.toFixed(1)} ms vs loop ${bareLatency.p50.toFixed(1)} ms: ${(pmjqLatency.p50 / bareLatency.p50).toFixed(2)}x`)
     return
   }
+  if (process.argv.includes("--drain-only")) {
+    const pmjq = await drain((spool) => [BIN, "-j", "8", "-o", "archive", "--drain", spool], "drain-pmjq")
+    const bare = await drain((spool) => [BASELINE, "drain", spool, "8"], "drain-bare")
+    console.log(`drain ${f0(pmjq.jobsPerSecond)} jobs/s vs loop ${f0(bare.jobsPerSecond)}: ${(pmjq.jobsPerSecond / bare.jobsPerSecond).toFixed(2)}x`)
+    return
+  }
   const many = await scale(16, quick ? 2000 : 10_000, BASE)
   const pmjqDrain = await drain((spool) => [BIN, "-j", "8", "-o", "archive", "--drain", spool], "drain-pmjq")
   const bareDrain = await drain((spool) => [BASELINE, "drain", spool, "8"], "drain-bare")
   const peers = { taskSpooler: peerDrain("tsp", TSP), gnuParallel: peerDrain("parallel", PARALLEL) }
   const idleCost = await idle()
+  const queued = await backlog(BIN, BASE, 100_000, quick ? 5 : 10)
 
   const result = {
     date: new Date().toISOString(),
@@ -152,6 +165,7 @@ const main = async () => {
     latencyMs: { jobs: LATENCY_JOBS, pmjq: pmjqLatency, bareLoop: bareLatency, p50Ratio: pmjqLatency.p50 / bareLatency.p50 },
     drain: { jobs: DRAIN_JOBS, pmjq: pmjqDrain, bareLoop: bareDrain, ratio: pmjqDrain.jobsPerSecond / bareDrain.jobsPerSecond, peers },
     idle: idleCost,
+    backlog: queued,
     manyNodes: many
   }
   fs.mkdirSync(path.join(ROOT, "bench/results"), { recursive: true })
@@ -169,6 +183,8 @@ const main = async () => {
 | ... the same drain by GNU parallel (\`-j 8\`) | ${peers.gnuParallel === null ? "not installed" : `${f(peers.gnuParallel.jobsPerSecond, 0)} jobs/s (${f(peers.gnuParallel.seconds)} s)`} | | |
 | idle: CPU in ${IDLE_SECONDS} s, empty spool | ${f(idleCost.cpuSeconds, 2)} s | | |
 | idle: resident memory | ${f(idleCost.rssMiB)} MiB | | |
+| ${queued.jobs} jobs queued at start: first job started | ${f(queued.firstJobSeconds, 2)} s | | < 1 s |
+| ... resident memory while they drain, median (peak) | ${f(queued.rssMiB, 0)} MiB (${f(queued.peakRssMiB, 0)}) | | < 150 MB |
 | ${many.nodes} nodes drain ${many.jobs} jobs together: lost claim races per claim won | ${f(many.lostPerWon, 2)} (${f(many.seconds)} s) | | < 0.5 |
 | ... start order vs queue order (places) | p50 ${many.fifoDisplacement.p50}, p99 ${many.fifoDisplacement.p99} | | roughly FIFO |`)
 }

@@ -28,7 +28,7 @@ export const scale = async (NODES: number, JOBS: number, BASE: string) => {
   const started = performance.now()
   const runs = await Promise.all(Array.from({ length: NODES }, (_, n) =>
     new Promise<string>((resolve) => {
-      const child = cp.spawn(process.execPath, [BIN, "--node-id", `n${n}`, "-j", "2", "-o", "archive", "--poll", "1s", "--drain", spool], {
+      const child = cp.spawn(BIN, ["--node-id", `n${n}`, "-j", "2", "-o", "archive", "--poll", "1s", "--drain", spool], {
         cwd: dir,
         stdio: ["ignore", "ignore", "pipe"]
       })

@@ -8,14 +8,21 @@
  *   Heartbeat            first beat; its finalizer (leave) runs last
  *   Jobs                 runs and archival retries; on a stop, --grace, then interruption
  *   RecoveryRounds       dead nodes' jobs (this node's previous run first), every --poll
+ *   Cancels              `pmjq cancel`'s requests, every --poll and when one appears
  *   Hooks, SpoolFeed, Progress
  *   Dispatcher           takes a slot, waits for the gate, claims, launches
  *
- * On interruption (SIGTERM/SIGINT) the layers close in reverse: dispatch and
- * the feed stop at once, running jobs get `grace`, the node leaves.
+ * under the services they use (Spool, Nodes, Requests, Gate, Archive, ProcessRunner,
+ * ...: ServicesLive), all on one filesystem seam (Syscalls).
+ *
+ * The whole is a layer that never ends (Layer.launch): on interruption
+ * (SIGTERM/SIGINT) the layers close in reverse, dispatch and the feed stop at
+ * once, running jobs get `grace`, the node leaves. With --drain the Dispatcher
+ * says when the spool is drained (Finished), which ends it the same way.
  */
-import { Effect, Layer } from "effect"
-import { DaemonConfig, type DaemonSettings } from "./features/Config.js"
+import { Deferred, Effect, Fiber, Layer, Option } from "effect"
+import { DaemonConfig, type DaemonSettings, Finished } from "./features/Config.js"
+import { Cancels } from "./features/Cancels.js"
 import { Dispatcher } from "./features/Dispatcher.js"
 import { Heartbeat } from "./features/Heartbeat.js"
 import { Hooks } from "./features/Hooks.js"
@@ -25,6 +32,16 @@ import { Progress } from "./features/Progress.js"
 import { RecoveryRounds } from "./features/RecoveryRounds.js"
 import { Running } from "./features/Running.js"
 import { SpoolFeed } from "./features/SpoolFeed.js"
+import { Gate } from "./gate/Gate.js"
+import { LoadAverage } from "./gate/LoadAverage.js"
+import { HookRunner } from "./hooks.js"
+import { Archive } from "./job/Archive.js"
+import { ProcessRunner } from "./job/Runner.js"
+import { Users } from "./job/Users.js"
+import { NodesLive } from "./spool/Nodes.js"
+import { RequestsLive } from "./spool/Requests.js"
+import { SpoolLive } from "./spool/Spool.js"
+import { Syscalls } from "./syscalls.js"
 
 export type { DaemonSettings } from "./features/Config.js"
 export { fairShare, rendezvous } from "./features/Dispatcher.js"
@@ -34,11 +51,39 @@ export const DaemonLive = (settings: DaemonSettings) => {
   const state = Layer.mergeAll(Running.layer, JobQueue.layer).pipe(Layer.provideMerge(Layer.succeed(DaemonConfig, settings)))
   const beating = Heartbeat.pipe(Layer.provideMerge(state))
   const running = Jobs.layer.pipe(Layer.provideMerge(beating))
-  const recovering = RecoveryRounds.pipe(Layer.provideMerge(running))
+  const recovering = Layer.mergeAll(RecoveryRounds, Cancels).pipe(Layer.provideMerge(running))
   const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress).pipe(Layer.provideMerge(recovering))
-  return Dispatcher.layer.pipe(Layer.provideMerge(watching))
+  return Dispatcher.pipe(Layer.provideMerge(watching))
 }
+
+/** The services the features run on, every filesystem call through one seam chosen for where the directories live. */
+export const ServicesLive = (settings: DaemonSettings) =>
+  Layer.mergeAll(
+    SpoolLive(settings),
+    NodesLive(settings),
+    RequestsLive(settings),
+    Gate.layer({ cpuLimit: settings.cpuLimit, sampleEvery: "1 second" }),
+    LoadAverage.Live,
+    HookRunner.Live,
+    Users.Live,
+    ProcessRunner.Live,
+    Archive.Live
+  ).pipe(
+    Layer.provide(Syscalls.forDirectories([settings.spool, ...Option.toArray(settings.archiveDir), ...Option.toArray(settings.errorDir)])),
+    Layer.provide(LoadAverage.Live)
+  )
 
 /** Runs the daemon until it is interrupted, or, with --drain, until the spool is drained. */
 export const daemon = (settings: DaemonSettings) =>
-  Effect.flatMap(Layer.build(DaemonLive(settings)), (context) => Dispatcher.pipe(Effect.flatMap((d) => d.done), Effect.provide(context)))
+  Effect.gen(function*() {
+    const finished = yield* Deferred.make<void>()
+    const main = DaemonLive(settings).pipe(Layer.provide(Layer.succeed(Finished, finished)))
+    const running = yield* Effect.fork(Layer.launch(main))
+    // Interrupting the daemon waits for its layers to close (the jobs' grace,
+    // the node's leave): a fiber's children are otherwise interrupted without
+    // being waited for, and the process would exit under its running jobs.
+    yield* Effect.raceFirst(Fiber.join(running), Deferred.await(finished)).pipe(Effect.ensuring(Fiber.interrupt(running)))
+  })
+
+/** The daemon on the live services: what `pmjq` runs. */
+export const launch = (settings: DaemonSettings) => Effect.provide(daemon(settings), ServicesLive(settings))

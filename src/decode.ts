@@ -45,7 +45,7 @@ const JobRecordSchema = Schema.Struct({
   startedAt: Schema.NullOr(Instant),
   endedAt: Instant,
   durationMs: Schema.Number,
-  outcome: Schema.Literal("succeeded", "failed", "timed-out", "interrupted", "rejected"),
+  outcome: Schema.Literal("succeeded", "failed", "timed-out", "interrupted", "rejected", "cancelled"),
   exitCode: Schema.NullOr(Schema.Number.pipe(Schema.int())),
   signal: Schema.NullOr(Schema.String),
   reason: Schema.NullOr(Schema.String)
@@ -95,6 +95,11 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>) => {
     })
   }
 }
+
+/** SPOOL/.pmjq-cancel-*: one job to cancel, asked by the file's owner (see features/Cancels.ts). */
+const CancelRequestSchema = Schema.Struct({ name: JobName })
+
+export const decodeCancelRequest = decodeJson(CancelRequestSchema)
 
 export const decodeRecord: (text: string) => Either.Either<JobRecord, string> = decodeJson(JobRecordSchema)
 export const decodeHeartbeat = decodeJson(HeartbeatSchema)

@@ -153,7 +153,46 @@ const openRegular = (file: string, uid: number | null = null): { readonly fd: nu
  * The text of FILE, opened as openRegular does; null when there is no such
  * file. Throws Untrusted (or ELOOP for a symlink) for anything else.
  */
-export const readRegular = (file: string, uid: number | null = null): string | null => {
+/**
+ * The most pmjq reads of any file: its own are a few hundred bytes, and one a
+ * user grows (a cancel request, a planted record) must not fill root's memory.
+ */
+export const MAX_READ = 1 << 20
+
+const tooLarge = (file: string, max: number) => new Untrusted(file, `larger than ${max} bytes`)
+
+// A file's text is read until its end or MAX + 1 bytes: it may grow while it
+// is read, so its size is a first guess only. Past MAX it is Untrusted.
+const firstBuffer = (size: number, max: number): Buffer => Buffer.alloc(Math.min(max, size) + 1)
+const roomIn = (file: string, buffer: Buffer, length: number, max: number): Buffer => {
+  if (length < buffer.length) return buffer
+  if (length > max) throw tooLarge(file, max)
+  const larger = Buffer.alloc(Math.min(max + 1, buffer.length * 2))
+  buffer.copy(larger)
+  return larger
+}
+
+const readAtMost = (file: string, fd: number, size: number, max: number) => {
+  let buffer = firstBuffer(size, max)
+  for (let length = 0;;) {
+    buffer = roomIn(file, buffer, length, max)
+    const n = fs.readSync(fd, buffer, length, buffer.length - length, null)
+    if (n === 0) return buffer.toString("utf8", 0, length)
+    length += n
+  }
+}
+
+const readAtMostAsync = async (file: string, handle: fs.promises.FileHandle, size: number, max: number) => {
+  let buffer = firstBuffer(size, max)
+  for (let length = 0;;) {
+    buffer = roomIn(file, buffer, length, max)
+    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null)
+    if (bytesRead === 0) return buffer.toString("utf8", 0, length)
+    length += bytesRead
+  }
+}
+
+export const readRegular = (file: string, uid: number | null = null, max = MAX_READ): string | null => {
   let opened: { readonly fd: number; readonly stat: fs.Stats }
   try {
     opened = openRegular(file, uid)
@@ -162,7 +201,7 @@ export const readRegular = (file: string, uid: number | null = null): string | n
     throw e
   }
   try {
-    return fs.readFileSync(opened.fd, "utf8")
+    return readAtMost(file, opened.fd, opened.stat.size, max)
   } finally {
     fs.closeSync(opened.fd)
   }
@@ -218,7 +257,7 @@ const openRegularAsync = async (file: string, uid: number | null) => {
   }
 }
 
-export const readRegularAsync = async (file: string, uid: number | null = null): Promise<string | null> => {
+export const readRegularAsync = async (file: string, uid: number | null = null, max = MAX_READ): Promise<string | null> => {
   let opened: Awaited<ReturnType<typeof openRegularAsync>>
   try {
     opened = await openRegularAsync(file, uid)
@@ -227,7 +266,7 @@ export const readRegularAsync = async (file: string, uid: number | null = null):
     throw e
   }
   try {
-    return await opened.handle.readFile("utf8")
+    return await readAtMostAsync(file, opened.handle, opened.stat.size, max)
   } finally {
     await opened.handle.close()
   }

@@ -7,7 +7,7 @@
  * spawner bundles this without Effect.
  */
 
-export type Outcome = "succeeded" | "failed" | "timed-out" | "interrupted" | "rejected"
+export type Outcome = "succeeded" | "failed" | "timed-out" | "interrupted" | "rejected" | "cancelled"
 
 export interface JobRecord {
   readonly name: string
@@ -102,6 +102,8 @@ export type Ending =
   }
   | { readonly _tag: "NotStarted"; readonly reason: string }
   | { readonly _tag: "Rejected"; readonly reason: string }
+  /** `pmjq cancel` by BY (a user name or uid): before it started (no exit), or its process group stopped. */
+  | { readonly _tag: "Cancelled"; readonly by: string; readonly exit: ProcessExit | null }
 
 export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | "signal" | "reason"> => {
   if (ending._tag === "NotStarted") {
@@ -109,6 +111,11 @@ export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | 
   }
   if (ending._tag === "Rejected") {
     return { outcome: "rejected", exitCode: null, signal: null, reason: `refused: ${ending.reason}` }
+  }
+  if (ending._tag === "Cancelled") {
+    if (ending.exit === null) return { outcome: "cancelled", exitCode: null, signal: null, reason: `cancelled by ${ending.by} before it started` }
+    const { exitCode, signal } = ending.exit
+    return { outcome: "cancelled", exitCode, signal, reason: `cancelled by ${ending.by}; its process group was stopped (${signal ?? `exit ${exitCode}`})` }
   }
   const { exitCode, signal, lost } = ending.exit
   if (lost !== undefined) return { outcome: "interrupted", exitCode, signal, reason: lost }

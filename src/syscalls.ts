@@ -56,9 +56,10 @@ export interface Calls {
   readonly copyNew: (from: string, to: string) => Promise<void>
   /**
    * The text of a regular file owned by UID, or null when there is no such
-   * file; a symlink, FIFO or someone else's file fails (ELOOP, Untrusted).
+   * file; a symlink, FIFO, someone else's file or one over MAX bytes (default
+   * files.ts: MAX_READ) fails (ELOOP, Untrusted).
    */
-  readonly readText: (file: string, uid: number) => Promise<string | null>
+  readonly readText: (file: string, uid: number, max?: number) => Promise<string | null>
   /** A file's bytes as a stream (captured output passed through to pmjq's own). */
   readonly readStream: (file: string) => Readable
   /**
@@ -134,7 +135,7 @@ export const directCalls: Calls = {
   writeNew: (file, data, mode, owner = null) => now(() => files.writeNew(file, data, mode, owner)),
   // A copy may be of any size: never on the event loop (files.ts).
   copyNew: files.copyNewAsync,
-  readText: (file, uid) => now(() => files.readRegular(file, uid)),
+  readText: (file, uid, max) => now(() => files.readRegular(file, uid, max)),
   readStream,
   watch
 }
@@ -179,7 +180,7 @@ export const threadedCalls: Calls = {
   lchown,
   writeNew: (file, data, mode, owner = null) => files.writeNewAsync(file, data, mode, owner),
   copyNew: files.copyNewAsync,
-  readText: (file, uid) => files.readRegularAsync(file, uid),
+  readText: (file, uid, max) => files.readRegularAsync(file, uid, max),
   readStream,
   watch
 }

@@ -14,6 +14,7 @@ import { ArchiveFailed, JobBusy, SpawnFailed, SpoolIOError } from "../src/errors
 import { HookRunner } from "../src/hooks.js"
 import { Users } from "../src/job/Users.js"
 import { type Heartbeat, Nodes } from "../src/spool/Nodes.js"
+import { type CancelRequest, Requests } from "../src/spool/Requests.js"
 import { Spool } from "../src/spool/Spool.js"
 
 export const fakeSpool = Effect.gen(function*() {
@@ -171,6 +172,25 @@ export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0)
 
 export const fakeArchive = makeFakeArchive()
 
+/** Cancel requests as users leave them (`ask`); a node's `done` takes one away. */
+export const fakeRequests = Effect.sync(() => {
+  const pending: Array<CancelRequest> = []
+  /** Names another node holds. */
+  const elsewhere = new Set<string>()
+  let next = 0
+  const ask = (name: string, uid = 1000) => void pending.push({ file: `/spool/.pmjq-cancel-${next++}`, uid, name })
+  const service = Requests.of({
+    cancels: Effect.sync(() => [...pending]),
+    done: (request) =>
+      Effect.sync(() => {
+        const at = pending.indexOf(request)
+        if (at >= 0) pending.splice(at, 1)
+      }),
+    heldAnywhere: (name) => Effect.sync(() => elsewhere.has(name))
+  })
+  return { service, ask, pending, elsewhere }
+})
+
 /** A spool with no other node in it; heartbeats are kept to be looked at. */
 export const fakeNodes = Effect.sync(() => {
   const beats: Array<Heartbeat> = []
@@ -227,6 +247,7 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   ...jobSettings,
   maxJobs: 0,
   maxJobsPerUser: Option.none(),
+  cpuLimit: Option.none(),
   poll: "2 seconds",
   drain: false,
   progress: false,

@@ -10,7 +10,7 @@
  */
 import * as path from "node:path"
 import { Readable } from "node:stream"
-import { Untrusted } from "../src/files.js"
+import { MAX_READ, Untrusted } from "../src/files.js"
 import type { Calls, Entry, Stat } from "../src/syscalls.js"
 
 type Kind = "dir" | "file" | "symlink" | "fifo"
@@ -221,9 +221,11 @@ export const makeMemoryFs = ({ now = () => 0, uid = 0, gid = 0, umask = 0o022 }:
       const owner = uid === 0 ? { uid: source.uid, gid: source.gid } : {}
       create(to, "file", source.mode & 0o777, { data: source.data, ...owner })
     },
-    readText: async (file, owner) => {
+    readText: async (file, owner, max = MAX_READ) => {
       try {
-        return openRegular(file, owner).data
+        const { data } = openRegular(file, owner)
+        if (Buffer.byteLength(data) > max) throw new Untrusted(file, `larger than ${max} bytes`)
+        return data
       } catch (e) {
         if ((e as { code?: string }).code === "ENOENT") return null
         throw e

@@ -3,24 +3,17 @@
  * seed's synopsis, plus the options issue #2 adds.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { daemon } from "../daemon.js"
-import { HookRunner } from "../hooks.js"
-import { resolveId, Users } from "../job/Users.js"
+import { type DaemonSettings, launch } from "../daemon.js"
+import { resolveId } from "../job/Users.js"
 import { NotPermitted, UsageError } from "../errors.js"
-import { Gate } from "../gate/Gate.js"
-import { LoadAverage } from "../gate/LoadAverage.js"
-import { Archive } from "../job/Archive.js"
-import { ProcessRunner } from "../job/Runner.js"
 import { logLayer } from "../log.js"
-import { NodesLive } from "../spool/Nodes.js"
 import { rejectedDir } from "../spool/layout.js"
-import { ensureDirectory, requireSpool, requireTrustedSpool, SpoolLive } from "../spool/Spool.js"
-import { Syscalls } from "../syscalls.js"
+import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
 import { check, duration, optionalDuration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
@@ -183,7 +176,8 @@ const variableNames = (list: string) => {
   return bad === undefined ? Effect.succeed(names) : Effect.fail(new UsageError({ reason: `--keep-env: not a variable name: ${bad}` }))
 }
 
-const run = (options: Parsed) =>
+/** The daemon's settings from its options; nothing is looked at on disk yet. */
+const settingsFrom = (options: Parsed) =>
   Effect.gen(function*() {
     if (Option.isNone(options.spool)) {
       return yield* new UsageError({ reason: `missing job-spool; usage: ${SYNOPSIS}` })
@@ -221,6 +215,7 @@ const run = (options: Parsed) =>
       errorDir,
       maxJobs: options.maxJobs,
       maxJobsPerUser: options.maxJobsPerUser,
+      cpuLimit: options.cpuLimit,
       poll: options.poll,
       grace: options.grace,
       timeout: options.timeout,
@@ -244,29 +239,28 @@ const run = (options: Parsed) =>
       busyFor: "1 minute",
       keepEnv: Option.getOrElse(keepEnv, (): ReadonlyArray<string> => []),
       jobNproc: Option.getOrNull(options.jobNproc)
-    } as const
+    } as const satisfies DaemonSettings
+    return settings
+  })
 
-    const directories = [spool, ...Option.toArray(archiveDir), ...Option.toArray(errorDir)]
-    const live = Layer.mergeAll(
-      SpoolLive({ spool, node }),
-      NodesLive({ spool, node }),
-      Gate.layer({ cpuLimit: options.cpuLimit, sampleEvery: "1 second" }),
-      LoadAverage.Live,
-      HookRunner.Live,
-      Users.Live,
-      ProcessRunner.Live,
-      Archive.Live
-    ).pipe(Layer.provide(Syscalls.forDirectories(directories)), Layer.provide(LoadAverage.Live))
-    // Every check before anything is created: a refused start leaves no trace.
+// Every check before anything is created: a refused start leaves no trace.
+const preflight = ({ archiveDir, errorDir, policy, spool }: DaemonSettings) =>
+  Effect.gen(function*() {
     yield* requireSpool(spool)
     yield* refuseInsideSpool(spool, "archive-dir", archiveDir)
     yield* refuseInsideSpool(spool, "error-dir", errorDir)
     // As root, a spool a user could take over lets them replace pmjq's own
     // state: refused. Otherwise users can only swap each other's jobs.
-    yield* (asRoot ? requireTrustedSpool(spool) : warnIfOpenSpool(spool))
+    yield* (policy.asRoot ? requireTrustedSpool(spool) : warnIfOpenSpool(spool))
     yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))
-    yield* daemon(settings).pipe(Effect.scoped, Effect.provide(live))
-  }).pipe(Effect.provide(logLayer(options.logFormat)))
+  })
+
+const run = (options: Parsed) =>
+  settingsFrom(options).pipe(
+    Effect.tap(preflight),
+    Effect.flatMap(launch),
+    Effect.provide(logLayer(options.logFormat))
+  )
 
 export const daemonCommand = Command.make("pmjq", daemonOptions, run).pipe(
   Command.withDescription("Watch a job spool and run the executable files that appear in it.")

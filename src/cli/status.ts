@@ -29,6 +29,10 @@ export const render = (v: SpoolView): string => {
   if (v.running.length > 0) {
     out.push(table([["NAME", "NODE", "PID", "FOR", "STATE"], ...v.running.map((r) => [r.name, r.node, r.pid === null ? "-" : String(r.pid), ago(r.forMs), r.state])]))
   }
+  if (v.cancelling.length > 0) {
+    out.push("", `cancelling: ${v.cancelling.length}`)
+    out.push(table([["NAME", "ASKED BY UID"], ...v.cancelling.map((c) => [c.name, String(c.uid)])]))
+  }
   out.push("", `nodes: ${v.nodes.length}`)
   if (v.nodes.length > 0) {
     out.push(table([["NODE", "STATE", "HEARTBEAT", "RUNNING", "LOAD", "HOST", "PID"], ...v.nodes.map((n) => [

@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { UsageError } from "../errors.js"
-import { createNew } from "../files.js"
+import { createNew, type Ownership } from "../files.js"
 import { submitAside, submittedName } from "../spool/layout.js"
 import type { JobRecord } from "../record.js"
 import { requireSpool } from "../spool/Spool.js"
@@ -48,13 +48,13 @@ export const jobText = (
 /** BASE-STAMP-HOST-PID-RANDOM, with only [A-Za-z0-9._-] and no leading dot. */
 export const uniqueName = (base: string) => submittedName(base, new Date(), os.hostname(), process.pid, randomBytes(3).toString("hex"))
 
-const write = (spool: string, name: string, text: string) =>
+const write = (spool: string, name: string, text: string, owner: Ownership | null) =>
   Effect.try({
     try: () => {
       const hidden = path.join(spool, submitAside(name))
       // Its owner's alone: other users of a shared spool cannot read it. (Made
       // executable only once whole: pmjq never picks up a hidden name anyway.)
-      const fd = createNew(hidden, 0o600, null)
+      const fd = createNew(hidden, 0o600, owner)
       let ino: number
       try {
         fs.writeSync(fd, text)
@@ -116,6 +116,36 @@ const waitFor = (spool: string, job: { readonly name: string; readonly uid: numb
     return record
   })
 
+/** --wait's status for a cancelled job: 128 + SIGTERM, as a shell reports a job stopped by SIGTERM, whether it had started or not. */
+export const CANCELLED_STATUS = 143
+
+/**
+ * Writes TEXT into the spool as a new job named after BASE (OWNER's: null for
+ * the caller) and prints its name; with WAIT, waits for its record, prints its
+ * output, and exits as it did.
+ */
+export const enqueue = (dir: string, base: string, text: string, wait: boolean, owner: Ownership | null) =>
+  Effect.gen(function*() {
+    const job = uniqueName(base)
+    const inode = yield* write(dir, job, text, owner)
+    yield* Console.log(job)
+    if (!wait) return
+    const record = yield* waitFor(dir, { name: job, uid: owner?.uid ?? process.getuid?.() ?? 0, inode })
+    if (record.outcome === "rejected") {
+      yield* Console.error(`pmjq: ${job} was rejected: ${record.reason ?? ""}`)
+      return yield* Effect.sync(() => void (process.exitCode = 1))
+    }
+    for (const [suffix, sink] of [[".out", process.stdout], [".err", process.stderr]] as const) {
+      const out = `${record.entry}${suffix}`
+      if (fs.existsSync(out)) yield* Effect.promise(() => new Promise<void>((resolve) => fs.createReadStream(out).on("end", resolve).pipe(sink, { end: false })))
+    }
+    if (record.outcome === "cancelled") {
+      yield* Console.error(`pmjq: ${job} was ${record.reason ?? "cancelled"}`)
+      return yield* Effect.sync(() => void (process.exitCode = CANCELLED_STATUS))
+    }
+    process.exitCode = waitStatus(record)
+  })
+
 export const submitCommand = (command: ReadonlyArray<string>) =>
   Command.make(
     "submit",
@@ -145,19 +175,6 @@ export const submitCommand = (command: ReadonlyArray<string>) =>
           ? jobText(from, { file: file.value, text: yield* Effect.try({ try: () => fs.readFileSync(file.value, "utf8"), catch: () => new UsageError({ reason: `cannot read ${file.value}` }) }) }, umask)
           : jobText(from, { command }, umask)
         const base = Option.getOrElse(name, () => (Option.isSome(file) ? path.basename(file.value) : path.basename(command[0]!)))
-        const job = uniqueName(base)
-        const inode = yield* write(dir, job, text)
-        yield* Console.log(job)
-        if (!wait) return
-        const record = yield* waitFor(dir, { name: job, uid: process.getuid?.() ?? 0, inode })
-        if (record.outcome === "rejected") {
-          yield* Console.error(`pmjq: ${job} was rejected: ${record.reason ?? ""}`)
-          return yield* Effect.sync(() => void (process.exitCode = 1))
-        }
-        for (const [suffix, sink] of [[".out", process.stdout], [".err", process.stderr]] as const) {
-          const out = `${record.entry}${suffix}`
-          if (fs.existsSync(out)) yield* Effect.promise(() => new Promise<void>((resolve) => fs.createReadStream(out).on("end", resolve).pipe(sink, { end: false })))
-        }
-        process.exitCode = waitStatus(record)
+        yield* enqueue(dir, base, text, wait, null)
       })
   ).pipe(Command.withDescription("Submit a file or a command as a job, atomically, under a unique name."))

@@ -1,5 +1,5 @@
 /** The daemon's settings, as one service each feature reads what it needs from. */
-import { Context, type Duration, type Option } from "effect"
+import { Context, type Deferred, type Duration, type Option } from "effect"
 import type { HookSettings } from "../hooks.js"
 import type { JobSettings } from "../job/Job.js"
 import type { RecoverySettings } from "../recovery.js"
@@ -9,6 +9,8 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
   readonly maxJobs: number
   /** At most this many jobs of one user while another user's job waits (--max-jobs-per-user). */
   readonly maxJobsPerUser: Option.Option<number>
+  /** Launch no job while the load estimate is at or above this (-C). */
+  readonly cpuLimit: Option.Option<number>
   readonly poll: Duration.DurationInput
   /** Exit once the spool is empty and nothing runs. */
   readonly drain: boolean
@@ -17,3 +19,10 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
 }
 
 export class DaemonConfig extends Context.Tag("pmjq/DaemonConfig")<DaemonConfig, DaemonSettings>() {}
+
+/**
+ * Completed when the daemon's work is over by itself (a --drain that ran dry,
+ * or a dispatcher that died): the composition root then ends the daemon, its
+ * layers closing as on a signal.
+ */
+export class Finished extends Context.Tag("pmjq/Finished")<Finished, Deferred.Deferred<void>>() {}

@@ -2,13 +2,13 @@
  * The dispatcher: slot (-j), then work, then the gate (-C), then the state's
  * trust, then the job to run (oldest first; among the oldest few with peers;
  * with --max-jobs-per-user the oldest whose owner is under the cap). With
- * --drain it ends once the spool is empty and nothing runs; `done` says when.
+ * --drain it ends once the spool is empty and nothing runs, and says so (Finished).
  */
-import { Context, Effect, Fiber, HashMap, Layer, Option, Ref } from "effect"
+import { Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
 import { Gate } from "../gate/Gate.js"
 import type { Accepts } from "../spool/Pending.js"
 import { Spool } from "../spool/Spool.js"
-import { DaemonConfig } from "./Config.js"
+import { DaemonConfig, Finished } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Jobs } from "./Jobs.js"
 import { Running } from "./Running.js"
@@ -98,10 +98,8 @@ const make = Effect.gen(function*() {
     yield* Effect.logInfo("drained").pipe(Effect.annotateLogs({ claimed: yield* Ref.get(running.won), lostRaces: yield* Ref.get(running.lost) }))
   })
 
-  const fiber = yield* Effect.forkScoped(loop)
-  return { done: Fiber.join(fiber) }
+  const finished = yield* Finished
+  yield* Effect.forkScoped(Effect.exit(loop).pipe(Effect.flatMap((exit) => Deferred.done(finished, exit))))
 })
 
-export class Dispatcher extends Context.Tag("pmjq/Dispatcher")<Dispatcher, { readonly done: Effect.Effect<void> }>() {
-  static readonly layer = Layer.scoped(Dispatcher, make)
-}
+export const Dispatcher = Layer.scopedDiscard(make)

@@ -2,7 +2,9 @@
  * The jobs this node knows are ready (spool/Pending.ts), the feed that keeps
  * them in step with the spool (spool/feed.ts), and `wake`: opened by whatever
  * may let a job held back by --max-jobs-per-user start (one of its owner's
- * jobs ending, a change in the queue), so the dispatcher waits, never spins.
+ * jobs ending, a change in the queue), so the dispatcher waits, never spins;
+ * `requested`: opened when the kernel tells of a new request (a cancel), so
+ * that it is seen at once rather than at the next --poll.
  */
 import { Context, Effect, Layer, Option } from "effect"
 import { makeFeed } from "../spool/feed.js"
@@ -22,8 +24,9 @@ const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
   const pending = yield* makePending
   const wake = yield* Effect.makeLatch(false)
-  const feed = yield* makeFeed(Option.isSome(settings.maxJobsPerUser) ? signalling(pending, wake) : pending)
-  return { pending, wake, feed }
+  const requested = yield* Effect.makeLatch(false)
+  const feed = yield* makeFeed(Option.isSome(settings.maxJobsPerUser) ? signalling(pending, wake) : pending, requested.open)
+  return { pending, wake, requested, feed }
 })
 
 export class JobQueue extends Context.Tag("pmjq/JobQueue")<JobQueue, Effect.Effect.Success<typeof make>>() {

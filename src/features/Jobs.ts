@@ -5,7 +5,7 @@
  * --grace to finish before they are interrupted (this finalizer runs before the
  * FiberSets' own: finalizers run last-in first-out).
  */
-import { Context, Duration, Effect, FiberSet, HashMap, Layer, Option, Ref } from "effect"
+import { Context, Deferred, Duration, Effect, FiberSet, HashMap, Layer, Option, Ref } from "effect"
 import * as path from "node:path"
 import { Gate } from "../gate/Gate.js"
 import { runJob } from "../job/Job.js"
@@ -37,8 +37,10 @@ const make = Effect.gen(function*() {
   /**
    * Claims CANDIDATE and runs it; `release` gives its slot back, once: when the
    * claim is lost, or when the job's process ends (archival goes on without it).
+   * With `cancelledBy` (a cancel of a queued job), it is archived as cancelled
+   * without being run. True when the claim was won.
    */
-  const launch = ({ name, uid }: Candidate, release: Effect.Effect<void>) =>
+  const launch = ({ name, uid }: Candidate, release: Effect.Effect<void>, cancelledBy?: string) =>
     Effect.uninterruptible(Effect.gen(function*() {
       const claim = yield* spool.claim(name).pipe(
         Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
@@ -47,7 +49,8 @@ const make = Effect.gen(function*() {
       if (Option.isNone(claim)) {
         yield* Ref.update(running.lost, (n) => n + 1)
         yield* Effect.logDebug("claimed elsewhere").pipe(Effect.annotateLogs({ job: name }))
-        return yield* release
+        yield* release
+        return false
       }
       yield* Ref.update(running.won, (n) => n + 1)
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
@@ -58,17 +61,22 @@ const make = Effect.gen(function*() {
       )
       const claimed = path.basename(claim.value.path)
       const started = (pid: number) => Ref.update(running.pids, HashMap.set(claimed, pid))
-      const job = runJob(claim.value, settings, { processEnded: ended, keep, started }).pipe(
+      const cancel = yield* Deferred.make<string>()
+      if (cancelledBy !== undefined) yield* Deferred.succeed(cancel, cancelledBy)
+      yield* Ref.update(running.held, HashMap.set(claimed, { claim: claim.value, cancel }))
+      const job = runJob(claim.value, settings, { processEnded: ended, keep, started, cancel }).pipe(
         Effect.ensuring(Effect.all([
           ended,
           Ref.update(running.finished, (n) => n + 1),
           Ref.update(running.active, (n) => n - 1),
-          Ref.update(running.pids, HashMap.remove(claimed))
+          Ref.update(running.pids, HashMap.remove(claimed)),
+          Ref.update(running.held, HashMap.remove(claimed))
         ], { discard: true }))
       )
       // A fiber forked here would inherit this uninterruptible region; the job
       // must stay interruptible so that a stop can reach it after the grace.
       yield* FiberSet.run(jobs, Effect.interruptible(job))
+      return true
     }))
 
   /** Until no job runs and no archival is being retried. */

@@ -2,9 +2,17 @@
  * What the features share about the jobs of this node, as Refs: the running
  * processes (what -j and --max-jobs-per-user count), their pids (for the
  * heartbeat), claims won and lost, jobs finished, and how many other nodes
- * look alive (which makes the dispatcher prefer some jobs over others).
+ * look alive (which makes the dispatcher prefer some jobs over others), and
+ * each claimed job with the way to cancel it.
  */
-import { Context, Effect, HashMap, Layer, Option, Ref } from "effect"
+
+/** A job claimed by this node: its claim, and `cancel`, completed with who cancels it. */
+export interface HeldJob {
+  readonly claim: Claim
+  readonly cancel: Deferred.Deferred<string>
+}
+import { Context, type Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
+import type { Claim } from "../spool/Spool.js"
 
 export class Running extends Context.Tag("pmjq/Running")<Running, {
   /** Claimed jobs whose process has not ended yet: what -j counts. */
@@ -20,6 +28,8 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
   readonly finished: Ref.Ref<number>
   /** Other nodes that looked alive at the last recovery round. */
   readonly peers: Ref.Ref<number>
+  /** Claimed jobs by claimed file name, until archived. */
+  readonly held: Ref.Ref<HashMap.HashMap<string, HeldJob>>
 }>() {
   static readonly layer = Layer.effect(
     Running,
@@ -31,7 +41,8 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
       won: Ref.make(0),
       lost: Ref.make(0),
       finished: Ref.make(0),
-      peers: Ref.make(0)
+      peers: Ref.make(0),
+      held: Ref.make(HashMap.empty<string, HeldJob>())
     })
   )
 }

@@ -6,7 +6,7 @@
  * (pmjq stopping), the job's process group is terminated, and the job is still
  * recorded and archived as "interrupted" before the fiber ends.
  */
-import { Cause, Clock, Duration, Effect, Option, Schedule, type Scope } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Option, Schedule, type Scope } from "effect"
 import type { ArchiveFailed, ClaimLost } from "../errors.js"
 import { type Ending, iso, judge, type JobRecord, type RecordBase, startedRecord, unstartedRecord } from "../record.js"
 import { besideClaim } from "../spool/layout.js"
@@ -64,6 +64,8 @@ export interface JobEvents {
   readonly keep: (retries: Effect.Effect<void>) => Effect.Effect<void>
   /** Its pid once its process runs (for the heartbeat's job list). */
   readonly started: (pid: number) => Effect.Effect<void>
+  /** Completed, with who asks, when the job is to be cancelled (`pmjq cancel`). */
+  readonly cancel: Deferred.Deferred<string>
 }
 
 /** A claimed job as pmjq found it: why it is refused (or null), and its record's first fields. */
@@ -141,6 +143,11 @@ const end = (
       yield* Effect.logWarning("rejected").pipe(Effect.annotateLogs({ reason: job.refused }))
       return yield* ended({ _tag: "Rejected", reason: job.refused })
     }
+    const early = yield* Deferred.poll(events.cancel)
+    if (Option.isSome(early)) {
+      yield* events.processEnded
+      return yield* ended({ _tag: "Cancelled", by: yield* early.value, exit: null })
+    }
     // ETXTBSY: a writer still holds the file open. It is not ready: wait and
     // retry, backing off to once a second, and after `busyFor` hand it back.
     const spawn = runner.spawn({
@@ -182,16 +189,22 @@ const end = (
     const startedAt = yield* Clock.currentTimeMillis
     yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
     yield* events.started(proc.pid)
-    const waited = yield* restore(Option.match(settings.timeout, {
+    const exited = Option.match(settings.timeout, {
       onNone: () => Effect.map(proc.exit, Option.some),
       onSome: (limit) => Effect.timeoutOption(proc.exit, limit)
-    })).pipe(
-      Effect.map(Option.match({ onNone: () => ({ _tag: "TimedOut" as const }), onSome: (exit) => ({ _tag: "Exited" as const, exit }) })),
+    }).pipe(
+      Effect.map(Option.match({ onNone: () => ({ _tag: "TimedOut" as const }), onSome: (exit) => ({ _tag: "Exited" as const, exit }) }))
+    )
+    const cancelled = Effect.map(Deferred.await(events.cancel), (by) => ({ _tag: "Cancelled" as const, by }))
+    const waited = yield* restore(Effect.raceFirst(exited, cancelled)).pipe(
       Effect.catchAllCause(interrupted({ _tag: "Stopped" as const }))
     )
     let ending: Ending
     if (waited._tag === "Exited") {
       ending = { _tag: "Exited", exit: waited.exit, interrupted: false, timedOut: null }
+    } else if (waited._tag === "Cancelled") {
+      yield* Effect.logInfo("cancelled; stopping its process group").pipe(Effect.annotateLogs({ by: waited.by }))
+      ending = { _tag: "Cancelled", by: waited.by, exit: yield* proc.terminate(settings.grace) }
     } else if (waited._tag === "Stopped") {
       ending = { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true, timedOut: null }
     } else {
@@ -209,9 +222,9 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
     const archive = yield* Archive
     const spool = yield* Spool
     const { ending } = result
-    const exit = ending._tag === "Exited" ? ending.exit : null
+    const exit = ending._tag === "Exited" || ending._tag === "Cancelled" ? ending.exit : null
     // Already on disk when the spawner saw the process end and judged as we do.
-    const recorded = exit?.recorded === true && ending._tag === "Exited" && !ending.interrupted && ending.timedOut === null &&
+    const recorded = exit !== null && exit.recorded === true && ending._tag === "Exited" && !ending.interrupted && ending.timedOut === null &&
       exit.lost === undefined
     const record: JobRecord = result.pid === null
       ? unstartedRecord(job.base, result.endedAt, judge(ending))

@@ -10,6 +10,7 @@
  */
 import { type Duration, Effect, Mailbox, Option, Schedule } from "effect"
 import type { SpoolIOError } from "../errors.js"
+import { isCancelRequest } from "./layout.js"
 import type { Pending } from "./Pending.js"
 import { Spool } from "./Spool.js"
 
@@ -46,7 +47,8 @@ export const spoolEvents = (poll: Duration.DurationInput) =>
 const logFailure = <A>(effect: Effect.Effect<A, SpoolIOError>) =>
   Effect.tapError(effect, (e) => Effect.logWarning("spool not readable").pipe(Effect.annotateLogs({ reason: e.message })))
 
-export const makeFeed = (pending: Pending) =>
+/** The feed of PENDING; `requested` is run for each notification of a request (Requests.ts). */
+export const makeFeed = (pending: Pending, requested: Effect.Effect<void>) =>
   Effect.gen(function*() {
     const spool = yield* Spool
 
@@ -71,7 +73,8 @@ export const makeFeed = (pending: Pending) =>
         )
       )
 
-    const handle = (event: SpoolEvent) => (event._tag === "Touched" ? look(event.name) : reconcile(event.names))
+    const handle = (event: SpoolEvent) =>
+      event._tag === "Listed" ? reconcile(event.names) : isCancelRequest(event.name) ? requested : look(event.name)
 
     /** One full look at the spool, done before dispatch starts and when a drain runs dry. */
     const scan = logFailure(spool.list).pipe(Effect.flatMap(reconcile), Effect.ignore)

@@ -260,3 +260,12 @@ export const submittedName = (base: string, at: Date, host: string, pid: number,
 
 /** Where pmjq submit writes a job before it is whole: hidden, so never taken for a job. */
 export const submitAside = (name: string) => `.pmjq-submit-${name}`
+
+/**
+ * A request of `pmjq cancel`: a hidden file in the spool (never a job), made by
+ * the user who asks (its owner says who), naming one job. Written aside
+ * (`.tmp`) and renamed, so a node never reads half of one.
+ */
+export const CANCEL_PREFIX = ".pmjq-cancel-"
+export const cancelRequestName = (uid: number, at: number, random: string) => `${CANCEL_PREFIX}${uid}-${at}-${random}`
+export const isCancelRequest = (name: string) => name.startsWith(CANCEL_PREFIX) && !isAside(name)

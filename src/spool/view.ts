@@ -7,11 +7,11 @@
 import { Effect, Either } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { decodeHeartbeat, decodeRecord } from "../decode.js"
+import { decodeCancelRequest, decodeHeartbeat, decodeRecord } from "../decode.js"
 import { ownDirProblem } from "../dirs.js"
 import { readRegularAsync } from "../files.js"
 import { iso, type JobRecord } from "../record.js"
-import { besideName, claimedName, entryOfRecord, isHidden, isJob, nodesDir, rejectedDir, runningRoot, stateDir } from "./layout.js"
+import { besideName, claimedName, entryOfRecord, isCancelRequest, isHidden, isJob, nodesDir, rejectedDir, runningRoot, stateDir } from "./layout.js"
 import type { Heartbeat } from "./Nodes.js"
 
 export interface SpoolView {
@@ -28,6 +28,8 @@ export interface SpoolView {
     /** "running", or "ended" when its record is written and archival is pending. */
     readonly state: "running" | "ended"
   }>
+  /** Cancel requests no node has taken yet (pmjq cancel), with the asker's uid. */
+  readonly cancelling: ReadonlyArray<{ readonly name: string; readonly uid: number }>
   readonly nodes: ReadonlyArray<Heartbeat & { readonly alive: boolean; readonly ageMs: number }>
   readonly finished: ReadonlyArray<JobRecord & { readonly entry: string }>
   readonly rejected: ReadonlyArray<JobRecord & { readonly entry: string }>
@@ -72,10 +74,18 @@ export const viewSpool = (spool: string, lastCount = 10) =>
       return s !== null && isJob(name, s) ? { name, readyAt: s.ctimeMs } : null
     }))).filter((q): q is { name: string; readyAt: number } => q !== null).sort((a, b) => a.readyAt - b.readyAt)
 
+    const cancelling = (await Promise.all((await names(spool)).filter(isCancelRequest).map(async (name) => {
+      const file = path.join(spool, name)
+      const s = await fsp.lstat(file).catch(() => null)
+      if (s === null || !s.isFile()) return null
+      const request = await readRegularAsync(file, s.uid, 4096).then((text) => (text === null ? null : Either.getOrNull(decodeCancelRequest(text))), () => null)
+      return request === null ? null : { name: request.name, uid: s.uid }
+    }))).filter((c): c is { name: string; uid: number } => c !== null)
+
     const owner = await stateOwner(state)
     if (Either.isLeft(owner)) {
       const untrusted = owner.left === "no state yet" ? null : owner.left
-      return { spool, at: iso(now), queued: queued.map((q) => ({ name: q.name, readyAt: iso(q.readyAt) })), running: [], nodes: [], finished: [], rejected: [], untrusted }
+      return { spool, at: iso(now), queued: queued.map((q) => ({ name: q.name, readyAt: iso(q.readyAt) })), running: [], cancelling, nodes: [], finished: [], rejected: [], untrusted }
     }
     const uid = owner.right
     const nodes = (await Promise.all((await names(nodesDir(spool))).filter((n) => !isHidden(n)).map(async (n) => {
@@ -110,6 +120,7 @@ export const viewSpool = (spool: string, lastCount = 10) =>
       at: iso(now),
       queued: queued.map((q) => ({ name: q.name, readyAt: iso(q.readyAt) })),
       running,
+      cancelling,
       nodes,
       finished: finished.filter((r) => r.outcome !== "rejected"),
       rejected,

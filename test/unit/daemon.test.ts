@@ -8,7 +8,8 @@ import { Spool } from "../../src/spool/Spool.js"
 import { HookRunner } from "../../src/hooks.js"
 import { Users } from "../../src/job/Users.js"
 import { Nodes } from "../../src/spool/Nodes.js"
-import { busy, daemonSettings, exits, fakeHooks, fakeLoad, fakeNodes, fakeRunner, fakeSpool, fakeUsers, makeFakeArchive } from "../fakes.js"
+import { busy, daemonSettings, exits, fakeHooks, fakeLoad, fakeNodes, fakeRequests, fakeRunner, fakeSpool, fakeUsers, makeFakeArchive } from "../fakes.js"
+import { Requests } from "../../src/spool/Requests.js"
 
 const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0) => Effect.gen(function*() {
   const spool = yield* fakeSpool
@@ -17,6 +18,7 @@ const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0) =>
   const load = yield* fakeLoad
   const nodes = yield* fakeNodes
   const hooks = yield* fakeHooks
+  const requests = yield* fakeRequests
   const layer = (cpuLimit: Option.Option<number> = Option.none()) =>
     Layer.mergeAll(
       Layer.succeed(Spool, spool.service),
@@ -25,12 +27,13 @@ const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0) =>
       Layer.succeed(Nodes, nodes.service),
       Layer.succeed(HookRunner, hooks.service),
       Layer.succeed(Users, fakeUsers),
+      Layer.succeed(Requests, requests.service),
       Gate.layer({ cpuLimit, sampleEvery: "1 second" }),
       load.layer
     ).pipe(Layer.provide(load.layer))
   const start = (settings: DaemonSettings, cpuLimit?: number) =>
     daemon(settings).pipe(Effect.scoped, Effect.provide(layer(Option.fromNullable(cpuLimit))), Effect.fork)
-  return { spool, runner, archive, load, nodes, hooks, start }
+  return { spool, runner, archive, load, nodes, hooks, requests, start }
 })
 const setup = setupWith(0)
 
@@ -41,6 +44,15 @@ const settle = Effect.gen(function*() {
 
 /** Moves the test clock on, then lets what it woke up run. */
 const advance = (duration: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(duration), settle)
+
+/** Stops the daemon, waiting out the grace of the jobs still running on the test clock. */
+const stop = (fiber: Fiber.RuntimeFiber<void, unknown>) =>
+  Effect.gen(function*() {
+    const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
+    yield* settle
+    yield* TestClock.adjust("31 seconds")
+    yield* Fiber.join(stopping)
+  })
 
 /** Jobs a and b, each taking `each`, with -j 1 and a limit command due after 10 s. */
 const twoJobsOneSlot = (each: Duration.DurationInput) =>
@@ -418,15 +430,6 @@ describe("--max-jobs-per-user", () => {
     return t.spool.submit(name, ready, true, uid)
   }
 
-  /** Stops the daemon, waiting out the grace of the jobs still running on the test clock. */
-  const stop = (fiber: Fiber.RuntimeFiber<void, unknown>) =>
-    Effect.gen(function*() {
-      const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
-      yield* settle
-      yield* TestClock.adjust("31 seconds")
-      yield* Fiber.join(stopping)
-    })
-
   it.effect("alice's 5 long jobs queued before bob's 1, -j 2, cap 1: bob's starts at once; alice never holds 2 while bob waits", () =>
     Effect.gen(function*() {
       const t = yield* setup
@@ -506,3 +509,72 @@ describe("--max-jobs-per-user", () => {
     }))
 })
 
+
+describe("pmjq cancel", () => {
+  it.effect("a running job is stopped at the next look and archived as cancelled, by whom", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("long", exits(0, "1 hour"))
+      yield* t.spool.submit("long", 1)
+      const fiber = yield* t.start(daemonSettings({ archiveDir: Option.some("/archive"), poll: "2 seconds" }))
+      yield* settle
+      expect(yield* Ref.get(t.runner.live)).toBe(1)
+      t.requests.ask("long", 1000)
+      yield* advance("2 seconds")
+      expect(t.runner.terminated).toEqual(["long"])
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome, s.record.signal])).toEqual([["long", "cancelled", "SIGTERM"]])
+      expect(t.archive.stored[0]!.record.reason).toMatch(/^cancelled by uid 1000; its process group was stopped/)
+      expect(t.requests.pending).toEqual([])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("a queued job is archived as cancelled without ever running, even with no slot free", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("first", exits(0, "1 hour"))
+      yield* t.spool.submit("first", 1)
+      yield* t.spool.submit("second", 2)
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 1, archiveDir: Option.some("/archive"), poll: "2 seconds" }))
+      yield* settle
+      t.requests.ask("second", 1000)
+      yield* advance("2 seconds")
+      expect(t.runner.spawns).toEqual(["first"])
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome, s.record.pid])).toEqual([["second", "cancelled", null]])
+      expect(t.spool.files.has("second")).toBe(false)
+      expect(t.requests.pending).toEqual([])
+      // The slot was never the cancelled job's: the first still runs alone.
+      expect(yield* Ref.get(t.runner.live)).toBe(1)
+      yield* stop(fiber)
+    }))
+
+  it.effect("another user's request is refused and removed; the job runs on untouched", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("mine", exits(0, "1 hour"))
+      yield* t.spool.submit("mine", 1)
+      yield* t.spool.submit("queued", 2)
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 1, poll: "2 seconds" }))
+      yield* settle
+      t.requests.ask("mine", 4242)
+      t.requests.ask("queued", 4242)
+      yield* advance("2 seconds")
+      expect(t.runner.terminated).toEqual([])
+      expect(t.archive.stored).toEqual([])
+      expect(t.spool.files.has("queued")).toBe(true)
+      expect(t.requests.pending).toEqual([])
+      yield* stop(fiber)
+    }))
+
+  it.effect("a request for a job another node holds is left for it; one for a job that is nowhere is removed", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      const fiber = yield* t.start(daemonSettings({ poll: "2 seconds" }))
+      yield* settle
+      t.requests.elsewhere.add("theirs")
+      t.requests.ask("theirs")
+      t.requests.ask("ended")
+      yield* advance("2 seconds")
+      expect(t.requests.pending.map((r) => r.name)).toEqual(["theirs"])
+      yield* Fiber.interrupt(fiber)
+    }))
+})

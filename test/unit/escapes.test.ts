@@ -67,6 +67,7 @@ const view: SpoolView = {
   at,
   queued: [{ name: TITLE, readyAt: at }, { name: C1, readyAt: at }],
   running: [{ name: TITLE, node: "n\u001b[2J1", claimedAt: at, forMs: 5, pid: 7, state: "running" }],
+  cancelling: [{ name: C1, uid: 1000 }],
   nodes: [],
   finished: [record(TITLE, null)],
   rejected: [record(C1, `refused: ${TITLE}`)],

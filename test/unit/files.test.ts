@@ -59,6 +59,21 @@ describe("files", () => {
     expect(codeOf(() => files.readRegular(at("fifo")))).toBe("Untrusted")
   })
 
+  it("reads at most MAX bytes, whatever the file's size says: a user's file cannot fill root's memory", async () => {
+    fs.writeFileSync(at("small"), "x".repeat(10))
+    fs.writeFileSync(at("big"), "x".repeat(5000))
+    expect(files.readRegular(at("small"), null, 10)).toBe("x".repeat(10))
+    expect(codeOf(() => files.readRegular(at("big"), null, 4096))).toBe("Untrusted")
+    expect(await files.readRegularAsync(at("small"), null, 10)).toBe("x".repeat(10))
+    await expect(files.readRegularAsync(at("big"), null, 4096)).rejects.toBeInstanceOf(files.Untrusted)
+    // Longer than its first guess (an empty file, then more than one buffer): read whole.
+    fs.writeFileSync(at("grown"), "y".repeat(3000))
+    expect(files.readRegular(at("grown"))).toBe("y".repeat(3000))
+    expect(await files.readRegularAsync(at("grown"))).toBe("y".repeat(3000))
+    // /proc files say they are empty; their text is read all the same.
+    expect(files.readRegular("/proc/self/stat")).toMatch(/^\d+ \(/)
+  })
+
   it("a copy keeps no set-id bit, never follows a symlink and never opens a FIFO", async () => {
     fs.writeFileSync(at("suid"), "#!/bin/sh\n")
     fs.chmodSync(at("suid"), 0o4755)

@@ -5,7 +5,7 @@
  * retries. No disk, no sleeps; every test looks at the files left.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Logger, Option, TestClock } from "effect"
+import { Deferred, Effect, Fiber, Layer, Logger, Option, TestClock } from "effect"
 import { Archive } from "../../src/job/Archive.js"
 import { runJob } from "../../src/job/Job.js"
 import { ProcessRunner } from "../../src/job/Runner.js"
@@ -296,7 +296,8 @@ describe("archival on the memory filesystem", () => {
         yield* runJob(claim, { ...jobSettings, archiveDir: Option.some(ARCHIVE) }, {
           processEnded: Effect.void,
           keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
-          started: () => Effect.void
+          started: () => Effect.void,
+          cancel: yield* Deferred.make<string>()
         })
       })
       const running = yield* run.pipe(

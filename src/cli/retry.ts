@@ -1,0 +1,61 @@
+/**
+ * `pmjq retry [--wait] JOB-SPOOL ENTRY...`
+ *
+ * Submits an archived job's script again, under a fresh name, as `pmjq submit`
+ * does (the script already starts where and as it was first submitted), and
+ * prints the new name. The new job is the script's owner's: a user retries
+ * their own jobs; root may retry anyone's, and the job stays its owner's (never
+ * root's, which would run it as root under --run-as-owner).
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { Effect, Either } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { decodeRecord } from "../decode.js"
+import { NotPermitted, UsageError } from "../errors.js"
+import { readRegular } from "../files.js"
+import { entryFiles } from "../spool/layout.js"
+import { requireSpool } from "../spool/Spool.js"
+import { enqueue } from "./submit.js"
+
+/** A submitted name's base: what `pmjq submit` put before -STAMP-HOST-PID-RANDOM, so names do not grow with each retry. */
+export const baseOf = (name: string) => name.replace(/-\d{8}T\d{6}Z-[A-Za-z0-9_-]+-\d+-[0-9a-f]{6}$/, "") || name
+
+const readEntry = (entry: string) =>
+  Effect.try({
+    try: () => {
+      const files = entryFiles(entry)
+      const stat = fs.lstatSync(files.script)
+      const text = readRegular(files.script, stat.uid)
+      const recordText = readRegular(files.record, null)
+      if (text === null || recordText === null) throw new Error("no such archive entry (ENTRY is DIR/STAMP_NAME, as pmjq status shows it)")
+      const record = decodeRecord(recordText)
+      if (Either.isLeft(record)) throw new Error(`its record does not decode: ${record.left}`)
+      return { text, name: record.right.name, owner: { uid: stat.uid, gid: stat.gid } }
+    },
+    catch: (e) => new UsageError({ reason: `cannot retry ${entry}: ${(e as Error).message}` })
+  })
+
+export const retryCommand = Command.make(
+  "retry",
+  {
+    wait: Options.boolean("wait").pipe(Options.withDescription("Wait for each new job to run; print its output; exit with its status.")),
+    spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool to submit to (required).")),
+    entries: Args.text({ name: "entry" }).pipe(Args.withDescription("An archive entry: DIR/STAMP_NAME, the job's script beside its .json record."), Args.atLeast(1))
+  },
+  ({ entries, spool, wait }) =>
+    Effect.gen(function*() {
+      const dir = path.resolve(spool)
+      yield* requireSpool(dir)
+      const me = process.getuid?.() ?? 0
+      for (const entry of entries) {
+        const found = yield* readEntry(path.resolve(entry))
+        if (me !== 0 && found.owner.uid !== me) {
+          return yield* new NotPermitted({ reason: `${entry} is not yours (its owner is uid ${found.owner.uid})` })
+        }
+        yield* enqueue(dir, baseOf(found.name), found.text, wait, me === 0 ? found.owner : null)
+      }
+    })
+).pipe(Command.withDescription("Submit archived jobs again, each under a fresh name, as their owner."))
+
+export const RETRY = "pmjq retry [--wait] JOB-SPOOL ENTRY..."

@@ -1,0 +1,82 @@
+/**
+ * `pmjq cancel`: each node looks at the spool's cancel requests (spool/Requests.ts)
+ * every --poll, and at once when the kernel tells of a new one. A request is
+ * for the node that can act on it:
+ *
+ *   the job runs here       its cancel is completed: its process group gets
+ *                           SIGTERM, SIGKILL after --grace (job/Job.ts)
+ *   the job is queued       whoever claims it first archives it as cancelled,
+ *                           never run (a node that loses the claim leaves the
+ *                           request to the winner)
+ *   another node holds it   left for that node
+ *   nowhere                 it ended already: the request is removed
+ *
+ * Only the job file's owner, root, or pmjq's own user may cancel a job; a
+ * request by anyone else is removed, the job untouched, and logged.
+ */
+import { Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
+import { Users } from "../job/Users.js"
+import { type CancelRequest, Requests } from "../spool/Requests.js"
+import { Spool } from "../spool/Spool.js"
+import { DaemonConfig } from "./Config.js"
+import { JobQueue } from "./JobQueue.js"
+import { Jobs } from "./Jobs.js"
+import { Running } from "./Running.js"
+
+const make = Effect.gen(function*() {
+  const settings = yield* DaemonConfig
+  const requests = yield* Requests
+  const spool = yield* Spool
+  const users = yield* Users
+  const jobs = yield* Jobs
+  const running = yield* Running
+  const { pending, requested } = yield* JobQueue
+  const self = process.getuid?.() ?? 0
+  const mayCancel = (asker: number, owner: number) => asker === owner || asker === 0 || asker === self
+  const nameOf = (uid: number) =>
+    Effect.map(users.account(uid), Option.match({ onNone: () => `uid ${uid}`, onSome: (account) => account.name }))
+
+  const refused = (request: CancelRequest, owner: number) =>
+    Effect.logWarning("cancel refused: the job is not the asker's").pipe(
+      Effect.annotateLogs({ job: request.name, asker: request.uid, owner }),
+      Effect.zipRight(requests.done(request))
+    )
+
+  const handle = (request: CancelRequest) =>
+    Effect.gen(function*() {
+      const here = [...HashMap.values(yield* Ref.get(running.held))].filter((held) => held.claim.name === request.name)
+      if (here.length > 0) {
+        for (const held of here) {
+          // The claimed file's owner now, which only pmjq can change from here on.
+          const owner = yield* spool.facts(held.claim).pipe(Effect.map((f) => f.uid), Effect.orElseSucceed(() => -1))
+          if (!mayCancel(request.uid, owner)) return yield* refused(request, owner)
+          yield* Deferred.succeed(held.cancel, yield* nameOf(request.uid))
+        }
+        return yield* requests.done(request)
+      }
+      const queued = yield* spool.inspect(request.name).pipe(Effect.orElseSucceed(() => Option.none()))
+      if (Option.isSome(queued)) {
+        if (!mayCancel(request.uid, queued.value.uid)) return yield* refused(request, queued.value.uid)
+        yield* pending.forget(request.name)
+        const won = yield* jobs.launch(queued.value, Effect.void, yield* nameOf(request.uid))
+        if (won) yield* requests.done(request)
+        return
+      }
+      if (!(yield* requests.heldAnywhere(request.name))) {
+        yield* Effect.logInfo("nothing to cancel: not queued, not running").pipe(Effect.annotateLogs({ job: request.name }))
+        yield* requests.done(request)
+      }
+    })
+
+  const round = Effect.flatMap(requests.cancels, (found) => Effect.forEach(found, handle, { discard: true }))
+  // Requests left while no node ran are dealt with before dispatch starts
+  // (this layer is built before the Dispatcher): a cancelled job never runs.
+  yield* round
+  yield* Effect.gen(function*() {
+    yield* requested.close
+    yield* round
+    yield* Effect.raceFirst(Effect.sleep(settings.poll), requested.await)
+  }).pipe(Effect.forever, Effect.forkScoped)
+})
+
+export const Cancels = Layer.scopedDiscard(make)

@@ -1,0 +1,178 @@
+/** `pmjq cancel` and `pmjq retry` on real spools, processes and users. */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { entries, isAlive, lines, publicBin, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { addUsers, asUser, isRoot, removeUsers, sharedSpool, submitAs } from "./users.js"
+
+const pidIn = (file: string) => Number(lines(file)[0])
+
+describe("pmjq cancel", () => {
+  it("a job running on this node: its process group stopped at once, archived as cancelled; `submit --wait` on it exits 143", async () => {
+    const t = workspace("cancel-running")
+    const daemon = start(["--node-id", "c1", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      // The job and a child of it, both to be stopped.
+      const waiting = start(["submit", "--wait", "--name", "long", t.spool, "--", "sh", "-c", `sleep 600 & echo $! > ${t.ledger}; echo started; wait`], t.root)
+      await waitFor("the job's child", () => lines(t.ledger).length === 1)
+      const child = pidIn(t.ledger)
+      const name = waiting.output().stdout.split("\n")[0]!
+      const cancelled = await run(["cancel", t.spool, name], t.root)
+      expect(cancelled.code).toBe(0)
+      expect(cancelled.stdout).toMatch(new RegExp(`^${name}: (cancelling|cancelled)`))
+      const waited = await waiting.exited
+      expect(waited.code).toBe(143)
+      expect(waiting.output().stdout).toBe(`${name}\nstarted\n`)
+      expect(waiting.output().stderr).toMatch(new RegExp(`pmjq: ${name} was cancelled by \\S+; its process group was stopped \\(SIGTERM\\)\\n$`))
+      await waitFor("the job's child gone", () => !isAlive(child))
+      expect(records(t.errors)).toMatchObject([{ name, outcome: "cancelled", signal: "SIGTERM" }])
+      expect(records(t.archive)).toEqual([])
+      // Cancelling it again: it ended; nothing changes.
+      const again = await run(["cancel", t.spool, name], t.root)
+      expect(again.code).toBe(1)
+      expect(again.stderr).toMatch(/not queued or running: it ended already, or there is no such job; nothing changed/)
+      expect(records(t.errors)).toHaveLength(1)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("a queued job never runs; the job before it runs on", async () => {
+    const t = workspace("cancel-queued")
+    const daemon = start(["--node-id", "c1", "-j", "1", "--grace", "1s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      submit(t.spool, "first", `echo first >> ${t.ledger}; sleep 600`)
+      await waitFor("the first job", () => lines(t.ledger).length === 1)
+      submit(t.spool, "second", `echo second >> ${t.ledger}`)
+      const cancelled = await run(["cancel", t.spool, "second"], t.root)
+      expect(cancelled.code).toBe(0)
+      expect(cancelled.stdout).toBe("second: cancelled\n")
+      await waitFor("the cancelled job's record", () => records(t.errors).length === 1)
+      expect(records(t.errors)).toMatchObject([{ name: "second", outcome: "cancelled", pid: null, startedAt: null }])
+      expect(fs.existsSync(path.join(t.spool, "second"))).toBe(false)
+      expect(lines(t.ledger)).toEqual(["first"])
+      expect((await run(["status", t.spool], t.root)).stdout).toMatch(/second\s+cancelled/)
+    } finally {
+      daemon.child.kill("SIGINT")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("a job running on another node (two pmjq on one spool) is stopped by that node within its poll", async () => {
+    const t = workspace("cancel-other")
+    const busy = start(["--node-id", "busy", "-j", "1", "--poll", "1s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      submit(t.spool, "long", `echo $$ >> ${t.ledger}; sleep 600`)
+      await waitFor("the long job", () => lines(t.ledger).length === 1)
+      const jobPid = pidIn(t.ledger)
+      // A second node that holds nothing; both see the request.
+      const idle = start(["--node-id", "idle", "-j", "0", "--poll", "1s", "-o", t.archive, t.spool], t.root)
+      try {
+        const cancelled = await run(["cancel", t.spool, "long"], t.root)
+        expect(cancelled.code).toBe(0)
+        await waitFor("the job stopped", () => !isAlive(jobPid))
+        await waitFor("its record", () => records(t.errors).length === 1)
+        expect(records(t.errors)).toMatchObject([{ name: "long", node: "busy", outcome: "cancelled" }])
+      } finally {
+        idle.child.kill("SIGTERM")
+        await idle.exited
+      }
+    } finally {
+      busy.child.kill("SIGTERM")
+    }
+    expect((await busy.exited).code).toBe(0)
+  })
+
+  it("no node running: the request stays, and the command says so (75)", async () => {
+    const t = workspace("cancel-nobody")
+    submit(t.spool, "queued", "true")
+    const result = await run(["cancel", "--wait-for", "1s", t.spool, "queued"], t.root)
+    expect(result.code).toBe(75)
+    expect(result.stderr).toMatch(/no node has taken the request yet/)
+    expect((await run(["status", t.spool], t.root)).stdout).toMatch(/cancelling: 1\n\s+NAME\s+ASKED BY UID\n\s+queued/)
+    // The next node to start takes it: the job never runs.
+    const daemon = start(["--node-id", "late", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      await waitFor("the record", () => records(t.errors).length === 1)
+      expect(records(t.errors)).toMatchObject([{ name: "queued", outcome: "cancelled", pid: null }])
+      await waitFor("the request gone", () => fs.readdirSync(t.spool).every((n) => n === ".pmjq"))
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    await daemon.exited
+  })
+})
+
+describe.runIf(isRoot)("pmjq cancel between users (as root: needs useradd and setpriv)", () => {
+  const OWNER = "pmjqcan1"
+  const OTHER = "pmjqcan2"
+  let bin = ""
+  beforeAll(() => {
+    addUsers([OWNER, OTHER])
+    bin = publicBin()
+  })
+  afterAll(() => removeUsers([OWNER, OTHER]))
+
+  it("the owner may cancel; another user is refused, by the command and by the node, and nothing changes", async () => {
+    const t = sharedSpool("cancel-users")
+    const daemon = start(["--node-id", "root1", "--run-as-owner", "-j", "2", "--poll", "1s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      submitAs(OWNER, t.spool, "theirs", "sleep 600")
+      submitAs(OWNER, t.spool, "also", "sleep 600")
+      await waitFor("both running", () => entries(path.join(t.spool, ".pmjq/running/root1")).filter((n) => !n.startsWith(".")).length === 2)
+      const refused = asUser(OTHER, [process.execPath, bin, "cancel", t.spool, "theirs"])
+      expect(refused.status).toBe(77)
+      expect(refused.stderr).toMatch(/theirs: not yours \(its owner is uid \d+\); nothing changed/)
+      // Past the command: a request written by hand is refused by the node.
+      const forged = path.join(t.spool, ".pmjq-cancel-forged")
+      const write = asUser(OTHER, ["sh", "-c", `printf '{"name":"theirs"}' > ${forged}`])
+      expect(write.status).toBe(0)
+      await waitFor("the forged request removed", () => !fs.existsSync(forged))
+      expect(daemon.output().stderr).toMatch(/cancel refused: the job is not the asker's/)
+      expect(records(t.errors)).toEqual([])
+      const allowed = asUser(OWNER, [process.execPath, bin, "cancel", "--mine", t.spool])
+      expect(allowed.status).toBe(0)
+      await waitFor("both records", () => records(t.errors).length === 2)
+      expect(records(t.errors).map((r) => [r.name, r.outcome, r.reason])).toEqual(expect.arrayContaining([
+        ["theirs", "cancelled", expect.stringMatching(new RegExp(`^cancelled by ${OWNER};`))],
+        ["also", "cancelled", expect.stringMatching(new RegExp(`^cancelled by ${OWNER};`))]
+      ]))
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+})
+
+describe("pmjq retry", () => {
+  it("submits a failed job's archived script again under a fresh name; --wait gives its status", async () => {
+    const t = workspace("retry")
+    const daemon = start(["--node-id", "r1", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      // Fails the first time, succeeds once the flag file exists.
+      const flag = path.join(t.root, "flag")
+      const first = await run(["submit", "--wait", "--name", "flaky", t.spool, "--", "sh", "-c", `echo run >> ${t.ledger}; test -e ${flag}`], t.root)
+      expect(first.code).toBe(1)
+      const [failed] = records(t.errors)
+      expect(failed).toMatchObject({ outcome: "failed" })
+      fs.writeFileSync(flag, "")
+      const retried = await run(["retry", "--wait", t.spool, path.join(t.errors, failed.entry)], t.root)
+      expect(retried.code).toBe(0)
+      const name = retried.stdout.split("\n")[0]!
+      expect(name).toMatch(/^flaky-\d{8}T\d{6}Z-/)
+      expect(name).not.toBe(failed.name)
+      expect(lines(t.ledger)).toEqual(["run", "run"])
+      expect(records(t.archive)).toMatchObject([{ name, outcome: "succeeded" }])
+      // The archived entry is left as it was.
+      expect(fs.existsSync(path.join(t.errors, failed.entry))).toBe(true)
+      const missing = await run(["retry", t.spool, path.join(t.errors, "no-such-entry")], t.root)
+      expect(missing.code).toBe(64)
+      expect(missing.stderr).toMatch(/^pmjq: cannot retry .*no-such-entry: /)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+})
+
