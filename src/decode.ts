@@ -65,8 +65,17 @@ const HeartbeatSchema = Schema.Struct({
   errorDir: nullByDefault(Schema.String),
   running: Schema.optionalWith(Count, { default: () => 0 }),
   load: Schema.optionalWith(Schema.Number, { default: () => 0 }),
-  /** The jobs running at the time of the beat. */
-  jobs: Schema.optional(Schema.Array(Schema.Struct({ name: Schema.String, pid: Pid })))
+  /**
+   * The jobs running at the time of the beat, by claimed file name; with the
+   * start time of their process (proc.ts: startTicks), so that a pid reused by
+   * another process is never taken for the job (absent before pmjq kept it).
+   */
+  jobs: Schema.optional(Schema.Array(Schema.Struct({ name: Schema.String, pid: Pid, startTicks: Schema.optional(Count) }))),
+  /**
+   * Written by the spawners of a pmjq that stopped with --on-stop leave: its
+   * jobs run on under them, and the next pmjq with this node id adopts them.
+   */
+  left: Schema.optional(Schema.Boolean)
 })
 
 export type Heartbeat = typeof HeartbeatSchema.Type

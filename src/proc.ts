@@ -14,3 +14,23 @@ export const isZombie = (pid: number): boolean => {
     return false
   }
 }
+
+/**
+ * When PID started, in clock ticks since boot (field 22 of /proc/PID/stat):
+ * with the pid, what tells a process from a later one that reused its pid.
+ * Null when it is gone or there is no /proc.
+ */
+export const startTicks = (pid: number): number | null => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // Fields from the 3rd (state) on: the start time is the 22nd.
+    const ticks = Number(fields[22 - 3])
+    return Number.isInteger(ticks) ? ticks : null
+  } catch {
+    return null
+  }
+}
+
+/** The process PID that started at TICKS is still there (not a later one with its pid, not a zombie). */
+export const isSameProcess = (pid: number, ticks: number) => startTicks(pid) === ticks && !isZombie(pid)

@@ -18,7 +18,7 @@
  */
 import { Clock, Duration, Effect, Option } from "effect"
 import { Archive, destinationOf, type Finished } from "./job/Archive.js"
-import { isZombie } from "./proc.js"
+import { isSameProcess, isZombie } from "./proc.js"
 import { iso, type JobRecord, unstartedRecord } from "./record.js"
 import { deadOf, type LeftoverNames } from "./spool/layout.js"
 import { type Heartbeat, type Leftover, Nodes, type NodeView } from "./spool/Nodes.js"
@@ -67,6 +67,34 @@ export const isAlive = (pid: number) => {
     return (e as NodeJS.ErrnoException).code === "EPERM"
   }
   return !isZombie(pid)
+}
+
+/** A job a leaving pmjq left running under its spawners, for this one to adopt. */
+export interface Adoptable {
+  readonly names: LeftoverNames
+  /** Its process; null when the heartbeat did not list it (written by another generation of spawners). */
+  readonly pid: number | null
+  /** When its process started (proc.ts: startTicks); null when the heartbeat did not say. */
+  readonly startTicks: number | null
+  /** The spawners it was left to: while one lives, its record may still come. */
+  readonly helpers: ReadonlyArray<number>
+}
+
+/**
+ * Whether the job NAMES is one the leaving pmjq of heartbeat HB left running:
+ * it has no record yet, and either its very process is still there (the pid
+ * and start time the heartbeat lists: never a later process with its pid) or
+ * a spawner it may have been left to still is (it may be writing its record
+ * now). Anything else in the folder is settled as a dead node's would be.
+ */
+export const stillRunning = (hb: Heartbeat, names: LeftoverNames): Option.Option<Adoptable> => {
+  if (hb.left !== true || names.claim === null || names.hasRecord) return Option.none()
+  const job = hb.jobs?.find((j) => j.name === names.claim)
+  const startTicks = job?.startTicks ?? null
+  if (job !== undefined && startTicks !== null && isSameProcess(job.pid, startTicks)) {
+    return Option.some({ names, pid: job.pid, startTicks, helpers: hb.helpers })
+  }
+  return hb.helpers.some(isAlive) ? Option.some({ names, pid: null, startTicks: null, helpers: hb.helpers }) : Option.none()
 }
 
 export const makeRecovery = (settings: RecoverySettings) =>
@@ -192,10 +220,29 @@ export const makeRecovery = (settings: RecoverySettings) =>
 
     /**
      * At startup: what a previous process with this node id left in its folder
-     * (a reused --node-id after a crash). Nothing of this process runs yet, so
-     * all of it is settled like a dead node's.
+     * (a reused --node-id after a crash or a stop). Nothing of this process runs
+     * yet, so all of it is settled like a dead node's, except the jobs a pmjq
+     * that stopped with --on-stop leave left running (`inherited`, its
+     * heartbeat): those are returned, to be adopted, and the folder stays.
      */
-    const own = empty(nodes.ownFolder, settings.node)
+    const own = (inherited: Option.Option<Heartbeat>) =>
+      Effect.gen(function*() {
+        const folder = nodes.ownFolder
+        const inventory = yield* nodes.inventory(folder)
+        for (const inner of inventory.folders) yield* empty(inner, deadOf(inner))
+        const adopted: Array<Adoptable> = []
+        for (const names of inventory.leftovers) {
+          const running = Option.flatMap(inherited, (hb) => stillRunning(hb, names))
+          if (Option.isSome(running)) adopted.push(running.value)
+          else yield* settleOne(folder, names, settings.node)
+        }
+        if (adopted.length === 0) yield* nodes.removeFolder(folder)
+        return adopted
+      }).pipe(
+        Effect.catchAll((error) =>
+          Effect.as(Effect.logError("recovery failed; will retry").pipe(Effect.annotateLogs({ folder: nodes.ownFolder, reason: error.message })), [])
+        )
+      )
 
-    return { own, round }
+    return { own, round, settleOne }
   })

@@ -102,6 +102,8 @@ export const fakeRunner = Effect.gen(function*() {
   const terminated: Array<string> = []
   const live = yield* Ref.make(0)
   const peak = yield* Ref.make(0)
+  /** Non-empty once the jobs were left to the spawners (--on-stop leave). */
+  const left: Array<true> = []
   let nextPid = 100
 
   const plan = (name: string, ...steps: Array<Behaviour>) => plans.set(name, steps)
@@ -140,9 +142,11 @@ export const fakeRunner = Effect.gen(function*() {
         }
         return proc
       }),
-    helpers: Effect.succeed([])
+    helpers: Effect.succeed([]),
+    leave: () => Effect.zipRight(Effect.sync(() => void left.splice(0, left.length, true)), Ref.get(live)),
+    leaving: Effect.sync(() => left.length > 0)
   })
-  return { service, plan, spawns, terminated, live, peak }
+  return { service, plan, spawns, terminated, live, peak, left }
 })
 
 /**
@@ -198,6 +202,7 @@ export const fakeNodes = Effect.sync(() => {
   const service = Nodes.of({
     ownFolder: "/spool/.pmjq/running/node",
     beat: (heartbeat) => Effect.sync(() => void beats.push(heartbeat)),
+    own: Effect.sync(() => Option.fromNullable(beats.at(-1))),
     others: Effect.succeed([]),
     takeOver: () => Effect.succeed(Option.none()),
     adopted: Effect.succeed([]),
@@ -251,6 +256,7 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   poll: "2 seconds",
   drain: false,
   progress: false,
+  onStop: "stop",
   idleCmd: Option.none(),
   idleAfter: "10 minutes",
   limitCmd: Option.none(),

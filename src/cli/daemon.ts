@@ -98,6 +98,10 @@ export const daemonOptions = {
     Options.optional
   ),
   timeout: optionalDuration("timeout", "Stop a job that runs longer than this (SIGTERM to its process group, SIGKILL after --grace): outcome timed-out."),
+  onStop: Options.choice("on-stop", ["stop", "leave"]).pipe(
+    Options.withDefault("stop" as const),
+    Options.withDescription("On SIGTERM/SIGINT: stop the running jobs (after --grace), or leave them running for the next pmjq with this --node-id to adopt (restarts and upgrades). Default: stop.")
+  ),
   drain: Options.boolean("drain").pipe(
     Options.withDescription("Run what is queued, wait for running jobs, and exit 0 once the spool is empty.")
   ),
@@ -224,6 +228,7 @@ const settingsFrom = (options: Parsed) =>
       limitCmd: options.limitCmd,
       limitAfter: options.limitAfter,
       drain: options.drain,
+      onStop: options.onStop,
       progress: options.drain && process.stderr.isTTY === true,
       lease: options.lease,
       orphans: options.orphans,

@@ -16,6 +16,11 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
   readonly drain: boolean
   /** Show a live progress line on stderr (a --drain on a terminal). */
   readonly progress: boolean
+  /**
+   * On SIGTERM/SIGINT: stop the running jobs (after --grace), or leave them
+   * running under the spawners for the next pmjq with this node id to adopt.
+   */
+  readonly onStop: "stop" | "leave"
 }
 
 export class DaemonConfig extends Context.Tag("pmjq/DaemonConfig")<DaemonConfig, DaemonSettings>() {}

@@ -36,9 +36,7 @@ const make = Effect.gen(function*() {
   const { feed, pending, wake } = yield* JobQueue
   const jobs = yield* Jobs
   const running = yield* Running
-  const slots = settings.maxJobs > 0 ? yield* Effect.makeSemaphore(settings.maxJobs) : null
-  const takeSlot = slots === null ? Effect.void : slots.take(1)
-  const freeSlot = slots === null ? Effect.void : slots.release(1)
+  const { freeSlot, takeSlot } = jobs
 
   const accepts = Option.match(settings.maxJobsPerUser, {
     onNone: () => Effect.succeed<Accepts | undefined>(undefined),

@@ -3,7 +3,11 @@
  * once, then every lease/4 (a lease spans four beats, so one late write does
  * not get a live node taken over). Its finalizer is the node's last act: the
  * heartbeat and the running folder go once every job has ended and been
- * archived (layers close in reverse order, and this one is built first).
+ * archived (layers close in reverse order, and this one is built first); with
+ * jobs left to the spawners (--on-stop leave), both stay, the spawners beating.
+ *
+ * Before its first beat it reads the heartbeat a previous pmjq with this node
+ * id left (Running.inherited): what recovery adopts its jobs by.
  */
 import { Clock, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { LoadAverage } from "../gate/LoadAverage.js"
@@ -12,33 +16,46 @@ import { Nodes } from "../spool/Nodes.js"
 import { DaemonConfig } from "./Config.js"
 import { Running } from "./Running.js"
 
+/** This node's heartbeat now. */
+export const heartbeatNow = Effect.gen(function*() {
+  const settings = yield* DaemonConfig
+  const runner = yield* ProcessRunner
+  const load = yield* LoadAverage
+  const running = yield* Running
+  return {
+    node: settings.node,
+    host: settings.host,
+    pid: process.pid,
+    helpers: yield* runner.helpers,
+    beatAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
+    leaseMs: Duration.toMillis(settings.lease),
+    archiveDir: Option.getOrNull(settings.archiveDir),
+    errorDir: Option.getOrNull(settings.errorDir),
+    running: yield* Ref.get(running.active),
+    load: yield* load.oneMinute,
+    jobs: [...HashMap.toEntries(yield* Ref.get(running.pids))].map(([name, { pid, startTicks }]) =>
+      startTicks === null ? { name, pid } : { name, pid, startTicks }
+    )
+  }
+})
+
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
   const nodes = yield* Nodes
   const runner = yield* ProcessRunner
-  const load = yield* LoadAverage
   const running = yield* Running
+  yield* Ref.set(running.inherited, yield* nodes.own.pipe(Effect.orElseSucceed(() => Option.none())))
   yield* Effect.addFinalizer(() =>
-    nodes.leave.pipe(Effect.catchAll((e) => Effect.logWarning("could not clean up").pipe(Effect.annotateLogs({ reason: e.message }))))
+    Effect.gen(function*() {
+      if (yield* runner.leaving) return
+      yield* nodes.leave
+    }).pipe(Effect.catchAll((e) => Effect.logWarning("could not clean up").pipe(Effect.annotateLogs({ reason: e.message }))))
   )
-  const leaseMs = Duration.toMillis(settings.lease)
-  const beat = Effect.gen(function*() {
-    yield* nodes.beat({
-      node: settings.node,
-      host: settings.host,
-      pid: process.pid,
-      helpers: yield* runner.helpers,
-      beatAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
-      leaseMs,
-      archiveDir: Option.getOrNull(settings.archiveDir),
-      errorDir: Option.getOrNull(settings.errorDir),
-      running: yield* Ref.get(running.active),
-      load: yield* load.oneMinute,
-      jobs: [...HashMap.toEntries(yield* Ref.get(running.pids))].map(([name, pid]) => ({ name, pid }))
-    })
-  }).pipe(Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message }))))
+  const beat = Effect.flatMap(heartbeatNow, nodes.beat).pipe(
+    Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message })))
+  )
   yield* beat
-  yield* beat.pipe(Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 4))), Effect.forkScoped)
+  yield* beat.pipe(Effect.repeat(Schedule.spaced(Duration.millis(Duration.toMillis(settings.lease) / 4))), Effect.forkScoped)
 })
 
 export const Heartbeat = Layer.scopedDiscard(make)

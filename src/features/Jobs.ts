@@ -5,13 +5,20 @@
  * --grace to finish before they are interrupted (this finalizer runs before the
  * FiberSets' own: finalizers run last-in first-out).
  */
-import { Context, Deferred, Duration, Effect, FiberSet, HashMap, Layer, Option, Ref } from "effect"
+import { Context, Deferred, Duration, Effect, Fiber, FiberSet, HashMap, Layer, Option, Ref } from "effect"
 import * as path from "node:path"
 import { Gate } from "../gate/Gate.js"
 import { runJob } from "../job/Job.js"
 import type { Candidate } from "../spool/Pending.js"
-import { Spool } from "../spool/Spool.js"
+import { watchAdopted } from "../job/Adopted.js"
+import { ProcessRunner } from "../job/Runner.js"
+import { type Adoptable, isAlive } from "../recovery.js"
+import { Nodes } from "../spool/Nodes.js"
+import { startTicks } from "../proc.js"
+import { claimedName, heartbeatAside, heartbeatFile, type LeftoverNames } from "../spool/layout.js"
+import { type Claim, Spool } from "../spool/Spool.js"
 import { DaemonConfig } from "./Config.js"
+import { heartbeatNow } from "./Heartbeat.js"
 import { JobQueue } from "./JobQueue.js"
 import { processEnded, processStarted, Running } from "./Running.js"
 
@@ -21,13 +28,34 @@ const make = Effect.gen(function*() {
   const gate = yield* Gate
   const { wake } = yield* JobQueue
   const running = yield* Running
+  const runner = yield* ProcessRunner
+  const nodes = yield* Nodes
   const kept = yield* FiberSet.make()
   const keep = (retries: Effect.Effect<void>) => FiberSet.run(kept, Effect.interruptible(retries)).pipe(Effect.asVoid)
   const jobs = yield* FiberSet.make()
+  const slots = settings.maxJobs > 0 ? yield* Effect.makeSemaphore(settings.maxJobs) : null
+  /** A -j slot (the dispatcher takes one before it looks for work). */
+  const takeSlot = slots === null ? Effect.void : slots.take(1)
+  const freeSlot = slots === null ? Effect.void : slots.release(1)
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       const count = yield* FiberSet.size(jobs)
       if (count === 0) return
+      if (settings.onStop === "leave") {
+        const heartbeat = yield* heartbeatNow
+        // Adopted jobs still run under the spawners of the pmjq before: with
+        // those listed, this node is not taken for dead while they run.
+        const before = Option.match(yield* Ref.get(running.inherited), { onNone: () => [], onSome: (hb) => hb.helpers.filter(isAlive) })
+        const left = yield* runner.leave({
+          heartbeatFile: heartbeatFile(settings.spool, settings.node),
+          heartbeatAside: heartbeatAside(settings.spool, settings.node),
+          heartbeat: { ...heartbeat, helpers: [...new Set([...heartbeat.helpers, ...before])] },
+          everyMs: Duration.toMillis(settings.lease) / 4
+        })
+        return yield* Effect.logInfo("leaving: running jobs go on under the spawners, for the next pmjq to adopt").pipe(
+          Effect.annotateLogs({ running: left })
+        )
+      }
       yield* Effect.logInfo("stopping").pipe(Effect.annotateLogs({ running: count, grace: Duration.format(settings.grace) }))
       const done = yield* FiberSet.awaitEmpty(jobs).pipe(Effect.interruptible, Effect.timeoutOption(settings.grace))
       if (Option.isNone(done)) yield* Effect.logWarning("grace period over; terminating running jobs")
@@ -60,7 +88,7 @@ const make = Effect.gen(function*() {
         Effect.all([yield* gate.started, release, processEnded(running, uid), wake.open], { discard: true })
       )
       const claimed = path.basename(claim.value.path)
-      const started = (pid: number) => Ref.update(running.pids, HashMap.set(claimed, pid))
+      const started = (pid: number) => Ref.update(running.pids, HashMap.set(claimed, { pid, startTicks: startTicks(pid) }))
       const cancel = yield* Deferred.make<string>()
       if (cancelledBy !== undefined) yield* Deferred.succeed(cancel, cancelledBy)
       yield* Ref.update(running.held, HashMap.set(claimed, { claim: claim.value, cancel }))
@@ -79,10 +107,46 @@ const make = Effect.gen(function*() {
       return true
     }))
 
+  /**
+   * Takes on a job a pmjq that stopped with --on-stop leave left running
+   * (job/Adopted.ts): counted against -j, the gate and --max-jobs-per-user
+   * like one of ours, cancellable, and settled by `settle` once it ends.
+   */
+  const adopt = (job: Adoptable, settle: (names: LeftoverNames) => Effect.Effect<void>) =>
+    Effect.uninterruptible(Effect.gen(function*() {
+      const folder = nodes.ownFolder
+      const claimed = job.names.claim!
+      const left = yield* nodes.gather(folder, job.names).pipe(Effect.option)
+      const uid = Option.match(left, { onNone: () => -1, onSome: (l) => l.uid ?? -1 })
+      yield* processStarted(running, uid)
+      yield* Ref.update(running.active, (n) => n + 1)
+      // Its slot, once one is free (-j may be lower than when it started).
+      const slot = yield* Ref.make(false)
+      const taking = yield* Effect.fork(takeSlot.pipe(Effect.onExit((exit) => (exit._tag === "Success" ? Ref.set(slot, true) : Effect.void))))
+      const freeIfTaken = Effect.zipRight(Fiber.interrupt(taking), Effect.flatMap(Ref.get(slot), (taken) => (taken ? freeSlot : Effect.void)))
+      const ended = yield* Effect.once(Effect.all([yield* gate.started, freeIfTaken, processEnded(running, uid), wake.open], { discard: true }))
+      const cancel = yield* Deferred.make<string>()
+      const claim: Claim = { name: claimedName(claimed), path: path.join(folder, claimed), claimedAt: Option.match(left, { onNone: () => 0, onSome: (l) => l.claimedAt }), attempt: 1, noteKey: null }
+      yield* Ref.update(running.held, HashMap.set(claimed, { claim, cancel }))
+      if (job.pid !== null) yield* Ref.update(running.pids, HashMap.set(claimed, { pid: job.pid, startTicks: job.startTicks }))
+      yield* Effect.logInfo("adopted: left running by the pmjq before").pipe(Effect.annotateLogs({ job: claim.name, pid: job.pid ?? "unknown" }))
+      const watch = watchAdopted(job, folder, settings, cancel, runner.leaving, settle).pipe(
+        Effect.ensuring(Effect.all([
+          ended,
+          Ref.update(running.finished, (n) => n + 1),
+          Ref.update(running.active, (n) => n - 1),
+          Ref.update(running.pids, HashMap.remove(claimed)),
+          Ref.update(running.held, HashMap.remove(claimed))
+        ], { discard: true })),
+        Effect.annotateLogs({ job: claim.name })
+      )
+      yield* FiberSet.run(jobs, Effect.interruptible(watch))
+    }))
+
   /** Until no job runs and no archival is being retried. */
   const idle = Effect.zipRight(FiberSet.awaitEmpty(jobs), FiberSet.awaitEmpty(kept))
 
-  return { launch, idle }
+  return { launch, adopt, idle, takeSlot, freeSlot }
 })
 
 export class Jobs extends Context.Tag("pmjq/Jobs")<Jobs, Effect.Effect.Success<typeof make>>() {

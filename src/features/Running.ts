@@ -6,12 +6,19 @@
  * each claimed job with the way to cancel it.
  */
 
+/** A job's process: its pid, and when it started (proc.ts: startTicks; null without /proc). */
+export interface JobProcess {
+  readonly pid: number
+  readonly startTicks: number | null
+}
+
 /** A job claimed by this node: its claim, and `cancel`, completed with who cancels it. */
 export interface HeldJob {
   readonly claim: Claim
   readonly cancel: Deferred.Deferred<string>
 }
 import { Context, type Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
+import type { Heartbeat } from "../decode.js"
 import type { Claim } from "../spool/Spool.js"
 
 export class Running extends Context.Tag("pmjq/Running")<Running, {
@@ -21,8 +28,10 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
   readonly byOwner: Ref.Ref<HashMap.HashMap<number, number>>
   /** Jobs being run or archived (their fibers). */
   readonly active: Ref.Ref<number>
-  /** Running jobs' pids by claimed name, for the heartbeat (and so pmjq status). */
-  readonly pids: Ref.Ref<HashMap.HashMap<string, number>>
+  /** Running jobs' processes by claimed name, for the heartbeat (and so pmjq status, and adoption). */
+  readonly pids: Ref.Ref<HashMap.HashMap<string, JobProcess>>
+  /** This node's heartbeat as the previous pmjq with its id left it (read before the first beat). */
+  readonly inherited: Ref.Ref<Option.Option<Heartbeat>>
   readonly won: Ref.Ref<number>
   readonly lost: Ref.Ref<number>
   readonly finished: Ref.Ref<number>
@@ -37,7 +46,8 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
       processes: Ref.make(0),
       byOwner: Ref.make(HashMap.empty<number, number>()),
       active: Ref.make(0),
-      pids: Ref.make(HashMap.empty<string, number>()),
+      pids: Ref.make(HashMap.empty<string, JobProcess>()),
+      inherited: Ref.make(Option.none<Heartbeat>()),
       won: Ref.make(0),
       lost: Ref.make(0),
       finished: Ref.make(0),

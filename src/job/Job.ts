@@ -4,7 +4,8 @@
  * ended (refused, never started, or its process's exit: spawn, wait, time-out,
  * a stop), and its archival. The run is scoped: if the fiber is interrupted
  * (pmjq stopping), the job's process group is terminated, and the job is still
- * recorded and archived as "interrupted" before the fiber ends.
+ * recorded and archived as "interrupted" before the fiber ends; or, with
+ * --on-stop leave, left running under its spawner for the next pmjq to adopt.
  */
 import { Cause, Clock, Deferred, Duration, Effect, Option, Schedule, type Scope } from "effect"
 import type { ArchiveFailed, ClaimLost } from "../errors.js"
@@ -132,7 +133,7 @@ const end = (
   files: ReturnType<typeof outputFiles> | null,
   events: JobEvents,
   restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-): Effect.Effect<Ended | "released", never, ProcessRunner | Spool | Scope.Scope> =>
+): Effect.Effect<Ended | "released" | "left", never, ProcessRunner | Spool | Scope.Scope> =>
   Effect.gen(function*() {
     const runner = yield* ProcessRunner
     const spool = yield* Spool
@@ -205,6 +206,11 @@ const end = (
     } else if (waited._tag === "Cancelled") {
       yield* Effect.logInfo("cancelled; stopping its process group").pipe(Effect.annotateLogs({ by: waited.by }))
       ending = { _tag: "Cancelled", by: waited.by, exit: yield* proc.terminate(settings.grace) }
+    } else if (waited._tag === "Stopped" && (yield* runner.leaving)) {
+      // --on-stop leave: it runs on under its spawner, which writes its record;
+      // the next pmjq with this node id adopts and archives it.
+      yield* Effect.logInfo("left running").pipe(Effect.annotateLogs({ pid: proc.pid }))
+      return "left" as const
     } else if (waited._tag === "Stopped") {
       ending = { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true, timedOut: null }
     } else {
@@ -287,6 +293,6 @@ export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: Job
   const files = capture ? outputFiles(claim) : null
   return yield* Effect.scoped(Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(end(claim, settings, job, files, events, restore), (result) =>
-      result === "released" ? Effect.void : archiveJob(claim, settings, job, files, result, events.keep))
+      result === "released" || result === "left" ? Effect.void : archiveJob(claim, settings, job, files, result, events.keep))
   )).pipe(Effect.annotateLogs({ job: claim.name }))
 })

@@ -9,12 +9,12 @@
  * the process that calls it; pmjq keeps control of each job's process group.
  * The two speak protocol.ts; neither imports the other.
  */
-import { Context, Deferred, Duration, Effect, FiberId, Layer, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, FiberId, Layer, Schedule, Scope } from "effect"
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, SpawnFailed } from "../errors.js"
 import type { ProcessExit, RecordBase } from "../record.js"
-import type { SpawnReport, SpawnRequest } from "./protocol.js"
+import type { LeaveRequest, SpawnReport, SpawnRequest } from "./protocol.js"
 import type { Account } from "./Users.js"
 
 /**
@@ -41,6 +41,9 @@ export interface ProcessSpec {
   readonly record: { readonly file: string; readonly base: RecordBase } | null
 }
 
+/** What the spawners need to keep the heartbeat of a node whose pmjq left. */
+export type Handover = Omit<LeaveRequest["leave"], "spawners">
+
 export interface RunningProcess {
   readonly pid: number
   /** Resolves when the process exits. */
@@ -63,6 +66,15 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
      * jobs may run until these are gone too.
      */
     readonly helpers: Effect.Effect<ReadonlyArray<number>>
+    /**
+     * --on-stop leave: the jobs running now are left to the spawners, which see
+     * them to their end, write their records, and keep the node's heartbeat
+     * fresh meanwhile (protocol.ts: LeaveRequest). From here on, closing a
+     * job's scope no longer stops it. Returns how many jobs were left.
+     */
+    readonly leave: (handover: Handover) => Effect.Effect<number>
+    /** Whether the jobs have been left to the spawners. */
+    readonly leaving: Effect.Effect<boolean>
   }
 >() {
   static readonly Live = Layer.scoped(ProcessRunner, Effect.suspend(() => makeSpawnerRunner))
@@ -132,6 +144,7 @@ interface InFlight {
 
 const makeSpawnerRunner = Effect.gen(function*() {
   const inFlight = new Map<number, InFlight>()
+  let left = false
   let nextId = 0
   const spawners: Array<cp.ChildProcess | null> = Array.from({ length: SPAWNERS }, () => null)
   // Jobs are dealt to the spawners in turn.
@@ -162,6 +175,8 @@ const makeSpawnerRunner = Effect.gen(function*() {
   // groups are killed and they end as interrupted, with the reason on record.
   const onLost = (slot: number, child: cp.ChildProcess) => () => {
     if (spawners[slot] === child) spawners[slot] = null
+    // Left to the spawners on purpose: they answer for those jobs now.
+    if (left) return
     for (const [id, job] of inFlight) {
       if (job.owner !== child) continue
       inFlight.delete(id)
@@ -212,10 +227,26 @@ const makeSpawnerRunner = Effect.gen(function*() {
         }
         owner.send(request)
       }),
-      (process) => process.terminate(RELEASE_KILL_AFTER)
+      (process) => Effect.suspend(() => (left ? Effect.void : process.terminate(RELEASE_KILL_AFTER)))
     )
 
   const helpers = Effect.sync(() => spawners.flatMap((s) => (s !== null && s.pid !== undefined ? [s.pid] : [])))
 
-  return ProcessRunner.of({ spawn, helpers })
+  // Spawns already asked for are let through first: a job whose fiber gives
+  // up waiting (and hands its file back to the spool) must not start anyway
+  // under a spawner that no longer stops what it runs.
+  const noSpawnPending = Effect.sync(() => [...inFlight.values()].every((job) => job.pid !== null)).pipe(
+    Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("10 millis").pipe(Schedule.upTo("5 seconds")) })
+  )
+
+  const leave = (handover: Handover) =>
+    Effect.zipRight(noSpawnPending, Effect.sync(() => {
+      left = true
+      const live = spawners.filter((s): s is cp.ChildProcess => s !== null && s.connected && s.pid !== undefined)
+      const message: LeaveRequest = { leave: { ...handover, spawners: live.map((s) => s.pid!) } }
+      for (const spawner of live) spawner.send(message)
+      return [...inFlight.values()].filter((job) => job.pid !== null).length
+    }))
+
+  return ProcessRunner.of({ spawn, helpers, leave, leaving: Effect.sync(() => left) })
 })

@@ -3,10 +3,11 @@
  * each way per event; see spawner.ts). Types only: the Runner (pmjq's side)
  * and the spawner both import them, and neither imports the other.
  *
- *   in:  SpawnRequest
+ *   in:  SpawnRequest | LeaveRequest
  *   out: { id, pid } | { id, error: { code, message } }
  *        | { id, exitCode, signal, startedAt, endedAt, recorded }
  */
+import type { Heartbeat } from "../decode.js"
 import type { RecordBase } from "../record.js"
 import type { JobUser } from "./world.js"
 
@@ -30,6 +31,27 @@ export interface SpawnRequest {
   /** Run as this user: setpriv(1) sets uid, gid and the user's supplementary groups; null: as pmjq. */
   readonly user: JobUser | null
 }
+
+/**
+ * pmjq stops with --on-stop leave: when it goes, the jobs stay. The spawner
+ * goes on waiting for them and writing their records, and keeps the node's
+ * heartbeat fresh (`heartbeat`, every `everyMs`, as `heartbeatFile`) while it
+ * has jobs and no spawner before it in `spawners` still runs; it stops beating
+ * once the heartbeat is another process's (the next pmjq's), and exits once
+ * its last job has ended.
+ */
+export interface LeaveRequest {
+  readonly leave: {
+    readonly heartbeatFile: string
+    readonly heartbeatAside: string
+    readonly heartbeat: Heartbeat
+    readonly everyMs: number
+    /** Every spawner of the leaving pmjq, in order. */
+    readonly spawners: ReadonlyArray<number>
+  }
+}
+
+export type SpawnerMessage = SpawnRequest | LeaveRequest
 
 export type SpawnReport =
   | { readonly id: number; readonly pid: number }

@@ -98,6 +98,8 @@ export class Nodes extends Context.Tag("pmjq/Nodes")<
     /** This node's own running folder. */
     readonly ownFolder: string
     readonly beat: (heartbeat: Heartbeat) => Effect.Effect<void, SpoolIOError>
+    /** Our own heartbeat as it is now (before our first beat: as the last process with this id left it). */
+    readonly own: Effect.Effect<Option.Option<Heartbeat>, SpoolIOError>
     /** Every other node with a running folder. */
     readonly others: Effect.Effect<ReadonlyArray<NodeView>, SpoolIOError>
     /** Moves NODE's running folder into ours; none when another node took it first. */
@@ -279,6 +281,8 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         if (yield* removeFolder(mine)) yield* forget(node)
       })
 
-      return Nodes.of({ ownFolder: mine, beat, others, takeOver, adopted, inventory, gather, removeFolder, forget, leave })
+      const own = io("read heartbeat", heartbeatFile(spool, node), () => readHeartbeat(node)).pipe(Effect.map(Option.fromNullable))
+
+      return Nodes.of({ ownFolder: mine, beat, own, others, takeOver, adopted, inventory, gather, removeFolder, forget, leave })
     })
   )

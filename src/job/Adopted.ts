@@ -1,0 +1,130 @@
+/**
+ * A job adopted from a pmjq that stopped with --on-stop leave: its process
+ * runs under the old pmjq's spawner, which writes its record when it ends.
+ * This pmjq cannot wait(2) for it, so it looks every quarter second: for its
+ * record, and for its process (by pid and start time, never a later process
+ * with its pid). It applies --timeout from the job's real start and `pmjq
+ * cancel`, signalling the job's process group, and hands the job to recovery's
+ * settling once its end is known: archived as recorded (with the outcome this
+ * pmjq gave it, when it stopped it), or, should its process and every spawner
+ * it was left to be gone without a record, as a dead node's job.
+ */
+import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
+import * as fs from "node:fs"
+import { isSameProcess, startTicks as ticksOf } from "../proc.js"
+import { type Ending, judge } from "../record.js"
+import { type Adoptable, isAlive } from "../recovery.js"
+import type { LeftoverNames } from "../spool/layout.js"
+import { Nodes } from "../spool/Nodes.js"
+import { Archive } from "./Archive.js"
+
+export interface AdoptedSettings {
+  readonly timeout: Option.Option<Duration.Duration>
+  readonly grace: Duration.DurationInput
+}
+
+// Linux's USER_HZ: /proc counts process start times in these.
+const TICKS_PER_SECOND = 100
+
+/** When the process that started at TICKS started, in ms since the epoch (btime from /proc/stat). */
+const startedAtMs = (ticks: number): number | null => {
+  try {
+    const btime = /^btime (\d+)$/m.exec(fs.readFileSync("/proc/stat", "utf8"))
+    return btime === null ? null : Number(btime[1]) * 1000 + (ticks * 1000) / TICKS_PER_SECOND
+  } catch {
+    return null
+  }
+}
+
+const signalGroup = (pid: number, signal: NodeJS.Signals) => {
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // Gone already.
+  }
+}
+
+type Stop = { readonly _tag: "Cancelled"; readonly by: string } | { readonly _tag: "TimedOut"; readonly limit: string } | { readonly _tag: "Interrupted" }
+
+/**
+ * Watches JOB in FOLDER until its end is known, then `settle`s it (recovery's,
+ * which archives a job with a record as recorded). `cancel` is completed by
+ * `pmjq cancel`; interruption (pmjq stopping) stops the job unless `leaving`.
+ */
+export const watchAdopted = (
+  job: Adoptable,
+  folder: string,
+  settings: AdoptedSettings,
+  cancel: Deferred.Deferred<string>,
+  leaving: Effect.Effect<boolean>,
+  settle: (names: LeftoverNames) => Effect.Effect<void>
+) =>
+  Effect.gen(function*() {
+    const nodes = yield* Nodes
+    const archive = yield* Archive
+    const alive = () =>
+      job.pid !== null && (job.startTicks === null ? ticksOf(job.pid) !== null : isSameProcess(job.pid, job.startTicks))
+    const deadline = Option.flatMap(settings.timeout, (limit) =>
+      job.startTicks === null ? Option.none() : Option.map(Option.fromNullable(startedAtMs(job.startTicks)), (at) => ({ at: at + Duration.toMillis(limit), limit })))
+
+    const stopped = yield* Ref.make<Stop | null>(null)
+    const stopIt = (why: Stop) =>
+      Effect.gen(function*() {
+        if ((yield* Ref.get(stopped)) !== null || job.pid === null) return
+        yield* Ref.set(stopped, why)
+        yield* Effect.logInfo("stopping an adopted job's process group").pipe(Effect.annotateLogs({ pid: job.pid, why: why._tag }))
+        signalGroup(job.pid, "SIGTERM")
+        const pid = job.pid
+        yield* Effect.sleep(settings.grace).pipe(Effect.zipRight(Effect.sync(() => signalGroup(pid, "SIGKILL"))), Effect.forkDaemon)
+      })
+
+    // Its end: its record, or its process and every spawner gone without one.
+    const look = Effect.gen(function*() {
+      const now = yield* nodes.inventory(folder).pipe(Effect.map((i) => i.leftovers.find((l) => l.claim === job.names.claim)))
+      if (now === undefined) return Option.some(Option.none<LeftoverNames>()) // settled already (by another round)
+      if (now.hasRecord) return Option.some(Option.some(now))
+      if (!alive() && !job.helpers.some(isAlive)) return Option.some(Option.some(now))
+      const asked = yield* Deferred.poll(cancel)
+      if (Option.isSome(asked)) yield* stopIt({ _tag: "Cancelled", by: yield* asked.value })
+      if (Option.isSome(deadline) && (yield* Clock.currentTimeMillis) >= deadline.value.at) {
+        yield* stopIt({ _tag: "TimedOut", limit: Duration.format(deadline.value.limit) })
+      }
+      return Option.none<Option.Option<LeftoverNames>>()
+    }).pipe(Effect.orElseSucceed(() => Option.none<Option.Option<LeftoverNames>>()))
+
+    const untilEnd: Effect.Effect<Option.Option<LeftoverNames>> = Effect.gen(function*() {
+      for (;;) {
+        const seen = yield* look
+        if (Option.isSome(seen)) return seen.value
+        yield* Effect.sleep("250 millis")
+      }
+    })
+    const ended = yield* untilEnd.pipe(
+      Effect.onInterrupt(() =>
+        Effect.gen(function*() {
+          if (!(yield* leaving)) yield* stopIt({ _tag: "Interrupted" })
+        })
+      )
+    )
+    if (Option.isNone(ended)) return
+    // Stopped by this pmjq: its spawner recorded a death by signal; the outcome is this pmjq's.
+    const why = yield* Ref.get(stopped)
+    if (why !== null && ended.value.hasRecord) {
+      const left = yield* nodes.gather(folder, ended.value)
+      if (left.record !== null) {
+        const exit = { exitCode: left.record.exitCode, signal: left.record.signal as NodeJS.Signals | null }
+        const ending: Ending = why._tag === "Cancelled"
+          ? { _tag: "Cancelled", by: why.by, exit }
+          : { _tag: "Exited", exit, interrupted: why._tag === "Interrupted", timedOut: why._tag === "TimedOut" ? why.limit : null }
+        yield* archive.settle({
+          script: left.file,
+          stdout: left.stdout,
+          stderr: left.stderr,
+          recordFile: left.recordFile,
+          record: { ...left.record, ...judge(ending) },
+          owner: left.uid === null || left.gid === null ? null : { uid: left.uid, gid: left.gid }
+        })
+      }
+    }
+    yield* settle(ended.value)
+  }).pipe(Effect.catchAll((e) => Effect.logError("adopted job not settled; the next start settles it").pipe(Effect.annotateLogs({ reason: e.message }))))
