@@ -88,7 +88,9 @@ export interface Adoptable {
  * now). Anything else in the folder is settled as a dead node's would be.
  */
 export const stillRunning = (hb: Heartbeat, names: LeftoverNames): Option.Option<Adoptable> => {
-  if (hb.left !== true || names.claim === null || names.hasRecord) return Option.none()
+  // Whatever the heartbeat says of `left`: a pmjq killed with SIGKILL said
+  // nothing, and its spawners may have had no time to beat yet.
+  if (names.claim === null || names.hasRecord) return Option.none()
   const job = hb.jobs?.find((j) => j.name === names.claim)
   const startTicks = job?.startTicks ?? null
   if (job !== undefined && startTicks !== null && isSameProcess(job.pid, startTicks)) {

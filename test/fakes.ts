@@ -143,7 +143,8 @@ export const fakeRunner = Effect.gen(function*() {
         return proc
       }),
     helpers: Effect.succeed([]),
-    leave: () => Effect.zipRight(Effect.sync(() => void left.splice(0, left.length, true)), Ref.get(live)),
+    keepJobs: () => Effect.void,
+    leave: Effect.zipRight(Effect.sync(() => void left.splice(0, left.length, true)), Ref.get(live)),
     leaving: Effect.sync(() => left.length > 0)
   })
   return { service, plan, spawns, terminated, live, peak, left }
@@ -190,7 +191,7 @@ export const fakeRequests = Effect.sync(() => {
         const at = pending.indexOf(request)
         if (at >= 0) pending.splice(at, 1)
       }),
-    heldAnywhere: (name) => Effect.sync(() => elsewhere.has(name))
+    heldBy: (name) => Effect.sync(() => (elsewhere.has(name) ? ["elsewhere"] : []))
   })
   return { service, ask, pending, elsewhere }
 })

@@ -57,7 +57,12 @@ const jobsIn = (spool: string): Array<{ readonly name: string; readonly place: P
   return found
 }
 
-const placeOf = (spool: string, name: string): Place => jobsIn(spool).find((j) => j.name === name)?.place ?? { at: "nowhere" }
+/** Where a job NAME is: the caller's own first (several jobs may share a name: copies, nodes, users). */
+const placeOf = (spool: string, name: string, me: number): Place => {
+  const named = jobsIn(spool).filter((j) => j.name === name)
+  const mine = named.find((j) => j.place.at !== "nowhere" && (me === 0 || j.place.uid === me))
+  return (mine ?? named[0])?.place ?? { at: "nowhere" }
+}
 
 /** The request, written aside and renamed, so no node reads half of one. */
 const ask = (spool: string, uid: number, name: string) =>
@@ -83,7 +88,7 @@ const EX_NOPERM = 77
 
 const cancelOne = (spool: string, me: number, name: string, patience: Duration.Duration) =>
   Effect.gen(function*() {
-    const place = placeOf(spool, name)
+    const place = placeOf(spool, name, me)
     if (place.at === "nowhere") {
       yield* Console.error(`pmjq: ${name}: not queued or running: it ended already, or there is no such job; nothing changed`)
       return EX_NOTHING
@@ -103,7 +108,7 @@ const cancelOne = (spool: string, me: number, name: string, patience: Duration.D
     }
     // Taken. A queued job is archived as cancelled at once; a running one's
     // node stops its process group (SIGTERM, SIGKILL after its --grace).
-    if (place.at === "queued" && placeOf(spool, name).at === "queued") {
+    if (place.at === "queued" && placeOf(spool, name, me).at === "queued") {
       yield* Console.error(`pmjq: ${name}: the node refused to cancel it`)
       return EX_NOPERM
     }

@@ -31,6 +31,14 @@ const readEntry = (entry: string) =>
       if (text === null || recordText === null) throw new Error("no such archive entry (ENTRY is DIR/STAMP_NAME, as pmjq status shows it)")
       const record = decodeRecord(recordText)
       if (Either.isLeft(record)) throw new Error(`its record does not decode: ${record.left}`)
+      // A refused file is not a job to run again (a hard link planted to
+      // someone else's program, a set-uid file: its copy lost what refused it).
+      if (record.right.outcome === "rejected") throw new Error(`it was rejected, never run (${record.right.reason ?? ""}); submit a job of your own instead`)
+      // The record says whose job it was: a script that is someone else's, or
+      // has other names, is not that job's.
+      if (stat.nlink !== 1 || (record.right.uid !== null && record.right.uid !== stat.uid)) {
+        throw new Error("its script is not the job's (another owner, or other names)")
+      }
       return { text, name: record.right.name, owner: { uid: stat.uid, gid: stat.gid } }
     },
     catch: (e) => new UsageError({ reason: `cannot retry ${entry}: ${(e as Error).message}` })

@@ -42,32 +42,39 @@ const make = Effect.gen(function*() {
       Effect.zipRight(requests.done(request))
     )
 
+  // Several jobs may share a name (a claim's copies .~N~, one per node, a
+  // queued one): the asker's are cancelled, the others never, and another
+  // user's job of that name must not make the asker's request be dropped.
   const handle = (request: CancelRequest) =>
     Effect.gen(function*() {
       const here = [...HashMap.values(yield* Ref.get(running.held))].filter((held) => held.claim.name === request.name)
-      if (here.length > 0) {
-        for (const held of here) {
-          // The claimed file's owner now, which only pmjq can change from here on.
-          const owner = yield* spool.facts(held.claim).pipe(Effect.map((f) => f.uid), Effect.orElseSucceed(() => -1))
-          if (!mayCancel(request.uid, owner)) return yield* refused(request, owner)
-          yield* Deferred.succeed(held.cancel, yield* nameOf(request.uid))
-        }
-        return yield* requests.done(request)
+      let theirs = 0
+      for (const held of here) {
+        // The claimed file's owner now, which only pmjq can change from here on.
+        const owner = yield* spool.facts(held.claim).pipe(Effect.map((f) => f.uid), Effect.orElseSucceed(() => -1))
+        if (!mayCancel(request.uid, owner)) continue
+        theirs++
+        yield* Deferred.succeed(held.cancel, yield* nameOf(request.uid))
       }
+      if (theirs > 0) return yield* requests.done(request)
       const queued = yield* spool.inspect(request.name).pipe(Effect.orElseSucceed(() => Option.none()))
-      if (Option.isSome(queued)) {
-        if (!mayCancel(request.uid, queued.value.uid)) return yield* refused(request, queued.value.uid)
+      if (Option.isSome(queued) && mayCancel(request.uid, queued.value.uid)) {
         yield* pending.forget(request.name)
-        const won = yield* jobs.launch(queued.value, Effect.void, yield* nameOf(request.uid))
-        if (won) yield* requests.done(request)
+        // Claimed elsewhere first: that node answers the request now.
+        if (yield* jobs.launch(queued.value, Effect.void, yield* nameOf(request.uid))) yield* requests.done(request)
         return
       }
-      if (!(yield* requests.heldAnywhere(request.name))) {
-        yield* Effect.logInfo("nothing to cancel: not queued, not running").pipe(Effect.annotateLogs({ job: request.name }))
-        yield* requests.done(request)
+      // Another node holds a job of that name: it decides.
+      if ((yield* requests.heldBy(request.name)).some((node) => node !== settings.node)) return
+      if (here.length > 0 || Option.isSome(queued)) {
+        return yield* refused(request, Option.match(queued, { onNone: () => -1, onSome: (q) => q.uid }))
       }
+      yield* Effect.logDebug("nothing to cancel: not queued, not running").pipe(Effect.annotateLogs({ job: request.name }))
+      yield* requests.done(request)
     })
 
+  // A round at least a second after the last: a user making and removing
+  // request files in a loop gets one look a second, not one per file.
   const round = Effect.flatMap(requests.cancels, (found) => Effect.forEach(found, handle, { discard: true }))
   // Requests left while no node ran are dealt with before dispatch starts
   // (this layer is built before the Dispatcher): a cancelled job never runs.
@@ -75,7 +82,7 @@ const make = Effect.gen(function*() {
   yield* Effect.gen(function*() {
     yield* requested.close
     yield* round
-    yield* Effect.raceFirst(Effect.sleep(settings.poll), requested.await)
+    yield* Effect.raceFirst(Effect.sleep(settings.poll), Effect.zipRight(Effect.sleep("1 second"), requested.await))
   }).pipe(Effect.forever, Effect.forkScoped)
 })
 

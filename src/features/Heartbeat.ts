@@ -12,6 +12,7 @@
 import { Clock, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { LoadAverage } from "../gate/LoadAverage.js"
 import { ProcessRunner } from "../job/Runner.js"
+import { isAlive } from "../recovery.js"
 import { Nodes } from "../spool/Nodes.js"
 import { DaemonConfig } from "./Config.js"
 import { Running } from "./Running.js"
@@ -26,7 +27,12 @@ export const heartbeatNow = Effect.gen(function*() {
     node: settings.node,
     host: settings.host,
     pid: process.pid,
-    helpers: yield* runner.helpers,
+    // Adopted jobs run under the spawners of the pmjq before: with those
+    // listed, this node is not taken for dead while they run.
+    helpers: [...new Set([
+      ...(yield* runner.helpers),
+      ...Option.match(yield* Ref.get(running.inherited), { onNone: () => [], onSome: (hb) => hb.helpers.filter(isAlive) })
+    ])],
     beatAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
     leaseMs: Duration.toMillis(settings.lease),
     archiveDir: Option.getOrNull(settings.archiveDir),

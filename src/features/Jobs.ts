@@ -12,7 +12,7 @@ import { runJob } from "../job/Job.js"
 import type { Candidate } from "../spool/Pending.js"
 import { watchAdopted } from "../job/Adopted.js"
 import { ProcessRunner } from "../job/Runner.js"
-import { type Adoptable, isAlive } from "../recovery.js"
+import type { Adoptable } from "../recovery.js"
 import { Nodes } from "../spool/Nodes.js"
 import { startTicks } from "../proc.js"
 import { claimedName, heartbeatAside, heartbeatFile, type LeftoverNames } from "../spool/layout.js"
@@ -33,6 +33,13 @@ const make = Effect.gen(function*() {
   const kept = yield* FiberSet.make()
   const keep = (retries: Effect.Effect<void>) => FiberSet.run(kept, Effect.interruptible(retries)).pipe(Effect.asVoid)
   const jobs = yield* FiberSet.make()
+  if (settings.onStop === "leave") {
+    yield* runner.keepJobs({
+      heartbeatFile: heartbeatFile(settings.spool, settings.node),
+      heartbeatAside: heartbeatAside(settings.spool, settings.node),
+      everyMs: Duration.toMillis(settings.lease) / 4
+    })
+  }
   const slots = settings.maxJobs > 0 ? yield* Effect.makeSemaphore(settings.maxJobs) : null
   /** A -j slot (the dispatcher takes one before it looks for work). */
   const takeSlot = slots === null ? Effect.void : slots.take(1)
@@ -42,16 +49,9 @@ const make = Effect.gen(function*() {
       const count = yield* FiberSet.size(jobs)
       if (count === 0) return
       if (settings.onStop === "leave") {
-        const heartbeat = yield* heartbeatNow
-        // Adopted jobs still run under the spawners of the pmjq before: with
-        // those listed, this node is not taken for dead while they run.
-        const before = Option.match(yield* Ref.get(running.inherited), { onNone: () => [], onSome: (hb) => hb.helpers.filter(isAlive) })
-        const left = yield* runner.leave({
-          heartbeatFile: heartbeatFile(settings.spool, settings.node),
-          heartbeatAside: heartbeatAside(settings.spool, settings.node),
-          heartbeat: { ...heartbeat, helpers: [...new Set([...heartbeat.helpers, ...before])] },
-          everyMs: Duration.toMillis(settings.lease) / 4
-        })
+        const left = yield* runner.leave
+        // Its last word: the jobs it leaves, for the next pmjq to adopt.
+        yield* Effect.flatMap(heartbeatNow, (hb) => nodes.beat({ ...hb, left: true })).pipe(Effect.ignore)
         return yield* Effect.logInfo("leaving: running jobs go on under the spawners, for the next pmjq to adopt").pipe(
           Effect.annotateLogs({ running: left })
         )
@@ -90,7 +90,14 @@ const make = Effect.gen(function*() {
       const claimed = path.basename(claim.value.path)
       const started = (pid: number) => Ref.update(running.pids, HashMap.set(claimed, { pid, startTicks: startTicks(pid) }))
       const cancel = yield* Deferred.make<string>()
-      if (cancelledBy !== undefined) yield* Deferred.succeed(cancel, cancelledBy)
+      if (cancelledBy !== undefined) {
+        // The asker was checked against the owner of the file queued then; one
+        // put in its place since (its owner removed it, someone else wrote the
+        // name) is not theirs to cancel, and runs.
+        const owner = yield* spool.facts(claim.value).pipe(Effect.map((f) => f.uid), Effect.orElseSucceed(() => -1))
+        if (owner === uid) yield* Deferred.succeed(cancel, cancelledBy)
+        else yield* Effect.logWarning("cancel not applied: the file claimed is not the one asked about").pipe(Effect.annotateLogs({ job: name }))
+      }
       yield* Ref.update(running.held, HashMap.set(claimed, { claim: claim.value, cancel }))
       const job = runJob(claim.value, settings, { processEnded: ended, keep, started, cancel }).pipe(
         Effect.ensuring(Effect.all([

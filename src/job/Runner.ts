@@ -14,7 +14,7 @@ import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, SpawnFailed } from "../errors.js"
 import type { ProcessExit, RecordBase } from "../record.js"
-import type { LeaveRequest, SpawnReport, SpawnRequest } from "./protocol.js"
+import type { KeepRequest, SpawnReport, SpawnRequest } from "./protocol.js"
 import type { Account } from "./Users.js"
 
 /**
@@ -42,7 +42,7 @@ export interface ProcessSpec {
 }
 
 /** What the spawners need to keep the heartbeat of a node whose pmjq left. */
-export type Handover = Omit<LeaveRequest["leave"], "spawners">
+export type Handover = Omit<KeepRequest["keep"], "spawners">
 
 export interface RunningProcess {
   readonly pid: number
@@ -67,12 +67,16 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
      */
     readonly helpers: Effect.Effect<ReadonlyArray<number>>
     /**
-     * --on-stop leave: the jobs running now are left to the spawners, which see
-     * them to their end, write their records, and keep the node's heartbeat
-     * fresh meanwhile (protocol.ts: LeaveRequest). From here on, closing a
-     * job's scope no longer stops it. Returns how many jobs were left.
+     * --on-stop leave: from now on, whenever pmjq goes (a stop, a crash), the
+     * spawners see its jobs to their end, write their records, and keep the
+     * node's heartbeat fresh meanwhile (protocol.ts: KeepRequest).
      */
-    readonly leave: (handover: Handover) => Effect.Effect<number>
+    readonly keepJobs: (handover: Handover) => Effect.Effect<void>
+    /**
+     * A stop with --on-stop leave: closing a job's scope no longer stops it.
+     * Returns how many jobs are left running.
+     */
+    readonly leave: Effect.Effect<number>
     /** Whether the jobs have been left to the spawners. */
     readonly leaving: Effect.Effect<boolean>
   }
@@ -145,6 +149,7 @@ interface InFlight {
 const makeSpawnerRunner = Effect.gen(function*() {
   const inFlight = new Map<number, InFlight>()
   let left = false
+  let keeping: Handover | null = null
   let nextId = 0
   const spawners: Array<cp.ChildProcess | null> = Array.from({ length: SPAWNERS }, () => null)
   // Jobs are dealt to the spawners in turn.
@@ -200,7 +205,17 @@ const makeSpawnerRunner = Effect.gen(function*() {
     // that spawner is done. (A listener must stay: an unheard 'error' throws.)
     child.on("error", onLost(slot, child))
     spawners[slot] = child
+    tellKeep()
     return child
+  }
+
+  // Each spawner knows every other (only the first that runs beats): told
+  // again whenever one is started.
+  function tellKeep() {
+    if (keeping === null) return
+    const live = spawners.filter((s): s is cp.ChildProcess => s !== null && s.connected && s.pid !== undefined)
+    const message: KeepRequest = { keep: { ...keeping, spawners: live.map((s) => s.pid!) } }
+    for (const spawner of live) spawner.send(message)
   }
 
   // Started now, while pmjq is small and idle; restarted on demand if it dies.
@@ -239,14 +254,18 @@ const makeSpawnerRunner = Effect.gen(function*() {
     Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("10 millis").pipe(Schedule.upTo("5 seconds")) })
   )
 
-  const leave = (handover: Handover) =>
-    Effect.zipRight(noSpawnPending, Effect.sync(() => {
-      left = true
-      const live = spawners.filter((s): s is cp.ChildProcess => s !== null && s.connected && s.pid !== undefined)
-      const message: LeaveRequest = { leave: { ...handover, spawners: live.map((s) => s.pid!) } }
-      for (const spawner of live) spawner.send(message)
-      return [...inFlight.values()].filter((job) => job.pid !== null).length
-    }))
+  const keepJobs = (handover: Handover) => Effect.sync(() => {
+    keeping = handover
+    tellKeep()
+  })
 
-  return ProcessRunner.of({ spawn, helpers, leave, leaving: Effect.sync(() => left) })
+  const leave = Effect.zipRight(
+    noSpawnPending,
+    Effect.sync(() => {
+      left = true
+      return [...inFlight.values()].filter((job) => job.pid !== null).length
+    })
+  )
+
+  return ProcessRunner.of({ spawn, helpers, keepJobs, leave, leaving: Effect.sync(() => left) })
 })

@@ -3,11 +3,10 @@
  * each way per event; see spawner.ts). Types only: the Runner (pmjq's side)
  * and the spawner both import them, and neither imports the other.
  *
- *   in:  SpawnRequest | LeaveRequest
+ *   in:  SpawnRequest | KeepRequest
  *   out: { id, pid } | { id, error: { code, message } }
  *        | { id, exitCode, signal, startedAt, endedAt, recorded }
  */
-import type { Heartbeat } from "../decode.js"
 import type { RecordBase } from "../record.js"
 import type { JobUser } from "./world.js"
 
@@ -33,25 +32,24 @@ export interface SpawnRequest {
 }
 
 /**
- * pmjq stops with --on-stop leave: when it goes, the jobs stay. The spawner
- * goes on waiting for them and writing their records, and keeps the node's
- * heartbeat fresh (`heartbeat`, every `everyMs`, as `heartbeatFile`) while it
- * has jobs and no spawner before it in `spawners` still runs; it stops beating
- * once the heartbeat is another process's (the next pmjq's), and exits once
- * its last job has ended.
+ * pmjq runs with --on-stop leave: whenever it goes (a stop, a crash, SIGKILL),
+ * its jobs stay. The spawner goes on waiting for them and writing their
+ * records, and keeps the node's heartbeat fresh (`heartbeatFile`, every
+ * `everyMs`, marked `left`) while it has jobs, no spawner before it in
+ * `spawners` still runs, and no live process owns the heartbeat (the next
+ * pmjq, once it beats, does); it exits once its last job has ended.
  */
-export interface LeaveRequest {
-  readonly leave: {
+export interface KeepRequest {
+  readonly keep: {
     readonly heartbeatFile: string
     readonly heartbeatAside: string
-    readonly heartbeat: Heartbeat
     readonly everyMs: number
-    /** Every spawner of the leaving pmjq, in order. */
+    /** Every spawner of this pmjq, in order. */
     readonly spawners: ReadonlyArray<number>
   }
 }
 
-export type SpawnerMessage = SpawnRequest | LeaveRequest
+export type SpawnerMessage = SpawnRequest | KeepRequest
 
 export type SpawnReport =
   | { readonly id: number; readonly pid: number }

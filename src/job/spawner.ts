@@ -35,7 +35,7 @@ import { createNew, type Ownership, PRIVATE, recordKeeping, replaceWhole, writeN
 import { isZombie } from "../proc.js"
 import { logLines } from "../text.js"
 import { recordText, startedRecord } from "../record.js"
-import type { LeaveRequest, SpawnerMessage, SpawnReport, SpawnRequest } from "./protocol.js"
+import type { KeepRequest, SpawnerMessage, SpawnReport, SpawnRequest } from "./protocol.js"
 import { fdinfoFlags, jobCommand, jobDirectory, jobEnvironment, type JobUser, strayDescriptors } from "./world.js"
 
 /** Node's IPC channel has an fd at run time; its type does not say so. */
@@ -258,49 +258,44 @@ const spawn = (request: SpawnRequest) => {
   })
 }
 
-/** Set by pmjq's --on-stop leave: its jobs outlive it here. */
-let leaving: LeaveRequest["leave"] | null = null
-
-// The heartbeat, as the leaving pmjq last wrote it, kept fresh: other nodes
-// (another host goes by its age) must not take running jobs for orphans.
-// Only one spawner beats: the first in pmjq's list that still runs (one with
-// no job left has exited). Once the heartbeat is someone else's, the next
-// pmjq with this node id has taken over, and the beating stops for good.
-const beat = (leave: LeaveRequest["leave"]) => {
-  if (running.size === 0) return
-  if (leave.spawners.slice(0, leave.spawners.indexOf(process.pid)).some(isRunning)) return
-  let current: { pid?: unknown } | null
-  try {
-    current = JSON.parse(fs.readFileSync(leave.heartbeatFile, "utf8")) as { pid?: unknown }
-  } catch {
-    current = null
-  }
-  if (current !== null && current.pid !== leave.heartbeat.pid) {
-    clearInterval(beating)
-    return
-  }
-  try {
-    // As pmjq writes it (spool/Nodes.ts): hidden aside, renamed over.
-    fs.rmSync(leave.heartbeatAside, { force: true })
-    writeNew(leave.heartbeatAside, JSON.stringify({ ...leave.heartbeat, beatAt: new Date().toISOString(), left: true }) + "\n", 0o644, null)
-    fs.renameSync(leave.heartbeatAside, leave.heartbeatFile)
-  } catch {
-    // The next beat tries again.
-  }
-}
-let beating: NodeJS.Timeout | undefined
+/** Set when pmjq runs with --on-stop leave: its jobs outlive it here. */
+let keeping: KeepRequest["keep"] | null = null
 
 const isRunning = (pid: number) => {
   try {
     process.kill(pid, 0)
     return !isZombie(pid)
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+// The heartbeat as pmjq last wrote it, kept fresh: other nodes (another host
+// goes by its age) must not take running jobs for orphans. Only one spawner
+// beats: the first in pmjq's list that still runs (one with no job left has
+// exited). A heartbeat a live process owns (the next pmjq's) is left alone.
+const beat = (keep: KeepRequest["keep"]) => {
+  if (running.size === 0) return
+  if (keep.spawners.slice(0, Math.max(0, keep.spawners.indexOf(process.pid))).some(isRunning)) return
+  let current: Record<string, unknown>
+  try {
+    current = JSON.parse(fs.readFileSync(keep.heartbeatFile, "utf8")) as Record<string, unknown>
   } catch {
-    return false
+    return
+  }
+  if (typeof current.pid !== "number" || isRunning(current.pid)) return
+  try {
+    // As pmjq writes it (spool/Nodes.ts): a hidden aside, renamed over.
+    fs.rmSync(keep.heartbeatAside, { force: true })
+    writeNew(keep.heartbeatAside, JSON.stringify({ ...current, beatAt: new Date().toISOString(), left: true }) + "\n", 0o644, null)
+    fs.renameSync(keep.heartbeatAside, keep.heartbeatFile)
+  } catch {
+    // The next beat tries again.
   }
 }
 
 process.on("message", (message: SpawnerMessage) => {
-  if ("leave" in message) leaving = message.leave
+  if ("keep" in message) keeping = message.keep
   else spawn(message)
 })
 // Ctrl-C reaches the whole terminal group and systemd signals the whole unit;
@@ -333,7 +328,7 @@ function parentGone() {
   gone = true
   const idle = () => running.size === 0 && relaying.size === 0
   if (idle()) process.exit(0)
-  if (leaving !== null) return leftBehind(leaving, idle)
+  if (keeping !== null) return leftBehind(keeping, idle)
   if (running.size > 0) {
     // Exits already waiting in the event loop are handled (and recorded) first.
     setImmediate(() => signalGroups("SIGTERM"))
@@ -350,16 +345,15 @@ function parentGone() {
   poll.unref()
 }
 // pmjq left its jobs to us (--on-stop leave): they run to their end, each
-// record written as it ends; then this helper exits.
-function leftBehind(leave: LeaveRequest["leave"], idle: () => boolean) {
-  beating = setInterval(() => beat(leave), leave.everyMs)
-  beat(leave)
-  const poll = setInterval(() => {
-    if (idle()) {
-      clearInterval(poll)
-      clearInterval(beating)
-      process.exit(0)
-    }
+// record written as it ends; then this helper exits (output still being
+// copied gets at most FLUSH_FOR once no job runs, as above).
+function leftBehind(keep: KeepRequest["keep"], idle: () => boolean) {
+  setInterval(() => beat(keep), keep.everyMs)
+  beat(keep)
+  let lastJobAt = Date.now()
+  setInterval(() => {
+    if (running.size > 0) lastJobAt = Date.now()
+    if (idle() || Date.now() - lastJobAt > FLUSH_FOR) process.exit(0)
   }, 50)
 }
 process.on("disconnect", parentGone)

@@ -8,7 +8,7 @@
  * decodes (decode.ts); anything else is removed with a log line. The nodes
  * decide whether the asker may (features/Cancels.ts).
  */
-import { Context, Effect, Either, Layer } from "effect"
+import { Context, Effect, Either, HashSet, Layer, Ref } from "effect"
 import * as path from "node:path"
 import { decodeCancelRequest } from "../decode.js"
 import { describe, errnoCode } from "../errors.js"
@@ -30,8 +30,8 @@ export class Requests extends Context.Tag("pmjq/Requests")<Requests, {
   readonly cancels: Effect.Effect<ReadonlyArray<CancelRequest>>
   /** A request dealt with: removed. */
   readonly done: (request: CancelRequest) => Effect.Effect<void>
-  /** Whether a job NAME is claimed in any node's running folder. */
-  readonly heldAnywhere: (name: string) => Effect.Effect<boolean>
+  /** The nodes whose running folders hold a job NAME. */
+  readonly heldBy: (name: string) => Effect.Effect<ReadonlyArray<string>>
 }>() {}
 
 const readRequest = async (calls: Calls, file: string): Promise<Either.Either<CancelRequest, string>> => {
@@ -48,6 +48,12 @@ const make = (spool: string) =>
   Effect.gen(function*() {
     const calls = yield* Syscalls
     const remove = (file: string): Effect.Effect<void> => Effect.promise(() => calls.unlink(file).catch(() => undefined))
+    // What could not be removed (a folder made under a request's name) is
+    // said once, not at every look: a user could fill the log otherwise.
+    const said = yield* Ref.make(HashSet.empty<string>())
+    const sayOnce = (file: string, why: string) =>
+      Effect.flatMap(Ref.modify(said, (s) => [!HashSet.has(s, file), HashSet.add(s, file)] as const), (first) =>
+        first ? Effect.logWarning("cancel request not understood; removed").pipe(Effect.annotateLogs({ file, reason: why })) : Effect.void)
 
     const one = (file: string): Effect.Effect<ReadonlyArray<CancelRequest>> =>
       Effect.promise(() =>
@@ -57,12 +63,7 @@ const make = (spool: string) =>
       ).pipe(
         Effect.flatMap(Either.match({
           onRight: (request) => Effect.succeed([request]),
-          onLeft: (why) =>
-            why === "gone" ? Effect.succeed([]) : Effect.logWarning("cancel request not understood; removed").pipe(
-              Effect.annotateLogs({ file, reason: why }),
-              Effect.zipRight(remove(file)),
-              Effect.as([])
-            )
+          onLeft: (why) => (why === "gone" ? Effect.succeed([]) : Effect.as(Effect.zipRight(sayOnce(file, why), remove(file)), []))
         }))
       )
 
@@ -71,18 +72,19 @@ const make = (spool: string) =>
       Effect.map((found) => found.flat())
     )
 
-    const heldAnywhere = (name: string) =>
+    const heldBy = (name: string) =>
       Effect.promise(async () => {
         const root = runningRoot(spool)
         const folders = await calls.readdir(root).catch(() => [] as Array<string>)
+        const holders: Array<string> = []
         for (const folder of folders) {
           const inside = await calls.readdir(path.join(root, folder)).catch(() => [] as Array<string>)
-          if (inside.some((n) => !isHidden(n) && claimedName(n) === name)) return true
+          if (inside.some((n) => !isHidden(n) && claimedName(n) === name)) holders.push(folder)
         }
-        return false
+        return holders
       })
 
-    return { cancels, done: (request: CancelRequest) => remove(request.file), heldAnywhere }
+    return { cancels, done: (request: CancelRequest) => remove(request.file), heldBy }
   })
 
 export const RequestsLive = ({ spool }: { readonly spool: string }) => Layer.effect(Requests, make(spool))

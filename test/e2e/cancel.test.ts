@@ -116,7 +116,7 @@ describe.runIf(isRoot)("pmjq cancel between users (as root: needs useradd and se
 
   it("the owner may cancel; another user is refused, by the command and by the node, and nothing changes", async () => {
     const t = sharedSpool("cancel-users")
-    const daemon = start(["--node-id", "root1", "--run-as-owner", "-j", "2", "--poll", "1s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    const daemon = start(["--node-id", "root1", "--run-as-owner", "-j", "3", "--grace", "1s", "--poll", "1s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
     try {
       submitAs(OWNER, t.spool, "theirs", "sleep 600")
       submitAs(OWNER, t.spool, "also", "sleep 600")
@@ -131,6 +131,10 @@ describe.runIf(isRoot)("pmjq cancel between users (as root: needs useradd and se
       await waitFor("the forged request removed", () => !fs.existsSync(forged))
       expect(daemon.output().stderr).toMatch(/cancel refused: the job is not the asker's/)
       expect(records(t.errors)).toEqual([])
+      // The other user's own job under the same name (its claim is theirs.~1~)
+      // neither blocks the owner's cancel nor is cancelled by it.
+      submitAs(OTHER, t.spool, "theirs", "sleep 600")
+      await waitFor("three running", () => entries(path.join(t.spool, ".pmjq/running/root1")).filter((n) => !n.startsWith(".")).length === 3)
       const allowed = asUser(OWNER, [process.execPath, bin, "cancel", "--mine", t.spool])
       expect(allowed.status).toBe(0)
       await waitFor("both records", () => records(t.errors).length === 2)
@@ -138,6 +142,7 @@ describe.runIf(isRoot)("pmjq cancel between users (as root: needs useradd and se
         ["theirs", "cancelled", expect.stringMatching(new RegExp(`^cancelled by ${OWNER};`))],
         ["also", "cancelled", expect.stringMatching(new RegExp(`^cancelled by ${OWNER};`))]
       ]))
+      expect(entries(path.join(t.spool, ".pmjq/running/root1")).filter((n) => !n.startsWith("."))).toEqual(["theirs.~1~"])
     } finally {
       daemon.child.kill("SIGTERM")
     }

@@ -5,7 +5,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Archive } from "../../src/job/Archive.js"
-import { deathOf, makeRecovery } from "../../src/recovery.js"
+import { deathOf, makeRecovery, stillRunning } from "../../src/recovery.js"
+import { startTicks } from "../../src/proc.js"
+import type { LeftoverNames } from "../../src/spool/layout.js"
 import { type Heartbeat, NodesLive, type NodeView } from "../../src/spool/Nodes.js"
 import { SpoolLive } from "../../src/spool/Spool.js"
 import { type Calls, Syscalls } from "../../src/syscalls.js"
@@ -160,4 +162,37 @@ describe("a heartbeat's aside left alone in .pmjq/nodes (a node killed in its fi
       expect(alive).toBe(1)
       fs.rmSync(t.root, { recursive: true })
     }))
+})
+
+describe("what a pmjq that left (--on-stop leave) is adopted by the next", () => {
+  const names = (claim: string, hasRecord = false): LeftoverNames => ({
+    claim, name: claim, record: `.${claim}.json`, hasRecord, cutRecord: `.${claim}.cut.json`, hasCutRecord: false, stdout: null, stderr: null
+  })
+  // A process that surely runs (this one) and one that surely does not.
+  const ticks = startTicks(process.pid)!
+  const gone = 2 ** 22 + 1
+  const left = (jobs: Heartbeat["jobs"], helpers: ReadonlyArray<number>): Heartbeat => ({
+    node: "n1", host: "h", pid: gone, helpers, beatAt: "2026-11-29T12:00:00.000Z", leaseMs: 60_000,
+    archiveDir: null, errorDir: null, running: 1, load: 0, jobs, left: true
+  })
+
+  it("its very process, by pid and start time: adopted with its pid", () => {
+    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks }], [gone]), names("j"))).toEqual(
+      Option.some({ names: names("j"), pid: process.pid, startTicks: ticks, helpers: [gone] })
+    )
+  })
+
+  it("a pid reused by another process (another start time) is not the job's; with its spawners gone, it is a dead node's job", () => {
+    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks + 1 }], [gone]), names("j"))).toEqual(Option.none())
+  })
+
+  it("while a spawner it was left to runs, a job is waited for (its record may be on its way), its process unknown", () => {
+    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks + 1 }], [process.pid]), names("j"))).toEqual(
+      Option.some({ names: names("j"), pid: null, startTicks: null, helpers: [process.pid] })
+    )
+  })
+
+  it("a job with a record ended: archived as recorded, never adopted", () => {
+    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks }], [process.pid]), names("j", true))).toEqual(Option.none())
+  })
 })

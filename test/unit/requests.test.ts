@@ -61,8 +61,8 @@ describe("cancel requests", () => {
       m.mkdirs(`${SPOOL}/.pmjq/running/n2`)
       m.write(`${SPOOL}/.pmjq/running/n2/job.~1~`, "#!/bin/sh\n", 0o755, ALICE)
       m.write(`${SPOOL}/.pmjq/running/n2/.other.json`, "{}", 0o640)
-      const held = yield* withRequests(m, (r) => Effect.all([r.heldAnywhere("job"), r.heldAnywhere("other")]))
-      expect(held).toEqual([true, false])
+      const held = yield* withRequests(m, (r) => Effect.all([r.heldBy("job"), r.heldBy("other")]))
+      expect(held).toEqual([["n2"], []])
     }))
 })
 

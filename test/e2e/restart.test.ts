@@ -1,0 +1,103 @@
+/** --on-stop leave: jobs outlive pmjq (a stop, a SIGKILL) and the next pmjq with the node id adopts them. */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { entries, lines, records, type Running, start, submit, waitFor, workspace } from "./harness.js"
+
+// Its spawners keep pmjq's stdout and stderr open while they run its jobs:
+// "close" would wait for them; "exit" is pmjq's own end.
+const exitOf = (running: Running) =>
+  new Promise<number | null>((resolve) => {
+    if (running.child.exitCode !== null) resolve(running.child.exitCode)
+    else running.child.once("exit", (code) => resolve(code))
+  })
+
+const flagged = (ledger: string, name: string, flag: string, end: string) =>
+  `echo ${name} >> ${ledger}; while [ ! -e ${flag} ]; do sleep 0.05; done; ${end}`
+
+describe("--on-stop leave", () => {
+  it("a job ending while no pmjq runs and one running across two restarts: each archived once, with its real status and output", async () => {
+    const t = workspace("leave")
+    const [flagA, flagB] = [path.join(t.root, "a"), path.join(t.root, "b")]
+    const folder = path.join(t.spool, ".pmjq/running/r1")
+    const pmjq = () => start(["--node-id", "r1", "--on-stop", "leave", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    const first = pmjq()
+    submit(t.spool, "a", flagged(t.ledger, "a", flagA, "echo out-a; exit 3"))
+    submit(t.spool, "b", flagged(t.ledger, "b", flagB, "echo out-b"))
+    await waitFor("both jobs started", () => lines(t.ledger).length === 2)
+    first.child.kill("SIGTERM")
+    expect(await exitOf(first)).toBe(0)
+    expect(first.output().stderr).toMatch(/leaving: running jobs go on under the spawners/)
+    // No pmjq runs: a ends, and its spawner records it.
+    fs.writeFileSync(flagA, "")
+    await waitFor("a's record", () => entries(folder).includes(".a.json"))
+    const second = pmjq()
+    await waitFor("a archived", () => records(t.errors).length === 1)
+    expect(records(t.errors)).toMatchObject([{ name: "a", outcome: "failed", exitCode: 3 }])
+    expect(fs.readFileSync(path.join(t.errors, `${records(t.errors)[0].entry}.out`), "utf8")).toBe("out-a\n")
+    await waitFor("b adopted", () => /adopted: left running by the pmjq before job=b/.test(second.output().stderr))
+    second.child.kill("SIGTERM")
+    expect(await exitOf(second)).toBe(0)
+    // Its last heartbeat hands the adopted job on, with its process.
+    expect(JSON.parse(fs.readFileSync(path.join(t.spool, ".pmjq/nodes/r1"), "utf8"))).toMatchObject({ left: true, jobs: [{ name: "b", pid: expect.any(Number), startTicks: expect.any(Number) }] })
+    const third = pmjq()
+    try {
+      await waitFor("b adopted again", () => /adopted: left running by the pmjq before job=b/.test(third.output().stderr))
+      fs.writeFileSync(flagB, "")
+      await waitFor("b archived", () => records(t.archive).length === 1)
+      expect(records(t.archive)).toMatchObject([{ name: "b", outcome: "succeeded", exitCode: 0, attempt: 1 }])
+      expect(fs.readFileSync(path.join(t.archive, `${records(t.archive)[0].entry}.out`), "utf8")).toBe("out-b\n")
+      // Each ran once: no second start, no second entry.
+      expect(lines(t.ledger)).toEqual(["a", "b"])
+      expect(records(t.errors)).toHaveLength(1)
+      await waitFor("the folder emptied", () => entries(folder).filter((n) => !n.endsWith(".tmp")).length === 0)
+    } finally {
+      third.child.kill("SIGTERM")
+    }
+    expect(await exitOf(third)).toBe(0)
+  })
+
+  it("after a SIGKILL its jobs run on, its heartbeat kept fresh: another node does not requeue them while their spawner lives", async () => {
+    const t = workspace("leave-kill")
+    const flag = path.join(t.root, "flag")
+    const heartbeat = path.join(t.spool, ".pmjq/nodes/k1")
+    const killed = start(["--node-id", "k1", "--on-stop", "leave", "--lease", "1s", "-o", t.archive, t.spool], t.root)
+    submit(t.spool, "long", flagged(t.ledger, "long", flag, "echo finished"))
+    await waitFor("the job started", () => lines(t.ledger).length === 1)
+    killed.child.kill("SIGKILL")
+    await exitOf(killed)
+    // Its spawner beats for it: the heartbeat's time moves on although pmjq is gone.
+    const beatAt = () => Date.parse(JSON.parse(fs.readFileSync(heartbeat, "utf8")).beatAt)
+    const before = beatAt()
+    await waitFor("a fresh beat", () => beatAt() > before)
+    expect(JSON.parse(fs.readFileSync(heartbeat, "utf8")).left).toBe(true)
+    const other = start(["--node-id", "k2", "--lease", "1s", "--poll", "1s", "-o", t.archive, t.spool], t.root)
+    try {
+      // Several of its recovery rounds, and of k1's leases, go by.
+      await waitFor("k2 watching", () => /watching/.test(other.output().stderr))
+      const until = Date.now() + 3000
+      await waitFor("3 s", () => Date.now() > until)
+      expect(lines(t.ledger)).toEqual(["long"])
+      expect(fs.readdirSync(t.spool).filter((n) => !n.startsWith("."))).toEqual([])
+      expect(other.output().stderr).not.toMatch(/node dead/)
+      // It ends: its spawner records it and exits; k1 is dead now, and k2 archives it as recorded.
+      fs.writeFileSync(flag, "")
+      await waitFor("archived", () => records(t.archive).length === 1, 60_000)
+      expect(records(t.archive)).toMatchObject([{ name: "long", node: "k1", outcome: "succeeded" }])
+      expect(lines(t.ledger)).toEqual(["long"])
+    } finally {
+      other.child.kill("SIGTERM")
+    }
+    expect((await other.exited).code).toBe(0)
+  })
+
+  it("without --on-stop leave, a stop still stops the jobs (the default)", async () => {
+    const t = workspace("stop-default")
+    const daemon = start(["--node-id", "s1", "--grace", "0", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    submit(t.spool, "long", `echo $$ >> ${t.ledger}; sleep 600`)
+    await waitFor("the job started", () => lines(t.ledger).length === 1)
+    daemon.child.kill("SIGTERM")
+    expect((await daemon.exited).code).toBe(0)
+    expect(records(t.errors)).toMatchObject([{ name: "long", outcome: "interrupted" }])
+  })
+})
