@@ -9,7 +9,7 @@
  *   Jobs                 runs and archival retries; on a stop, --grace, then interruption
  *   RecoveryRounds       dead nodes' jobs (this node's previous run first), every --poll
  *   Cancels              `pmjq cancel`'s requests, every --poll and when one appears
- *   Hooks, SpoolFeed, Progress
+ *   Hooks, SpoolFeed, Progress, Restart (SIGHUP)
  *   Dispatcher           takes a slot, waits for the gate, claims, launches
  *
  * under the services they use (Spool, Nodes, Requests, Gate, Archive, ProcessRunner,
@@ -21,7 +21,7 @@
  * says when the spool is drained (Finished), which ends it the same way.
  */
 import { Deferred, Effect, Fiber, Layer, Option } from "effect"
-import { DaemonConfig, type DaemonSettings, Finished } from "./features/Config.js"
+import { DaemonConfig, type DaemonSettings, type Ending, Finished } from "./features/Config.js"
 import { Cancels } from "./features/Cancels.js"
 import { Dispatcher } from "./features/Dispatcher.js"
 import { Heartbeat } from "./features/Heartbeat.js"
@@ -30,6 +30,7 @@ import { JobQueue } from "./features/JobQueue.js"
 import { Jobs } from "./features/Jobs.js"
 import { Progress } from "./features/Progress.js"
 import { RecoveryRounds } from "./features/RecoveryRounds.js"
+import { Restart } from "./features/Restart.js"
 import { Running } from "./features/Running.js"
 import { SpoolFeed } from "./features/SpoolFeed.js"
 import { Gate } from "./gate/Gate.js"
@@ -52,7 +53,7 @@ export const DaemonLive = (settings: DaemonSettings) => {
   const beating = Heartbeat.pipe(Layer.provideMerge(state))
   const running = Jobs.layer.pipe(Layer.provideMerge(beating))
   const recovering = Layer.mergeAll(RecoveryRounds, Cancels).pipe(Layer.provideMerge(running))
-  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress).pipe(Layer.provideMerge(recovering))
+  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart).pipe(Layer.provideMerge(recovering))
   return Dispatcher.pipe(Layer.provideMerge(watching))
 }
 
@@ -73,16 +74,20 @@ export const ServicesLive = (settings: DaemonSettings) =>
     Layer.provide(LoadAverage.Live)
   )
 
-/** Runs the daemon until it is interrupted, or, with --drain, until the spool is drained. */
+/**
+ * Runs the daemon until it is interrupted, or says why it ended by itself:
+ * its --drain ran dry, or SIGHUP asked for a restart in place (its jobs left
+ * running for the pmjq that takes its place).
+ */
 export const daemon = (settings: DaemonSettings) =>
   Effect.gen(function*() {
-    const finished = yield* Deferred.make<void>()
+    const finished = yield* Deferred.make<Ending>()
     const main = DaemonLive(settings).pipe(Layer.provide(Layer.succeed(Finished, finished)))
     const running = yield* Effect.fork(Layer.launch(main))
     // Interrupting the daemon waits for its layers to close (the jobs' grace,
     // the node's leave): a fiber's children are otherwise interrupted without
     // being waited for, and the process would exit under its running jobs.
-    yield* Effect.raceFirst(Fiber.join(running), Deferred.await(finished)).pipe(Effect.ensuring(Fiber.interrupt(running)))
+    return yield* Effect.raceFirst(Fiber.join(running), Deferred.await(finished)).pipe(Effect.ensuring(Fiber.interrupt(running)))
   })
 
 /** The daemon on the live services: what `pmjq` runs. */

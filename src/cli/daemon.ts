@@ -4,6 +4,7 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Effect, Option } from "effect"
+import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
@@ -260,10 +261,24 @@ const preflight = ({ archiveDir, errorDir, policy, spool }: DaemonSettings) =>
     yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))
   })
 
+/**
+ * After a SIGHUP: pmjq again, as it was started (a new installed version is
+ * what runs), under this node id, to adopt the jobs this one left running.
+ * Node has no execve(2): the new process is started, and this one exits.
+ */
+const startAgain = (node: string) =>
+  Effect.gen(function*() {
+    const [script, ...args] = process.argv.slice(1)
+    const named = args.some((a) => a === "--node-id" || a.startsWith("--node-id="))
+    const child = cp.spawn(process.execPath, [...process.execArgv, script!, ...(named ? [] : ["--node-id", node]), ...args], { stdio: "inherit" })
+    child.unref()
+    yield* Effect.logInfo("restarted in place").pipe(Effect.annotateLogs({ pid: child.pid ?? "none", node }))
+  })
+
 const run = (options: Parsed) =>
   settingsFrom(options).pipe(
     Effect.tap(preflight),
-    Effect.flatMap(launch),
+    Effect.flatMap((settings) => Effect.flatMap(launch(settings), (ended) => (ended === "restart" ? startAgain(settings.node) : Effect.void))),
     Effect.provide(logLayer(options.logFormat))
   )
 

@@ -25,9 +25,12 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
 
 export class DaemonConfig extends Context.Tag("pmjq/DaemonConfig")<DaemonConfig, DaemonSettings>() {}
 
+/** Why the daemon ended by itself: its --drain ran dry, or SIGHUP asked for a restart in place. */
+export type Ending = "drained" | "restart"
+
 /**
  * Completed when the daemon's work is over by itself (a --drain that ran dry,
- * or a dispatcher that died): the composition root then ends the daemon, its
- * layers closing as on a signal.
+ * a SIGHUP, or a dispatcher that died): the composition root then ends the
+ * daemon, its layers closing as on a signal.
  */
-export class Finished extends Context.Tag("pmjq/Finished")<Finished, Deferred.Deferred<void>>() {}
+export class Finished extends Context.Tag("pmjq/Finished")<Finished, Deferred.Deferred<Ending>>() {}

@@ -97,7 +97,7 @@ const make = Effect.gen(function*() {
   })
 
   const finished = yield* Finished
-  yield* Effect.forkScoped(Effect.exit(loop).pipe(Effect.flatMap((exit) => Deferred.done(finished, exit))))
+  yield* Effect.forkScoped(Effect.exit(Effect.as(loop, "drained" as const)).pipe(Effect.flatMap((exit) => Deferred.done(finished, exit))))
 })
 
 export const Dispatcher = Layer.scopedDiscard(make)

@@ -33,13 +33,13 @@ const make = Effect.gen(function*() {
   const kept = yield* FiberSet.make()
   const keep = (retries: Effect.Effect<void>) => FiberSet.run(kept, Effect.interruptible(retries)).pipe(Effect.asVoid)
   const jobs = yield* FiberSet.make()
-  if (settings.onStop === "leave") {
-    yield* runner.keepJobs({
-      heartbeatFile: heartbeatFile(settings.spool, settings.node),
-      heartbeatAside: heartbeatAside(settings.spool, settings.node),
-      everyMs: Duration.toMillis(settings.lease) / 4
-    })
-  }
+  /** From now on, whenever pmjq goes, its jobs stay (--on-stop leave, or a SIGHUP restart). */
+  const keepJobs = runner.keepJobs({
+    heartbeatFile: heartbeatFile(settings.spool, settings.node),
+    heartbeatAside: heartbeatAside(settings.spool, settings.node),
+    everyMs: Duration.toMillis(settings.lease) / 4
+  })
+  if (settings.onStop === "leave") yield* keepJobs
   const slots = settings.maxJobs > 0 ? yield* Effect.makeSemaphore(settings.maxJobs) : null
   /** A -j slot (the dispatcher takes one before it looks for work). */
   const takeSlot = slots === null ? Effect.void : slots.take(1)
@@ -48,7 +48,7 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const count = yield* FiberSet.size(jobs)
       if (count === 0) return
-      if (settings.onStop === "leave") {
+      if (settings.onStop === "leave" || (yield* Ref.get(running.restarting))) {
         const left = yield* runner.leave
         // Its last word: the jobs it leaves, for the next pmjq to adopt.
         yield* Effect.flatMap(heartbeatNow, (hb) => nodes.beat({ ...hb, left: true })).pipe(Effect.ignore)
@@ -153,7 +153,7 @@ const make = Effect.gen(function*() {
   /** Until no job runs and no archival is being retried. */
   const idle = Effect.zipRight(FiberSet.awaitEmpty(jobs), FiberSet.awaitEmpty(kept))
 
-  return { launch, adopt, idle, takeSlot, freeSlot }
+  return { launch, adopt, idle, takeSlot, freeSlot, keepJobs }
 })
 
 export class Jobs extends Context.Tag("pmjq/Jobs")<Jobs, Effect.Effect.Success<typeof make>>() {

@@ -30,6 +30,8 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
   readonly active: Ref.Ref<number>
   /** Running jobs' processes by claimed name, for the heartbeat (and so pmjq status, and adoption). */
   readonly pids: Ref.Ref<HashMap.HashMap<string, JobProcess>>
+  /** A SIGHUP asked for a restart in place: the stop leaves the jobs running, whatever --on-stop says. */
+  readonly restarting: Ref.Ref<boolean>
   /** This node's heartbeat as the previous pmjq with its id left it (read before the first beat). */
   readonly inherited: Ref.Ref<Option.Option<Heartbeat>>
   readonly won: Ref.Ref<number>
@@ -47,6 +49,7 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
       byOwner: Ref.make(HashMap.empty<number, number>()),
       active: Ref.make(0),
       pids: Ref.make(HashMap.empty<string, JobProcess>()),
+      restarting: Ref.make(false),
       inherited: Ref.make(Option.none<Heartbeat>()),
       won: Ref.make(0),
       lost: Ref.make(0),

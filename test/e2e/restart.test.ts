@@ -53,6 +53,8 @@ describe("--on-stop leave", () => {
       await waitFor("the folder emptied", () => entries(folder).filter((n) => !n.endsWith(".tmp")).length === 0)
     } finally {
       third.child.kill("SIGTERM")
+      // Whatever happened, no job waits for ever.
+      for (const flag of [flagA, flagB]) fs.writeFileSync(flag, "")
     }
     expect(await exitOf(third)).toBe(0)
   })
@@ -87,6 +89,7 @@ describe("--on-stop leave", () => {
       expect(lines(t.ledger)).toEqual(["long"])
     } finally {
       other.child.kill("SIGTERM")
+      fs.writeFileSync(flag, "")
     }
     expect((await other.exited).code).toBe(0)
   })
@@ -99,5 +102,35 @@ describe("--on-stop leave", () => {
     daemon.child.kill("SIGTERM")
     expect((await daemon.exited).code).toBe(0)
     expect(records(t.errors)).toMatchObject([{ name: "long", outcome: "interrupted" }])
+  })
+})
+
+describe("SIGHUP", () => {
+  it("under load restarts pmjq in place: the running jobs adopted, the queued ones run, nothing lost, nothing run twice", async () => {
+    const t = workspace("hup")
+    const daemon = start(["-j", "2", "-o", t.archive, t.spool], t.root)
+    const heartbeat = () => {
+      const dir = path.join(t.spool, ".pmjq/nodes")
+      const [node] = entries(dir).filter((n) => !n.startsWith("."))
+      return node === undefined ? null : JSON.parse(fs.readFileSync(path.join(dir, node), "utf8")) as { pid: number; node: string }
+    }
+    try {
+      await waitFor("watching", () => /watching/.test(daemon.output().stderr))
+      for (let i = 1; i <= 6; i++) submit(t.spool, `j${i}`, `echo j${i} >> ${t.ledger}; sleep 1`)
+      await waitFor("two running", () => lines(t.ledger).length >= 2)
+      daemon.child.kill("SIGHUP")
+      expect(await exitOf(daemon)).toBe(0)
+      await waitFor("all archived", () => records(t.archive).length === 6, 60_000)
+      expect([...lines(t.ledger)].sort()).toEqual(["j1", "j2", "j3", "j4", "j5", "j6"])
+      expect(records(t.archive).map((r) => r.name).sort()).toEqual(["j1", "j2", "j3", "j4", "j5", "j6"])
+      expect(records(t.archive).every((r) => r.outcome === "succeeded" && r.attempt === 1)).toBe(true)
+      expect(daemon.output().stderr).toMatch(/adopted: left running by the pmjq before/)
+      // The same node, another process.
+      await waitFor("the new heartbeat", () => heartbeat()?.pid !== daemon.child.pid)
+      expect(heartbeat()!.node).toBe(`${JSON.parse(JSON.stringify(records(t.archive)[0])).node}`)
+    } finally {
+      const hb = heartbeat()
+      if (hb !== null && hb.pid !== daemon.child.pid) process.kill(hb.pid, "SIGTERM")
+    }
   })
 })

@@ -46,7 +46,7 @@ const settle = Effect.gen(function*() {
 const advance = (duration: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(duration), settle)
 
 /** Stops the daemon, waiting out the grace of the jobs still running on the test clock. */
-const stop = (fiber: Fiber.RuntimeFiber<void, unknown>) =>
+const stop = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
   Effect.gen(function*() {
     const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
     yield* settle
