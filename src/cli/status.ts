@@ -36,7 +36,8 @@ export const render = (v: SpoolView): string => {
   out.push("", `nodes: ${v.nodes.length}`)
   if (v.nodes.length > 0) {
     out.push(table([["NODE", "STATE", "HEARTBEAT", "RUNNING", "LOAD", "HOST", "PID"], ...v.nodes.map((n) => [
-      n.node, n.alive ? "alive" : "stale", `${ago(n.ageMs)} ago`, String(n.running), n.load.toFixed(2), n.host, String(n.pid)
+      // left: its pmjq stopped with --on-stop leave; its spawners beat for its jobs.
+      n.node, n.left === true ? (n.alive ? "left" : "left, stale") : n.alive ? "alive" : "stale", `${ago(n.ageMs)} ago`, String(n.running), n.load.toFixed(2), n.host, String(n.pid)
     ])]))
   }
   out.push("", `finished (latest): ${v.finished.length}`)
