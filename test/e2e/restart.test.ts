@@ -25,6 +25,8 @@ describe("--on-stop leave", () => {
     submit(t.spool, "a", flagged(t.ledger, "a", flagA, "echo out-a; exit 3"))
     submit(t.spool, "b", flagged(t.ledger, "b", flagB, "echo out-b"))
     await waitFor("both jobs started", () => lines(t.ledger).length === 2)
+    // pmjq has heard their pids (a job it has not yet heard of is still kept, but by its spawners alone).
+    await waitFor("both pids known", () => (first.output().stderr.match(/INFO started job=/g) ?? []).length === 2)
     first.child.kill("SIGTERM")
     expect(await exitOf(first)).toBe(0)
     expect(first.output().stderr).toMatch(/leaving: running jobs go on under the spawners/)
