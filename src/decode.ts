@@ -75,7 +75,9 @@ const HeartbeatSchema = Schema.Struct({
    * Written by the spawners of a pmjq that stopped with --on-stop leave: its
    * jobs run on under them, and the next pmjq with this node id adopts them.
    */
-  left: Schema.optional(Schema.Boolean)
+  left: Schema.optional(Schema.Boolean),
+  /** What its spawners speak (job/protocol.ts: SPAWNER_PROTOCOL); 1 before pmjq said. */
+  protocol: Schema.optionalWith(Count, { default: () => 1 })
 })
 
 export type Heartbeat = typeof HeartbeatSchema.Type

@@ -97,7 +97,22 @@ export class ClaimLost extends Data.TaggedError("ClaimLost")<{
   }
 }
 
-export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted
+/**
+ * Jobs left running by a pmjq whose spawners speak a newer protocol than this
+ * one: this pmjq cannot watch them, and must not settle them as a dead node's
+ * (they would run twice). EX_TEMPFAIL: start that version, or wait for them.
+ */
+export class CannotAdopt extends Data.TaggedError("CannotAdopt")<{
+  readonly node: string
+  readonly protocol: number
+  readonly ours: number
+}> {
+  override get message() {
+    return `node ${this.node}'s running jobs were left by a pmjq whose spawners speak protocol ${this.protocol}; this pmjq speaks ${this.ours} and cannot adopt them: start that version of pmjq, or wait until they end`
+  }
+}
+
+export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt
 
 /** sysexits(3) status for each startup error. */
 export const exitStatus = (error: StartupError): number => {
@@ -110,6 +125,8 @@ export const exitStatus = (error: StartupError): number => {
       return 73
     case "NotPermitted":
       return 77
+    case "CannotAdopt":
+      return 75
   }
 }
 
@@ -126,7 +143,7 @@ export const describe = (error: unknown): string => {
 export const errnoCode = (error: unknown): string | undefined =>
   error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
 
-const startupTags: ReadonlySet<string> = new Set(["SpoolMissing", "CannotCreateDirectory", "UsageError", "NotPermitted"])
+const startupTags: ReadonlySet<string> = new Set(["SpoolMissing", "CannotCreateDirectory", "UsageError", "NotPermitted", "CannotAdopt"])
 
 export const isStartupError = (u: unknown): u is StartupError =>
   typeof u === "object" && u !== null && "_tag" in u && startupTags.has(String(u._tag))

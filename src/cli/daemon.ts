@@ -15,6 +15,7 @@ import { NotPermitted, UsageError } from "../errors.js"
 import { logLayer } from "../log.js"
 import { rejectedDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
+import { successorId } from "../spool/succession.js"
 import { check, duration, optionalDuration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
@@ -275,9 +276,16 @@ const startAgain = (node: string) =>
     yield* Effect.logInfo("restarted in place").pipe(Effect.annotateLogs({ pid: child.pid ?? "none", node }))
   })
 
+// Without --node-id, once the spool passed its checks: the id of the run
+// before on this host, when it left jobs running for its successor
+// (spool/succession.ts); else HOST-PID.
+const succeeding = (options: Parsed) => (settings: DaemonSettings): DaemonSettings =>
+  Option.isSome(options.nodeId) ? settings : { ...settings, node: successorId(settings.spool, settings.host) ?? settings.node }
+
 const run = (options: Parsed) =>
   settingsFrom(options).pipe(
     Effect.tap(preflight),
+    Effect.map(succeeding(options)),
     Effect.flatMap((settings) => Effect.flatMap(launch(settings), (ended) => (ended === "restart" ? startAgain(settings.node) : Effect.void))),
     Effect.provide(logLayer(options.logFormat))
   )

@@ -11,6 +11,7 @@
  */
 import { Clock, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { LoadAverage } from "../gate/LoadAverage.js"
+import { SPAWNER_PROTOCOL } from "../job/protocol.js"
 import { ProcessRunner } from "../job/Runner.js"
 import { isAlive } from "../recovery.js"
 import { Nodes } from "../spool/Nodes.js"
@@ -39,6 +40,7 @@ export const heartbeatNow = Effect.gen(function*() {
     errorDir: Option.getOrNull(settings.errorDir),
     running: yield* Ref.get(running.active),
     load: yield* load.oneMinute,
+    protocol: SPAWNER_PROTOCOL,
     jobs: [...HashMap.toEntries(yield* Ref.get(running.pids))].map(([name, { pid, startTicks }]) =>
       startTicks === null ? { name, pid } : { name, pid, startTicks }
     )

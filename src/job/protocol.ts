@@ -10,6 +10,14 @@
 import type { RecordBase } from "../record.js"
 import type { JobUser } from "./world.js"
 
+/**
+ * The version of this protocol, and of what the spawners of a pmjq that left
+ * do for the next one (KeepRequest, the records): said in the heartbeat, so
+ * that a pmjq adopts only jobs whose spawners it understands. Raise it with
+ * any change a pmjq of the version before could not follow.
+ */
+export const SPAWNER_PROTOCOL = 1
+
 export interface SpawnRequest {
   readonly id: number
   readonly path: string

@@ -1,8 +1,9 @@
 /** --on-stop leave: jobs outlive pmjq (a stop, a SIGKILL) and the next pmjq with the node id adopts them. */
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, lines, records, type Running, start, submit, waitFor, workspace } from "./harness.js"
+import { entries, lines, records, run, type Running, start, submit, waitFor, workspace } from "./harness.js"
 
 // Its spawners keep pmjq's stdout and stderr open while they run its jobs:
 // "close" would wait for them; "exit" is pmjq's own end.
@@ -94,6 +95,50 @@ describe("--on-stop leave", () => {
       fs.writeFileSync(flag, "")
     }
     expect((await other.exited).code).toBe(0)
+  })
+
+  it("without --node-id, the next pmjq on this host takes the id of the run that left, and adopts its job", async () => {
+    const t = workspace("leave-default")
+    const flag = path.join(t.root, "flag")
+    const first = start(["--on-stop", "leave", "-o", t.archive, t.spool], t.root)
+    submit(t.spool, "long", flagged(t.ledger, "long", flag, "echo out"))
+    await waitFor("the job started", () => /INFO started job=long/.test(first.output().stderr))
+    first.child.kill("SIGTERM")
+    expect(await exitOf(first)).toBe(0)
+    const id = /node=(\S+)/.exec(first.output().stderr)![1]!
+    const second = start(["--on-stop", "leave", "-o", t.archive, t.spool], t.root)
+    try {
+      await waitFor("adopted", () => /adopted: left running by the pmjq before job=long/.test(second.output().stderr))
+      await waitFor("watching", () => /INFO watching/.test(second.output().stderr))
+      expect(second.output().stderr).toContain(`watching node=${id} `)
+      fs.writeFileSync(flag, "")
+      await waitFor("archived", () => records(t.archive).length === 1)
+      expect(records(t.archive)).toMatchObject([{ name: "long", outcome: "succeeded", node: id }])
+      expect(lines(t.ledger)).toEqual(["long"])
+    } finally {
+      second.child.kill("SIGTERM")
+      fs.writeFileSync(flag, "")
+    }
+    expect(await exitOf(second)).toBe(0)
+  })
+
+  it("jobs left by a pmjq whose spawners speak a newer protocol are refused clearly (75), never settled as a dead node's", async () => {
+    const t = workspace("leave-newer")
+    // Makes pmjq's state folders, as a first run would.
+    expect((await run(["--node-id", "p1", "--drain", t.spool], t.root)).code).toBe(0)
+    submit(path.join(t.spool, ".pmjq/running"), "p1-placeholder", "true")
+    fs.mkdirSync(path.join(t.spool, ".pmjq/running/p1"), { mode: 0o755 })
+    fs.renameSync(path.join(t.spool, ".pmjq/running/p1-placeholder"), path.join(t.spool, ".pmjq/running/p1/job"))
+    // Its spawner (this test process stands for it) still runs.
+    fs.writeFileSync(path.join(t.spool, ".pmjq/nodes/p1"), JSON.stringify({
+      node: "p1", host: os.hostname(), pid: 2 ** 22 + 1, helpers: [process.pid], beatAt: new Date().toISOString(), leaseMs: 60_000,
+      jobs: [{ name: "job", pid: process.pid }], left: true, protocol: 99
+    }))
+    const refused = await run(["--node-id", "p1", "-o", t.archive, t.spool], t.root)
+    expect(refused.code).toBe(75)
+    expect(refused.stderr).toMatch(/^pmjq: node p1's running jobs were left by a pmjq whose spawners speak protocol 99; this pmjq speaks 1 and cannot adopt them/m)
+    expect(fs.existsSync(path.join(t.spool, ".pmjq/running/p1/job"))).toBe(true)
+    expect(entries(t.spool).filter((n) => !n.startsWith("."))).toEqual([])
   })
 
   it("without --on-stop leave, a stop still stops the jobs (the default)", async () => {

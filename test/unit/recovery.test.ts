@@ -16,7 +16,7 @@ const NOW = Date.parse("2026-11-29T12:00:00.000Z")
 const LEASE = 60_000
 const beat = (over: Partial<Heartbeat>): Heartbeat => ({
   node: "n", host: "here", pid: 10, helpers: [11, 12], beatAt: new Date(NOW - 1_000).toISOString(), leaseMs: LEASE,
-  archiveDir: null, errorDir: null, running: 0, load: 0, ...over
+  archiveDir: null, errorDir: null, running: 0, load: 0, protocol: 1, ...over
 })
 const view = (heartbeat: Heartbeat | null, over: Partial<NodeView> = {}): NodeView => ({
   node: "n", folder: "/spool/.pmjq/running/n", folderChangedAt: NOW - 1_000, heartbeat, ...over
@@ -173,7 +173,7 @@ describe("what a pmjq that left (--on-stop leave) is adopted by the next", () =>
   const gone = 2 ** 22 + 1
   const left = (jobs: Heartbeat["jobs"], helpers: ReadonlyArray<number>): Heartbeat => ({
     node: "n1", host: "h", pid: gone, helpers, beatAt: "2026-11-29T12:00:00.000Z", leaseMs: 60_000,
-    archiveDir: null, errorDir: null, running: 1, load: 0, jobs, left: true
+    archiveDir: null, errorDir: null, running: 1, load: 0, jobs, left: true, protocol: 1
   })
 
   it("its very process, by pid and start time: adopted with its pid", () => {
