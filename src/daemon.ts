@@ -6,7 +6,8 @@
  *
  *   Running, JobQueue    shared state (Refs) and the queue with its feed
  *   Heartbeat            first beat; its finalizer (leave) runs last
- *   Jobs                 runs and archival retries; on a stop, --grace, then interruption
+ *   Jobs, Stopping       runs, archival retries, -j slots; on a stop, --grace (or
+ *                        leave them to the spawners), then interruption
  *   RecoveryRounds       dead nodes' jobs (this node's previous run first), every --poll
  *   Cancels              `pmjq cancel`'s requests, every --poll and when one appears
  *   Hooks, SpoolFeed, Progress, Restart (SIGHUP)
@@ -33,6 +34,7 @@ import { RecoveryRounds } from "./features/RecoveryRounds.js"
 import { Restart } from "./features/Restart.js"
 import { Running } from "./features/Running.js"
 import { SpoolFeed } from "./features/SpoolFeed.js"
+import { Stopping } from "./features/Stopping.js"
 import { Gate } from "./gate/Gate.js"
 import { LoadAverage } from "./gate/LoadAverage.js"
 import { HookRunner } from "./hooks.js"
@@ -51,7 +53,7 @@ export { fairShare, rendezvous } from "./features/Dispatcher.js"
 export const DaemonLive = (settings: DaemonSettings) => {
   const state = Layer.mergeAll(Running.layer, JobQueue.layer).pipe(Layer.provideMerge(Layer.succeed(DaemonConfig, settings)))
   const beating = Heartbeat.pipe(Layer.provideMerge(state))
-  const running = Jobs.layer.pipe(Layer.provideMerge(beating))
+  const running = Stopping.layer.pipe(Layer.provideMerge(Jobs.layer), Layer.provideMerge(beating))
   const recovering = Layer.mergeAll(RecoveryRounds, Cancels).pipe(Layer.provideMerge(running))
   const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart).pipe(Layer.provideMerge(recovering))
   return Dispatcher.pipe(Layer.provideMerge(watching))

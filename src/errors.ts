@@ -112,7 +112,18 @@ export class CannotAdopt extends Data.TaggedError("CannotAdopt")<{
   }
 }
 
-export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt
+/** This node id's heartbeat is another host's, and fresh: it runs there, or its jobs do (EX_TEMPFAIL). */
+export class NodeElsewhere extends Data.TaggedError("NodeElsewhere")<{
+  readonly node: string
+  readonly host: string
+  readonly ageSeconds: number
+}> {
+  override get message() {
+    return `node ${this.node} is alive on host ${this.host} (heartbeat ${this.ageSeconds} s old): give this pmjq another --node-id, or start it once that node's lease is over`
+  }
+}
+
+export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt | NodeElsewhere
 
 /** sysexits(3) status for each startup error. */
 export const exitStatus = (error: StartupError): number => {
@@ -126,6 +137,7 @@ export const exitStatus = (error: StartupError): number => {
     case "NotPermitted":
       return 77
     case "CannotAdopt":
+    case "NodeElsewhere":
       return 75
   }
 }
@@ -143,7 +155,7 @@ export const describe = (error: unknown): string => {
 export const errnoCode = (error: unknown): string | undefined =>
   error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
 
-const startupTags: ReadonlySet<string> = new Set(["SpoolMissing", "CannotCreateDirectory", "UsageError", "NotPermitted", "CannotAdopt"])
+const startupTags: ReadonlySet<string> = new Set(["SpoolMissing", "CannotCreateDirectory", "UsageError", "NotPermitted", "CannotAdopt", "NodeElsewhere"])
 
 export const isStartupError = (u: unknown): u is StartupError =>
   typeof u === "object" && u !== null && "_tag" in u && startupTags.has(String(u._tag))

@@ -15,7 +15,7 @@ import { NotPermitted, UsageError } from "../errors.js"
 import { logLayer } from "../log.js"
 import { rejectedDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
-import { successorId } from "../spool/succession.js"
+import { mayTakeOver, successorId } from "../spool/succession.js"
 import { check, duration, optionalDuration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
@@ -279,13 +279,20 @@ const startAgain = (node: string) =>
 // Without --node-id, once the spool passed its checks: the id of the run
 // before on this host, when it left jobs running for its successor
 // (spool/succession.ts); else HOST-PID.
-const succeeding = (options: Parsed) => (settings: DaemonSettings): DaemonSettings =>
-  Option.isSome(options.nodeId) ? settings : { ...settings, node: successorId(settings.spool, settings.host) ?? settings.node }
+const succeeding = (options: Parsed) => (settings: DaemonSettings) =>
+  Option.isNone(options.nodeId)
+    ? Effect.succeed({ ...settings, node: successorId(settings.spool, settings.host) ?? settings.node })
+    : mayTakeOver(settings.spool, settings.host, settings.node)
+    ? Effect.succeed(settings)
+    : Effect.fail(new UsageError({ reason: `another pmjq has just taken over node ${settings.node}: two processes must not share a --node-id` }))
 
 const run = (options: Parsed) =>
-  settingsFrom(options).pipe(
+  // Heard from the start, never the default (which kills): the Restart
+  // feature acts on the first once the daemon runs.
+  Effect.sync(() => void process.on("SIGHUP", () => {})).pipe(
+    Effect.zipRight(settingsFrom(options)),
     Effect.tap(preflight),
-    Effect.map(succeeding(options)),
+    Effect.flatMap(succeeding(options)),
     Effect.flatMap((settings) => Effect.flatMap(launch(settings), (ended) => (ended === "restart" ? startAgain(settings.node) : Effect.void))),
     Effect.provide(logLayer(options.logFormat))
   )

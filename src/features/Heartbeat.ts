@@ -10,6 +10,7 @@
  * id left (Running.inherited): what recovery adopts its jobs by.
  */
 import { Clock, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
+import { NodeElsewhere } from "../errors.js"
 import { LoadAverage } from "../gate/LoadAverage.js"
 import { SPAWNER_PROTOCOL } from "../job/protocol.js"
 import { ProcessRunner } from "../job/Runner.js"
@@ -52,7 +53,16 @@ const make = Effect.gen(function*() {
   const nodes = yield* Nodes
   const runner = yield* ProcessRunner
   const running = yield* Running
-  yield* Ref.set(running.inherited, yield* nodes.own.pipe(Effect.orElseSucceed(() => Option.none())))
+  const inherited = yield* nodes.own.pipe(Effect.orElseSucceed(() => Option.none()))
+  // This id's heartbeat from another host, fresh: that node is alive there
+  // (or its jobs are); beating over it would make it look dead to others.
+  for (const hb of Option.toArray(inherited)) {
+    const age = (yield* Clock.currentTimeMillis) - Date.parse(hb.beatAt)
+    if (hb.host !== settings.host && age <= hb.leaseMs) {
+      return yield* new NodeElsewhere({ node: settings.node, host: hb.host, ageSeconds: Math.round(age / 1000) })
+    }
+  }
+  yield* Ref.set(running.inherited, inherited)
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       if (yield* runner.leaving) return

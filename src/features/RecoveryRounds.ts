@@ -2,35 +2,65 @@
  * Jobs of nodes that died (this node's previous run among them) are settled
  * first, then a round every --poll: a node dies at any time. Each round also
  * counts the other nodes that look alive (Running.peers). What this node's
- * previous run left running (--on-stop leave) is adopted (Jobs.adopt).
+ * previous run left running (--on-stop leave) is adopted before dispatch
+ * starts: watched (job/Adopted.ts) and counted like a job of this run.
  */
-import { Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Effect, Fiber, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { CannotAdopt } from "../errors.js"
+import { watchAdopted } from "../job/Adopted.js"
 import { SPAWNER_PROTOCOL } from "../job/protocol.js"
-import { isAlive, makeRecovery } from "../recovery.js"
-import type { LeftoverNames } from "../spool/layout.js"
+import { type Adoptable, isAlive, makeRecovery } from "../recovery.js"
+import { claimedName } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
+import { type Claim } from "../spool/Spool.js"
+import { ProcessRunner } from "../job/Runner.js"
 import { DaemonConfig } from "./Config.js"
 import { Jobs } from "./Jobs.js"
 import { Running } from "./Running.js"
 
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
-  const { inherited, peers } = yield* Running
+  const running = yield* Running
   const jobs = yield* Jobs
-  const { ownFolder } = yield* Nodes
+  const nodes = yield* Nodes
+  const runner = yield* ProcessRunner
   const recovery = yield* makeRecovery(settings)
-  // What the pmjq before left running (--on-stop leave) is adopted before
-  // dispatch starts; never what this one could not follow (a newer pmjq's).
-  const before = yield* Ref.get(inherited)
+  const folder = nodes.ownFolder
+
+  const adopt = (job: Adoptable) =>
+    Effect.uninterruptible(Effect.gen(function*() {
+      const claimed = job.names.claim!
+      const left = yield* nodes.gather(folder, job.names).pipe(Effect.option)
+      const uid = Option.match(left, { onNone: () => -1, onSome: (l) => l.uid ?? -1 })
+      const claim: Claim = {
+        name: claimedName(claimed),
+        path: `${folder}/${claimed}`,
+        claimedAt: Option.match(left, { onNone: () => 0, onSome: (l) => l.claimedAt }),
+        attempt: 1,
+        noteKey: null
+      }
+      // Its -j slot, once one is free (-j may be lower than when it started).
+      const slot = yield* Ref.make(false)
+      const taking = yield* Effect.fork(Effect.interruptible(jobs.takeSlot).pipe(Effect.onExit((exit) => (exit._tag === "Success" ? Ref.set(slot, true) : Effect.void))))
+      const release = Effect.zipRight(Fiber.interrupt(taking), Effect.flatMap(Ref.get(slot), (taken) => (taken ? jobs.freeSlot : Effect.void)))
+      if (job.pid !== null) yield* Ref.update(running.pids, HashMap.set(claimed, { pid: job.pid, startTicks: job.startTicks }))
+      yield* Effect.logInfo("adopted: left running by the pmjq before").pipe(Effect.annotateLogs({ job: claim.name, pid: job.pid ?? "unknown" }))
+      const settle = (names: typeof job.names) => recovery.settleOne(folder, names, settings.node)
+      yield* jobs.enroll(claim, uid, release, Option.none(), (ended, cancel) =>
+        watchAdopted(job, folder, settings, cancel, runner.leaving, settle).pipe(Effect.ensuring(ended), Effect.annotateLogs({ job: claim.name })))
+    }))
+
+  // Never what this pmjq could not follow (jobs left by a newer pmjq's
+  // spawners), nor what ran on another host (its pids mean nothing here; a
+  // fresh heartbeat there stopped the start, see Heartbeat): its jobs are a
+  // dead node's.
+  const before = Option.filter(yield* Ref.get(running.inherited), (hb) => hb.host === settings.host)
   if (Option.isSome(before) && before.value.protocol > SPAWNER_PROTOCOL && before.value.helpers.some(isAlive)) {
     return yield* new CannotAdopt({ node: settings.node, protocol: before.value.protocol, ours: SPAWNER_PROTOCOL })
   }
-  const adoptable = yield* recovery.own(before)
-  const settle = (names: LeftoverNames) => recovery.settleOne(ownFolder, names, settings.node)
-  yield* Effect.forEach(adoptable, (job) => jobs.adopt(job, settle), { discard: true })
-  yield* Ref.set(peers, yield* recovery.round)
-  yield* recovery.round.pipe(Effect.flatMap((n) => Ref.set(peers, n)), Effect.repeat(Schedule.spaced(settings.poll)), Effect.forkScoped)
+  yield* Effect.forEach(yield* recovery.own(before), adopt, { discard: true })
+  yield* Ref.set(running.peers, yield* recovery.round)
+  yield* recovery.round.pipe(Effect.flatMap((n) => Ref.set(running.peers, n)), Effect.repeat(Schedule.spaced(settings.poll)), Effect.forkScoped)
 })
 
 export const RecoveryRounds = Layer.scopedDiscard(make)

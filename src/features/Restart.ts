@@ -7,8 +7,8 @@
  */
 import { Deferred, Effect, Layer, Ref } from "effect"
 import { Finished } from "./Config.js"
-import { Jobs } from "./Jobs.js"
 import { Running } from "./Running.js"
+import { Stopping } from "./Stopping.js"
 
 const hangUp = Effect.async<void>((resume) => {
   const heard = () => resume(Effect.void)
@@ -18,12 +18,12 @@ const hangUp = Effect.async<void>((resume) => {
 
 const make = Effect.gen(function*() {
   const finished = yield* Finished
-  const jobs = yield* Jobs
+  const stopping = yield* Stopping
   const { restarting } = yield* Running
   yield* hangUp.pipe(
     Effect.zipRight(Effect.logInfo("SIGHUP: restarting in place; running jobs go on")),
     Effect.zipRight(Ref.set(restarting, true)),
-    Effect.zipRight(jobs.keepJobs),
+    Effect.zipRight(stopping.keepJobs),
     Effect.zipRight(Deferred.succeed(finished, "restart")),
     Effect.forkScoped
   )

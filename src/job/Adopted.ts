@@ -12,13 +12,15 @@
 import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as fs from "node:fs"
 import { isSameProcess, startTicks as ticksOf } from "../proc.js"
-import { type Ending, judge } from "../record.js"
+import { type Ending, iso, judge, type ProcessExit, startedRecord } from "../record.js"
 import { type Adoptable, isAlive } from "../recovery.js"
 import type { LeftoverNames } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
 import { Archive } from "./Archive.js"
 
 export interface AdoptedSettings {
+  readonly node: string
+  readonly host: string
   readonly timeout: Option.Option<Duration.Duration>
   readonly grace: Duration.DurationInput
 }
@@ -44,7 +46,11 @@ const signalGroup = (pid: number, signal: NodeJS.Signals) => {
   }
 }
 
-type Stop = { readonly _tag: "Cancelled"; readonly by: string } | { readonly _tag: "TimedOut"; readonly limit: string } | { readonly _tag: "Interrupted" }
+type Stop =
+  | { readonly _tag: "Cancelled"; readonly by: string }
+  | { readonly _tag: "TimedOut"; readonly limit: string }
+  | { readonly _tag: "Interrupted" }
+  | { readonly _tag: "Lost"; readonly why: string }
 
 /**
  * Watches JOB in FOLDER until its end is known, then `settle`s it (recovery's,
@@ -74,16 +80,28 @@ export const watchAdopted = (
         yield* Ref.set(stopped, why)
         yield* Effect.logInfo("stopping an adopted job's process group").pipe(Effect.annotateLogs({ pid: job.pid, why: why._tag }))
         signalGroup(job.pid, "SIGTERM")
-        const pid = job.pid
-        yield* Effect.sleep(settings.grace).pipe(Effect.zipRight(Effect.sync(() => signalGroup(pid, "SIGKILL"))), Effect.forkDaemon)
+        // After the grace, only to the very process: its pid may lead another group by then.
+        yield* Effect.sleep(settings.grace).pipe(Effect.zipRight(Effect.sync(() => alive() && signalGroup(job.pid!, "SIGKILL"))), Effect.forkDaemon)
       })
 
     // Its end: its record, or its process and every spawner gone without one.
+    // Who is alive is asked first: a spawner writes the record before it
+    // exits, so with the spawners gone, the listing after shows the record.
     const look = Effect.gen(function*() {
+      const running = alive()
+      const watched = job.helpers.some(isAlive)
       const now = yield* nodes.inventory(folder).pipe(Effect.map((i) => i.leftovers.find((l) => l.claim === job.names.claim)))
       if (now === undefined) return Option.some(Option.none<LeftoverNames>()) // settled already (by another round)
       if (now.hasRecord) return Option.some(Option.some(now))
-      if (!alive() && !job.helpers.some(isAlive)) return Option.some(Option.some(now))
+      if (!running && !watched) return Option.some(Option.some(now))
+      if (running && !watched) {
+        // Its spawner died under it: nobody could record its end. No job runs
+        // unobserved (as with pmjq's own spawners): it is stopped, and ends
+        // as interrupted rather than run again after it finished.
+        signalGroup(job.pid!, "SIGKILL")
+        yield* Ref.set(stopped, { _tag: "Lost", why: "its spawner died while pmjq was away" })
+        return Option.some(Option.some(now))
+      }
       const asked = yield* Deferred.poll(cancel)
       if (Option.isSome(asked)) yield* stopIt({ _tag: "Cancelled", by: yield* asked.value })
       if (Option.isSome(deadline) && (yield* Clock.currentTimeMillis) >= deadline.value.at) {
@@ -107,24 +125,36 @@ export const watchAdopted = (
       )
     )
     if (Option.isNone(ended)) return
-    // Stopped by this pmjq: its spawner recorded a death by signal; the outcome is this pmjq's.
+    // Stopped by this pmjq: its spawner recorded a death by signal (or, its
+    // spawner dead, nothing); the outcome is this pmjq's.
     const why = yield* Ref.get(stopped)
-    if (why !== null && ended.value.hasRecord) {
+    if (why !== null) {
       const left = yield* nodes.gather(folder, ended.value)
-      if (left.record !== null) {
-        const exit = { exitCode: left.record.exitCode, signal: left.record.signal as NodeJS.Signals | null }
-        const ending: Ending = why._tag === "Cancelled"
-          ? { _tag: "Cancelled", by: why.by, exit }
-          : { _tag: "Exited", exit, interrupted: why._tag === "Interrupted", timedOut: why._tag === "TimedOut" ? why.limit : null }
-        yield* archive.settle({
-          script: left.file,
-          stdout: left.stdout,
-          stderr: left.stderr,
-          recordFile: left.recordFile,
-          record: { ...left.record, ...judge(ending) },
-          owner: left.uid === null || left.gid === null ? null : { uid: left.uid, gid: left.gid }
-        })
-      }
+      const now = yield* Clock.currentTimeMillis
+      const exit: ProcessExit = left.record === null
+        ? { exitCode: null, signal: "SIGKILL", lost: why._tag === "Lost" ? why.why : "its spawner died" }
+        : { exitCode: left.record.exitCode, signal: left.record.signal as NodeJS.Signals | null }
+      const ending: Ending = why._tag === "Cancelled"
+        ? { _tag: "Cancelled", by: why.by, exit }
+        : { _tag: "Exited", exit, interrupted: why._tag === "Interrupted", timedOut: why._tag === "TimedOut" ? why.limit : null }
+      const started = job.startTicks === null ? null : startedAtMs(job.startTicks)
+      const record = left.record === null
+        ? startedRecord(
+          { name: left.name, node: settings.node, host: settings.host, user: "", uid: left.uid, inode: left.inode, attempt: 1, claimedAt: iso(left.claimedAt) },
+          job.pid ?? 0,
+          started ?? now,
+          now,
+          ending
+        )
+        : { ...left.record, ...judge(ending) }
+      yield* archive.settle({
+        script: left.file,
+        stdout: left.stdout,
+        stderr: left.stderr,
+        recordFile: left.recordFile,
+        record,
+        owner: left.uid === null || left.gid === null ? null : { uid: left.uid, gid: left.gid }
+      })
     }
     yield* settle(ended.value)
   }).pipe(Effect.catchAll((e) => Effect.logError("adopted job not settled; the next start settles it").pipe(Effect.annotateLogs({ reason: e.message }))))

@@ -251,7 +251,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
   // up waiting (and hands its file back to the spool) must not start anyway
   // under a spawner that no longer stops what it runs.
   const noSpawnPending = Effect.sync(() => [...inFlight.values()].every((job) => job.pid !== null)).pipe(
-    Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("10 millis").pipe(Schedule.upTo("5 seconds")) })
+    Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("10 millis") })
   )
 
   const keepJobs = (handover: Handover) => Effect.sync(() => {

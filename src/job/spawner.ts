@@ -303,6 +303,8 @@ process.on("message", (message: SpawnerMessage) => {
 // only when pmjq disconnects. Jobs start with default signal handling again.
 process.on("SIGINT", () => {})
 process.on("SIGTERM", () => {})
+// A terminal's hangup, or `kill -HUP` to the group (pmjq's restart in place).
+process.on("SIGHUP", () => {})
 const signalGroups = (signal: NodeJS.Signals) => {
   for (const pid of running) {
     // Ended on its own, not yet reaped by us: its exit is its outcome.

@@ -235,7 +235,9 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         io("gather", path.join(folder, names.claim ?? names.record), async (): Promise<Leftover> => {
           const inFolder = (name: string) => path.join(folder, name)
           const file = names.claim === null ? null : inFolder(names.claim)
-          const record = names.hasRecord ? await readOwn(inFolder(names.record), decodeRecord) : null
+          // Read whatever the listing said: a job may have ended (its spawner
+          // writing its record) since the folder was listed.
+          const record = await readOwn(inFolder(names.record), decodeRecord)
           const cutRecord = names.hasCutRecord ? await readOwn(inFolder(names.cutRecord), decodeRecord) : null
           const stat = file === null ? null : await calls.lstat(file)
           return {

@@ -5,10 +5,10 @@
  * next run with the same --node-id would. Only a default id (HOST-PID) of this
  * host is taken: a node given its id by hand is waited for.
  *
- * Two pmjq starting at once must not take the same id: each takes it by
- * linking a file of its own to `.ID.successor` (link(2) fails when it exists);
- * one left by a successor that died is first renamed away (rename(2) of one
- * file succeeds once).
+ * Two pmjq starting at once must not take the same id, nor one started by hand
+ * (or by a restart in place) with it: each takes the succession of that very
+ * predecessor by linking a file of its own to `.ID.successor-of-PID` (link(2)
+ * fails when it exists), a name no later succession reuses.
  */
 import { Either } from "effect"
 import * as fs from "node:fs"
@@ -20,62 +20,74 @@ import { isHidden, nodesDir } from "./layout.js"
 
 const defaultId = (host: string) => new RegExp(`^${host.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}-\\d+$`)
 
-const pidIn = (file: string) => {
-  try {
-    return Number(fs.readFileSync(file, "utf8").trim())
-  } catch {
-    return null
-  }
-}
-
-/** Takes NODE's succession for this process; false when another live process has it. */
-const takeSuccession = (dir: string, node: string) => {
-  const lock = path.join(dir, `.${node}.successor`)
-  const mine = path.join(dir, `.${node}.successor-${process.pid}`)
+/**
+ * Takes the succession of the process PREDECESSOR as node NODE: true for one
+ * process only, ever (link(2) of a file of ours to a name unique to that
+ * predecessor fails when another took it). The marks of earlier successions
+ * of NODE go.
+ */
+const takeSuccession = (dir: string, node: string, predecessor: number) => {
+  const lock = path.join(dir, `.${node}.successor-of-${predecessor}`)
+  const mine = path.join(dir, `.${node}.successor-${process.pid}.tmp`)
   try {
     writeNew(mine, `${process.pid}\n`, 0o644, null)
-    for (let tries = 0; tries < 2; tries++) {
-      try {
-        fs.linkSync(mine, lock)
-        return true
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST") return false
-        const holder = pidIn(lock)
-        if (holder !== null && holder !== process.pid && isAlive(holder)) return false
-        fs.renameSync(lock, `${lock}-stale-${process.pid}`)
-        fs.rmSync(`${lock}-stale-${process.pid}`, { force: true })
-      }
-    }
-    return false
+    fs.linkSync(mine, lock)
   } catch {
     return false
   } finally {
     fs.rmSync(mine, { force: true })
   }
+  for (const old of fs.readdirSync(dir)) {
+    if (old.startsWith(`.${node}.successor-of-`) && path.join(dir, old) !== lock) fs.rmSync(path.join(dir, old), { force: true })
+  }
+  return true
+}
+
+/** NODE's heartbeat, when pmjq's own and it says it left; null otherwise. */
+const leftHeartbeat = (dir: string, node: string, owner: number) => {
+  try {
+    const text = readRegular(path.join(dir, node), owner)
+    const hb = text === null ? null : Either.getOrNull(decodeHeartbeat(text))
+    return hb !== null && hb.left === true ? hb : null
+  } catch {
+    return null
+  }
+}
+
+/** The nodes folder when it is pmjq's own (this uid's, not writable by others); null otherwise. */
+const ownNodesDir = (spool: string) => {
+  const dir = nodesDir(spool)
+  try {
+    const stat = fs.lstatSync(dir)
+    return stat.isDirectory() && stat.uid === (process.getuid?.() ?? 0) && (stat.mode & 0o022) === 0 ? dir : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Starting as NODE (an id given by hand, or by a restart in place): when its
+ * heartbeat says it left and its process on HOST is gone, this process must
+ * be its only successor. False when another process has just taken it.
+ */
+export const mayTakeOver = (spool: string, host: string, node: string): boolean => {
+  const dir = ownNodesDir(spool)
+  if (dir === null) return true
+  const hb = leftHeartbeat(dir, node, process.getuid?.() ?? 0)
+  if (hb === null || hb.host !== host || isAlive(hb.pid)) return true
+  return takeSuccession(dir, node, hb.pid)
 }
 
 /** The id of the run before on HOST that left its jobs running, taken for this process; null when there is none. */
 export const successorId = (spool: string, host: string): string | null => {
-  const dir = nodesDir(spool)
   // Only pmjq's own: a folder and heartbeats of this uid (nodes and their
   // spawners write them as pmjq), never a user's planted ones.
+  const dir = ownNodesDir(spool)
+  if (dir === null) return null
   const owner = process.getuid?.() ?? 0
-  let names: Array<string>
-  try {
-    const stat = fs.lstatSync(dir)
-    if (!stat.isDirectory() || stat.uid !== owner || (stat.mode & 0o022) !== 0) return null
-    names = fs.readdirSync(dir)
-  } catch {
-    return null
-  }
-  const left = names.filter((n) => !isHidden(n) && defaultId(host).test(n)).flatMap((node) => {
-    try {
-      const text = readRegular(path.join(dir, node), owner)
-      const hb = text === null ? null : Either.getOrNull(decodeHeartbeat(text))
-      return hb !== null && hb.left === true && hb.host === host && !isAlive(hb.pid) ? [{ node, beatAt: hb.beatAt }] : []
-    } catch {
-      return []
-    }
+  const left = fs.readdirSync(dir).filter((n) => !isHidden(n) && defaultId(host).test(n)).flatMap((node) => {
+    const hb = leftHeartbeat(dir, node, owner)
+    return hb !== null && hb.host === host && !isAlive(hb.pid) ? [{ node, pid: hb.pid, beatAt: hb.beatAt }] : []
   }).sort((a, b) => b.beatAt.localeCompare(a.beatAt))
-  return left.find(({ node }) => takeSuccession(dir, node))?.node ?? null
+  return left.find(({ node, pid }) => takeSuccession(dir, node, pid))?.node ?? null
 }

@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, lines, records, run, type Running, start, submit, waitFor, workspace } from "./harness.js"
+import { entries, isAlive, lines, records, run, type Running, start, submit, waitFor, workspace } from "./harness.js"
 
 // Its spawners keep pmjq's stdout and stderr open while they run its jobs:
 // "close" would wait for them; "exit" is pmjq's own end.
@@ -139,6 +139,42 @@ describe("--on-stop leave", () => {
     expect(refused.stderr).toMatch(/^pmjq: node p1's running jobs were left by a pmjq whose spawners speak protocol 99; this pmjq speaks 1 and cannot adopt them/m)
     expect(fs.existsSync(path.join(t.spool, ".pmjq/running/p1/job"))).toBe(true)
     expect(entries(t.spool).filter((n) => !n.startsWith("."))).toEqual([])
+  })
+
+  it("an adopted job whose spawner died is stopped and recorded as interrupted, never run again", async () => {
+    const t = workspace("leave-orphan")
+    const first = start(["--node-id", "o1", "--on-stop", "leave", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    submit(t.spool, "long", `echo $$ >> ${t.ledger}; sleep 600`)
+    await waitFor("its pid known", () => /INFO started job=long/.test(first.output().stderr))
+    first.child.kill("SIGTERM")
+    expect(await exitOf(first)).toBe(0)
+    const left = JSON.parse(fs.readFileSync(path.join(t.spool, ".pmjq/nodes/o1"), "utf8")) as { helpers: Array<number> }
+    for (const helper of left.helpers) process.kill(helper, "SIGKILL")
+    const jobPid = Number(lines(t.ledger)[0])
+    expect(isAlive(jobPid)).toBe(true)
+    const second = start(["--node-id", "o1", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      await waitFor("recorded", () => records(t.errors).length === 1)
+      expect(records(t.errors)).toMatchObject([{ name: "long", outcome: "interrupted", reason: "its spawner died while pmjq was away" }])
+      await waitFor("the job stopped", () => !isAlive(jobPid))
+      expect(lines(t.ledger)).toHaveLength(1)
+      expect(entries(t.spool).filter((n) => !n.startsWith("."))).toEqual([])
+    } finally {
+      second.child.kill("SIGTERM")
+      if (isAlive(jobPid)) process.kill(-jobPid, "SIGKILL")
+    }
+    expect(await exitOf(second)).toBe(0)
+  })
+
+  it("a node id alive on another host (a fresh heartbeat from there) is refused (75), its heartbeat untouched", async () => {
+    const t = workspace("elsewhere")
+    expect((await run(["--node-id", "e1", "--drain", t.spool], t.root)).code).toBe(0)
+    const beat = JSON.stringify({ node: "e1", host: "another-host", pid: 4242, helpers: [], beatAt: new Date().toISOString(), leaseMs: 60_000 })
+    fs.writeFileSync(path.join(t.spool, ".pmjq/nodes/e1"), beat)
+    const refused = await run(["--node-id", "e1", t.spool], t.root)
+    expect(refused.code).toBe(75)
+    expect(refused.stderr).toMatch(/^pmjq: node e1 is alive on host another-host \(heartbeat \d+ s old\)/m)
+    expect(fs.readFileSync(path.join(t.spool, ".pmjq/nodes/e1"), "utf8")).toBe(beat)
   })
 
   it("without --on-stop leave, a stop still stops the jobs (the default)", async () => {
