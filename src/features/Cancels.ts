@@ -14,7 +14,7 @@
  * Only the job file's owner, root, or pmjq's own user may cancel a job; a
  * request by anyone else is removed, the job untouched, and logged.
  */
-import { Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
+import { Deferred, Effect, Fiber, HashMap, Layer, Option, Ref } from "effect"
 import { Users } from "../job/Users.js"
 import { type CancelRequest, Requests } from "../spool/Requests.js"
 import { Spool } from "../spool/Spool.js"
@@ -55,6 +55,8 @@ const make = Effect.gen(function*() {
         if (!mayCancel(request.uid, owner)) continue
         theirs++
         yield* Deferred.succeed(held.cancel, yield* nameOf(request.uid))
+        const waiting = yield* Ref.get(held.waiting)
+        if (Option.isSome(waiting)) yield* Fiber.interruptFork(waiting.value)
       }
       if (theirs > 0) return yield* requests.done(request)
       const queued = yield* spool.inspect(request.name).pipe(Effect.orElseSucceed(() => Option.none()))

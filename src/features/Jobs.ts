@@ -4,7 +4,7 @@
  * safe on disk, and the next start archives it); the -j slots. What a stop
  * does before the FiberSets interrupt what is left is Stopping's.
  */
-import { Context, Deferred, Effect, FiberSet, HashMap, Layer, Option, Ref } from "effect"
+import { Context, Deferred, Effect, type Fiber, FiberSet, HashMap, Layer, Option, Ref } from "effect"
 import * as path from "node:path"
 import { Gate } from "../gate/Gate.js"
 import { runJob } from "../job/Job.js"
@@ -13,7 +13,7 @@ import { startTicks } from "../proc.js"
 import { type Claim, Spool } from "../spool/Spool.js"
 import { DaemonConfig } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
-import { processEnded, processStarted, Running } from "./Running.js"
+import { type HeldJob, processEnded, processStarted, Running } from "./Running.js"
 
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
@@ -40,7 +40,7 @@ const make = Effect.gen(function*() {
     uid: number,
     release: Effect.Effect<void>,
     cancelledBy: Option.Option<string>,
-    body: (ended: Effect.Effect<void>, cancel: Deferred.Deferred<string>) => Effect.Effect<void, never, R>
+    body: (ended: Effect.Effect<void>, held: HeldJob) => Effect.Effect<void, never, R>
   ) =>
     Effect.gen(function*() {
       yield* processStarted(running, uid)
@@ -49,10 +49,10 @@ const make = Effect.gen(function*() {
         Effect.all([yield* gate.started, release, processEnded(running, uid), wake.open], { discard: true })
       )
       const claimed = path.basename(claim.path)
-      const cancel = yield* Deferred.make<string>()
-      if (Option.isSome(cancelledBy)) yield* Deferred.succeed(cancel, cancelledBy.value)
-      yield* Ref.update(running.held, HashMap.set(claimed, { claim, cancel }))
-      const job = body(ended, cancel).pipe(
+      const held: HeldJob = { claim, cancel: yield* Deferred.make<string>(), waiting: yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>()) }
+      if (Option.isSome(cancelledBy)) yield* Deferred.succeed(held.cancel, cancelledBy.value)
+      yield* Ref.update(running.held, HashMap.set(claimed, held))
+      const job = body(ended, held).pipe(
         Effect.ensuring(Effect.all([
           ended,
           Ref.update(running.finished, (n) => n + 1),
@@ -93,8 +93,8 @@ const make = Effect.gen(function*() {
       if (owner !== uid) yield* Effect.logWarning("cancel not applied: the file claimed is not the one asked about").pipe(Effect.annotateLogs({ job: name }))
       const claimed = path.basename(claim.value.path)
       const started = (pid: number) => Ref.update(running.pids, HashMap.set(claimed, { pid, startTicks: startTicks(pid) }))
-      yield* enroll(claim.value, uid, release, owner === uid ? Option.fromNullable(cancelledBy) : Option.none(), (ended, cancel) =>
-        runJob(claim.value, settings, { processEnded: ended, keep, started, cancel }))
+      yield* enroll(claim.value, uid, release, owner === uid ? Option.fromNullable(cancelledBy) : Option.none(), (ended, { cancel, waiting }) =>
+        runJob(claim.value, settings, { processEnded: ended, keep, started, cancel, waiting }))
       return true
     }))
 

@@ -46,7 +46,7 @@ const make = Effect.gen(function*() {
       if (job.pid !== null) yield* Ref.update(running.pids, HashMap.set(claimed, { pid: job.pid, startTicks: job.startTicks }))
       yield* Effect.logInfo("adopted: left running by the pmjq before").pipe(Effect.annotateLogs({ job: claim.name, pid: job.pid ?? "unknown" }))
       const settle = (names: typeof job.names) => recovery.settleOne(folder, names, settings.node)
-      yield* jobs.enroll(claim, uid, release, Option.none(), (ended, cancel) =>
+      yield* jobs.enroll(claim, uid, release, Option.none(), (ended, { cancel }) =>
         watchAdopted(job, folder, settings, cancel, runner.leaving, settle).pipe(Effect.ensuring(ended), Effect.annotateLogs({ job: claim.name })))
     }))
 

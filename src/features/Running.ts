@@ -12,12 +12,16 @@ export interface JobProcess {
   readonly startTicks: number | null
 }
 
-/** A job claimed by this node: its claim, and `cancel`, completed with who cancels it. */
+/**
+ * A job claimed by this node: its claim; `cancel`, completed with who cancels
+ * it; and the fiber to interrupt then, while it waits for its process.
+ */
 export interface HeldJob {
   readonly claim: Claim
   readonly cancel: Deferred.Deferred<string>
+  readonly waiting: Ref.Ref<Option.Option<Fiber.RuntimeFiber<unknown, unknown>>>
 }
-import { Context, type Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
+import { Context, type Deferred, Effect, type Fiber, HashMap, Layer, Option, Ref } from "effect"
 import type { Heartbeat } from "../decode.js"
 import type { Claim } from "../spool/Spool.js"
 

@@ -7,9 +7,9 @@
  * recorded and archived as "interrupted" before the fiber ends; or, with
  * --on-stop leave, left running under its spawner for the next pmjq to adopt.
  */
-import { Cause, Clock, Deferred, Duration, Effect, Option, Schedule, type Scope } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, type Fiber, Option, Ref, Schedule, type Scope } from "effect"
 import type { ArchiveFailed, ClaimLost } from "../errors.js"
-import { type Ending, iso, judge, type JobRecord, type RecordBase, startedRecord, unstartedRecord } from "../record.js"
+import { type Ending, iso, judge, type JobRecord, type ProcessExit, type RecordBase, startedRecord, unstartedRecord } from "../record.js"
 import { besideClaim } from "../spool/layout.js"
 import { type Claim, Spool } from "../spool/Spool.js"
 import { refusal, type RefusalPolicy } from "./refusal.js"
@@ -65,8 +65,14 @@ export interface JobEvents {
   readonly keep: (retries: Effect.Effect<void>) => Effect.Effect<void>
   /** Its pid once its process runs (for the heartbeat's job list). */
   readonly started: (pid: number) => Effect.Effect<void>
-  /** Completed, with who asks, when the job is to be cancelled (`pmjq cancel`). */
+  /**
+   * Completed, with who asks, when the job is to be cancelled (`pmjq cancel`);
+   * whoever completes it then interrupts the fiber `waiting` holds, if any: the
+   * job's fiber while it waits for its process (no fiber is forked per job to
+   * race the two: measured, that cost 100 µs of pmjq's CPU per job).
+   */
   readonly cancel: Deferred.Deferred<string>
+  readonly waiting: Ref.Ref<Option.Option<Fiber.RuntimeFiber<unknown, unknown>>>
 }
 
 /** A claimed job as pmjq found it: why it is refused (or null), and its record's first fields. */
@@ -118,6 +124,13 @@ interface Ended {
   readonly startedAt: number
   readonly endedAt: number
 }
+
+/** How the wait for a job's process ended. */
+type Waited =
+  | { readonly _tag: "Exited"; readonly exit: ProcessExit }
+  | { readonly _tag: "TimedOut" }
+  | { readonly _tag: "Stopped" }
+  | { readonly _tag: "Cancelled"; readonly by: string }
 
 const interrupted = <A>(value: A) => (cause: Cause.Cause<never>) =>
   Cause.isInterruptedOnly(cause) ? Effect.succeed(value) : Effect.failCause(cause)
@@ -190,16 +203,30 @@ const end = (
     const startedAt = yield* Clock.currentTimeMillis
     yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
     yield* events.started(proc.pid)
-    const exited = Option.match(settings.timeout, {
+    const exited: Effect.Effect<Waited> = Option.match(settings.timeout, {
       onNone: () => Effect.map(proc.exit, Option.some),
       onSome: (limit) => Effect.timeoutOption(proc.exit, limit)
     }).pipe(
       Effect.map(Option.match({ onNone: () => ({ _tag: "TimedOut" as const }), onSome: (exit) => ({ _tag: "Exited" as const, exit }) }))
     )
-    const cancelled = Effect.map(Deferred.await(events.cancel), (by) => ({ _tag: "Cancelled" as const, by }))
-    const waited = yield* restore(Effect.raceFirst(exited, cancelled)).pipe(
-      Effect.catchAllCause(interrupted({ _tag: "Stopped" as const }))
-    )
+    // A cancel asked for before this point is seen here; one asked for during
+    // the wait interrupts it, and is told from a stop by the deferred.
+    const self = yield* Effect.withFiberRuntime<Fiber.RuntimeFiber<unknown, unknown>>((fiber) => Effect.succeed(fiber))
+    yield* Ref.set(events.waiting, Option.some(self))
+    const cancelAsked = Effect.flatMap(Deferred.poll(events.cancel), Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
+    const asked = yield* cancelAsked
+    const waited: Waited = Option.isSome(asked)
+      ? { _tag: "Cancelled", by: asked.value }
+      : yield* restore(exited).pipe(
+        Effect.catchAllCause(interrupted<Waited>({ _tag: "Stopped" })),
+        Effect.flatMap((w): Effect.Effect<Waited> =>
+          w._tag !== "Stopped" ? Effect.succeed(w) : Effect.map(cancelAsked, Option.match({
+            onNone: () => w,
+            onSome: (by): Waited => ({ _tag: "Cancelled", by })
+          }))
+        )
+      )
+    yield* Ref.set(events.waiting, Option.none())
     let ending: Ending
     if (waited._tag === "Exited") {
       ending = { _tag: "Exited", exit: waited.exit, interrupted: false, timedOut: null }

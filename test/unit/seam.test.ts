@@ -5,7 +5,7 @@
  * retries. No disk, no sleeps; every test looks at the files left.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Logger, Option, TestClock } from "effect"
+import { Deferred, Effect, Fiber, Layer, Logger, Option, Ref, TestClock } from "effect"
 import { Archive } from "../../src/job/Archive.js"
 import { runJob } from "../../src/job/Job.js"
 import { ProcessRunner } from "../../src/job/Runner.js"
@@ -297,7 +297,8 @@ describe("archival on the memory filesystem", () => {
           processEnded: Effect.void,
           keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
           started: () => Effect.void,
-          cancel: yield* Deferred.make<string>()
+          cancel: yield* Deferred.make<string>(),
+          waiting: yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>())
         })
       })
       const running = yield* run.pipe(
