@@ -1,12 +1,13 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S node --max-semi-space-size=4
 /**
  * Entry point: wires the CLI (cli/Cli.ts) to Node and runs it.
  *
- * The young generation is kept small (2 MB semi-spaces, 16 MB by default):
+ * The young generation is kept small (4 MB semi-spaces, 16 MB by default):
  * pmjq's live data is a few MB per 10,000 queued jobs, and V8 otherwise grows
  * the nursery to its maximum under the allocation of a long spool's scans and
- * never gives it back. Measured with 100,000 queued (npm run bench): resident
- * memory ~190 MB without, under 150 with, and the same drain throughput.
+ * never gives it back. Measured with 100,000 queued (bench/backlog.ts):
+ * resident memory ~205 MiB without, ~170 with; first job at 0.85-0.9 s
+ * (2 MB semi-spaces: ~170 MiB too, but 1.0 s); drain throughput the same.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"

@@ -54,7 +54,7 @@ export const DaemonLive = (settings: DaemonSettings) => {
   const state = Layer.mergeAll(Running.layer, JobQueue.layer).pipe(Layer.provideMerge(Layer.succeed(DaemonConfig, settings)))
   const beating = Heartbeat.pipe(Layer.provideMerge(state))
   const running = Stopping.layer.pipe(Layer.provideMerge(Jobs.layer), Layer.provideMerge(beating))
-  const recovering = Layer.mergeAll(RecoveryRounds, Cancels).pipe(Layer.provideMerge(running))
+  const recovering = Layer.mergeAll(RecoveryRounds, Cancels.layer).pipe(Layer.provideMerge(running))
   const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart).pipe(Layer.provideMerge(recovering))
   return Dispatcher.pipe(Layer.provideMerge(watching))
 }

@@ -14,7 +14,7 @@
  * Only the job file's owner, root, or pmjq's own user may cancel a job; a
  * request by anyone else is removed, the job untouched, and logged.
  */
-import { Deferred, Effect, Fiber, HashMap, Layer, Option, Ref } from "effect"
+import { Context, Deferred, Effect, Fiber, HashMap, Layer, Option, Ref } from "effect"
 import { Users } from "../job/Users.js"
 import { type CancelRequest, Requests } from "../spool/Requests.js"
 import { Spool } from "../spool/Spool.js"
@@ -79,13 +79,18 @@ const make = Effect.gen(function*() {
   // request files in a loop gets one look a second, not one per file.
   const round = Effect.flatMap(requests.cancels, (found) => Effect.forEach(found, handle, { discard: true }))
   // Requests left while no node ran are dealt with before dispatch starts
-  // (this layer is built before the Dispatcher): a cancelled job never runs.
-  yield* round
+  // (the Dispatcher waits for `ready`): a cancelled job never runs. The first
+  // look lists the spool while the feed lists it too (on the thread pool).
+  const ready = yield* Deferred.make<void>()
   yield* Effect.gen(function*() {
     yield* requested.close
     yield* round
+    yield* Deferred.succeed(ready, undefined)
     yield* Effect.raceFirst(Effect.sleep(settings.poll), Effect.zipRight(Effect.sleep("1 second"), requested.await))
   }).pipe(Effect.forever, Effect.forkScoped)
+  return { ready: Deferred.await(ready) }
 })
 
-export const Cancels = Layer.scopedDiscard(make)
+export class Cancels extends Context.Tag("pmjq/Cancels")<Cancels, { readonly ready: Effect.Effect<void> }>() {
+  static readonly layer = Layer.scoped(Cancels, make)
+}

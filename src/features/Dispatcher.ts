@@ -8,6 +8,7 @@ import { Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
 import { Gate } from "../gate/Gate.js"
 import type { Accepts } from "../spool/Pending.js"
 import { Spool } from "../spool/Spool.js"
+import { Cancels } from "./Cancels.js"
 import { DaemonConfig, Finished } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Jobs } from "./Jobs.js"
@@ -36,6 +37,7 @@ const make = Effect.gen(function*() {
   const { feed, pending, wake } = yield* JobQueue
   const jobs = yield* Jobs
   const running = yield* Running
+  const cancels = yield* Cancels
   const { freeSlot, takeSlot } = jobs
 
   const accepts = Option.match(settings.maxJobsPerUser, {
@@ -64,6 +66,7 @@ const make = Effect.gen(function*() {
   })
 
   const loop = Effect.gen(function*() {
+    yield* cancels.ready
     yield* Effect.logInfo("watching").pipe(Effect.annotateLogs({ spool: spool.path, node: settings.node, queued: yield* pending.size }))
     // The gate is asked about the moment a job would start, never about a
     // moment long past when the queue ran dry.
