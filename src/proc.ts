@@ -34,3 +34,23 @@ export const startTicks = (pid: number): number | null => {
 
 /** The process PID that started at TICKS is still there (not a later one with its pid, not a zombie). */
 export const isSameProcess = (pid: number, ticks: number) => startTicks(pid) === ticks && !isZombie(pid)
+
+/** A process that exists and is not a zombie (a killed process nobody reaped yet is dead). */
+export const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+  } catch (e) {
+    // EPERM: alive, owned by someone else.
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+  return !isZombie(pid)
+}
+
+/** SIGNAL to the process group PID leads (a job and all it forked). */
+export const signalGroup = (pid: number, signal: NodeJS.Signals) => {
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // ESRCH: the group is already gone, which is what we wanted.
+  }
+}

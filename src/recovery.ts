@@ -18,7 +18,7 @@
  */
 import { Clock, Duration, Effect, Option } from "effect"
 import { Archive, destinationOf, type Finished } from "./job/Archive.js"
-import { isSameProcess, isZombie } from "./proc.js"
+import { isAlive, isSameProcess } from "./proc.js"
 import { iso, type JobRecord, unstartedRecord } from "./record.js"
 import { deadOf, type LeftoverNames } from "./spool/layout.js"
 import { type Heartbeat, type Leftover, Nodes, type NodeView } from "./spool/Nodes.js"
@@ -58,16 +58,7 @@ export const deathOf = (
   return age > leaseMs ? `its last heartbeat is ${Math.round(age / 1000)} s old (lease ${leaseMs / 1000} s)` : null
 }
 
-/** A process that exists and is not a zombie (a killed pmjq nobody reaped yet is dead). */
-export const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-  } catch (e) {
-    // EPERM: alive, owned by someone else.
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
-  return !isZombie(pid)
-}
+export { isAlive }
 
 /** A job a leaving pmjq left running under its spawners, for this one to adopt. */
 export interface Adoptable {

@@ -13,6 +13,7 @@ import { Console, Duration, Effect } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { isJobName } from "../decode.js"
 import { UsageError } from "../errors.js"
 import { createNew } from "../files.js"
 import { asideOf, cancelRequestName, claimedName, isHidden, isJob, runningRoot } from "../spool/layout.js"
@@ -38,17 +39,20 @@ const namesIn = (dir: string) => {
   }
 }
 
-/** Every job in the spool, queued or claimed by a node, with where it is. */
-const jobsIn = (spool: string): Array<{ readonly name: string; readonly place: Place }> => {
+/**
+ * The jobs in the spool, queued or claimed by a node, with where each is:
+ * those named `only` (one lstat each), or all of them.
+ */
+const jobsIn = (spool: string, only: string | null = null): Array<{ readonly name: string; readonly place: Place }> => {
   const found: Array<{ name: string; place: Place }> = []
-  for (const name of namesIn(spool)) {
+  for (const name of only === null ? namesIn(spool) : [only]) {
     const file = path.join(spool, name)
     const stat = lstatOrNull(file)
     if (stat !== null && isJob(name, stat)) found.push({ name, place: { at: "queued", file, uid: stat.uid } })
   }
   const root = runningRoot(spool)
   for (const node of namesIn(root)) {
-    for (const claimed of namesIn(path.join(root, node)).filter((n) => !isHidden(n))) {
+    for (const claimed of namesIn(path.join(root, node)).filter((n) => !isHidden(n) && (only === null || claimedName(n) === only))) {
       const file = path.join(root, node, claimed)
       const stat = lstatOrNull(file)
       if (stat !== null && stat.isFile()) found.push({ name: claimedName(claimed), place: { at: "running", file, uid: stat.uid } })
@@ -59,7 +63,7 @@ const jobsIn = (spool: string): Array<{ readonly name: string; readonly place: P
 
 /** Where a job NAME is: the caller's own first (several jobs may share a name: copies, nodes, users). */
 const placeOf = (spool: string, name: string, me: number): Place => {
-  const named = jobsIn(spool).filter((j) => j.name === name)
+  const named = jobsIn(spool, name)
   const mine = named.find((j) => j.place.at !== "nowhere" && (me === 0 || j.place.uid === me))
   return (mine ?? named[0])?.place ?? { at: "nowhere" }
 }
@@ -88,6 +92,7 @@ const EX_NOPERM = 77
 
 const cancelOne = (spool: string, me: number, name: string, patience: Duration.Duration) =>
   Effect.gen(function*() {
+    if (!isJobName(name)) return yield* new UsageError({ reason: `not a job's name: ${name}` })
     const place = placeOf(spool, name, me)
     if (place.at === "nowhere") {
       yield* Console.error(`pmjq: ${name}: not queued or running: it ended already, or there is no such job; nothing changed`)

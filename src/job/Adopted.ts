@@ -11,9 +11,9 @@
  */
 import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as fs from "node:fs"
-import { isSameProcess, startTicks as ticksOf } from "../proc.js"
+import { isAlive, isSameProcess, signalGroup, startTicks as ticksOf } from "../proc.js"
 import { type Ending, iso, judge, type ProcessExit, startedRecord } from "../record.js"
-import { type Adoptable, isAlive } from "../recovery.js"
+import type { Adoptable } from "../recovery.js"
 import type { LeftoverNames } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
 import { Archive } from "./Archive.js"
@@ -35,14 +35,6 @@ const startedAtMs = (ticks: number): number | null => {
     return btime === null ? null : Number(btime[1]) * 1000 + (ticks * 1000) / TICKS_PER_SECOND
   } catch {
     return null
-  }
-}
-
-const signalGroup = (pid: number, signal: NodeJS.Signals) => {
-  try {
-    process.kill(-pid, signal)
-  } catch {
-    // Gone already.
   }
 }
 
@@ -76,7 +68,8 @@ export const watchAdopted = (
     const stopped = yield* Ref.make<Stop | null>(null)
     const stopIt = (why: Stop) =>
       Effect.gen(function*() {
-        if ((yield* Ref.get(stopped)) !== null || job.pid === null) return
+        // Its pid may lead another group once it has ended: only the very process is signalled.
+        if ((yield* Ref.get(stopped)) !== null || job.pid === null || !alive()) return
         yield* Ref.set(stopped, why)
         yield* Effect.logInfo("stopping an adopted job's process group").pipe(Effect.annotateLogs({ pid: job.pid, why: why._tag }))
         signalGroup(job.pid, "SIGTERM")
@@ -98,7 +91,7 @@ export const watchAdopted = (
         // Its spawner died under it: nobody could record its end. No job runs
         // unobserved (as with pmjq's own spawners): it is stopped, and ends
         // as interrupted rather than run again after it finished.
-        signalGroup(job.pid!, "SIGKILL")
+        if (alive()) signalGroup(job.pid!, "SIGKILL")
         yield* Ref.set(stopped, { _tag: "Lost", why: "its spawner died while pmjq was away" })
         return Option.some(Option.some(now))
       }

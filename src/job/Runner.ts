@@ -13,6 +13,7 @@ import { Context, Deferred, Duration, Effect, FiberId, Layer, Schedule, Scope } 
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, SpawnFailed } from "../errors.js"
+import { signalGroup } from "../proc.js"
 import type { ProcessExit, RecordBase } from "../record.js"
 import type { KeepRequest, SpawnReport, SpawnRequest } from "./protocol.js"
 import type { Account } from "./Users.js"
@@ -93,14 +94,6 @@ const RELEASE_KILL_AFTER = Duration.seconds(5)
 // filesystem calls: +30 %; a third gained nothing.
 const SPAWNERS = 2
 const SPAWNER = fileURLToPath(new URL("./spawner.js", import.meta.url))
-
-const signalGroup = (pid: number, signal: NodeJS.Signals) => {
-  try {
-    process.kill(-pid, signal)
-  } catch {
-    // ESRCH: the group is already gone, which is what we wanted.
-  }
-}
 
 // exec(2)'s errno, in words a job's author can act on. The file itself was
 // just claimed, so ENOENT means its #! interpreter is missing.

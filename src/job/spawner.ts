@@ -31,8 +31,8 @@
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import type { Readable, Transform, Writable } from "node:stream"
-import { createNew, type Ownership, PRIVATE, recordKeeping, replaceWhole, writeNew } from "../files.js"
-import { isZombie } from "../proc.js"
+import { createNew, type Ownership, PRIVATE, readRegular, recordKeeping, replaceWhole, writeNew } from "../files.js"
+import { isAlive, isZombie } from "../proc.js"
 import { logLines } from "../text.js"
 import { recordText, startedRecord } from "../record.js"
 import type { KeepRequest, SpawnerMessage, SpawnReport, SpawnRequest } from "./protocol.js"
@@ -261,29 +261,24 @@ const spawn = (request: SpawnRequest) => {
 /** Set when pmjq runs with --on-stop leave: its jobs outlive it here. */
 let keeping: KeepRequest["keep"] | null = null
 
-const isRunning = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return !isZombie(pid)
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
-
 // The heartbeat as pmjq last wrote it, kept fresh: other nodes (another host
 // goes by its age) must not take running jobs for orphans. Only one spawner
 // beats: the first in pmjq's list that still runs (one with no job left has
 // exited). A heartbeat a live process owns (the next pmjq's) is left alone.
 const beat = (keep: KeepRequest["keep"]) => {
   if (running.size === 0) return
-  if (keep.spawners.slice(0, Math.max(0, keep.spawners.indexOf(process.pid))).some(isRunning)) return
+  if (keep.spawners.slice(0, Math.max(0, keep.spawners.indexOf(process.pid))).some(isAlive)) return
+  // Read as pmjq reads its own files (files.ts): no symlink followed, no FIFO
+  // waited on, and only when it is pmjq's.
   let current: Record<string, unknown>
   try {
-    current = JSON.parse(fs.readFileSync(keep.heartbeatFile, "utf8")) as Record<string, unknown>
+    const text = readRegular(keep.heartbeatFile, process.getuid?.() ?? 0)
+    if (text === null) return
+    current = JSON.parse(text) as Record<string, unknown>
   } catch {
     return
   }
-  if (typeof current.pid !== "number" || isRunning(current.pid)) return
+  if (typeof current.pid !== "number" || isAlive(current.pid)) return
   try {
     // As pmjq writes it (spool/Nodes.ts): a hidden aside, renamed over.
     fs.rmSync(keep.heartbeatAside, { force: true })

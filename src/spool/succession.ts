@@ -15,7 +15,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { decodeHeartbeat } from "../decode.js"
 import { readRegular, writeNew } from "../files.js"
-import { isAlive } from "../recovery.js"
+import { isAlive } from "../proc.js"
 import { isHidden, nodesDir } from "./layout.js"
 
 const defaultId = (host: string) => new RegExp(`^${host.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}-\\d+$`)
@@ -28,7 +28,8 @@ const defaultId = (host: string) => new RegExp(`^${host.replace(/[.*+?^${}()|[\]
  */
 const takeSuccession = (dir: string, node: string, predecessor: number) => {
   const lock = path.join(dir, `.${node}.successor-of-${predecessor}`)
-  const mine = path.join(dir, `.${node}.successor-${process.pid}.tmp`)
+  // Not named like an aside (.tmp): those in this folder are heartbeats'.
+  const mine = path.join(dir, `.${node}.successor-${process.pid}.new`)
   try {
     writeNew(mine, `${process.pid}\n`, 0o644, null)
     fs.linkSync(mine, lock)
