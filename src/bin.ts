@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S PMJQ_SAVED_MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX} MALLOC_ARENA_MAX=1 node --max-semi-space-size=4
 /**
  * Entry point: wires the CLI (cli/Cli.ts) to Node and runs it.
  *
@@ -8,6 +8,8 @@
  * never gives it back. Measured with 100,000 queued (bench/backlog.ts):
  * resident memory ~205 MiB without, ~170 with; first job at 0.85-0.9 s
  * (2 MB semi-spaces: ~170 MiB too, but 1.0 s); drain throughput the same.
+ * One malloc arena takes it to ~140 (allocator.ts says why and how the jobs'
+ * environment is kept as it was).
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
@@ -15,7 +17,10 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import { Effect, Layer } from "effect"
 import { createRequire } from "node:module"
+import { restoreEnvironment } from "./allocator.js"
 import { exitCode, run } from "./cli/Cli.js"
+
+restoreEnvironment()
 
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
 

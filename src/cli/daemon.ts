@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
+import { asStartedByShebang } from "../allocator.js"
 import { type DaemonSettings, launch } from "../daemon.js"
 import { resolveId } from "../job/Users.js"
 import { NotPermitted, UsageError } from "../errors.js"
@@ -271,7 +272,10 @@ const startAgain = (node: string) =>
   Effect.gen(function*() {
     const [script, ...args] = process.argv.slice(1)
     const named = args.some((a) => a === "--node-id" || a.startsWith("--node-id="))
-    const child = cp.spawn(process.execPath, [...process.execArgv, script!, ...(named ? [] : ["--node-id", node]), ...args], { stdio: "inherit" })
+    const child = cp.spawn(process.execPath, [...process.execArgv, script!, ...(named ? [] : ["--node-id", node]), ...args], {
+      env: asStartedByShebang(),
+      stdio: "inherit"
+    })
     child.unref()
     yield* Effect.logInfo("restarted in place").pipe(Effect.annotateLogs({ pid: child.pid ?? "none", node }))
   })

@@ -3,7 +3,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { run, tempDir } from "./harness.js"
+import { BIN, tempDir, run, waitFor, workspace } from "./harness.js"
 
 const ROOT = path.resolve(import.meta.dirname, "../..")
 const has = (command: string) => cp.spawnSync("sh", ["-c", `command -v ${command}`]).status === 0
@@ -34,5 +34,24 @@ describe("packaging", () => {
     const verified = cp.spawnSync("systemd-analyze", ["verify", "--man=no", unit], { encoding: "utf8" })
     expect(verified.stderr.trim()).toBe("")
     expect(verified.status).toBe(0)
+  })
+
+  it("run by its #! line, pmjq itself has one malloc arena, and its jobs the environment it was started with", async () => {
+    const environOf = (pid: number) => fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")
+    for (const given of [undefined, "3"]) {
+      const t = workspace("arena")
+      fs.writeFileSync(path.join(t.spool, "env"), '#!/bin/sh\necho "${MALLOC_ARENA_MAX-unset} ${PMJQ_SAVED_MALLOC_ARENA_MAX-unset}"\n', { mode: 0o755 })
+      const env = { ...process.env }
+      delete env.MALLOC_ARENA_MAX
+      if (given !== undefined) env.MALLOC_ARENA_MAX = given
+      // Executed, not `node bin.js`: the #! line is what is tested.
+      const daemon = cp.spawn(BIN, ["-o", t.archive, t.spool], { env, stdio: "ignore" })
+      await waitFor("the job's output", () => fs.existsSync(t.archive) && fs.readdirSync(t.archive).some((f) => f.endsWith("_env.out")))
+      expect(environOf(daemon.pid!)).toContain("MALLOC_ARENA_MAX=1")
+      const out = fs.readdirSync(t.archive).find((f) => f.endsWith("_env.out"))!
+      expect(fs.readFileSync(path.join(t.archive, out), "utf8")).toBe(`${given ?? "unset"} unset\n`)
+      daemon.kill("SIGTERM")
+      await new Promise((r) => daemon.once("close", r))
+    }
   })
 })
