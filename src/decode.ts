@@ -107,6 +107,14 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>) => {
   }
 }
 
+/**
+ * .pmjq/running/NODE/.NAME.done: the job's archive entry is whole at `entry`
+ * (see job/Archive.ts). Only logged and returned: never joined to a path.
+ */
+const DoneMarkSchema = Schema.Struct({ entry: Schema.String, placedAt: Instant })
+
+export type DoneMark = typeof DoneMarkSchema.Type
+
 /** SPOOL/.pmjq-cancel-*: one job to cancel, asked by the file's owner (see features/Cancels.ts). */
 const CancelRequestSchema = Schema.Struct({ name: JobName })
 
@@ -115,3 +123,4 @@ export const decodeCancelRequest = decodeJson(CancelRequestSchema)
 export const decodeRecord: (text: string) => Either.Either<JobRecord, string> = decodeJson(JobRecordSchema)
 export const decodeHeartbeat = decodeJson(HeartbeatSchema)
 export const decodeAttemptNotes = decodeJson(AttemptNotesSchema)
+export const decodeDoneMark = decodeJson(DoneMarkSchema)

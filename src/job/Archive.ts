@@ -9,19 +9,25 @@
  * STAMP_NAME and STAMP-1_NAME: nothing is ever overwritten. The record is
  * first written whole beside the claim (settle), and linked in last, so a
  * reader that sees the .json sees a complete entry.
+ *
+ * Once the entry is whole, a done mark beside the record says where it is
+ * (spool/layout.ts: doneMarkOf) until the running folder is cleared. Whoever
+ * finishes an archival cut short (this node after a crash, or a node that
+ * took over the folder, with an archive dir of its own, on another host)
+ * finds the mark and only clears the folder: one entry per job, wherever it is.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Clock, Context, Effect, Either, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
 import type { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { logLines } from "../text.js"
-import { isJobName } from "../decode.js"
+import { decodeDoneMark, isJobName } from "../decode.js"
 import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
 import { ensureArchiveDir } from "../dirs.js"
-import { type Ownership, recordKeeping } from "../files.js"
-import { type JobRecord, recordText } from "../record.js"
-import { asideOf, entryFiles, entryName, stamp } from "../spool/layout.js"
+import { type Ownership, PRIVATE, recordKeeping, Untrusted } from "../files.js"
+import { iso, type JobRecord, recordText } from "../record.js"
+import { asideOf, doneMarkOf, entryFiles, entryName, stamp } from "../spool/layout.js"
 import { type Calls, Syscalls } from "../syscalls.js"
 
 export interface Finished {
@@ -48,7 +54,9 @@ export class Archive extends Context.Tag("pmjq/Archive")<
     /**
      * Moves a finished job into DIR as STAMP_NAME (STAMP from its end time);
      * returns the entry's path. Idempotent: after a crash half way, running it
-     * again completes the same entry.
+     * again completes the same entry; once the entry was whole (its done mark
+     * written), running it again, with any DIR, only clears the running folder
+     * and returns where the entry is.
      */
     readonly store: (dir: string, job: Finished) => Effect.Effect<string, ArchiveFailed | ClaimLost>
     /** No archive for this job: delete the script, its record and any captured output. */
@@ -198,8 +206,34 @@ const makeLive = (calls: Calls) => {
     }
   }
 
+  // The mark goes last: while any of the job's files is left, it is there.
   const leaveRunningFolder = (job: Finished) => async () => {
-    for (const file of [job.script, job.stdout, job.stderr, job.recordFile]) if (file !== null) await removeIfPresent(calls, file)
+    for (const file of [job.script, job.stdout, job.stderr, job.recordFile, doneMarkOf(job.recordFile)]) {
+      if (file !== null) await removeIfPresent(calls, file)
+    }
+  }
+
+  const uid = process.getuid?.() ?? 0
+
+  // Where an earlier try placed the job, if it got that far. Only pmjq's own,
+  // decoded mark counts; anything else there is no mark (and is cleared with
+  // the folder): the job is then archived, at worst a second time. An I/O
+  // error fails the store, to be tried again: the mark may be there.
+  const placedBefore = async (job: Finished): Promise<string | null> => {
+    const text = await calls.readText(doneMarkOf(job.recordFile), uid).catch((e: unknown) =>
+      e instanceof Untrusted || errnoCode(e) === "ELOOP" ? null : Promise.reject(e)
+    )
+    if (text === null) return null
+    const mark = decodeDoneMark(text)
+    return Either.isRight(mark) ? mark.right.entry : null
+  }
+
+  // Written aside and renamed in, like the record: whole or absent.
+  const markDone = async (job: Finished, entry: string, now: number) => {
+    const mark = doneMarkOf(job.recordFile)
+    await removeIfPresent(calls, asideOf(mark))
+    await calls.writeNew(asideOf(mark), JSON.stringify({ entry, placedAt: iso(now) }) + "\n", PRIVATE, null)
+    await calls.rename(asideOf(mark), mark)
   }
 
   const exists = (file: string) => calls.lstat(file).then(() => true, (e: unknown) => (errnoCode(e) === "ENOENT" ? false : Promise.reject(e)))
@@ -219,6 +253,11 @@ const makeLive = (calls: Calls) => {
     Effect.gen(function*() {
       // The name becomes a path: it must stay one name inside DIR.
       if (!isJobName(given.record.name)) return yield* new ArchiveFailed({ path: dir, reason: `not a job name: ${JSON.stringify(given.record.name)}` })
+      const placed = yield* Effect.tryPromise({ try: () => placedBefore(given), catch: fail(given.recordFile) })
+      if (placed !== null) {
+        yield* Effect.tryPromise({ try: leaveRunningFolder(given), catch: fail(placed) })
+        return placed
+      }
       const job = yield* whatIsLeft(given)
       if (job === null) return yield* new ClaimLost({ path: given.script ?? given.recordFile })
       const recorded = yield* Effect.tryPromise({ try: () => calls.lstat(job.recordFile).then(() => true, () => false), catch: fail(job.recordFile) })
@@ -239,6 +278,8 @@ const makeLive = (calls: Calls) => {
       )
       const base = path.join(dir, entry)
       // Only now that the entry is whole does the job leave the running folder.
+      const now = yield* Clock.currentTimeMillis
+      yield* Effect.tryPromise({ try: () => markDone(job, base, now), catch: fail(base) })
       yield* Effect.tryPromise({ try: leaveRunningFolder(job), catch: fail(base) })
       return base
     })

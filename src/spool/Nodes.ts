@@ -29,6 +29,7 @@ import {
   heartbeatFile,
   isAdopted,
   isAside,
+  isDoneMark,
   isHidden,
   type LeftoverNames,
   nodesDir as nodesDirOf,
@@ -258,10 +259,12 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
 
       const removeFolder = (folder: string) =>
         io("remove", folder, async () => {
-          // Half-written asides (.tmp) are the only files that may go unread.
+          // Half-written asides (.tmp) are the only files that may go unread;
+          // done marks too, once nothing else is left (their jobs' files gone).
           const names = await calls.readdir(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
           if (names === null) return true
-          for (const n of names) if (isAside(n)) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
+          const onlyMarks = names.every((n) => isAside(n) || isDoneMark(n))
+          for (const n of names) if (isAside(n) || (onlyMarks && isDoneMark(n))) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
           try {
             await calls.rmdir(folder)
             return true

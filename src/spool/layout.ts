@@ -7,8 +7,9 @@
  *   job-spool/.pmjq-submit-NAME                 pmjq submit's job while it is written (hidden: ignored)
  *   job-spool/.pmjq/running/NODE/NAME           claimed by NODE; NAME.~N~ when NAME was taken there
  *   job-spool/.pmjq/running/NODE/.NAME.out      beside the claim: its output (.out, .err), its
- *                     .NAME.err .NAME.json      record (.json), and the record of a cut run's
- *                     .NAME.cut.json            output (recovery); a long NAME cut and hashed
+ *                     .NAME.err .NAME.json      record (.json), the record of a cut run's
+ *                     .NAME.cut.json            output (recovery), and once its archive entry
+ *                     .NAME.done .NAME.cut.done is whole, where (.done); a long NAME cut and hashed
  *   job-spool/.pmjq/running/NODE/.from-DEAD/    a dead node's folder NODE took over (.from-DEAD.~N~ again)
  *   job-spool/.pmjq/nodes/NODE                  NODE's heartbeat, written as .NODE.tmp and renamed
  *   job-spool/.pmjq/attempts/NAME               recovery's notes on a requeued NAME
@@ -127,6 +128,21 @@ const besideBase = (claimFile: string) => {
   return `.${short}`
 }
 
+/**
+ * `.NAME.done` beside `.NAME.json` (`.NAME.cut.done` beside `.NAME.cut.json`):
+ * written once the entry of that record is whole in an archive dir, before
+ * the running folder is cleared, and removed last. Whoever finishes the
+ * clearing (this node after a crash, or another node, whose archive dir may be
+ * another host's) then finds the job archived, and does not archive it again.
+ */
+export const doneMarkOf = (recordFile: string) => recordFile.replace(/\.json$/, ".done")
+
+/**
+ * A done mark, by name. One whose job's files are all gone says nothing any
+ * more: a folder holding only those (and asides) may be removed.
+ */
+export const isDoneMark = (name: string) => isHidden(name) && name.endsWith(".done")
+
 /** besideName, in the claim's folder. */
 export const besideClaim = (claimPath: string, suffix: Beside) => path.join(path.dirname(claimPath), besideName(path.basename(claimPath), suffix))
 
@@ -161,7 +177,8 @@ export interface FolderEntry {
  * What a running folder holds, by name: each claim with the files beside it;
  * outputs and records whose claim already left (a crash in the middle of
  * archival); and the folders of dead nodes its owner had taken over. Other
- * hidden files (asides, a cut record without its claim) belong to none.
+ * hidden files (asides, a cut record without its claim, a done mark whose
+ * job's files are gone) belong to none.
  */
 export const folderContents = (entries: ReadonlyArray<FolderEntry>): {
   readonly leftovers: ReadonlyArray<LeftoverNames>

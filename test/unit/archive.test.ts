@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Archive, reserveEntry } from "../../src/job/Archive.js"
-import { Syscalls } from "../../src/syscalls.js"
+import { type Calls, Syscalls } from "../../src/syscalls.js"
 import { judge, type JobRecord } from "../../src/record.js"
 import { parseDuration } from "../../src/duration.js"
 import { Duration, Either, Layer } from "effect"
@@ -154,3 +154,40 @@ describe("durations", () => {
     expect(Either.isLeft(parseDuration(text))).toBe(true)
   })
 })
+
+describe("an archival cut short once the entry was whole", () => {
+  it.effect("finished with another archive dir (another node's, after a takeover): no second entry, the folder cleared", () =>
+    Effect.gen(function*() {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
+      const run = path.join(root, "run")
+      const [first, second] = [path.join(root, "a"), path.join(root, "b")]
+      for (const dir of [run, first, second]) fs.mkdirSync(dir)
+      fs.writeFileSync(path.join(run, "job"), "#!/bin/sh\n", { mode: 0o755 })
+      fs.writeFileSync(path.join(run, ".job.out"), "ran once")
+      const job = { script: path.join(run, "job"), stdout: path.join(run, ".job.out"), stderr: null, recordFile: path.join(run, ".job.json"), record: record("job"), owner: null }
+      // The node dies as it starts to clear its running folder: its first unlink fails.
+      const direct = yield* Syscalls.pipe(Effect.provide(Syscalls.Direct))
+      let dying = true
+      const calls: Calls = {
+        ...direct,
+        unlink: (file) => {
+          if (!dying || file !== job.script) return direct.unlink(file)
+          dying = false
+          return Promise.reject(Object.assign(new Error(`EIO: i/o error, unlink '${file}'`), { code: "EIO" }))
+        }
+      }
+      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(Layer.succeed(Syscalls, calls)))))
+      yield* archive.settle(job)
+      const cut = yield* Effect.flip(archive.store(first, job))
+      expect(cut._tag).toBe("ArchiveFailed")
+      const entry = path.join(first, "20260101T000000.000Z_job")
+      expect(fs.readdirSync(first).sort()).toEqual(["20260101T000000.000Z_job", "20260101T000000.000Z_job.json", "20260101T000000.000Z_job.out"])
+
+      expect(yield* archive.store(second, job)).toBe(entry)
+      expect(fs.readdirSync(second)).toEqual([])
+      expect(fs.readdirSync(run)).toEqual([])
+      expect(fs.readFileSync(entry + ".out", "utf8")).toBe("ran once")
+      fs.rmSync(root, { recursive: true })
+    }))
+})
+

@@ -136,6 +136,43 @@ describe("recovery of a dead node's folder", () => {
     }))
 })
 
+describe("a dead node's archival cut short once its entry was whole (its done mark written)", () => {
+  it.live("is finished by clearing the folder, not by a second entry in this node's archive dir", () =>
+    Effect.gen(function*() {
+      const t = workspace()
+      const folder = path.join(t.spool, ".pmjq", "running", "ghost")
+      fs.mkdirSync(folder, { recursive: true, mode: 0o755 })
+      fs.writeFileSync(path.join(t.nodes, "ghost"), heartbeatOf("ghost", deadPid()))
+      const elsewhere = "/srv/ghost-archive/20260102T030406.000Z_placed"
+      const mark = (file: string) => fs.writeFileSync(path.join(folder, file), JSON.stringify({ entry: elsewhere, placedAt: "2026-01-02T03:04:07.000Z" }), { mode: 0o600 })
+      // Archived by ghost into its own archive dir, killed before it cleared its running folder.
+      fs.writeFileSync(path.join(folder, "placed"), "#!/bin/sh\n", { mode: 0o755 })
+      fs.writeFileSync(path.join(folder, ".placed.out"), "ran once\n")
+      fs.writeFileSync(path.join(folder, ".placed.json"), JSON.stringify({
+        name: "placed", node: "ghost", host: "far", pid: 4242, user: "root", attempt: 1, claimedAt: "2026-01-02T03:04:05.000Z",
+        startedAt: "2026-01-02T03:04:05.100Z", endedAt: "2026-01-02T03:04:06.000Z", durationMs: 900,
+        outcome: "succeeded", exitCode: 0, signal: null, reason: null
+      }))
+      mark(".placed.done")
+      // A cut run's output, archived by an earlier recovery killed while it cleared it: the job is queued again, the output not archived twice.
+      fs.writeFileSync(path.join(folder, "rerun"), "#!/bin/sh\n", { mode: 0o755 })
+      fs.writeFileSync(path.join(folder, ".rerun.err"), "cut short\n")
+      mark(".rerun.cut.done")
+      // Killed after the job's last file went, before its mark did.
+      mark(".gone.done")
+
+      const log = capture()
+      const recovery = yield* recoveryIn(t.spool, t.archive, Syscalls.Direct)
+      yield* recovery.round.pipe(Effect.provide(log.layer))
+
+      expect(fs.existsSync(t.archive) ? fs.readdirSync(t.archive) : []).toEqual([])
+      expect(fs.readdirSync(t.spool).filter((n) => !n.startsWith("."))).toEqual(["rerun"])
+      expect(fs.readdirSync(path.join(t.spool, ".pmjq", "running", "n1"))).toEqual([])
+      expect(log.lines).toContainEqual(expect.stringMatching(new RegExp(`^recovered: archived as recorded (?=.*entry=${elsewhere})`)))
+      fs.rmSync(t.root, { recursive: true })
+    }))
+})
+
 describe("a heartbeat's aside left alone in .pmjq/nodes (a node killed in its first beat)", () => {
   it.live("goes once its node is dead by what it holds, or at once when torn; a live node's stays", () =>
     Effect.gen(function*() {
