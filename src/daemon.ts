@@ -10,7 +10,7 @@
  *                        leave them to the spawners), then interruption
  *   RecoveryRounds       dead nodes' jobs (this node's previous run first), every --poll
  *   Cancels              `pmjq cancel`'s requests, every --poll and when one appears
- *   Hooks, SpoolFeed, Progress, Restart (SIGHUP)
+ *   Hooks, SpoolFeed, Progress, Restart (SIGHUP), Metrics (when exported)
  *   Dispatcher           takes a slot, waits for the gate, claims, launches
  *
  * under the services they use (Spool, Nodes, Requests, Gate, Archive, ProcessRunner,
@@ -29,6 +29,7 @@ import { Heartbeat } from "./features/Heartbeat.js"
 import { Hooks } from "./features/Hooks.js"
 import { JobQueue } from "./features/JobQueue.js"
 import { Jobs } from "./features/Jobs.js"
+import { Metrics } from "./features/Metrics.js"
 import { Progress } from "./features/Progress.js"
 import { RecoveryRounds } from "./features/RecoveryRounds.js"
 import { Restart } from "./features/Restart.js"
@@ -45,6 +46,7 @@ import { NodesLive } from "./spool/Nodes.js"
 import { RequestsLive } from "./spool/Requests.js"
 import { SpoolLive } from "./spool/Spool.js"
 import { Syscalls } from "./syscalls.js"
+import { tracing } from "./telemetry/tracing.js"
 
 export type { DaemonSettings } from "./features/Config.js"
 export { fairShare, rendezvous } from "./features/Dispatcher.js"
@@ -55,7 +57,7 @@ export const DaemonLive = (settings: DaemonSettings) => {
   const beating = Heartbeat.pipe(Layer.provideMerge(state))
   const running = Stopping.layer.pipe(Layer.provideMerge(Jobs.layer), Layer.provideMerge(beating))
   const recovering = Layer.mergeAll(RecoveryRounds, Cancels.layer).pipe(Layer.provideMerge(running))
-  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart).pipe(Layer.provideMerge(recovering))
+  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart, Metrics).pipe(Layer.provideMerge(recovering))
   return Dispatcher.pipe(Layer.provideMerge(watching))
 }
 
@@ -85,7 +87,8 @@ export const daemon = (settings: DaemonSettings) =>
   Effect.gen(function*() {
     const finished = yield* Deferred.make<Ending>()
     const main = DaemonLive(settings).pipe(Layer.provide(Layer.succeed(Finished, finished)))
-    const running = yield* Effect.fork(Layer.launch(main))
+    // The tracer is set for the fiber that builds the layers: the fibers they fork inherit it.
+    const running = yield* Effect.fork(Layer.launch(main).pipe(Effect.provide(tracing(settings.traces, process.env.OTEL_SERVICE_NAME))))
     // Interrupting the daemon waits for its layers to close (the jobs' grace,
     // the node's leave): a fiber's children are otherwise interrupted without
     // being waited for, and the process would exit under its running jobs.

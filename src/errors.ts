@@ -123,7 +123,16 @@ export class NodeElsewhere extends Data.TaggedError("NodeElsewhere")<{
   }
 }
 
-export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt | NodeElsewhere
+/** --metrics-listen could not listen (the port taken, the address not this host's), or --metrics-file could not be written. */
+export class CannotServeMetrics extends Data.TaggedError("CannotServeMetrics")<{
+  readonly reason: string
+}> {
+  override get message() {
+    return this.reason
+  }
+}
+
+export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt | NodeElsewhere | CannotServeMetrics
 
 /** sysexits(3) status for each startup error. */
 export const exitStatus = (error: StartupError): number => {
@@ -139,6 +148,8 @@ export const exitStatus = (error: StartupError): number => {
     case "CannotAdopt":
     case "NodeElsewhere":
       return 75
+    case "CannotServeMetrics":
+      return 69
   }
 }
 
@@ -155,7 +166,15 @@ export const describe = (error: unknown): string => {
 export const errnoCode = (error: unknown): string | undefined =>
   error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
 
-const startupTags: ReadonlySet<string> = new Set(["SpoolMissing", "CannotCreateDirectory", "UsageError", "NotPermitted", "CannotAdopt", "NodeElsewhere"])
+const startupTags: ReadonlySet<string> = new Set([
+  "SpoolMissing",
+  "CannotCreateDirectory",
+  "UsageError",
+  "NotPermitted",
+  "CannotAdopt",
+  "NodeElsewhere",
+  "CannotServeMetrics"
+])
 
 export const isStartupError = (u: unknown): u is StartupError =>
   typeof u === "object" && u !== null && "_tag" in u && startupTags.has(String(u._tag))

@@ -13,6 +13,7 @@
 import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
 import * as cp from "node:child_process"
 import * as readline from "node:readline"
+import { hookFired } from "./telemetry/metrics.js"
 
 export type Limit = "load" | "max-jobs"
 
@@ -94,6 +95,7 @@ export const watchHooks = (settings: HookSettings, observe: Effect.Effect<Observ
     const fire = (hook: "idle" | "limit", command: string, seen: Observed) =>
       Effect.logInfo("hook started").pipe(
         Effect.annotateLogs({ hook, queued: seen.queued, running: seen.running }),
+        Effect.zipRight(hookFired(hook)),
         Effect.zipRight(runner.run(hook, command, {
           PMJQ_SPOOL: settings.spool,
           PMJQ_NODE: settings.node,

@@ -16,13 +16,14 @@
  * logged and left in the folder for the next round, and the others go on.
  * A node killed in its first beat left only its heartbeat's aside: it goes too.
  */
-import { Clock, Duration, Effect, Option } from "effect"
+import { Clock, Duration, Effect, Metric, Option } from "effect"
 import { Archive, destinationOf, type Finished } from "./job/Archive.js"
 import { isAlive, isSameProcess } from "./proc.js"
 import { iso, type JobRecord, unstartedRecord } from "./record.js"
 import { deadOf, type LeftoverNames } from "./spool/layout.js"
 import { type Heartbeat, type Leftover, Nodes, type NodeView } from "./spool/Nodes.js"
 import { Spool } from "./spool/Spool.js"
+import { nodes as nodesSeen } from "./telemetry/metrics.js"
 
 export type Orphans = "requeue" | "fail"
 
@@ -188,8 +189,13 @@ export const makeRecovery = (settings: RecoverySettings) =>
       if (!(yield* spool.checkState)) return 0
       const now = yield* Clock.currentTimeMillis
       let alive = 0
+      // For the metrics: a node that missed two beats (lease/4 apart) is stale,
+      // whether or not its lease has run out yet; this one is live.
+      const seen = { live: 1, stale: 0 }
       for (const view of yield* nodes.others) {
         const why = deathOf(view, now, settings.host, leaseMs, isAlive)
+        const late = view.heartbeat !== null && now - Date.parse(view.heartbeat.beatAt) > leaseMs / 2
+        if (view.heartbeat !== null) seen[why !== null || late ? "stale" : "live"]++
         if (why === null) {
           if (view.heartbeat !== null) alive++
           continue
@@ -205,6 +211,8 @@ export const makeRecovery = (settings: RecoverySettings) =>
         yield* Effect.logWarning("node dead; recovering its jobs").pipe(Effect.annotateLogs({ dead: view.node, reason: why }))
         yield* nodes.forget(view.node)
       }
+      yield* Metric.set(Metric.tagged(nodesSeen, "state", "live"), seen.live)
+      yield* Metric.set(Metric.tagged(nodesSeen, "state", "stale"), seen.stale)
       for (const folder of yield* nodes.adopted) yield* empty(folder, deadOf(folder))
       return alive
     }).pipe(

@@ -258,6 +258,8 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   drain: false,
   progress: false,
   onStop: "stop",
+  metrics: { listen: Option.none(), file: Option.none() },
+  traces: Option.none(),
   idleCmd: Option.none(),
   idleAfter: "10 minutes",
   limitCmd: Option.none(),

@@ -17,7 +17,8 @@ import { logLayer } from "../log.js"
 import { rejectedDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
 import { mayTakeOver, successorId } from "../spool/succession.js"
-import { check, duration, optionalDuration } from "./options.js"
+import { tracesEndpoint } from "../telemetry/tracing.js"
+import { check, duration, listenAddress, optionalDuration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
 
@@ -124,6 +125,17 @@ export const daemonOptions = {
     Options.withDefault(3),
     Options.withDescription("A job whose node died under it this many times goes to the error dir as interrupted. Default: 3."),
     check("max-attempts", (n: number) => n >= 1, "1 or more")
+  ),
+  metricsListen: Options.text("metrics-listen").pipe(
+    Options.withPseudoName("[ADDR:]PORT"),
+    Options.withDescription("Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR defaults to 127.0.0.1: give 0.0.0.0 to be scraped from other hosts)."),
+    listenAddress("metrics-listen"),
+    Options.optional
+  ),
+  metricsFile: Options.text("metrics-file").pipe(
+    Options.withPseudoName("FILE"),
+    Options.withDescription("Write Prometheus metrics to FILE every 5 s, atomically (for node_exporter's textfile collector: a name ending in .prom)."),
+    Options.optional
   ),
   logFormat: Options.choice("log-format", ["text", "json"]).pipe(
     Options.withDefault("text" as const),
@@ -246,7 +258,9 @@ const settingsFrom = (options: Parsed) =>
       killAfter: "5 seconds",
       busyFor: "1 minute",
       keepEnv: Option.getOrElse(keepEnv, (): ReadonlyArray<string> => []),
-      jobNproc: Option.getOrNull(options.jobNproc)
+      jobNproc: Option.getOrNull(options.jobNproc),
+      metrics: { listen: options.metricsListen, file: Option.map(options.metricsFile, (file) => path.resolve(file)) },
+      traces: tracesEndpoint(process.env)
     } as const satisfies DaemonSettings
     return settings
   })

@@ -28,3 +28,19 @@ export const optionalDuration = (name: string, description: string) =>
 
 export const check = <A>(name: string, ok: (a: A) => boolean, expected: string) =>
   Options.mapEffect((a: A) => (ok(a) ? Effect.succeed(a) : Effect.fail(invalid(`--${name} must be ${expected}, not ${String(a)}`))))
+
+/**
+ * [ADDR:]PORT, [V6ADDR]:PORT: where to listen; the loopback address when only
+ * a port is given (nothing is exposed to the network unless asked).
+ */
+export const parseListen = (text: string): Either.Either<{ readonly host: string; readonly port: number }, string> => {
+  const m = /^(?:(?:\[([0-9A-Fa-f:.]+)\]|([^:\s[\]]+)):)?(\d{1,5})$/.exec(text)
+  const port = m === null ? NaN : Number(m[3])
+  if (m === null || !(port >= 1 && port <= 65535)) return Either.left(`expected [ADDR:]PORT (e.g. 9477, 0.0.0.0:9477, [::1]:9477), not ${JSON.stringify(text)}`)
+  return Either.right({ host: m[1] ?? m[2] ?? "127.0.0.1", port })
+}
+
+export const listenAddress = (name: string) =>
+  Options.mapEffect((text: string) =>
+    Either.match(parseListen(text), { onLeft: (message) => Effect.fail(invalid(`--${name}: ${message}`)), onRight: Effect.succeed })
+  )

@@ -3,6 +3,7 @@ import { Context, type Deferred, type Duration, type Option } from "effect"
 import type { HookSettings } from "../hooks.js"
 import type { JobSettings } from "../job/Job.js"
 import type { RecoverySettings } from "../recovery.js"
+import type { MetricsSettings } from "../telemetry/exporter.js"
 
 export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings {
   /** At most this many jobs at once; 0 means no cap. */
@@ -21,6 +22,10 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
    * running under the spawners for the next pmjq with this node id to adopt.
    */
   readonly onStop: "stop" | "leave"
+  /** Prometheus metrics: served (--metrics-listen) or written for node_exporter (--metrics-file); neither by default. */
+  readonly metrics: MetricsSettings
+  /** Where to send a trace per job (OTLP/HTTP), from OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; none by default. */
+  readonly traces: Option.Option<string>
 }
 
 export class DaemonConfig extends Context.Tag("pmjq/DaemonConfig")<DaemonConfig, DaemonSettings>() {}

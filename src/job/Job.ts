@@ -65,6 +65,8 @@ export interface JobEvents {
   readonly keep: (retries: Effect.Effect<void>) => Effect.Effect<void>
   /** Its pid once its process runs (for the heartbeat's job list). */
   readonly started: (pid: number) => Effect.Effect<void>
+  /** Its record, once its end is known, before its archival (metrics, its trace). */
+  readonly finished: (record: JobRecord) => Effect.Effect<void>
   /**
    * Completed, with who asks, when the job is to be cancelled (`pmjq cancel`);
    * whoever completes it then interrupts the fiber `waiting` holds, if any: the
@@ -76,7 +78,7 @@ export interface JobEvents {
 }
 
 /** A claimed job as pmjq found it: why it is refused (or null), and its record's first fields. */
-const inspect = Effect.fn("Job.inspect")(function*(claim: Claim, settings: JobSettings) {
+const inspect = Effect.fnUntraced(function*(claim: Claim, settings: JobSettings) {
   const spool = yield* Spool
   const users = yield* Users
   // Checked on the claimed file, which only pmjq can change from here on.
@@ -250,7 +252,7 @@ const end = (
   })
 
 /** Writes a job's end down (unless its spawner did) and archives it; retries go to `keep`. */
-const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: ReturnType<typeof outputFiles> | null, result: Ended, keep: JobEvents["keep"]) =>
+const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: ReturnType<typeof outputFiles> | null, result: Ended, events: JobEvents) =>
   Effect.gen(function*() {
     const archive = yield* Archive
     const spool = yield* Spool
@@ -271,6 +273,7 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
         ...(record.reason !== null ? { reason: record.reason } : {})
       })
     )
+    yield* events.finished(record)
     // A job that never started has no output: the spawner removed its empty files.
     const output = result.pid === null ? null : files
     const finished: Finished = {
@@ -306,7 +309,7 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
     // The first try is part of the job's end, even when pmjq is stopping.
     yield* done(attempt).pipe(
       Effect.catchTag("ArchiveFailed", () =>
-        keep(done(attempt.pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second"))).pipe(
+        events.keep(done(attempt.pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second"))).pipe(
           Effect.catchAll(() => Effect.void), // never: the retries go on until one works
           Effect.annotateLogs({ job: claim.name })
         )))
@@ -314,12 +317,15 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
   })
 
 /** Runs a claimed job to its archive (see JobEvents for what the daemon hears of it). */
-export const runJob = Effect.fn("Job.run")(function*(claim: Claim, settings: JobSettings, events: JobEvents) {
+// Traced as its run and its archival, children of the job's span (features/Jobs.ts).
+export const runJob = Effect.fnUntraced(function*(claim: Claim, settings: JobSettings, events: JobEvents) {
   const job = yield* inspect(claim, settings)
   const capture = Option.isSome(settings.archiveDir) || Option.isSome(settings.errorDir)
   const files = capture ? outputFiles(claim) : null
   return yield* Effect.scoped(Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(end(claim, settings, job, files, events, restore), (result) =>
-      result === "released" || result === "left" ? Effect.void : archiveJob(claim, settings, job, files, result, events.keep))
+    Effect.flatMap(end(claim, settings, job, files, events, restore).pipe(Effect.withSpan("pmjq.run")), (result) =>
+      result === "released" || result === "left"
+        ? Effect.void
+        : archiveJob(claim, settings, job, files, result, events).pipe(Effect.withSpan("pmjq.archive")))
   )).pipe(Effect.annotateLogs({ job: claim.name }))
 })

@@ -297,6 +297,7 @@ describe("archival on the memory filesystem", () => {
           processEnded: Effect.void,
           keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
           started: () => Effect.void,
+          finished: () => Effect.void,
           cancel: yield* Deferred.make<string>(),
           waiting: yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>())
         })

@@ -1,0 +1,70 @@
+/**
+ * Metrics export (--metrics-listen, --metrics-file): the exporters, and the
+ * gauges sampled from the daemon's state every 2 s (what happens, such as a
+ * job's end or a claim, is counted where it happens: telemetry/metrics.ts).
+ * Nothing runs without either option.
+ */
+import { Effect, HashMap, Layer, Metric, Option, Ref, Schedule } from "effect"
+import { monitorEventLoopDelay } from "node:perf_hooks"
+import { Gate } from "../gate/Gate.js"
+import { Users } from "../job/Users.js"
+import * as M from "../telemetry/metrics.js"
+import { exportMetrics, metricsWanted } from "../telemetry/exporter.js"
+import { DaemonConfig } from "./Config.js"
+import { JobQueue } from "./JobQueue.js"
+import { Jobs } from "./Jobs.js"
+import { Running } from "./Running.js"
+
+const SAMPLE_EVERY = "2 seconds"
+const WRITE_EVERY = "5 seconds"
+
+const make = Effect.gen(function*() {
+  const settings = yield* DaemonConfig
+  if (!metricsWanted(settings.metrics)) return
+  const { pending } = yield* JobQueue
+  const running = yield* Running
+  const jobs = yield* Jobs
+  const gate = yield* Gate
+  const users = yield* Users
+  const writeFile = yield* exportMetrics(settings.metrics)
+  yield* M.zeroes
+
+  const lag = monitorEventLoopDelay({ resolution: 20 })
+  lag.enable()
+  yield* Effect.addFinalizer(() => Effect.sync(() => lag.disable()))
+
+  // A user whose last job ended is set to 0, not left at their last count.
+  const shown = yield* Ref.make<ReadonlySet<string>>(new Set())
+  const userName = (uid: number) => Effect.map(users.account(uid), Option.match({ onNone: () => String(uid), onSome: (a) => a.name }))
+  const sampleRunning = Effect.gen(function*() {
+    const counts = new Map<string, number>()
+    for (const [uid, n] of HashMap.toEntries(yield* Ref.get(running.byOwner))) {
+      const name = yield* userName(uid)
+      counts.set(name, (counts.get(name) ?? 0) + n)
+    }
+    for (const name of yield* Ref.get(shown)) if (!counts.has(name)) counts.set(name, 0)
+    yield* Effect.forEach(counts, ([name, n]) => Metric.set(Metric.tagged(M.jobsRunning, "user", name), n), { discard: true })
+    yield* Ref.set(shown, new Set([...counts].filter(([, n]) => n > 0).map(([name]) => name)))
+  })
+
+  const sample = Effect.gen(function*() {
+    yield* Metric.set(M.jobsQueued, yield* pending.size)
+    yield* sampleRunning
+    yield* Metric.set(M.archiveRetries, yield* jobs.retrying)
+    yield* Metric.set(M.gateOpen, (yield* gate.isOpen) ? 1 : 0)
+    yield* Metric.set(M.load, yield* gate.estimate)
+    yield* Metric.set(M.residentMemory, process.memoryUsage.rss())
+    yield* Metric.set(M.eventLoopLag, lag.max / 1e9)
+    lag.reset()
+  })
+
+  yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(SAMPLE_EVERY)))
+  // A file that cannot be written now (a full disk) is said, and tried again.
+  const write = Effect.zipRight(sample, writeFile).pipe(
+    Effect.catchAll((e) => Effect.logWarning("metrics file not written").pipe(Effect.annotateLogs({ reason: e.message })))
+  )
+  yield* write
+  yield* Effect.forkScoped(Effect.repeat(write, Schedule.spaced(WRITE_EVERY)))
+})
+
+export const Metrics = Layer.scopedDiscard(make)

@@ -1,0 +1,85 @@
+/**
+ * pmjq's metrics in Prometheus's text format, off unless asked for: served on
+ * --metrics-listen (GET /metrics), and written to --metrics-file for
+ * node_exporter's textfile collector. Effect's metrics reach the exposition
+ * through @effect/opentelemetry (a producer reading Effect's registry) and
+ * OpenTelemetry's Prometheus exporter, which names and formats them; pmjq
+ * writes no exposition text of its own.
+ */
+import * as OtelMetrics from "@effect/opentelemetry/Metrics"
+import * as Resource from "@effect/opentelemetry/Resource"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import type { MetricReader } from "@opentelemetry/sdk-metrics"
+import { Effect, Option } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import { CannotServeMetrics, describe } from "../errors.js"
+import { writeNewAsync } from "../files.js"
+
+export interface ListenAddress {
+  readonly host: string
+  readonly port: number
+}
+
+export interface MetricsSettings {
+  readonly listen: Option.Option<ListenAddress>
+  readonly file: Option.Option<string>
+}
+
+export const metricsWanted = (settings: MetricsSettings) => Option.isSome(settings.listen) || Option.isSome(settings.file)
+
+// The scope label would be @effect/opentelemetry's name on every series.
+const config = { withoutScopeInfo: true } as const
+
+const serve = ({ host, port }: ListenAddress) =>
+  Effect.tryPromise({
+    try: async () => {
+      const exporter = new PrometheusExporter({ ...config, host, port, preventServerStart: true })
+      await exporter.startServer()
+      return exporter
+    },
+    catch: (e) => new CannotServeMetrics({ reason: `--metrics-listen ${host}:${port}: ${describe(e)}` })
+  })
+
+/**
+ * Replaces FILE with the exposition, whole: written under a fresh hidden name
+ * beside it (exclusive, no-follow, 0644) and renamed over it. The collector
+ * reads only *.prom, so never the aside; a symlink at FILE is replaced, not
+ * followed.
+ */
+const writeTextfile = (exporter: PrometheusExporter, serializer: PrometheusSerializer, file: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      const { resourceMetrics } = await exporter.collect()
+      const aside = `${file}.${randomBytes(6).toString("hex")}.tmp`
+      try {
+        await writeNewAsync(aside, serializer.serialize(resourceMetrics), 0o644, null)
+        await fs.promises.rename(aside, file)
+      } catch (e) {
+        await fs.promises.unlink(aside).catch(() => undefined)
+        throw e
+      }
+    },
+    catch: (e) => new CannotServeMetrics({ reason: `--metrics-file ${file}: ${describe(e)}` })
+  })
+
+/**
+ * Starts the exporters asked for, fed from Effect's metrics until the scope
+ * closes (the HTTP server then stops). Returns how to write the metrics file
+ * (a no-op without --metrics-file).
+ */
+export const exportMetrics = (settings: MetricsSettings) =>
+  Effect.gen(function*() {
+    const readers: Array<MetricReader> = []
+    if (Option.isSome(settings.listen)) readers.push(yield* serve(settings.listen.value))
+    const forFile = Option.map(settings.file, (file) => ({ file, exporter: new PrometheusExporter({ ...config, preventServerStart: true }) }))
+    if (Option.isSome(forFile)) readers.push(forFile.value.exporter)
+    const producer = yield* OtelMetrics.makeProducer.pipe(Effect.provide(Resource.layer({ serviceName: "pmjq" })))
+    const [first, ...more] = readers
+    if (first !== undefined) yield* OtelMetrics.registerProducer(producer, () => [first, ...more])
+    const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
+    return Option.match(forFile, {
+      onNone: () => Effect.void,
+      onSome: ({ exporter, file }) => writeTextfile(exporter, serializer, file)
+    })
+  })

@@ -1,0 +1,53 @@
+/**
+ * What pmjq counts, as Effect metrics, named and labelled the Prometheus way
+ * (`_total` is added to counters by the exporter; times in seconds). Updated
+ * where things happen (a claim, an end, a hook) or sampled (features/Metrics.ts);
+ * exported only with --metrics-listen or --metrics-file (telemetry/exporter.ts).
+ * contrib/grafana/pmjq.json queries these names: test/unit/dashboard.test.ts
+ * keeps the two in step.
+ */
+import { Effect, Metric, MetricBoundaries } from "effect"
+
+// 10 ms to ~3 h, four buckets per decade and a half: jobs are seconds to hours.
+const durations = MetricBoundaries.exponential({ start: 0.01, factor: 3, count: 14 })
+// 1 ms to ~20 s: from a job's arrival in the spool to its process's start.
+const latencies = MetricBoundaries.exponential({ start: 0.001, factor: 2.5, count: 12 })
+
+export const jobsQueued = Metric.gauge("pmjq_jobs_queued", { description: "Jobs in the spool this node knows are ready to claim" })
+export const jobsRunning = Metric.gauge("pmjq_jobs_running", { description: "Jobs whose process runs on this node, by the user owning the job file" })
+export const jobsFinished = Metric.counter("pmjq_jobs_finished", { description: "Jobs this node saw end, by outcome", incremental: true })
+export const jobDuration = Metric.histogram("pmjq_job_duration_seconds", durations, "How long jobs ran, by outcome")
+export const dispatchLatency = Metric.histogram("pmjq_dispatch_latency_seconds", latencies, "From a job's arrival in the spool to the start of its process")
+export const claims = Metric.counter("pmjq_claims", { description: "Claims tried by this node, by result (won, lost to another node)", incremental: true })
+export const archiveRetries = Metric.gauge("pmjq_archive_retries_pending", { description: "Finished jobs whose archival failed and is being retried" })
+export const gateOpen = Metric.gauge("pmjq_gate_open", { description: "1 when the CPU gate (-C) lets jobs start, else 0" })
+export const load = Metric.gauge("pmjq_load_estimate", { description: "The gate's estimate of the load: the 1-minute load average plus jobs started since" })
+export const hooksFired = Metric.counter("pmjq_hooks_fired", { description: "Idle and limit commands run, by hook", incremental: true })
+export const nodes = Metric.gauge("pmjq_nodes", { description: "Nodes seen in the spool's heartbeats at the last recovery round (this one included), by state (live, stale)" })
+export const residentMemory = Metric.gauge("pmjq_resident_memory_bytes", { description: "pmjq's resident memory" })
+export const eventLoopLag = Metric.gauge("pmjq_event_loop_lag_seconds", { description: "Longest event-loop delay in the last sampling period" })
+
+const OUTCOMES = ["succeeded", "failed", "timed-out", "interrupted", "rejected", "cancelled"] as const
+export type Outcome = typeof OUTCOMES[number]
+
+/** A job ended: counted, and its run time observed, by outcome. */
+export const jobEnded = (outcome: Outcome, durationMs: number) =>
+  Effect.zipRight(
+    Metric.increment(Metric.tagged(jobsFinished, "outcome", outcome)),
+    Metric.update(Metric.tagged(jobDuration, "outcome", outcome), durationMs / 1000)
+  )
+
+export const claimTried = (won: boolean) => Metric.increment(Metric.tagged(claims, "result", won ? "won" : "lost"))
+
+export const hookFired = (hook: "idle" | "limit") => Metric.increment(Metric.tagged(hooksFired, "hook", hook))
+
+/**
+ * Every counter's series at 0 from the start, as Prometheus advises: a
+ * rate() or increase() over a series that appears at its first event misses
+ * that event, and a dashboard shows "no data" rather than 0.
+ */
+export const zeroes = Effect.all([
+  ...OUTCOMES.map((outcome) => Metric.incrementBy(Metric.tagged(jobsFinished, "outcome", outcome), 0)),
+  ...(["won", "lost"] as const).map((result) => Metric.incrementBy(Metric.tagged(claims, "result", result), 0)),
+  ...(["idle", "limit"] as const).map((hook) => Metric.incrementBy(Metric.tagged(hooksFired, "hook", hook), 0))
+], { discard: true })

@@ -1,0 +1,195 @@
+/**
+ * What operators see: Prometheus metrics served (--metrics-listen) and written
+ * (--metrics-file) during a real drain, checked by promtool; the Grafana
+ * dashboard against what pmjq exports; a trace per job sent to an OTLP/HTTP
+ * receiver run by the test.
+ */
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as net from "node:net"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { BIN, run, start, submit, waitFor, workspace } from "./harness.js"
+
+const ROOT = path.resolve(import.meta.dirname, "../..")
+const hasPromtool = cp.spawnSync("sh", ["-c", "command -v promtool"]).status === 0
+
+/** A port nothing listens on (the kernel's pick, released at once). */
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+const scrape = async (port: number) => {
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`)
+  expect(response.status).toBe(200)
+  return response.text()
+}
+
+/** Every sample in an exposition, as `name{labels}` → value. */
+const samples = (text: string) =>
+  new Map(text.split("\n").filter((l) => l !== "" && !l.startsWith("#")).map((l) => {
+    const at = l.lastIndexOf(" ")
+    return [l.slice(0, at), Number(l.slice(at + 1))] as const
+  }))
+
+const value = (text: string, series: string) => samples(text).get(series) ?? 0
+
+const promtool = (text: string) => cp.spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" })
+
+describe("metrics", () => {
+  // The exposition the drain below was served, for promtool after it (tests in a file run in order).
+  let served = ""
+
+  it("served during a drain: the counts move, end right, pass promtool; the dashboard queries only what pmjq exports", async () => {
+    const t = workspace("metrics")
+    const jobs = 12
+    for (let i = 0; i < jobs; i++) submit(t.spool, `ok${String(i).padStart(2, "0")}`, `sleep 0.5`)
+    submit(t.spool, "fails", "exit 3")
+    const port = await freePort()
+    const daemon = start(["-j", "2", "-o", t.archive, "--metrics-listen", String(port), t.spool], t.root)
+    const finished = (text: string) => value(text, 'pmjq_jobs_finished_total{outcome="succeeded"}') + value(text, 'pmjq_jobs_finished_total{outcome="failed"}')
+
+    // Scrapes until one shows the drain under way: some jobs counted, not all,
+    // and the sampled gauges (every 2 s) showing work left.
+    let early = ""
+    const underWay = (text: string) =>
+      finished(text) > 0 && finished(text) < jobs + 1 && value(text, "pmjq_jobs_queued") + value(text, 'pmjq_jobs_running{user="root"}') > 0
+    for (const deadline = Date.now() + 60_000; !underWay(early) && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 50))
+      early = await scrape(port).catch(() => "")
+    }
+    expect(underWay(early)).toBe(true)
+
+    let late = ""
+    for (const deadline = Date.now() + 60_000; finished(late) < jobs + 1 && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 100))
+      late = await scrape(port)
+    }
+    expect(value(late, 'pmjq_jobs_finished_total{outcome="succeeded"}')).toBe(jobs)
+    expect(value(late, 'pmjq_jobs_finished_total{outcome="failed"}')).toBe(1)
+    expect(value(late, 'pmjq_jobs_finished_total{outcome="cancelled"}')).toBe(0)
+    expect(value(late, 'pmjq_claims_total{result="won"}')).toBe(jobs + 1)
+    expect(value(late, 'pmjq_job_duration_seconds_count{outcome="succeeded"}')).toBe(jobs)
+    expect(value(late, 'pmjq_job_duration_seconds_sum{outcome="succeeded"}')).toBeGreaterThanOrEqual(jobs * 0.5)
+    expect(value(late, "pmjq_dispatch_latency_seconds_count")).toBe(jobs + 1)
+    expect(value(late, "pmjq_resident_memory_bytes")).toBeGreaterThan(10_000_000)
+    expect(value(late, 'pmjq_nodes{state="live"}')).toBe(1)
+
+    served = late
+
+    // Every metric name the dashboard queries is one this pmjq exported.
+    const dashboard = fs.readFileSync(path.join(ROOT, "contrib/grafana/pmjq.json"), "utf8")
+    const queried = new Set([...dashboard.matchAll(/\bpmjq_[a-z_]+/g)].map((m) => m[0]))
+    const exported = new Set([...samples(late).keys()].map((series) => series.replace(/\{.*$/, "")))
+    expect(queried.size).toBeGreaterThan(10)
+    expect([...queried].filter((name) => !exported.has(name))).toEqual([])
+
+    daemon.child.kill("SIGTERM")
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it.skipIf(!hasPromtool)("(needs promtool, Debian package prometheus: skipped) what was served passes promtool check metrics", () => {
+    expect(served).toContain("pmjq_jobs_finished_total")
+    const checked = promtool(served)
+    expect(checked.stdout + checked.stderr).toBe("")
+    expect(checked.status).toBe(0)
+  })
+
+  it.skipIf(!hasPromtool)("(needs promtool, Debian package prometheus: skipped) written to --metrics-file whole, replacing a symlink there rather than following it", async () => {
+    const t = workspace("metrics-file")
+    submit(t.spool, "one", "true")
+    const victim = path.join(t.root, "victim")
+    fs.writeFileSync(victim, "untouched\n")
+    const file = path.join(t.root, "pmjq.prom")
+    fs.symlinkSync(victim, file)
+    const daemon = start(["-o", t.archive, "--metrics-file", file, t.spool], t.root)
+    await waitFor("a metrics file that counts the job", () =>
+      fs.lstatSync(file).isFile() && value(fs.readFileSync(file, "utf8"), 'pmjq_jobs_finished_total{outcome="succeeded"}') === 1)
+    expect(fs.readFileSync(victim, "utf8")).toBe("untouched\n")
+    expect(fs.statSync(file).mode & 0o777).toBe(0o644)
+    const checked = promtool(fs.readFileSync(file, "utf8"))
+    expect(checked.status).toBe(0)
+    // Its asides never linger beside it (node_exporter reads only *.prom, but a folder of them would grow).
+    expect(fs.readdirSync(t.root).filter((n) => n.startsWith("pmjq.prom."))).toEqual([])
+    daemon.child.kill("SIGTERM")
+    await daemon.exited
+  })
+
+  it("a port already taken: a one-line error, EX_UNAVAILABLE (69), nothing run", async () => {
+    const t = workspace("metrics-taken")
+    submit(t.spool, "never", "echo ran")
+    const taken = net.createServer()
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve))
+    const { port } = taken.address() as net.AddressInfo
+    const result = await run(["-o", t.archive, "--metrics-listen", `127.0.0.1:${port}`, t.spool], t.root)
+    taken.close()
+    expect(result.code).toBe(69)
+    expect(result.stderr.trim().split("\n").filter((l) => l.includes(`--metrics-listen 127.0.0.1:${port}`))).toEqual([
+      expect.stringMatching(/EADDRINUSE/)
+    ])
+    expect(fs.existsSync(path.join(t.spool, "never"))).toBe(true)
+  })
+
+  it("a bad --metrics-listen is a usage error (64)", async () => {
+    const t = workspace("metrics-usage")
+    const result = await run(["--metrics-listen", "localhost:99999", t.spool], t.root)
+    expect(result.code).toBe(64)
+    expect(result.stderr).toMatch(/--metrics-listen: expected \[ADDR:\]PORT/)
+  })
+})
+
+interface OtlpSpan {
+  readonly traceId: string
+  readonly spanId: string
+  readonly parentSpanId?: string
+  readonly name: string
+  readonly attributes: ReadonlyArray<{ readonly key: string; readonly value: { readonly stringValue?: string } }>
+}
+
+describe("traces", () => {
+  it("with OTEL_EXPORTER_OTLP_ENDPOINT: one trace per job, its claim, run and archival as children, with job, node and outcome", async () => {
+    const spans: Array<OtlpSpan> = []
+    const receiver = http.createServer((request, response) => {
+      let body = ""
+      request.on("data", (chunk: Buffer) => (body += chunk.toString()))
+      request.on("end", () => {
+        if (request.url === "/v1/traces") {
+          const sent = JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<OtlpSpan> }> }> }
+          for (const r of sent.resourceSpans) for (const s of r.scopeSpans) spans.push(...s.spans)
+        }
+        response.writeHead(200, { "content-type": "application/json" }).end("{}")
+      })
+    })
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve))
+    const { port } = receiver.address() as net.AddressInfo
+    const t = workspace("traces")
+    submit(t.spool, "good", "true")
+    submit(t.spool, "bad", "exit 4")
+    const daemon = cp.spawn(process.execPath, [BIN, "--drain", "--node-id", "tracer", "-o", t.archive, t.spool], {
+      cwd: t.root,
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` },
+      stdio: "ignore"
+    })
+    const code = await new Promise((resolve) => daemon.once("close", resolve))
+    expect(code).toBe(0)
+    await waitFor("both jobs' spans", () => spans.filter((s) => s.name === "pmjq.job").length === 2)
+    receiver.close()
+
+    const attribute = (span: OtlpSpan, key: string) => span.attributes.find((a) => a.key === key)?.value.stringValue
+    for (const [job, outcome] of [["good", "succeeded"], ["bad", "failed"]] as const) {
+      const root = spans.find((s) => s.name === "pmjq.job" && attribute(s, "pmjq.job") === job)!
+      expect(root.parentSpanId ?? "").toBe("")
+      expect(attribute(root, "pmjq.node")).toBe("tracer")
+      expect(attribute(root, "pmjq.outcome")).toBe(outcome)
+      const children = spans.filter((s) => s.traceId === root.traceId && s.parentSpanId === root.spanId).map((s) => s.name).sort()
+      expect(children).toEqual(["pmjq.archive", "pmjq.claim", "pmjq.run"])
+    }
+  })
+})
