@@ -3,6 +3,7 @@
  * Startup errors carry the sysexits status the entry point exits with.
  */
 import { Data } from "effect"
+import * as os from "node:os"
 
 /** The spool directory does not exist or is not a directory (EX_NOINPUT). */
 export class SpoolMissing extends Data.TaggedError("SpoolMissing")<{
@@ -153,18 +154,29 @@ export const exitStatus = (error: StartupError): number => {
   }
 }
 
+// libuv has no name for some errors network filesystems give (ESTALE from
+// NFS and FUSE): Node calls them "Unknown system error -116". The kernel's
+// names, by number, from the constants Node does know.
+const errnoNames = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]))
+const UNKNOWN = /^Unknown system error (-?\d+)/
+
+const codeOf = (error: NodeJS.ErrnoException): string | undefined => {
+  const unknown = error.code === undefined ? null : UNKNOWN.exec(error.code)
+  return unknown === null ? error.code : errnoNames.get(Math.abs(Number(unknown[1]))) ?? error.code
+}
+
 /** One line from a Node system error, e.g. "EACCES: permission denied". */
 export const describe = (error: unknown): string => {
   if (error instanceof Error) {
-    const code = (error as NodeJS.ErrnoException).code
+    const code = codeOf(error)
     const text = error.message.replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "")
+    if (code !== undefined && UNKNOWN.test(error.message)) return `${code} (${error.message.replace(/(Unknown system error -?\d+(: |, )?)+/g, "") || "no description"})`
     return code ? `${code}: ${text}` : text
   }
   return String(error)
 }
 
-export const errnoCode = (error: unknown): string | undefined =>
-  error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
+export const errnoCode = (error: unknown): string | undefined => (error instanceof Error ? codeOf(error) : undefined)
 
 const startupTags: ReadonlySet<string> = new Set([
   "SpoolMissing",
