@@ -133,7 +133,20 @@ export class CannotServeMetrics extends Data.TaggedError("CannotServeMetrics")<{
   }
 }
 
-export type StartupError = SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt | NodeElsewhere | CannotServeMetrics
+/**
+ * The node could not write its heartbeat for half its lease: it stopped its
+ * jobs (another node runs them again) and exits, for its service manager to
+ * start it again once the spool is back (EX_TEMPFAIL).
+ */
+export class CutOff extends Data.TaggedError("CutOff")<{
+  readonly spool: string
+}> {
+  override get message() {
+    return `cut off from the spool ${this.spool}: no heartbeat could be written for half the lease, so its running jobs were stopped (the node that takes them over runs them again); start pmjq again once the spool is back`
+  }
+}
+
+export type StartupError = CutOff | SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt | NodeElsewhere | CannotServeMetrics
 
 /** sysexits(3) status for each startup error. */
 export const exitStatus = (error: StartupError): number => {
@@ -148,6 +161,7 @@ export const exitStatus = (error: StartupError): number => {
       return 77
     case "CannotAdopt":
     case "NodeElsewhere":
+    case "CutOff":
       return 75
     case "CannotServeMetrics":
       return 69
@@ -185,7 +199,8 @@ const startupTags: ReadonlySet<string> = new Set([
   "NotPermitted",
   "CannotAdopt",
   "NodeElsewhere",
-  "CannotServeMetrics"
+  "CannotServeMetrics",
+  "CutOff"
 ])
 
 export const isStartupError = (u: unknown): u is StartupError =>

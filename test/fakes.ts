@@ -196,13 +196,20 @@ export const fakeRequests = Effect.sync(() => {
   return { service, ask, pending, elsewhere }
 })
 
-/** A spool with no other node in it; heartbeats are kept to be looked at. */
+/**
+ * A spool with no other node in it; heartbeats are kept to be looked at.
+ * `cut(true)`: heartbeats fail from then on, as on a dead mount (ENOTCONN).
+ */
 export const fakeNodes = Effect.sync(() => {
   const beats: Array<Heartbeat> = []
   let left = false
+  let unreachable = false
   const service = Nodes.of({
     ownFolder: "/spool/.pmjq/running/node",
-    beat: (heartbeat) => Effect.sync(() => void beats.push(heartbeat)),
+    beat: (heartbeat) =>
+      unreachable
+        ? Effect.fail(new SpoolIOError({ operation: "beat", path: "/spool/.pmjq/nodes/node", reason: "ENOTCONN: socket is not connected" }))
+        : Effect.sync(() => void beats.push(heartbeat)),
     own: Effect.sync(() => Option.fromNullable(beats.at(-1))),
     others: Effect.succeed([]),
     takeOver: () => Effect.succeed(Option.none()),
@@ -214,7 +221,7 @@ export const fakeNodes = Effect.sync(() => {
     forget: () => Effect.void,
     leave: Effect.sync(() => void (left = true))
   })
-  return { service, beats, hasLeft: () => left }
+  return { service, beats, hasLeft: () => left, cut: (on: boolean) => void (unreachable = on) }
 })
 
 /** Hook commands, recorded instead of run; each "takes" no time. */

@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { asStartedByShebang } from "../allocator.js"
 import { type DaemonSettings, launch } from "../daemon.js"
 import { resolveId } from "../job/Users.js"
-import { NotPermitted, UsageError } from "../errors.js"
+import { CutOff, NotPermitted, UsageError } from "../errors.js"
 import { logLayer } from "../log.js"
 import { rejectedDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
@@ -311,7 +311,10 @@ const run = (options: Parsed) =>
     Effect.zipRight(settingsFrom(options)),
     Effect.tap(preflight),
     Effect.flatMap(succeeding(options)),
-    Effect.flatMap((settings) => Effect.flatMap(launch(settings), (ended) => (ended === "restart" ? startAgain(settings.node) : Effect.void))),
+    Effect.flatMap((settings) =>
+      Effect.flatMap(launch(settings), (ended) =>
+        ended === "restart" ? startAgain(settings.node) : ended === "cut-off" ? Effect.fail(new CutOff({ spool: settings.spool })) : Effect.void)
+    ),
     Effect.provide(logLayer(options.logFormat))
   )
 

@@ -30,8 +30,11 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
 
 export class DaemonConfig extends Context.Tag("pmjq/DaemonConfig")<DaemonConfig, DaemonSettings>() {}
 
-/** Why the daemon ended by itself: its --drain ran dry, or SIGHUP asked for a restart in place. */
-export type Ending = "drained" | "restart"
+/**
+ * Why the daemon ended by itself: its --drain ran dry, SIGHUP asked for a
+ * restart in place, or it was cut off from the spool (Heartbeat).
+ */
+export type Ending = "drained" | "restart" | "cut-off"
 
 /**
  * Completed when the daemon's work is over by itself (a --drain that ran dry,

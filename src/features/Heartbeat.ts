@@ -8,15 +8,22 @@
  *
  * Before its first beat it reads the heartbeat a previous pmjq with this node
  * id left (Running.inherited): what recovery adopts its jobs by.
+ *
+ * A node that cannot write its heartbeat for lease/2 (two beats: the spool's
+ * mount died, the network is cut) is cut off: other nodes take its jobs over
+ * once its last heartbeat is a lease old, and run them again. It ends first
+ * (Finished: "cut-off"), stopping its jobs at once (Stopping), so that no job
+ * runs twice at the same time, and exits for its service manager to start it
+ * again (EX_TEMPFAIL).
  */
-import { Clock, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
+import { Clock, Deferred, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { NodeElsewhere } from "../errors.js"
 import { LoadAverage } from "../gate/LoadAverage.js"
 import { SPAWNER_PROTOCOL } from "../job/protocol.js"
 import { ProcessRunner } from "../job/Runner.js"
 import { isAlive } from "../proc.js"
 import { Nodes } from "../spool/Nodes.js"
-import { DaemonConfig } from "./Config.js"
+import { DaemonConfig, Finished } from "./Config.js"
 import { Running } from "./Running.js"
 
 /** This node's heartbeat now. */
@@ -69,8 +76,22 @@ const make = Effect.gen(function*() {
       yield* nodes.leave
     }).pipe(Effect.catchAll((e) => Effect.logWarning("could not clean up").pipe(Effect.annotateLogs({ reason: e.message }))))
   )
+  const finished = yield* Finished
+  const written = yield* Ref.make(yield* Clock.currentTimeMillis)
+  const cutOffAfter = Duration.toMillis(settings.lease) / 2
   const beat = Effect.flatMap(heartbeatNow, nodes.beat).pipe(
-    Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message })))
+    Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (now) => Ref.set(written, now))),
+    Effect.catchAll((e) =>
+      Effect.gen(function*() {
+        yield* Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message }))
+        const silentMs = (yield* Clock.currentTimeMillis) - (yield* Ref.get(written))
+        if (silentMs < cutOffAfter) return
+        yield* Effect.logError("cut off from the spool: no heartbeat written for half the lease; stopping").pipe(
+          Effect.annotateLogs({ silentMs, lease: Duration.format(settings.lease) })
+        )
+        yield* Deferred.succeed(finished, "cut-off")
+      })
+    )
   )
   yield* beat
   yield* beat.pipe(Effect.repeat(Schedule.spaced(Duration.millis(Duration.toMillis(settings.lease) / 4))), Effect.forkScoped)

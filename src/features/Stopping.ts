@@ -4,16 +4,18 @@
  * built after Jobs, so its finalizer runs first):
  *
  * - stop (the default): they get --grace to finish, then are interrupted,
- *   which stops their process groups and archives them as interrupted;
+ *   which stops their process groups and archives them as interrupted; at
+ *   once when the node is cut off from the spool (Heartbeat), as the node
+ *   that takes them over runs them again;
  * - leave (--on-stop leave, or a SIGHUP restart): they are left to the
  *   spawners, told at start (or at the SIGHUP) to keep them whenever pmjq
  *   goes, and the last heartbeat lists them for the next pmjq to adopt.
  */
-import { Context, Duration, Effect, Layer, Option, Ref } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Ref } from "effect"
 import { ProcessRunner } from "../job/Runner.js"
 import { heartbeatAside, heartbeatFile } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
-import { DaemonConfig } from "./Config.js"
+import { DaemonConfig, Finished } from "./Config.js"
 import { heartbeatNow } from "./Heartbeat.js"
 import { Jobs } from "./Jobs.js"
 import { Running } from "./Running.js"
@@ -24,6 +26,7 @@ const make = Effect.gen(function*() {
   const running = yield* Running
   const runner = yield* ProcessRunner
   const nodes = yield* Nodes
+  const finished = yield* Finished
   /** From now on, whenever pmjq goes, its jobs stay. */
   const keepJobs = runner.keepJobs({
     heartbeatFile: heartbeatFile(settings.spool, settings.node),
@@ -43,6 +46,11 @@ const make = Effect.gen(function*() {
         return yield* Effect.logInfo("leaving: running jobs go on under the spawners, for the next pmjq to adopt").pipe(
           Effect.annotateLogs({ running: left })
         )
+      }
+      const why = yield* Deferred.poll(finished)
+      if (Option.isSome(why) && (yield* why.value) === "cut-off") {
+        return yield* Effect.logError("stopping the running jobs now: their records cannot be written, and the node that takes them over runs them again")
+          .pipe(Effect.annotateLogs({ running: count }))
       }
       yield* Effect.logInfo("stopping").pipe(Effect.annotateLogs({ running: count, grace: Duration.format(settings.grace) }))
       const done = yield* jobs.awaitRunning.pipe(Effect.interruptible, Effect.timeoutOption(settings.grace))

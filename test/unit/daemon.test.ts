@@ -384,6 +384,25 @@ describe("daemon", () => {
       expect(t.spool.files.has("waiting")).toBe(true)
     }))
 
+  it.effect("cut off from the spool (no heartbeat written for half the lease): its jobs stopped at once, no grace, and it ends so", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("long", exits(0, "1 hour"))
+      yield* t.spool.submit("long", 1)
+      const fiber = yield* t.start(daemonSettings({ lease: "20 seconds", grace: "30 seconds" }))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["long"])
+      t.nodes.cut(true)
+      // One beat missed (lease/4): a late write, not yet a node cut off.
+      yield* advance("5 seconds")
+      expect(fiber.unsafePoll()).toBeNull()
+      expect(t.runner.terminated).toEqual([])
+      // Two (lease/2): it stops, without waiting --grace for its job.
+      yield* advance("5 seconds")
+      expect(t.runner.terminated).toEqual(["long"])
+      expect(yield* Fiber.join(fiber)).toBe("cut-off")
+    }))
+
   it.effect("-C is asked when a job arrives, not when the queue ran dry", () =>
     Effect.gen(function*() {
       const t = yield* setup
