@@ -108,10 +108,16 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>) => {
 }
 
 /**
- * .pmjq/running/NODE/.NAME.done: the job's archive entry is whole at `entry`
- * (see job/Archive.ts). Only logged and returned: never joined to a path.
+ * .pmjq/running/NODE/.NAME.done: where the job's archive entry goes, on which
+ * host, and whether it is whole yet (see job/ArchivalMark.ts). Only logged and
+ * returned: never joined to a path.
  */
-const DoneMarkSchema = Schema.Struct({ entry: Schema.String, placedAt: Instant })
+const DoneMarkSchema = Schema.Struct({
+  entry: Schema.String,
+  host: Schema.String,
+  state: Schema.Literal("placing", "placed"),
+  at: Instant
+})
 
 export type DoneMark = typeof DoneMarkSchema.Type
 

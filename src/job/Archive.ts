@@ -10,22 +10,22 @@
  * first written whole beside the claim (settle), and linked in last, so a
  * reader that sees the .json sees a complete entry.
  *
- * Once the entry is whole, a done mark beside the record says where it is
- * (spool/layout.ts: doneMarkOf) until the running folder is cleared. Whoever
- * finishes an archival cut short (this node after a crash, or a node that
- * took over the folder, with an archive dir of its own, on another host)
- * finds the mark and only clears the folder: one entry per job, wherever it is.
+ * An archival mark beside the record (job/ArchivalMark.ts) says where the
+ * entry goes and when it is whole, until the running folder is cleared:
+ * whoever finishes an archival cut short does not archive the job twice.
  */
-import { Clock, Context, Effect, Either, Layer, Option } from "effect"
+import { Clock, Context, Effect, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
+import * as os from "node:os"
 import * as path from "node:path"
 import type { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { logLines } from "../text.js"
-import { decodeDoneMark, isJobName } from "../decode.js"
+import { isJobName } from "../decode.js"
 import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
 import { ensureArchiveDir } from "../dirs.js"
-import { type Ownership, PRIVATE, recordKeeping, Untrusted } from "../files.js"
+import { type ArchivalMark, readMark, writeMark } from "./ArchivalMark.js"
+import { type Ownership, recordKeeping } from "../files.js"
 import { iso, type JobRecord, recordText } from "../record.js"
 import { asideOf, doneMarkOf, entryFiles, entryName, stamp } from "../spool/layout.js"
 import { type Calls, Syscalls } from "../syscalls.js"
@@ -213,29 +213,6 @@ const makeLive = (calls: Calls) => {
     }
   }
 
-  const uid = process.getuid?.() ?? 0
-
-  // Where an earlier try placed the job, if it got that far. Only pmjq's own,
-  // decoded mark counts; anything else there is no mark (and is cleared with
-  // the folder): the job is then archived, at worst a second time. An I/O
-  // error fails the store, to be tried again: the mark may be there.
-  const placedBefore = async (job: Finished): Promise<string | null> => {
-    const text = await calls.readText(doneMarkOf(job.recordFile), uid).catch((e: unknown) =>
-      e instanceof Untrusted || errnoCode(e) === "ELOOP" ? null : Promise.reject(e)
-    )
-    if (text === null) return null
-    const mark = decodeDoneMark(text)
-    return Either.isRight(mark) ? mark.right.entry : null
-  }
-
-  // Written aside and renamed in, like the record: whole or absent.
-  const markDone = async (job: Finished, entry: string, now: number) => {
-    const mark = doneMarkOf(job.recordFile)
-    await removeIfPresent(calls, asideOf(mark))
-    await calls.writeNew(asideOf(mark), JSON.stringify({ entry, placedAt: iso(now) }) + "\n", PRIVATE, null)
-    await calls.rename(asideOf(mark), mark)
-  }
-
   const exists = (file: string) => calls.lstat(file).then(() => true, (e: unknown) => (errnoCode(e) === "ENOENT" ? false : Promise.reject(e)))
 
   // The script can be gone: the job deleted itself (its entry has no script),
@@ -253,17 +230,25 @@ const makeLive = (calls: Calls) => {
     Effect.gen(function*() {
       // The name becomes a path: it must stay one name inside DIR.
       if (!isJobName(given.record.name)) return yield* new ArchiveFailed({ path: dir, reason: `not a job name: ${JSON.stringify(given.record.name)}` })
-      const placed = yield* Effect.tryPromise({ try: () => placedBefore(given), catch: fail(given.recordFile) })
-      if (placed !== null) {
-        yield* Effect.tryPromise({ try: leaveRunningFolder(given), catch: fail(placed) })
-        return placed
+      const earlier = yield* Effect.tryPromise({ try: () => readMark(calls, given.recordFile), catch: fail(given.recordFile) })
+      if (earlier?.state === "placed") {
+        yield* Effect.tryPromise({ try: leaveRunningFolder(given), catch: fail(earlier.entry) })
+        return earlier.entry
+      }
+      if (earlier !== null) {
+        yield* Effect.logWarning("archived again: an earlier archival of this job was cut short, and its entry may be whole there (if so, both are this one run)")
+          .pipe(Effect.annotateLogs({ earlier: `${earlier.host}:${earlier.entry}` }))
       }
       const job = yield* whatIsLeft(given)
       if (job === null) return yield* new ClaimLost({ path: given.script ?? given.recordFile })
       const recorded = yield* Effect.tryPromise({ try: () => calls.lstat(job.recordFile).then(() => true, () => false), catch: fail(job.recordFile) })
       if (!recorded) yield* settle(job)
+      const host = os.hostname()
+      const mark = (entry: string, state: ArchivalMark["state"]) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.tryPromise({ try: () => writeMark(calls, job.recordFile, { entry, host, state, at: iso(now) }), catch: fail(entry) }))
       // The archive dir may have been removed (by a job, by hand) since startup.
-      const placeIn = (candidate: string) =>
+      const placeFiles = (candidate: string) =>
         place(dir, candidate, job).catch(async (e: unknown) => {
           if (errnoCode(e) !== "ENOENT" || (await calls.stat(dir).then(() => true, () => false))) throw e
           // Made again only as safely as at startup: in a sticky folder such as
@@ -271,15 +256,16 @@ const makeLive = (calls: Calls) => {
           await ensureArchiveDir(calls, dir)
           return place(dir, candidate, job)
         })
+      const placeIn = (candidate: string) =>
+        Effect.zipRight(mark(path.join(dir, candidate), "placing"), Effect.tryPromise({ try: () => placeFiles(candidate), catch: fail(dir) }))
       const entry = yield* reserveEntry(
-        (candidate) => Effect.tryPromise({ try: () => placeIn(candidate), catch: fail(dir) }),
+        placeIn,
         stamp(new Date(job.record.endedAt)),
         job.record.name
       )
       const base = path.join(dir, entry)
       // Only now that the entry is whole does the job leave the running folder.
-      const now = yield* Clock.currentTimeMillis
-      yield* Effect.tryPromise({ try: () => markDone(job, base, now), catch: fail(base) })
+      yield* mark(base, "placed")
       yield* Effect.tryPromise({ try: leaveRunningFolder(job), catch: fail(base) })
       return base
     })
@@ -289,6 +275,8 @@ const makeLive = (calls: Calls) => {
   const discard = (job: Finished) =>
     Effect.tryPromise({
       try: async () => {
+        // Archived already by a node that had an archive dir: not replayed twice.
+        if ((await readMark(calls, job.recordFile))?.state === "placed") return leaveRunningFolder(job)()
         if (job.stdout !== null) await replay(calls, job.stdout, process.stdout, null)
         if (job.stderr !== null) await replay(calls, job.stderr, process.stderr, logLines(job.record.name))
         await leaveRunningFolder(job)()

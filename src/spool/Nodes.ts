@@ -22,6 +22,7 @@ import { describe, errnoCode, SpoolIOError } from "../errors.js"
 import type { JobRecord } from "../record.js"
 import { Syscalls } from "../syscalls.js"
 import {
+  type FolderEntry,
   adoptedName,
   asideNode,
   folderContents,
@@ -261,10 +262,14 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
         io("remove", folder, async () => {
           // Half-written asides (.tmp) are the only files that may go unread;
           // done marks too, once nothing else is left (their jobs' files gone).
-          const names = await calls.readdir(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
-          if (names === null) return true
-          const onlyMarks = names.every((n) => isAside(n) || isDoneMark(n))
-          for (const n of names) if (isAside(n) || (onlyMarks && isDoneMark(n))) await calls.unlink(path.join(folder, n)).catch(ignoreMissing)
+          const entries = await calls.entries(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
+          if (entries === null) return true
+          // Files only: a taken-over folder may be named like either (a node id ending in .tmp).
+          const aside = (e: FolderEntry) => !e.isDirectory && isAside(e.name)
+          const onlyMarks = entries.every((e) => aside(e) || isDoneMark(e))
+          for (const e of entries) {
+            if (aside(e) || (onlyMarks && isDoneMark(e))) await calls.unlink(path.join(folder, e.name)).catch(ignoreMissing)
+          }
           try {
             await calls.rmdir(folder)
             return true

@@ -20,7 +20,7 @@ import { CannotCreateDirectory, describe, errnoCode, NotPermitted, SpoolIOError,
 import { type AttemptNotes, decodeAttemptNotes } from "../decode.js"
 import { ensureArchiveDir, listOrEmpty, ownDirsBelow, spoolProblem, UntrustedDirectory, verifyOwnDir } from "../dirs.js"
 import { factsOf, type FileFacts } from "../files.js"
-import { besideClaim, claimName, isHidden, isJob, notesAside, notesFile, runningDir, runningRoot, stateDir, stateParts } from "./layout.js"
+import { BESIDE, besideClaim, claimName, isHidden, isJob, notesAside, notesFile, runningDir, runningRoot, stateDir, stateParts } from "./layout.js"
 import { makeTrustedReader } from "./quarantine.js"
 import { type Calls, Syscalls, threadedCalls } from "../syscalls.js"
 import type { Candidate } from "./Pending.js"
@@ -192,10 +192,10 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // is read once, for anything an earlier process of this id left.
   const held = new Set(yield* io("list", running, () => listOrEmpty(calls, running)))
   // Free when neither the claim's name nor those of the files kept beside it
-  // are taken: output and records are only ever created exclusively.
+  // are taken: output and records are only ever created exclusively, and a
+  // done mark a crash left must never be taken for a new job's.
   const isFree = (target: string) =>
-    !held.has(path.basename(target)) &&
-    ([".out", ".err", ".json"] as const).every((suffix) => !held.has(path.basename(besideClaim(target, suffix))))
+    !held.has(path.basename(target)) && BESIDE.every((suffix) => !held.has(path.basename(besideClaim(target, suffix))))
   const freeTarget = (name: string) => {
     for (let n = 0;; n++) {
       const target = path.join(running, claimName(name, n))

@@ -104,8 +104,11 @@ const CLAIM_COPY = /\.~\d+~$/
 /** The job's name as submitted, from its claimed file's name (the record, when there is one, keeps it too). */
 export const claimedName = (fileName: string) => fileName.replace(CLAIM_COPY, "")
 
-/** The files kept beside a claim: its output and its record. */
-export type Beside = ".out" | ".err" | ".json"
+/** The files kept beside a claim: its output, its record, a cut run's record, and their done marks. */
+export type Beside = ".out" | ".err" | ".json" | ".cut.json" | ".done" | ".cut.done"
+
+/** Every name a claim's files may take: a new claim is made only where none is taken (a crash can leave any of them). */
+export const BESIDE: ReadonlyArray<Beside> = [".out", ".err", ".json", ".cut.json", ".done", ".cut.done"]
 
 /**
  * `.NAME.out`, `.NAME.err`, `.NAME.json`: hidden, so a job called "x.out" never
@@ -135,13 +138,16 @@ const besideBase = (claimFile: string) => {
  * clearing (this node after a crash, or another node, whose archive dir may be
  * another host's) then finds the job archived, and does not archive it again.
  */
-export const doneMarkOf = (recordFile: string) => recordFile.replace(/\.json$/, ".done")
+export const doneMarkOf = (recordFile: string) => {
+  if (!recordFile.endsWith(".json")) throw new Error(`not a record's name: ${recordFile}`)
+  return `${recordFile.slice(0, -".json".length)}.done`
+}
 
 /**
- * A done mark, by name. One whose job's files are all gone says nothing any
- * more: a folder holding only those (and asides) may be removed.
+ * A done mark: a hidden file named so. One whose job's files are all gone
+ * says nothing any more: a folder holding only those (and asides) may go.
  */
-export const isDoneMark = (name: string) => isHidden(name) && name.endsWith(".done")
+export const isDoneMark = (entry: FolderEntry) => !entry.isDirectory && isHidden(entry.name) && entry.name.endsWith(".done")
 
 /** besideName, in the claim's folder. */
 export const besideClaim = (claimPath: string, suffix: Beside) => path.join(path.dirname(claimPath), besideName(path.basename(claimPath), suffix))

@@ -136,15 +136,16 @@ describe("recovery of a dead node's folder", () => {
     }))
 })
 
-describe("a dead node's archival cut short once its entry was whole (its done mark written)", () => {
-  it.live("is finished by clearing the folder, not by a second entry in this node's archive dir", () =>
+describe("a dead node's archival cut short (its archival mark there)", () => {
+  it.live("once its entry was whole: finished by clearing the folder, not by a second entry; before: archived again, and said", () =>
     Effect.gen(function*() {
       const t = workspace()
       const folder = path.join(t.spool, ".pmjq", "running", "ghost")
       fs.mkdirSync(folder, { recursive: true, mode: 0o755 })
       fs.writeFileSync(path.join(t.nodes, "ghost"), heartbeatOf("ghost", deadPid()))
       const elsewhere = "/srv/ghost-archive/20260102T030406.000Z_placed"
-      const mark = (file: string) => fs.writeFileSync(path.join(folder, file), JSON.stringify({ entry: elsewhere, placedAt: "2026-01-02T03:04:07.000Z" }), { mode: 0o600 })
+      const mark = (file: string, state = "placed") =>
+        fs.writeFileSync(path.join(folder, file), JSON.stringify({ entry: elsewhere, host: "far", state, at: "2026-01-02T03:04:07.000Z" }), { mode: 0o600 })
       // Archived by ghost into its own archive dir, killed before it cleared its running folder.
       fs.writeFileSync(path.join(folder, "placed"), "#!/bin/sh\n", { mode: 0o755 })
       fs.writeFileSync(path.join(folder, ".placed.out"), "ran once\n")
@@ -160,12 +161,21 @@ describe("a dead node's archival cut short once its entry was whole (its done ma
       mark(".rerun.cut.done")
       // Killed after the job's last file went, before its mark did.
       mark(".gone.done")
+      // Killed while it placed the entry: that one may be whole or not; archived again, and said.
+      fs.writeFileSync(path.join(folder, "unsure"), "#!/bin/sh\n", { mode: 0o755 })
+      fs.writeFileSync(path.join(folder, ".unsure.json"), JSON.stringify({
+        name: "unsure", node: "ghost", host: "far", pid: 4243, user: "root", attempt: 1, claimedAt: "2026-01-02T03:04:05.000Z",
+        startedAt: "2026-01-02T03:04:05.100Z", endedAt: "2026-01-02T03:04:06.000Z", durationMs: 900,
+        outcome: "succeeded", exitCode: 0, signal: null, reason: null
+      }))
+      mark(".unsure.done", "placing")
 
       const log = capture()
       const recovery = yield* recoveryIn(t.spool, t.archive, Syscalls.Direct)
       yield* recovery.round.pipe(Effect.provide(log.layer))
 
-      expect(fs.existsSync(t.archive) ? fs.readdirSync(t.archive) : []).toEqual([])
+      expect(fs.readdirSync(t.archive)).toEqual(["20260102T030406.000Z_unsure", "20260102T030406.000Z_unsure.json"])
+      expect(log.lines).toContainEqual(expect.stringMatching(new RegExp(`^archived again: .*(?=.*job=unsure)(?=.*earlier=far:${elsewhere})`)))
       expect(fs.readdirSync(t.spool).filter((n) => !n.startsWith("."))).toEqual(["rerun"])
       expect(fs.readdirSync(path.join(t.spool, ".pmjq", "running", "n1"))).toEqual([])
       expect(log.lines).toContainEqual(expect.stringMatching(new RegExp(`^recovered: archived as recorded (?=.*entry=${elsewhere})`)))

@@ -41,6 +41,24 @@ describe("Spool.claim", () => {
     }))
 })
 
+describe("Spool.claim beside what a crash left", () => {
+  it.effect("an archival mark left by a crash is never taken for a new same-named job's: the claim goes to NAME.~1~", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-spool-"))
+      const running = path.join(dir, ".pmjq", "running", "n1")
+      fs.mkdirSync(running, { recursive: true })
+      // Killed between the last of an earlier "job"'s files and its mark.
+      fs.writeFileSync(path.join(running, ".job.done"), JSON.stringify({ entry: "/archive/S_job", host: "h", state: "placed", at: "2026-01-01T00:00:00.000Z" }))
+      fs.writeFileSync(path.join(running, ".other.cut.done"), "{}")
+      const spool = yield* spoolAt(dir)
+      fs.writeFileSync(path.join(dir, "job"), "#!/bin/sh\n", { mode: 0o755 })
+      fs.writeFileSync(path.join(dir, "other"), "#!/bin/sh\n", { mode: 0o755 })
+      expect(path.basename(Option.getOrThrow(yield* spool.claim("job")).path)).toBe("job.~1~")
+      expect(path.basename(Option.getOrThrow(yield* spool.claim("other")).path)).toBe("other.~1~")
+      fs.rmSync(dir, { recursive: true })
+    }))
+})
+
 describe("Spool.requeue", () => {
   it.effect("after a recovery killed between its link and its unlink, the leftover name goes and nothing is queued twice", () =>
     Effect.gen(function*() {

@@ -1,0 +1,46 @@
+/**
+ * The archival mark beside a finished job's record (spool/layout.ts:
+ * doneMarkOf): where its archive entry goes, "placing" before the entry's
+ * first file is placed, "placed" once the entry is whole, and removed last,
+ * with the rest of the job's files in the running folder.
+ *
+ * Whoever finishes an archival cut short (this node after a crash, or a node
+ * that took the folder over, with an archive dir of its own, on another host)
+ * reads it first. "placed": the entry is whole where it says; only the running
+ * folder is cleared, and the job is never archived twice. "placing": the other
+ * entry may be whole, or partly made, or not begun, in a dir this node may not
+ * see; the job is archived again, so that nothing is lost, and the log says
+ * where the other one may be (the two are then one run).
+ */
+import { Either } from "effect"
+import { decodeDoneMark, type DoneMark } from "../decode.js"
+import { errnoCode } from "../errors.js"
+import { PRIVATE, Untrusted } from "../files.js"
+import { asideOf, doneMarkOf } from "../spool/layout.js"
+import type { Calls } from "../syscalls.js"
+
+export type ArchivalMark = DoneMark
+
+const uid = process.getuid?.() ?? 0
+
+/**
+ * The mark beside RECORDFILE, if any. Only pmjq's own, decoded mark counts;
+ * anything else there is no mark (and goes with the folder). An I/O error
+ * fails: the mark may be there.
+ */
+export const readMark = async (calls: Calls, recordFile: string): Promise<ArchivalMark | null> => {
+  const text = await calls.readText(doneMarkOf(recordFile), uid).catch((e: unknown) =>
+    e instanceof Untrusted || errnoCode(e) === "ELOOP" ? null : Promise.reject(e)
+  )
+  if (text === null) return null
+  const mark = decodeDoneMark(text)
+  return Either.isRight(mark) ? mark.right : null
+}
+
+/** Written aside and renamed in, like the record: whole or absent. */
+export const writeMark = async (calls: Calls, recordFile: string, mark: ArchivalMark): Promise<void> => {
+  const file = doneMarkOf(recordFile)
+  await calls.unlink(asideOf(file)).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
+  await calls.writeNew(asideOf(file), JSON.stringify(mark) + "\n", PRIVATE, null)
+  await calls.rename(asideOf(file), file)
+}

@@ -1,0 +1,234 @@
+/**
+ * pmjq on GlusterFS, the way a cluster uses it: one volume (a shared spool),
+ * two FUSE mounts of it as two machines (each pmjq in its own UTS namespace,
+ * with its own host name), an archive dir local to each machine. With the
+ * client caches as they come and with the settings the README recommends:
+ * exactly once, crashes, and a machine that loses the storage.
+ *
+ * Needs root and the Debian packages glusterfs-server and glusterfs-client,
+ * which .ci/run installs.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { makeVolume, glusterMissing, startGlusterd, startOn, stopGlusterd, type Volume } from "./gluster.js"
+import { type Running, tempDir, waitFor } from "./harness.js"
+
+const missing = glusterMissing()
+const needs = `(needs root and GlusterFS${missing === null ? "" : `; skipped here: ${missing}`})`
+
+let startedGlusterd = false
+beforeAll(async () => {
+  if (missing === null) startedGlusterd = await startGlusterd()
+})
+afterAll(() => {
+  if (startedGlusterd) stopGlusterd()
+})
+
+/**
+ * A job that says when it starts and ends (or is stopped: "cut") in a ledger
+ * on the local disk, not the volume; padded so that a script read
+ * half-written would lose its end.
+ */
+const script = (ledger: string, sleep = "0") =>
+  `#!/bin/sh\necho "start $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}\n` +
+  `trap 'echo "cut $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}; exit 143' TERM\n${"# padding\n".repeat(60)}` +
+  `sleep ${sleep}\necho "end $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}\n`
+
+/** Submits through a mount the documented way: a hidden name, then a rename. */
+const submit = (spool: string, name: string, body: string) => {
+  const hidden = path.join(spool, `.${name}.tmp`)
+  fs.writeFileSync(hidden, body, { mode: 0o755 })
+  fs.renameSync(hidden, path.join(spool, name))
+}
+
+/** Writes a job in place, then makes it executable (`cat > job; chmod +x job`), as users do. */
+const writeInPlace = (spool: string, name: string, body: string) => {
+  const file = path.join(spool, name)
+  fs.writeFileSync(file, body.slice(0, 40), { mode: 0o644 })
+  fs.appendFileSync(file, body.slice(40))
+  fs.chmodSync(file, 0o755)
+}
+
+interface Run {
+  readonly job: string
+  readonly node: string
+  readonly start: number
+  /** When it ended or was stopped; null while it runs (or if it was killed outright). */
+  readonly end: number | null
+  readonly cut: boolean
+}
+
+/** Each run the ledger tells of, start to end (null: cut short). */
+const runs = (ledger: string): Array<Run> => {
+  const open = new Map<string, Run>()
+  const all: Array<Run> = []
+  for (const line of fs.existsSync(ledger) ? fs.readFileSync(ledger, "utf8").split("\n").filter(Boolean) : []) {
+    const [what, job, node, at] = line.split(" ") as [string, string, string, string]
+    const key = `${job} ${node}`
+    if (what === "start") {
+      const run: Run = { job, node, start: Number(at), end: null, cut: false }
+      open.set(key, run)
+      all.push(run)
+    } else {
+      const run = open.get(key)!
+      all[all.indexOf(run)] = { ...run, end: Number(at), cut: what === "cut" }
+      open.delete(key)
+    }
+  }
+  return all
+}
+
+/** Runs of one job that overlapped in time: the one thing a lease must never allow. */
+const overlapping = (all: ReadonlyArray<Run>) => {
+  const byJob = new Map<string, Array<Run>>()
+  for (const run of all) byJob.set(run.job, [...(byJob.get(run.job) ?? []), run])
+  const found: Array<string> = []
+  for (const [job, list] of byJob) {
+    const sorted = [...list].sort((a, b) => a.start - b.start)
+    for (let i = 1; i < sorted.length; i++) {
+      const before = sorted[i - 1]!
+      if (before.end === null || before.end > sorted[i]!.start) found.push(job)
+    }
+  }
+  return found
+}
+
+/** Archive entries that hold a script (a job's own entry, not a cut run's output), by job name, over every archive dir. */
+const scriptEntries = (dirs: ReadonlyArray<string>) => {
+  const count = new Map<string, number>()
+  for (const dir of dirs) {
+    for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+      if (/\.(out|err|json)$/.test(name)) continue
+      const job = name.replace(/^[^_]*_/, "")
+      count.set(job, (count.get(job) ?? 0) + 1)
+    }
+  }
+  return count
+}
+
+const stopAll = async (daemons: ReadonlyArray<Running>) => {
+  for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill("SIGTERM")
+  await Promise.all(daemons.map((d) => d.exited))
+}
+
+describe.each([["default client caches", false], ["recommended settings", true]] as const)("GlusterFS, %s", (_, recommended) => {
+  let volume: Volume
+  beforeAll(() => {
+    if (missing === null) volume = makeVolume(recommended ? "rec" : "def", recommended)
+  })
+  afterAll(() => volume?.remove())
+
+  it.skipIf(missing !== null)(`${needs} exactly once: two machines drain 1,000 jobs written through one mount; each runs once, is archived once, both take work`, async () => {
+    const root = tempDir("gluster-once")
+    const spool = path.join(volume.mounts[0], "once")
+    fs.mkdirSync(spool)
+    const ledger = path.join(root, "ledger")
+    const JOBS = 1000
+    for (let i = 0; i < JOBS; i++) {
+      const name = `j${String(i).padStart(4, "0")}`
+      // One in ten the way users write them by hand: in place, then chmod +x.
+      ;(i % 10 === 0 ? writeInPlace : submit)(spool, name, script(ledger))
+    }
+    const archives = ["a", "b"].map((m) => path.join(root, `archive-${m}`))
+    const daemons = ["a", "b"].map((m, i) =>
+      startOn(`host-${m}`, ["--drain", "--node-id", m, "-j", "4", "-o", archives[i]!, "--poll", "1s", path.join(volume.mounts[i as 0 | 1], "once")], root)
+    )
+    const exits = await Promise.all(daemons.map((d) => d.exited))
+    expect(exits.map((e) => e.code), daemons.map((d) => d.output().stderr.slice(-2000)).join("\n")).toEqual([0, 0])
+
+    const all = runs(ledger)
+    const names = Array.from({ length: JOBS }, (_, i) => `j${String(i).padStart(4, "0")}`)
+    // Never run twice, never run half-written (a cut script would not reach its end).
+    expect(all.length).toBe(JOBS)
+    expect(new Set(all.map((r) => r.job)).size).toBe(JOBS)
+    expect(all.filter((r) => r.end === null || r.cut).map((r) => r.job)).toEqual([])
+    const entries = scriptEntries(archives)
+    expect(names.filter((n) => entries.get(n) !== 1)).toEqual([])
+    for (const node of ["a", "b"]) expect(all.filter((r) => r.node === node).length).toBeGreaterThan(JOBS / 10)
+  })
+
+  it.skipIf(missing !== null)(`${needs} crashes: machines killed with SIGKILL while jobs run and are archived; the survivor recovers them after the lease, one archive entry each, never two runs at once`, async () => {
+    const root = tempDir("gluster-crash")
+    const spool = path.join(volume.mounts[0], "crash")
+    fs.mkdirSync(spool)
+    const ledger = path.join(root, "ledger")
+    const JOBS = 240
+    const names = Array.from({ length: JOBS }, (_, i) => `c${String(i).padStart(3, "0")}`)
+    for (const name of names) submit(spool, name, script(ledger, "0.2"))
+    const archive = (m: string) => path.join(root, `archive-${m}`)
+    const on = (m: string, mount: 0 | 1, more: ReadonlyArray<string> = []) =>
+      startOn(`host-${m}`, ["--node-id", m, "-j", "4", "-o", archive(m), "--poll", "1s", "--lease", "6s", ...more, path.join(volume.mounts[mount], "crash")], root)
+    const survivor = on("b", 1)
+    const victims: Array<Running> = []
+    const ended = () => runs(ledger).filter((r) => r.end !== null && !r.cut).length
+    // Jobs of 0.2 s on -j 4: a kill lands among runs, records and archival alike.
+    for (const [m, after] of [["a", 40], ["c", 110]] as const) {
+      const victim = on(m, 0)
+      victims.push(victim)
+      await waitFor(`${after} jobs ended`, () => ended() >= after, 60_000)
+      await waitFor(`node ${m} holding jobs`, () => runs(ledger).some((r) => r.node === m && r.end === null) || ended() >= JOBS, 30_000)
+      victim.child.kill("SIGKILL")
+      await victim.exited
+    }
+    await waitFor("every job ended", () => new Set(runs(ledger).filter((r) => r.end !== null && !r.cut).map((r) => r.job)).size === JOBS, 90_000)
+    await waitFor("every job archived", () => {
+      const entries = scriptEntries(["a", "b", "c"].map(archive))
+      return names.every((n) => (entries.get(n) ?? 0) >= 1)
+    }, 60_000)
+    await stopAll([survivor])
+
+    const all = runs(ledger)
+    expect(overlapping(all)).toEqual([])
+    const entries = scriptEntries(["a", "b", "c"].map(archive))
+    // One entry per job, whichever machine completed its archival.
+    expect(names.filter((n) => entries.get(n) !== 1).map((n) => `${n}: ${entries.get(n) ?? 0}`)).toEqual([])
+    // The survivor took the dead machines' jobs over after the lease.
+    expect(survivor.output().stderr).toMatch(/node dead; recovering its jobs dead=a /)
+    expect(survivor.output().stderr).toMatch(/node dead; recovering its jobs dead=c /)
+    // Jobs the kills cut short ran again (at least once), the rest once.
+    expect(all.filter((r) => r.end !== null && !r.cut).length).toBeGreaterThanOrEqual(JOBS)
+  })
+})
+
+describe("GlusterFS, a machine that loses the storage", () => {
+  let volume: Volume
+  beforeAll(() => {
+    if (missing === null) volume = makeVolume("cut", true)
+  })
+  afterAll(() => volume?.remove())
+
+  it.skipIf(missing !== null)(`${needs} its mount dies under it: it stops its jobs and exits 75 saying why; the other takes them over after the lease, never two runs at once; back, it rejoins`, async () => {
+    const root = tempDir("gluster-cut")
+    const spool = path.join(volume.mounts[0], "cut")
+    fs.mkdirSync(spool)
+    const ledger = path.join(root, "ledger")
+    const names = Array.from({ length: 12 }, (_, i) => `p${String(i).padStart(2, "0")}`)
+    // Long enough to be running on both machines when the mount dies.
+    for (const name of names) submit(spool, name, script(ledger, "3"))
+    const args = (m: string, mount: 0 | 1) => ["--node-id", m, "-j", "2", "-o", path.join(root, `archive-${m}`), "--poll", "1s", "--lease", "12s", path.join(volume.mounts[mount], "cut")]
+    const a = startOn("host-a", args("a", 0), root)
+    const b = startOn("host-b", args("b", 1), root)
+    await waitFor("both machines running jobs", () => ["a", "b"].every((m) => runs(ledger).some((r) => r.node === m && r.end === null)), 60_000)
+
+    volume.killClient(0)
+    const cutAt = Date.now()
+    const exited = await a.exited
+    expect(exited.code).toBe(75)
+    expect(a.output().stderr).toMatch(/cut off from the spool .*: no heartbeat could be written for half the lease/)
+    // Within half the lease and one beat, plus the time its jobs took to stop.
+    expect(Date.now() - cutAt).toBeLessThan(12_000)
+
+    await waitFor("every job ended", () => new Set(runs(ledger).filter((r) => r.end !== null && !r.cut).map((r) => r.job)).size === names.length, 120_000)
+    expect(b.output().stderr).toMatch(/node dead; recovering its jobs dead=a /)
+    expect(overlapping(runs(ledger))).toEqual([])
+
+    // The storage is back: started again (as its service manager would), it takes work.
+    volume.remount(0)
+    const again = startOn("host-a", args("a", 0), root)
+    for (const name of ["q0", "q1", "q2", "q3", "q4", "q5"]) submit(spool, name, script(ledger))
+    await waitFor("the rejoined machine running a job", () => runs(ledger).some((r) => r.node === "a" && r.job.startsWith("q") && r.end !== null && !r.cut), 60_000)
+    await stopAll([again, b])
+    expect(overlapping(runs(ledger))).toEqual([])
+  })
+})

@@ -1,0 +1,118 @@
+/**
+ * A GlusterFS volume on this machine, mounted twice: two mounts are two
+ * machines (each FUSE client has its own caches), and each pmjq runs in its
+ * own UTS namespace, with its own host name, so that what is tested is the
+ * other-host rules (heartbeat age, the lease), not the same-host shortcut.
+ * Set up as found in ../shared/FIELD-NOTES.md ("Cluster filesystems here").
+ */
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { BIN, type Running, waitFor } from "./harness.js"
+
+const has = (command: string) => cp.spawnSync("sh", ["-c", `command -v ${command}`]).status === 0
+
+/** Why GlusterFS tests cannot run here, or null. */
+export const glusterMissing = (): string | null =>
+  process.getuid?.() !== 0
+    ? "not root"
+    : !has("glusterd") || !has("gluster")
+    ? "no glusterd (apt-get install glusterfs-server glusterfs-client)"
+    : !fs.existsSync("/dev/fuse")
+    ? "no /dev/fuse"
+    : !has("unshare")
+    ? "no unshare"
+    : null
+
+const gluster = (...args: Array<string>) => cp.spawnSync("gluster", ["--mode=script", ...args], { encoding: "utf8", timeout: 120_000 })
+
+const must = (result: cp.SpawnSyncReturns<string>, what: string) => {
+  if (result.status !== 0) throw new Error(`${what}: ${result.stdout}${result.stderr}`.trim())
+  return result
+}
+
+/** glusterd, started if it is not running; true when this call started it. */
+export const startGlusterd = async (): Promise<boolean> => {
+  if (cp.spawnSync("pgrep", ["-x", "glusterd"]).status === 0) return false
+  fs.mkdirSync("/var/log/glusterfs", { recursive: true })
+  // Without the redirections it keeps the test's pipes open (FIELD-NOTES).
+  const daemon = cp.spawn("glusterd", ["-N", "-l", path.join(os.tmpdir(), "pmjq-glusterd.log")], { stdio: "ignore", detached: true })
+  daemon.unref()
+  await waitFor("glusterd to answer", () => gluster("volume", "list").status === 0, 60_000)
+  return true
+}
+
+export const stopGlusterd = () => void cp.spawnSync("pkill", ["-x", "glusterd"])
+
+/**
+ * The settings the README recommends: the client caches that let one mount see
+ * another's changes up to a second late turned off on the volume, and the
+ * kernel's attribute and entry caches on each mount.
+ */
+export const RECOMMENDED_VOLUME = ["performance.quick-read", "performance.stat-prefetch", "performance.open-behind", "performance.write-behind"]
+export const RECOMMENDED_MOUNT = "attribute-timeout=0,entry-timeout=0,negative-timeout=0"
+
+export interface Volume {
+  readonly name: string
+  /** The two mounts: machine a's and machine b's. */
+  readonly mounts: readonly [string, string]
+  /** Kills mount I's FUSE client: its mount then fails with ENOTCONN, as when a machine loses the storage. */
+  readonly killClient: (i: 0 | 1) => void
+  /** Mounts I again after killClient. */
+  readonly remount: (i: 0 | 1) => void
+  readonly remove: () => void
+}
+
+export const makeVolume = (label: string, recommended: boolean): Volume => {
+  const host = os.hostname()
+  const name = `pmjq-${label}-${process.pid}`
+  const brick = fs.mkdtempSync("/var/tmp/pmjq-brick-")
+  must(gluster("volume", "create", name, `${host}:${path.join(brick, "b")}`, "force"), "volume create")
+  must(gluster("volume", "start", name), "volume start")
+  if (recommended) for (const option of RECOMMENDED_VOLUME) must(gluster("volume", "set", name, option, "off"), `volume set ${option}`)
+  const mounts = [0, 1].map((i) => fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-gluster-${"ab"[i]}-`))) as unknown as readonly [string, string]
+  const mount = (i: 0 | 1) =>
+    must(
+      cp.spawnSync("mount", ["-t", "glusterfs", ...(recommended ? ["-o", RECOMMENDED_MOUNT] : []), `${host}:/${name}`, mounts[i]], { encoding: "utf8" }),
+      `mount ${mounts[i]}`
+    )
+  mount(0)
+  mount(1)
+  const clientOf = (i: 0 | 1) =>
+    cp.spawnSync("pgrep", ["-f", `glusterfs.*--volfile-id=/?${name} .*${mounts[i]}$`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number)
+  return {
+    name,
+    mounts,
+    killClient: (i) => {
+      for (const pid of clientOf(i)) process.kill(pid, "SIGKILL")
+    },
+    remount: (i) => {
+      cp.spawnSync("umount", ["-l", mounts[i]])
+      mount(i)
+    },
+    remove: () => {
+      for (const m of mounts) cp.spawnSync("umount", ["-l", m])
+      gluster("volume", "stop", name, "force")
+      gluster("volume", "delete", name)
+      for (const m of mounts) fs.rmSync(m, { recursive: true, force: true })
+      fs.rmSync(brick, { recursive: true, force: true })
+    }
+  }
+}
+
+/** pmjq on machine HOST: its own UTS namespace and host name. */
+export const startOn = (host: string, args: ReadonlyArray<string>, cwd: string): Running => {
+  const child = cp.spawn("unshare", ["--uts", "sh", "-c", `hostname ${host} && exec "$0" "$@"`, process.execPath, BIN, ...args], {
+    cwd,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let stdout = ""
+  let stderr = ""
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()))
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("close", (code, signal) => resolve({ code, signal }))
+  )
+  return { child, output: () => ({ stdout, stderr }), exited }
+}
