@@ -4,13 +4,14 @@
  * each a layer that forks its own fibers, built in an order that makes a stop
  * unwind them right:
  *
+ *   MetricsExport        when asked for: a port or file refused ends pmjq before any job is touched
  *   Running, JobQueue    shared state (Refs) and the queue with its feed
  *   Heartbeat            first beat; its finalizer (leave) runs last
  *   Jobs, Stopping       runs, archival retries, -j slots; on a stop, --grace (or
  *                        leave them to the spawners), then interruption
  *   RecoveryRounds       dead nodes' jobs (this node's previous run first), every --poll
  *   Cancels              `pmjq cancel`'s requests, every --poll and when one appears
- *   Hooks, SpoolFeed, Progress, Restart (SIGHUP), Metrics (when exported)
+ *   Hooks, SpoolFeed, Progress, Restart (SIGHUP), Sampling (the metrics' gauges)
  *   Dispatcher           takes a slot, waits for the gate, claims, launches
  *
  * under the services they use (Spool, Nodes, Requests, Gate, Archive, ProcessRunner,
@@ -29,11 +30,12 @@ import { Heartbeat } from "./features/Heartbeat.js"
 import { Hooks } from "./features/Hooks.js"
 import { JobQueue } from "./features/JobQueue.js"
 import { Jobs } from "./features/Jobs.js"
-import { Metrics } from "./features/Metrics.js"
+import { MetricsExport } from "./features/MetricsExport.js"
 import { Progress } from "./features/Progress.js"
 import { RecoveryRounds } from "./features/RecoveryRounds.js"
 import { Restart } from "./features/Restart.js"
 import { Running } from "./features/Running.js"
+import { Sampling } from "./features/Sampling.js"
 import { SpoolFeed } from "./features/SpoolFeed.js"
 import { Stopping } from "./features/Stopping.js"
 import { Gate } from "./gate/Gate.js"
@@ -53,11 +55,12 @@ export { fairShare, rendezvous } from "./features/Dispatcher.js"
 
 // Each layer is built after, and with, the ones before it: the order is the point.
 export const DaemonLive = (settings: DaemonSettings) => {
-  const state = Layer.mergeAll(Running.layer, JobQueue.layer).pipe(Layer.provideMerge(Layer.succeed(DaemonConfig, settings)))
+  const config = Layer.succeed(DaemonConfig, settings)
+  const state = Layer.mergeAll(Running.layer, JobQueue.layer).pipe(Layer.provideMerge(MetricsExport.pipe(Layer.provideMerge(config))))
   const beating = Heartbeat.pipe(Layer.provideMerge(state))
   const running = Stopping.layer.pipe(Layer.provideMerge(Jobs.layer), Layer.provideMerge(beating))
   const recovering = Layer.mergeAll(RecoveryRounds, Cancels.layer).pipe(Layer.provideMerge(running))
-  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart, Metrics).pipe(Layer.provideMerge(recovering))
+  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart, Sampling).pipe(Layer.provideMerge(recovering))
   return Dispatcher.pipe(Layer.provideMerge(watching))
 }
 

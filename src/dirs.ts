@@ -152,6 +152,18 @@ export const ensureArchiveDir = async (calls: Calls, dir: string): Promise<void>
 }
 
 /**
+ * StrictModes for the folder of a file pmjq replaces now and then
+ * (--metrics-file): the way to it as for an archive dir, and the folder itself
+ * pmjq's own, not open to others even with the sticky bit (in /tmp a user
+ * could take the name first). Throws UntrustedDirectory, or ENOENT.
+ */
+export const verifyFileFolder = async (calls: Calls, dir: string): Promise<void> => {
+  const real = await walk(calls, dir)
+  if (real === null) throw Object.assign(new Error(`ENOENT: no such directory, ${dir}`), { code: "ENOENT" })
+  await verifyOwnDir(calls, real)
+}
+
+/**
  * A spool pmjq runs as root on: owned by root or pmjq (its owner could rename
  * pmjq's .pmjq away and plant another), open to others only with the sticky
  * bit, reached only through directories and symlinks others cannot change.

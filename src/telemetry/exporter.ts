@@ -12,9 +12,10 @@ import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporte
 import type { MetricReader } from "@opentelemetry/sdk-metrics"
 import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
-import * as fs from "node:fs"
+import * as path from "node:path"
+import { verifyFileFolder } from "../dirs.js"
 import { CannotServeMetrics, describe } from "../errors.js"
-import { writeNewAsync } from "../files.js"
+import { threadedCalls } from "../syscalls.js"
 
 export interface ListenAddress {
   readonly host: string
@@ -41,35 +42,46 @@ const serve = ({ host, port }: ListenAddress) =>
     catch: (e) => new CannotServeMetrics({ reason: `--metrics-listen ${host}:${port}: ${describe(e)}` })
   })
 
+// The file is not spool state: it is written on the thread pool, as on a network filesystem.
+const calls = threadedCalls
+
 /**
  * Replaces FILE with the exposition, whole: written under a fresh hidden name
- * beside it (exclusive, no-follow, 0644) and renamed over it. The collector
- * reads only *.prom, so never the aside; a symlink at FILE is replaced, not
- * followed.
+ * beside it (exclusive, no-follow, 0644) and renamed over it, in a folder
+ * checked at start to be pmjq's own. The collector reads only *.prom, so
+ * never the aside; a symlink at FILE is replaced, not followed.
  */
 const writeTextfile = (exporter: PrometheusExporter, serializer: PrometheusSerializer, file: string) =>
   Effect.tryPromise({
     try: async () => {
       const { resourceMetrics } = await exporter.collect()
-      const aside = `${file}.${randomBytes(6).toString("hex")}.tmp`
+      const aside = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`)
       try {
-        await writeNewAsync(aside, serializer.serialize(resourceMetrics), 0o644, null)
-        await fs.promises.rename(aside, file)
+        await calls.writeNew(aside, serializer.serialize(resourceMetrics), 0o644, null)
+        await calls.rename(aside, file)
       } catch (e) {
-        await fs.promises.unlink(aside).catch(() => undefined)
+        await calls.unlink(aside).catch(() => undefined)
         throw e
       }
     },
     catch: (e) => new CannotServeMetrics({ reason: `--metrics-file ${file}: ${describe(e)}` })
   })
 
+const checkFolder = (file: string) =>
+  Effect.tryPromise({
+    try: () => verifyFileFolder(calls, path.dirname(file)),
+    catch: (e) => new CannotServeMetrics({ reason: `--metrics-file ${file}: ${e instanceof Error ? e.message : String(e)}` })
+  })
+
 /**
  * Starts the exporters asked for, fed from Effect's metrics until the scope
- * closes (the HTTP server then stops). Returns how to write the metrics file
- * (a no-op without --metrics-file).
+ * closes (the HTTP server then stops), and writes the metrics file once, so
+ * that a file that cannot be written fails the start. Returns how to write it
+ * again (a no-op without --metrics-file).
  */
 export const exportMetrics = (settings: MetricsSettings) =>
   Effect.gen(function*() {
+    for (const file of Option.toArray(settings.file)) yield* checkFolder(file)
     const readers: Array<MetricReader> = []
     if (Option.isSome(settings.listen)) readers.push(yield* serve(settings.listen.value))
     const forFile = Option.map(settings.file, (file) => ({ file, exporter: new PrometheusExporter({ ...config, preventServerStart: true }) }))
@@ -78,8 +90,10 @@ export const exportMetrics = (settings: MetricsSettings) =>
     const [first, ...more] = readers
     if (first !== undefined) yield* OtelMetrics.registerProducer(producer, () => [first, ...more])
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
-    return Option.match(forFile, {
+    const write: Effect.Effect<void, CannotServeMetrics> = Option.match(forFile, {
       onNone: () => Effect.void,
       onSome: ({ exporter, file }) => writeTextfile(exporter, serializer, file)
     })
+    yield* write
+    return write
   })

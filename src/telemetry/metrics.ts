@@ -3,8 +3,8 @@
  * (`_total` is added to counters by the exporter; times in seconds). Updated
  * where things happen (a claim, an end, a hook) or sampled (features/Metrics.ts);
  * exported only with --metrics-listen or --metrics-file (telemetry/exporter.ts).
- * contrib/grafana/pmjq.json queries these names: test/unit/dashboard.test.ts
- * keeps the two in step.
+ * contrib/grafana/pmjq.json queries these names: test/e2e/metrics.test.ts
+ * checks each against what a real drain exports.
  */
 import { Effect, Metric, MetricBoundaries } from "effect"
 

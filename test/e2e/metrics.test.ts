@@ -14,6 +14,7 @@ import { BIN, run, start, submit, waitFor, workspace } from "./harness.js"
 
 const ROOT = path.resolve(import.meta.dirname, "../..")
 const hasPromtool = cp.spawnSync("sh", ["-c", "command -v promtool"]).status === 0
+const needsPromtool = hasPromtool ? "" : "(skipped here: needs promtool, Debian package prometheus) "
 
 /** A port nothing listens on (the kernel's pick, released at once). */
 const freePort = () =>
@@ -95,14 +96,14 @@ describe("metrics", () => {
     expect((await daemon.exited).code).toBe(0)
   })
 
-  it.skipIf(!hasPromtool)("(needs promtool, Debian package prometheus: skipped) what was served passes promtool check metrics", () => {
+  it.skipIf(!hasPromtool)(`${needsPromtool}what was served passes promtool check metrics`, () => {
     expect(served).toContain("pmjq_jobs_finished_total")
     const checked = promtool(served)
     expect(checked.stdout + checked.stderr).toBe("")
     expect(checked.status).toBe(0)
   })
 
-  it.skipIf(!hasPromtool)("(needs promtool, Debian package prometheus: skipped) written to --metrics-file whole, replacing a symlink there rather than following it", async () => {
+  it.skipIf(!hasPromtool)(`${needsPromtool}written to --metrics-file whole, replacing a symlink there rather than following it`, async () => {
     const t = workspace("metrics-file")
     submit(t.spool, "one", "true")
     const victim = path.join(t.root, "victim")
@@ -120,6 +121,19 @@ describe("metrics", () => {
     expect(fs.readdirSync(t.root).filter((n) => n.startsWith("pmjq.prom."))).toEqual([])
     daemon.child.kill("SIGTERM")
     await daemon.exited
+  })
+
+  it("a --metrics-file folder others may write: refused at start, one line, 69, nothing run", async () => {
+    const t = workspace("metrics-open")
+    submit(t.spool, "never", "echo ran")
+    const open = path.join(t.root, "open")
+    fs.mkdirSync(open)
+    fs.chmodSync(open, 0o1777)
+    const result = await run(["-o", t.archive, "--metrics-file", path.join(open, "pmjq.prom"), t.spool], t.root)
+    expect(result.code).toBe(69)
+    expect(result.stderr).toMatch(/--metrics-file .*pmjq\.prom: .*open is writable by group or others/)
+    expect(fs.readdirSync(open)).toEqual([])
+    expect(fs.existsSync(path.join(t.spool, "never"))).toBe(true)
   })
 
   it("a port already taken: a one-line error, EX_UNAVAILABLE (69), nothing run", async () => {

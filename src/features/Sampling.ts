@@ -1,22 +1,21 @@
 /**
- * Metrics export (--metrics-listen, --metrics-file): the exporters, and the
- * gauges sampled from the daemon's state every 2 s (what happens, such as a
- * job's end or a claim, is counted where it happens: telemetry/metrics.ts).
- * Nothing runs without either option.
+ * The gauges the metrics export shows (features/MetricsExport.ts), sampled
+ * from the daemon's state every 2 s: the queue, running jobs by user,
+ * archival retries, the gate and its load, pmjq's memory and event-loop lag.
+ * Nothing runs without --metrics-listen or --metrics-file.
  */
 import { Effect, HashMap, Layer, Metric, Option, Ref, Schedule } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { Gate } from "../gate/Gate.js"
 import { Users } from "../job/Users.js"
 import * as M from "../telemetry/metrics.js"
-import { exportMetrics, metricsWanted } from "../telemetry/exporter.js"
+import { metricsWanted } from "../telemetry/exporter.js"
 import { DaemonConfig } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Jobs } from "./Jobs.js"
 import { Running } from "./Running.js"
 
 const SAMPLE_EVERY = "2 seconds"
-const WRITE_EVERY = "5 seconds"
 
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
@@ -26,7 +25,6 @@ const make = Effect.gen(function*() {
   const jobs = yield* Jobs
   const gate = yield* Gate
   const users = yield* Users
-  const writeFile = yield* exportMetrics(settings.metrics)
   yield* M.zeroes
 
   const lag = monitorEventLoopDelay({ resolution: 20 })
@@ -59,12 +57,6 @@ const make = Effect.gen(function*() {
   })
 
   yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(SAMPLE_EVERY)))
-  // A file that cannot be written now (a full disk) is said, and tried again.
-  const write = Effect.zipRight(sample, writeFile).pipe(
-    Effect.catchAll((e) => Effect.logWarning("metrics file not written").pipe(Effect.annotateLogs({ reason: e.message })))
-  )
-  yield* write
-  yield* Effect.forkScoped(Effect.repeat(write, Schedule.spaced(WRITE_EVERY)))
 })
 
-export const Metrics = Layer.scopedDiscard(make)
+export const Sampling = Layer.scopedDiscard(make)
