@@ -27,6 +27,13 @@ const Instant = Schema.String.pipe(
 )
 
 const Count = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
+/**
+ * An inode number as Node gives it (fs.Stats.ino, a double): GlusterFS, some
+ * NFS servers and XFS hand out 64-bit numbers past 2^53, which are whole but
+ * not "safe" integers. Refusing them once sent every finished job's record on
+ * GlusterFS to quarantine, and the job ran again.
+ */
+const Inode = Schema.Number.pipe(Schema.filter((n) => Number.isInteger(n) && n >= 0, { message: () => "not an inode number" }))
 const Pid = Schema.Number.pipe(Schema.int(), Schema.positive())
 
 const nullByDefault = <A, I>(schema: Schema.Schema<A, I>) => Schema.optionalWith(Schema.NullOr(schema), { default: () => null })
@@ -39,7 +46,7 @@ const JobRecordSchema = Schema.Struct({
   user: Schema.String,
   // Absent in records written before pmjq kept them.
   uid: nullByDefault(Count),
-  inode: nullByDefault(Count),
+  inode: nullByDefault(Inode),
   attempt: Count,
   claimedAt: Instant,
   startedAt: Schema.NullOr(Instant),

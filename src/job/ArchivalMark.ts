@@ -1,16 +1,18 @@
 /**
  * The archival mark beside a finished job's record (spool/layout.ts:
- * doneMarkOf): where its archive entry goes, "placing" before the entry's
- * first file is placed, "placed" once the entry is whole, and removed last,
- * with the rest of the job's files in the running folder.
+ * doneMarkOf): where its archive entry goes, "placing" just before the one
+ * link(2) that makes the entry whole (its record, staged beside it first:
+ * job/Archive.ts), "placed" once it is, and removed last, with the rest of
+ * the job's files in the running folder. An entry without its record is not
+ * one (no reader takes it for one): what a crash before "placing" left.
  *
  * Whoever finishes an archival cut short (this node after a crash, or a node
  * that took the folder over, with an archive dir of its own, on another host)
  * reads it first. "placed": the entry is whole where it says; only the running
  * folder is cleared, and the job is never archived twice. "placing": the other
- * entry may be whole, or partly made, or not begun, in a dir this node may not
- * see; the job is archived again, so that nothing is lost, and the log says
- * where the other one may be (the two are then one run).
+ * entry may or may not have become whole, in a dir this node may not see (a
+ * window of one link and one write); the job is archived again, so that
+ * nothing is lost, and the log says where the other one may be.
  */
 import { Either } from "effect"
 import { decodeDoneMark, type DoneMark } from "../decode.js"

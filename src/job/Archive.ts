@@ -14,7 +14,7 @@
  * entry goes and when it is whole, until the running folder is cleared:
  * whoever finishes an archival cut short does not archive the job twice.
  */
-import { Clock, Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -158,6 +158,31 @@ const copyWhole = async (calls: Calls, from: string, to: string): Promise<Placed
   }
 }
 
+/**
+ * The record, last, as a copy would be (copyWhole), except that BEFORE (the
+ * archival mark "placing") comes between the slow part, staging it beside TO
+ * (a link, or a copy across filesystems), and the one link(2) that makes the
+ * entry whole: the only time a crash leaves it unsure whether the entry is.
+ */
+const placeRecord = async (calls: Calls, from: string, to: string, before: () => Promise<void>): Promise<Placed> => {
+  const aside = path.join(path.dirname(to), `.pmjq-copy-${randomBytes(8).toString("hex")}.tmp`)
+  try {
+    await calls.link(from, aside).catch(async (e: unknown) => {
+      const code = errnoCode(e)
+      if (code !== "EXDEV" && code !== "EPERM") throw e
+      await calls.copyNew(from, aside)
+    })
+    await before()
+    await calls.link(aside, to)
+    return "placed"
+  } catch (e) {
+    if (errnoCode(e) === "EEXIST") return (await sameFile(calls, from, to)) ? "placed" : "taken"
+    throw e
+  } finally {
+    await removeIfPresent(calls, aside)
+  }
+}
+
 const removeIfPresent = (calls: Calls, file: string) =>
   calls.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
@@ -185,20 +210,20 @@ const makeLive = (calls: Calls) => {
   // exclusively, and on a clash with someone else's file the names placed so
   // far are undone and the next counter is tried. The record comes last, so a
   // reader that sees STAMP_NAME.json sees a whole entry.
-  const place = async (dir: string, entry: string, job: Finished): Promise<boolean> => {
+  const place = async (dir: string, entry: string, job: Finished, beforeRecord: () => Promise<void>): Promise<boolean> => {
     const files = entryFiles(path.join(dir, entry))
     const placed: Array<string> = []
     const parts: Array<readonly [string, string]> = []
     if (job.script !== null) parts.push([job.script, files.script])
     if (job.stdout !== null) parts.push([job.stdout, files.stdout])
     if (job.stderr !== null) parts.push([job.stderr, files.stderr])
-    parts.push([job.recordFile, files.record])
     try {
       for (const [from, to] of parts) {
         const result = await placeExclusive(calls, from, to)
         if (result === "taken") return false
         if (result === "placed") placed.push(to)
       }
+      if ((await placeRecord(calls, job.recordFile, files.record, beforeRecord)) === "taken") return false
       placed.length = 0
       return true
     } finally {
@@ -244,20 +269,21 @@ const makeLive = (calls: Calls) => {
       const recorded = yield* Effect.tryPromise({ try: () => calls.lstat(job.recordFile).then(() => true, () => false), catch: fail(job.recordFile) })
       if (!recorded) yield* settle(job)
       const host = os.hostname()
+      const clock = yield* Effect.clock
       const mark = (entry: string, state: ArchivalMark["state"]) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.tryPromise({ try: () => writeMark(calls, job.recordFile, { entry, host, state, at: iso(now) }), catch: fail(entry) }))
+        writeMark(calls, job.recordFile, { entry, host, state, at: iso(clock.unsafeCurrentTimeMillis()) })
       // The archive dir may have been removed (by a job, by hand) since startup.
-      const placeFiles = (candidate: string) =>
-        place(dir, candidate, job).catch(async (e: unknown) => {
+      const placeFiles = (candidate: string) => {
+        const placing = () => mark(path.join(dir, candidate), "placing")
+        return place(dir, candidate, job, placing).catch(async (e: unknown) => {
           if (errnoCode(e) !== "ENOENT" || (await calls.stat(dir).then(() => true, () => false))) throw e
           // Made again only as safely as at startup: in a sticky folder such as
           // /tmp, a user may have taken the name meanwhile.
           await ensureArchiveDir(calls, dir)
-          return place(dir, candidate, job)
+          return place(dir, candidate, job, placing)
         })
-      const placeIn = (candidate: string) =>
-        Effect.zipRight(mark(path.join(dir, candidate), "placing"), Effect.tryPromise({ try: () => placeFiles(candidate), catch: fail(dir) }))
+      }
+      const placeIn = (candidate: string) => Effect.tryPromise({ try: () => placeFiles(candidate), catch: fail(dir) })
       const entry = yield* reserveEntry(
         placeIn,
         stamp(new Date(job.record.endedAt)),
@@ -265,7 +291,7 @@ const makeLive = (calls: Calls) => {
       )
       const base = path.join(dir, entry)
       // Only now that the entry is whole does the job leave the running folder.
-      yield* mark(base, "placed")
+      yield* Effect.tryPromise({ try: () => mark(base, "placed"), catch: fail(base) })
       yield* Effect.tryPromise({ try: leaveRunningFolder(job), catch: fail(base) })
       return base
     })

@@ -150,6 +150,13 @@ describe("decode", () => {
     expect(decodeRecord("{ torn")).toEqual(Either.left("not JSON"))
   })
 
+  it("a record keeps a 64-bit inode number (GlusterFS, XFS), past 2^53: refusing it once made finished jobs run again", () => {
+    const gluster = 11419123634471203000
+    expect(decodeRecord(JSON.stringify({ ...record, inode: gluster }))).toEqual(Either.right({ ...record, uid: null, inode: gluster }))
+    expect(decodeRecord(JSON.stringify({ ...record, inode: -1 }))._tag).toBe("Left")
+    expect(decodeRecord(JSON.stringify({ ...record, inode: 1.5 }))._tag).toBe("Left")
+  })
+
   it("heartbeats decode; a bad time or pid is refused", () => {
     const beat = { node: "n", host: "h", pid: 7, helpers: [8], beatAt: "2026-01-02T03:04:05.000Z", leaseMs: 60000 }
     expect(Either.isRight(decodeHeartbeat(JSON.stringify(beat)))).toBe(true)
