@@ -184,14 +184,27 @@ describe.each([["default client caches", false], ["recommended settings", true]]
       victim.child.kill("SIGKILL")
       await victim.exited
     }
-    await waitFor("every job ended", () => new Set(runs(ledger).filter((r) => r.end !== null && !r.cut).map((r) => r.job)).size === JOBS, 90_000)
-    await waitFor("every job archived", () => {
+    // The logs are kept beside the archives, for whoever looks into a failure.
+    const keepLogs = () => {
+      for (const [m, d] of [["b", survivor], ["a", victims[0]!], ["c", victims[1]!]] as const) fs.writeFileSync(path.join(root, `log-${m}`), d.output().stderr)
+    }
+    // With the client caches as they come, GlusterFS can refuse a requeue's
+    // link(2) with EEXIST for a name no listing shows (write-behind): such a
+    // job is kept where it is, retried, and said; it is counted as settled
+    // here only in that setup, and checked below to be still there, whole.
+    const held = () => (recommended ? new Set<string>() : new Set([...survivor.output().stderr.matchAll(/recovered: kept, a queued job has its name; will retry job=(\S+)/g)].map((m) => m[1]!)))
+    const done = () => {
       const { whole } = archived(["a", "b", "c"].map(archive))
-      return names.every((n) => (whole.get(n) ?? 0) >= 1)
-    }, 60_000)
+      const stuck = held()
+      return names.every((n) => (whole.get(n) ?? 0) >= 1 || stuck.has(n))
+    }
+    try {
+      await waitFor("every job archived (or, with the default caches, held back and said)", done, 120_000)
+    } finally {
+      keepLogs()
+    }
     await stopAll([survivor])
-    // Kept beside the archives, for whoever looks into a failure.
-    for (const [m, d] of [["b", survivor], ["a", victims[0]!], ["c", victims[1]!]] as const) fs.writeFileSync(path.join(root, `log-${m}`), d.output().stderr)
+    keepLogs()
 
     const all = runs(ledger)
     expect(overlapping(all)).toEqual([])
@@ -201,12 +214,19 @@ describe.each([["default client caches", false], ["recommended settings", true]]
     const { whole } = archived(["a", "b", "c"].map(archive))
     const said = archivedAgain(survivor.output().stderr)
     expect(names.filter((n) => (whole.get(n) ?? 0) > 1 && !said.has(n)).map((n) => `${n}: ${whole.get(n)}`)).toEqual([])
-    expect(names.filter((n) => (whole.get(n) ?? 0) < 1)).toEqual([])
+    // Nothing lost: a job not archived is one held back, still in the survivor's folder, whole.
+    const notArchived = names.filter((n) => (whole.get(n) ?? 0) < 1)
+    if (recommended) expect(notArchived).toEqual([])
+    const mine = path.join(volume.mounts[1], "crash", ".pmjq", "running", "b")
+    const kept = (n: string) =>
+      fs.readdirSync(mine).filter((f) => f.startsWith(".from-")).map((f) => path.join(mine, f, n)).filter((f) => fs.existsSync(f))
+        .map((f) => fs.readFileSync(f, "utf8"))
+    for (const n of notArchived) expect(kept(n)).toEqual([script(ledger, "0.2")])
     // The survivor took the dead machines' jobs over after the lease.
     expect(survivor.output().stderr).toMatch(/node dead; recovering its jobs dead=a /)
     expect(survivor.output().stderr).toMatch(/node dead; recovering its jobs dead=c /)
-    // Jobs the kills cut short ran again (at least once), the rest once.
-    expect(all.filter((r) => r.end !== null && !r.cut).length).toBeGreaterThanOrEqual(JOBS)
+    // Jobs the kills cut short ran again (at least once), the rest once; held-back ones not yet.
+    expect(new Set(all.filter((r) => r.end !== null && !r.cut).map((r) => r.job)).size).toBe(JOBS - notArchived.length)
   })
 })
 
