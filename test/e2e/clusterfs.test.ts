@@ -1,25 +1,41 @@
 /**
- * pmjq on GlusterFS, the way a cluster uses it: one volume (a shared spool),
- * two FUSE mounts of it as two machines (each pmjq in its own UTS namespace,
- * with its own host name), an archive dir local to each machine. With the
- * client caches as they come and with the settings the README recommends:
- * exactly once, crashes, and a machine that loses the storage.
+ * pmjq on the filesystems clusters share a spool on, the way a cluster uses
+ * them: one volume (a shared spool), two FUSE mounts of it as two machines
+ * (each pmjq in its own UTS namespace, with its own host name), an archive
+ * dir local to each machine. GlusterFS with its client caches as they come
+ * and with the settings the README recommends, and MooseFS: exactly once,
+ * crashes, and a machine that loses the storage.
  *
- * Needs root and the Debian packages glusterfs-server and glusterfs-client,
- * which .ci/run installs.
+ * Needs root and the Debian packages glusterfs-server, glusterfs-client,
+ * moosefs-master, moosefs-chunkserver and moosefs-client, which .ci/run
+ * installs; MooseFS also needs a non-loopback address.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeVolume, glusterMissing, startGlusterd, startOn, stopGlusterd, type Volume } from "./gluster.js"
+import { glusterMissing, makeMooseVolume, makeVolume, mooseMissing, startGlusterd, startOn, stopGlusterd, type Volume } from "./clusterfs.js"
 import { type Running, tempDir, waitFor } from "./harness.js"
 
-const missing = glusterMissing()
-const needs = `(needs root and GlusterFS${missing === null ? "" : `; skipped here: ${missing}`})`
+interface Setup {
+  /** Why it cannot run here, or null. */
+  readonly missing: string | null
+  readonly make: () => Volume | Promise<Volume>
+  /** One mount sees another's changes at once (GlusterFS with the recommended settings, MooseFS). */
+  readonly coherent: boolean
+}
+
+const gluster = glusterMissing()
+const moose = mooseMissing()
+const setups: Record<string, Setup> = {
+  "GlusterFS, default client caches": { missing: gluster, make: () => makeVolume("def", false), coherent: false },
+  "GlusterFS, recommended settings": { missing: gluster, make: () => makeVolume("rec", true), coherent: true },
+  "MooseFS": { missing: moose, make: () => makeMooseVolume("t"), coherent: true }
+}
+const needs = (setup: Setup) => (setup.missing === null ? "" : `(skipped here: ${setup.missing}) `)
 
 let startedGlusterd = false
 beforeAll(async () => {
-  if (missing === null) startedGlusterd = await startGlusterd()
+  if (gluster === null) startedGlusterd = await startGlusterd()
 })
 afterAll(() => {
   if (startedGlusterd) stopGlusterd()
@@ -124,14 +140,17 @@ const stopAll = async (daemons: ReadonlyArray<Running>) => {
   await Promise.all(daemons.map((d) => d.exited))
 }
 
-describe.each([["default client caches", false], ["recommended settings", true]] as const)("GlusterFS, %s", (_, recommended) => {
+describe.each(Object.entries(setups))("%s", (_, setup) => {
   let volume: Volume
-  beforeAll(() => {
-    if (missing === null) volume = makeVolume(recommended ? "rec" : "def", recommended)
+  beforeAll(async () => {
+    if (setup.missing === null) volume = await setup.make()
   })
-  afterAll(() => volume?.remove())
+  afterAll(async () => {
+    await volume?.remove()
+  })
+  const recommended = setup.coherent
 
-  it.skipIf(missing !== null)(`${needs} exactly once: two machines drain 1,000 jobs written through one mount; each runs once, is archived once, both take work`, async () => {
+  it.skipIf(setup.missing !== null)(`${needs(setup)}exactly once: two machines drain 1,000 jobs written through one mount; each runs once, is archived once, both take work`, async () => {
     const root = tempDir("gluster-once")
     const spool = path.join(volume.mounts[0], "once")
     fs.mkdirSync(spool)
@@ -161,7 +180,7 @@ describe.each([["default client caches", false], ["recommended settings", true]]
     for (const node of ["a", "b"]) expect(all.filter((r) => r.node === node).length).toBeGreaterThan(JOBS / 10)
   })
 
-  it.skipIf(missing !== null)(`${needs} crashes: machines killed with SIGKILL while jobs run and are archived; the survivor recovers them after the lease, one archive entry each, never two runs at once`, async () => {
+  it.skipIf(setup.missing !== null)(`${needs(setup)}crashes: machines killed with SIGKILL while jobs run and are archived; the survivor recovers them after the lease, one archive entry each, never two runs at once`, async () => {
     const root = tempDir("gluster-crash")
     const spool = path.join(volume.mounts[0], "crash")
     fs.mkdirSync(spool)
@@ -230,14 +249,16 @@ describe.each([["default client caches", false], ["recommended settings", true]]
   })
 })
 
-describe("GlusterFS, a machine that loses the storage", () => {
+describe.each([["GlusterFS", { ...setups["GlusterFS, recommended settings"]!, make: () => makeVolume("cut", true) }], ["MooseFS", setups.MooseFS!]] as const)("%s, a machine that loses the storage", (_, setup) => {
   let volume: Volume
-  beforeAll(() => {
-    if (missing === null) volume = makeVolume("cut", true)
+  beforeAll(async () => {
+    if (setup.missing === null) volume = await setup.make()
   })
-  afterAll(() => volume?.remove())
+  afterAll(async () => {
+    await volume?.remove()
+  })
 
-  it.skipIf(missing !== null)(`${needs} its mount dies under it: it stops its jobs and exits 75 saying why; the other takes them over after the lease, never two runs at once; back, it rejoins`, async () => {
+  it.skipIf(setup.missing !== null)(`${needs(setup)}its mount dies under it: it stops its jobs and exits 75 saying why; the other takes them over after the lease, never two runs at once; back, it rejoins`, async () => {
     const root = tempDir("gluster-cut")
     const spool = path.join(volume.mounts[0], "cut")
     fs.mkdirSync(spool)

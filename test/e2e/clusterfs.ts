@@ -1,9 +1,10 @@
 /**
- * A GlusterFS volume on this machine, mounted twice: two mounts are two
- * machines (each FUSE client has its own caches), and each pmjq runs in its
- * own UTS namespace, with its own host name, so that what is tested is the
- * other-host rules (heartbeat age, the lease), not the same-host shortcut.
- * Set up as found in ../shared/FIELD-NOTES.md ("Cluster filesystems here").
+ * A cluster filesystem on this machine (GlusterFS, MooseFS), mounted twice:
+ * two mounts are two machines (each FUSE client has its own caches), and each
+ * pmjq runs in its own UTS namespace, with its own host name, so that what is
+ * tested is the other-host rules (heartbeat age, the lease), not the
+ * same-host shortcut. Set up as found in ../shared/FIELD-NOTES.md ("Cluster
+ * filesystems here").
  */
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
@@ -61,7 +62,7 @@ export interface Volume {
   readonly killClient: (i: 0 | 1) => void
   /** Mounts I again after killClient. */
   readonly remount: (i: 0 | 1) => void
-  readonly remove: () => void
+  readonly remove: () => void | Promise<void>
 }
 
 export const makeVolume = (label: string, recommended: boolean): Volume => {
@@ -97,6 +98,78 @@ export const makeVolume = (label: string, recommended: boolean): Volume => {
       gluster("volume", "delete", name)
       for (const m of mounts) fs.rmSync(m, { recursive: true, force: true })
       fs.rmSync(brick, { recursive: true, force: true })
+    }
+  }
+}
+
+// ---- MooseFS ----
+
+/** This machine's first non-loopback address: MooseFS's chunkserver refuses a 127.x master. */
+const outwardAddress = () =>
+  Object.values(os.networkInterfaces()).flat().find((a) => a !== undefined && a.family === "IPv4" && !a.internal)?.address ?? null
+
+/** Why MooseFS tests cannot run here, or null. */
+export const mooseMissing = (): string | null =>
+  process.getuid?.() !== 0
+    ? "not root"
+    : !has("mfsmaster") || !has("mfschunkserver") || !has("mfsmount")
+    ? "no MooseFS (apt-get install moosefs-master moosefs-chunkserver moosefs-client)"
+    : !fs.existsSync("/var/lib/mfs/metadata.mfs.empty")
+    ? "no /var/lib/mfs/metadata.mfs.empty"
+    : outwardAddress() === null
+    ? "no non-loopback address (the chunkserver refuses a 127.x master)"
+    : !fs.existsSync("/dev/fuse")
+    ? "no /dev/fuse"
+    : null
+
+/**
+ * A MooseFS master and chunkserver of its own (default ports), and two mounts.
+ * With the defaults it is coherent: one mount sees another's changes at once.
+ */
+export const makeMooseVolume = async (label: string): Promise<Volume> => {
+  const address = outwardAddress()!
+  const dir = fs.mkdtempSync(`/var/tmp/pmjq-mfs-${label}-`)
+  for (const sub of ["master", "cs", "chunks"]) fs.mkdirSync(path.join(dir, sub))
+  fs.copyFileSync("/var/lib/mfs/metadata.mfs.empty", path.join(dir, "master", "metadata.mfs"))
+  fs.writeFileSync(path.join(dir, "mfsmaster.cfg"), `DATA_PATH = ${dir}/master\nEXPORTS_FILENAME = ${dir}/mfsexports.cfg\n`)
+  fs.writeFileSync(path.join(dir, "mfsexports.cfg"), "* / rw,alldirs,admin,maproot=0:0\n")
+  fs.writeFileSync(path.join(dir, "mfschunkserver.cfg"), `DATA_PATH = ${dir}/cs\nHDD_CONF_FILENAME = ${dir}/mfshdd.cfg\nMASTER_HOST = ${address}\n`)
+  fs.writeFileSync(path.join(dir, "mfshdd.cfg"), `${dir}/chunks\n`)
+  must(cp.spawnSync("chown", ["-R", "mfs:mfs", dir], { encoding: "utf8" }), "chown mfs")
+  const log = (name: string) => fs.openSync(path.join(dir, `${name}.log`), "a")
+  const master = cp.spawn("mfsmaster", ["-f", "-c", path.join(dir, "mfsmaster.cfg")], { stdio: ["ignore", log("master"), log("master")] })
+  const chunks = cp.spawn("mfschunkserver", ["-f", "-c", path.join(dir, "mfschunkserver.cfg")], { stdio: ["ignore", log("cs"), log("cs")] })
+  // Without a chunkserver a write makes a 0-byte file, silently (FIELD-NOTES).
+  await waitFor("the chunkserver connected", () => fs.readFileSync(path.join(dir, "cs.log"), "utf8").includes("connected to Master"), 60_000)
+  const mounts = [0, 1].map((i) => fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-mfs-${"ab"[i]}-`))) as unknown as readonly [string, string]
+  const mount = (i: 0 | 1) => must(cp.spawnSync("mfsmount", [mounts[i], "-H", address], { encoding: "utf8" }), `mfsmount ${mounts[i]}`)
+  mount(0)
+  mount(1)
+  // A new MooseFS is open to all (0777): pmjq as root refuses a spool reached through it.
+  fs.chmodSync(mounts[0], 0o755)
+  // mfsmount renames itself "mfsmount (mounted on: DIR)".
+  const clientOf = (i: 0 | 1) =>
+    cp.spawnSync("pgrep", ["-f", `^mfsmount \\(mounted on: ${mounts[i]}\\)`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number)
+  return {
+    name: `mfs-${label}`,
+    mounts,
+    killClient: (i) => {
+      for (const pid of clientOf(i)) process.kill(pid, "SIGKILL")
+    },
+    remount: (i) => {
+      cp.spawnSync("umount", ["-l", mounts[i]])
+      mount(i)
+    },
+    // The master saves its metadata as it stops (~4 s): waited for, so that
+    // the next volume can have the ports.
+    remove: async () => {
+      for (const m of mounts) cp.spawnSync("umount", ["-l", m])
+      const exited = [chunks, master].map((p) => new Promise((resolve) => (p.exitCode !== null ? resolve(null) : p.once("exit", resolve))))
+      chunks.kill("SIGTERM")
+      master.kill("SIGTERM")
+      await Promise.all(exited)
+      for (const m of mounts) fs.rmSync(m, { recursive: true, force: true })
+      fs.rmSync(dir, { recursive: true, force: true })
     }
   }
 }
