@@ -91,7 +91,7 @@ export const daemon = (settings: DaemonSettings) =>
     const finished = yield* Deferred.make<Ending>()
     const main = DaemonLive(settings).pipe(Layer.provide(Layer.succeed(Finished, finished)))
     // The tracer is set for the fiber that builds the layers: the fibers they fork inherit it.
-    const running = yield* Effect.fork(Layer.launch(main).pipe(Effect.provide(tracing(settings.traces, process.env.OTEL_SERVICE_NAME))))
+    const running = yield* Effect.fork(Layer.launch(main).pipe(Effect.provide(tracing(settings.traces))))
     // Interrupting the daemon waits for its layers to close (the jobs' grace,
     // the node's leave): a fiber's children are otherwise interrupted without
     // being waited for, and the process would exit under its running jobs.

@@ -194,7 +194,7 @@ export const makeRecovery = (settings: RecoverySettings) =>
       const seen = { live: 1, stale: 0 }
       for (const view of yield* nodes.others) {
         const why = deathOf(view, now, settings.host, leaseMs, isAlive)
-        const late = view.heartbeat !== null && now - Date.parse(view.heartbeat.beatAt) > leaseMs / 2
+        const late = view.heartbeat !== null && now - Date.parse(view.heartbeat.beatAt) > view.heartbeat.leaseMs / 2
         if (view.heartbeat !== null) seen[why !== null || late ? "stale" : "live"]++
         if (why === null) {
           if (view.heartbeat !== null) alive++

@@ -17,7 +17,7 @@ import { logLayer } from "../log.js"
 import { rejectedDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
 import { mayTakeOver, successorId } from "../spool/succession.js"
-import { tracesEndpoint } from "../telemetry/tracing.js"
+import { tracesFrom } from "../telemetry/tracing.js"
 import { check, duration, listenAddress, optionalDuration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
@@ -260,7 +260,7 @@ const settingsFrom = (options: Parsed) =>
       keepEnv: Option.getOrElse(keepEnv, (): ReadonlyArray<string> => []),
       jobNproc: Option.getOrNull(options.jobNproc),
       metrics: { listen: options.metricsListen, file: Option.map(options.metricsFile, (file) => path.resolve(file)) },
-      traces: tracesEndpoint(process.env)
+      traces: tracesFrom(process.env)
     } as const satisfies DaemonSettings
     return settings
   })

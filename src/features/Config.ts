@@ -4,6 +4,7 @@ import type { HookSettings } from "../hooks.js"
 import type { JobSettings } from "../job/Job.js"
 import type { RecoverySettings } from "../recovery.js"
 import type { MetricsSettings } from "../telemetry/exporter.js"
+import type { TraceSettings } from "../telemetry/tracing.js"
 
 export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings {
   /** At most this many jobs at once; 0 means no cap. */
@@ -24,8 +25,8 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
   readonly onStop: "stop" | "leave"
   /** Prometheus metrics: served (--metrics-listen) or written for node_exporter (--metrics-file); neither by default. */
   readonly metrics: MetricsSettings
-  /** Where to send a trace per job (OTLP/HTTP), from OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; none by default. */
-  readonly traces: Option.Option<string>
+  /** Where to send a trace per job (OTLP/HTTP), from the OTEL_* variables; none by default. */
+  readonly traces: Option.Option<TraceSettings>
 }
 
 export class DaemonConfig extends Context.Tag("pmjq/DaemonConfig")<DaemonConfig, DaemonSettings>() {}

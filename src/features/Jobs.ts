@@ -80,17 +80,17 @@ const make = Effect.gen(function*() {
       const span = yield* Effect.makeSpan("pmjq.job", { root: true, attributes: { "pmjq.job": name, "pmjq.node": settings.node } })
       const endSpan = Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => span.end(now, Exit.void)))
       const claim = yield* spool.claim(name).pipe(
-        Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
+        Effect.tap((won) => claimTried(Option.isSome(won) ? "won" : "lost")),
+        Effect.tapError((e) => Effect.zipRight(claimTried("error"), Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message })))),
         Effect.orElseSucceed(() => Option.none()),
         Effect.withSpan("pmjq.claim"),
         Effect.withParentSpan(span)
       )
-      yield* claimTried(Option.isSome(claim))
       if (Option.isNone(claim)) {
         yield* Ref.update(running.lost, (n) => n + 1)
         yield* Effect.logDebug("claimed elsewhere").pipe(Effect.annotateLogs({ job: name }))
         yield* release
-        span.attribute("pmjq.outcome", "claimed elsewhere")
+        yield* Effect.sync(() => span.attribute("pmjq.outcome", "claimed elsewhere"))
         yield* endSpan
         return false
       }

@@ -213,7 +213,17 @@ const makeSpawnerRunner = Effect.gen(function*() {
 
   // Started now, while pmjq is small and idle; restarted on demand if it dies.
   spawners.forEach((_, slot) => ensureSpawner(slot))
-  yield* Effect.addFinalizer(() => Effect.sync(() => spawners.forEach((s) => s?.connected && s.disconnect())))
+  // Unreferenced too: a spawner left jobs to keep (--on-stop leave, SIGHUP)
+  // lives until they end, and pmjq must not wait for it to exit (the restart
+  // in place left the old pmjq running beside the new one until then).
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() =>
+      spawners.forEach((s) => {
+        if (s?.connected) s.disconnect()
+        s?.unref()
+      })
+    )
+  )
 
   const spawn = (spec: ProcessSpec) =>
     Effect.acquireRelease(

@@ -14,11 +14,11 @@ const durations = MetricBoundaries.exponential({ start: 0.01, factor: 3, count: 
 const latencies = MetricBoundaries.exponential({ start: 0.001, factor: 2.5, count: 12 })
 
 export const jobsQueued = Metric.gauge("pmjq_jobs_queued", { description: "Jobs in the spool this node knows are ready to claim" })
-export const jobsRunning = Metric.gauge("pmjq_jobs_running", { description: "Jobs whose process runs on this node, by the user owning the job file" })
+export const jobsRunning = Metric.gauge("pmjq_jobs_running", { description: "Jobs this node holds a -j slot for (claimed, until their process ends), by the user owning the job file" })
 export const jobsFinished = Metric.counter("pmjq_jobs_finished", { description: "Jobs this node saw end, by outcome", incremental: true })
 export const jobDuration = Metric.histogram("pmjq_job_duration_seconds", durations, "How long jobs ran, by outcome")
 export const dispatchLatency = Metric.histogram("pmjq_dispatch_latency_seconds", latencies, "From a job's arrival in the spool to the start of its process")
-export const claims = Metric.counter("pmjq_claims", { description: "Claims tried by this node, by result (won, lost to another node)", incremental: true })
+export const claims = Metric.counter("pmjq_claims", { description: "Claims tried by this node, by result (won, lost to another node, error)", incremental: true })
 export const archiveRetries = Metric.gauge("pmjq_archive_retries_pending", { description: "Finished jobs whose archival failed and is being retried" })
 export const gateOpen = Metric.gauge("pmjq_gate_open", { description: "1 when the CPU gate (-C) lets jobs start, else 0" })
 export const load = Metric.gauge("pmjq_load_estimate", { description: "The gate's estimate of the load: the 1-minute load average plus jobs started since" })
@@ -37,7 +37,7 @@ export const jobEnded = (outcome: Outcome, durationMs: number) =>
     Metric.update(Metric.tagged(jobDuration, "outcome", outcome), durationMs / 1000)
   )
 
-export const claimTried = (won: boolean) => Metric.increment(Metric.tagged(claims, "result", won ? "won" : "lost"))
+export const claimTried = (result: "won" | "lost" | "error") => Metric.increment(Metric.tagged(claims, "result", result))
 
 export const hookFired = (hook: "idle" | "limit") => Metric.increment(Metric.tagged(hooksFired, "hook", hook))
 
@@ -48,6 +48,6 @@ export const hookFired = (hook: "idle" | "limit") => Metric.increment(Metric.tag
  */
 export const zeroes = Effect.all([
   ...OUTCOMES.map((outcome) => Metric.incrementBy(Metric.tagged(jobsFinished, "outcome", outcome), 0)),
-  ...(["won", "lost"] as const).map((result) => Metric.incrementBy(Metric.tagged(claims, "result", result), 0)),
+  ...(["won", "lost", "error"] as const).map((result) => Metric.incrementBy(Metric.tagged(claims, "result", result), 0)),
   ...(["idle", "limit"] as const).map((hook) => Metric.incrementBy(Metric.tagged(hooksFired, "hook", hook), 0))
 ], { discard: true })

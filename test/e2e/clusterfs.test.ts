@@ -244,8 +244,9 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
     // The survivor took the dead machines' jobs over after the lease.
     expect(survivor.output().stderr).toMatch(/node dead; recovering its jobs dead=a /)
     expect(survivor.output().stderr).toMatch(/node dead; recovering its jobs dead=c /)
-    // Jobs the kills cut short ran again (at least once), the rest once; held-back ones not yet.
-    expect(new Set(all.filter((r) => r.end !== null && !r.cut).map((r) => r.job)).size).toBe(JOBS - notArchived.length)
+    // Jobs the kills cut short ran again (at least once), the rest once; held-back ones maybe not yet.
+    const ran = new Set(all.filter((r) => r.end !== null && !r.cut).map((r) => r.job))
+    expect(names.filter((n) => !ran.has(n) && !notArchived.includes(n))).toEqual([])
   })
 })
 
@@ -283,12 +284,13 @@ describe.each([["GlusterFS", { ...setups["GlusterFS, recommended settings"]!, ma
     expect(b.output().stderr).toMatch(/node dead; recovering its jobs dead=a /)
     expect(overlapping(runs(ledger))).toEqual([])
 
-    // The storage is back: started again (as its service manager would), it takes work.
+    // The storage is back: started again (as its service manager would), alone, it takes work.
+    await stopAll([b])
     volume.remount(0)
     const again = startOn("host-a", args("a", 0), root)
     for (const name of ["q0", "q1", "q2", "q3", "q4", "q5"]) submit(spool, name, script(ledger))
     await waitFor("the rejoined machine running a job", () => runs(ledger).some((r) => r.node === "a" && r.job.startsWith("q") && r.end !== null && !r.cut), 60_000)
-    await stopAll([again, b])
+    await stopAll([again])
     expect(overlapping(runs(ledger))).toEqual([])
   })
 })

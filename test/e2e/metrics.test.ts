@@ -170,7 +170,9 @@ interface OtlpSpan {
 describe("traces", () => {
   it("with OTEL_EXPORTER_OTLP_ENDPOINT: one trace per job, its claim, run and archival as children, with job, node and outcome", async () => {
     const spans: Array<OtlpSpan> = []
+    const credentials: Array<string | undefined> = []
     const receiver = http.createServer((request, response) => {
+      credentials.push(request.headers.authorization)
       let body = ""
       request.on("data", (chunk: Buffer) => (body += chunk.toString()))
       request.on("end", () => {
@@ -188,13 +190,14 @@ describe("traces", () => {
     submit(t.spool, "bad", "exit 4")
     const daemon = cp.spawn(process.execPath, [BIN, "--drain", "--node-id", "tracer", "-o", t.archive, t.spool], {
       cwd: t.root,
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` },
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20t0ken" },
       stdio: "ignore"
     })
     const code = await new Promise((resolve) => daemon.once("close", resolve))
     expect(code).toBe(0)
     await waitFor("both jobs' spans", () => spans.filter((s) => s.name === "pmjq.job").length === 2)
     receiver.close()
+    expect(new Set(credentials)).toEqual(new Set(["Bearer t0ken"]))
 
     const attribute = (span: OtlpSpan, key: string) => span.attributes.find((a) => a.key === key)?.value.stringValue
     for (const [job, outcome] of [["good", "succeeded"], ["bad", "failed"]] as const) {

@@ -199,10 +199,15 @@ describe("SIGHUP", () => {
     }
     try {
       await waitFor("watching", () => /watching/.test(daemon.output().stderr))
-      for (let i = 1; i <= 6; i++) submit(t.spool, `j${i}`, `echo j${i} >> ${t.ledger}; sleep 1`)
+      // Each job runs until the test says go: the two running across the restart
+      // are still running when the new pmjq starts, however slow the machine.
+      const go = path.join(t.root, "go")
+      for (let i = 1; i <= 6; i++) submit(t.spool, `j${i}`, `echo j${i} >> ${t.ledger}; while [ ! -e ${go} ]; do sleep 0.05; done`)
       await waitFor("two running", () => lines(t.ledger).length >= 2)
       daemon.child.kill("SIGHUP")
       expect(await exitOf(daemon)).toBe(0)
+      await waitFor("both adopted", () => (daemon.output().stderr.match(/adopted: left running by the pmjq before/g) ?? []).length === 2)
+      fs.writeFileSync(go, "")
       await waitFor("all archived", () => records(t.archive).length === 6, 60_000)
       expect([...lines(t.ledger)].sort()).toEqual(["j1", "j2", "j3", "j4", "j5", "j6"])
       expect(records(t.archive).map((r) => r.name).sort()).toEqual(["j1", "j2", "j3", "j4", "j5", "j6"])

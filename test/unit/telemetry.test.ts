@@ -1,0 +1,38 @@
+/** What the operator's settings for metrics and traces mean (src/cli/options.ts, src/telemetry/tracing.ts). */
+import { Either, Option } from "effect"
+import { describe, expect, it } from "vitest"
+import { parseListen } from "../../src/cli/options.js"
+import { tracesFrom } from "../../src/telemetry/tracing.js"
+
+describe("--metrics-listen", () => {
+  it("a port alone listens on the loopback address; an address is taken as given, IPv6 in brackets", () => {
+    expect(parseListen("9477")).toEqual(Either.right({ host: "127.0.0.1", port: 9477 }))
+    expect(parseListen("0.0.0.0:9477")).toEqual(Either.right({ host: "0.0.0.0", port: 9477 }))
+    expect(parseListen("[::1]:80")).toEqual(Either.right({ host: "::1", port: 80 }))
+    expect(parseListen("metrics.example:9100")).toEqual(Either.right({ host: "metrics.example", port: 9100 }))
+  })
+
+  it("anything else is refused, saying what is expected", () => {
+    for (const bad of ["", "0", "65536", "host:", ":9477", "a:b:9477", "9477/metrics", "[::1]"]) {
+      expect([bad, Either.isLeft(parseListen(bad))]).toEqual([bad, true])
+    }
+    expect(parseListen("x")).toEqual(Either.left('expected [ADDR:]PORT (e.g. 9477, 0.0.0.0:9477, [::1]:9477), not "x"'))
+  })
+})
+
+describe("traces from the OpenTelemetry variables", () => {
+  it("none unless an endpoint is given; the traces endpoint as is, the base one with /v1/traces", () => {
+    expect(tracesFrom({})).toEqual(Option.none())
+    expect(Option.map(tracesFrom({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318/" }), (t) => t.url)).toEqual(Option.some("http://c:4318/v1/traces"))
+    expect(Option.map(tracesFrom({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://t/x" }), (t) => t.url))
+      .toEqual(Option.some("http://t/x"))
+  })
+
+  it("turned off as the specification says; the service name and headers as given", () => {
+    const on = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" }
+    expect(tracesFrom({ ...on, OTEL_SDK_DISABLED: "true" })).toEqual(Option.none())
+    expect(tracesFrom({ ...on, OTEL_TRACES_EXPORTER: "none" })).toEqual(Option.none())
+    expect(tracesFrom({ ...on, OTEL_SERVICE_NAME: "batch", OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20abc, x-team=ops,broken" }))
+      .toEqual(Option.some({ url: "http://c:4318/v1/traces", serviceName: "batch", headers: { authorization: "Bearer abc", "x-team": "ops" } }))
+  })
+})
