@@ -4,14 +4,13 @@
  * safe on disk, and the next start archives it); the -j slots. What a stop
  * does before the FiberSets interrupt what is left is Stopping's.
  */
-import { Clock, Context, Deferred, Effect, Exit, type Fiber, FiberSet, HashMap, Layer, Metric, Option, Ref } from "effect"
+import { Context, Deferred, Effect, type Fiber, FiberSet, HashMap, Layer, Option, Ref } from "effect"
 import * as path from "node:path"
 import { Gate } from "../gate/Gate.js"
 import { runJob } from "../job/Job.js"
 import type { Candidate } from "../spool/Pending.js"
 import { startTicks } from "../proc.js"
-import type { JobRecord } from "../record.js"
-import { claimTried, dispatchLatency, jobEnded } from "../telemetry/metrics.js"
+import { jobTelemetry } from "../telemetry/jobTelemetry.js"
 import { type Claim, Spool } from "../spool/Spool.js"
 import { DaemonConfig } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
@@ -38,10 +37,7 @@ const make = Effect.gen(function*() {
    * `cancelledBy`).
    */
   const enroll = <R>(
-    claim: Claim,
-    uid: number,
-    release: Effect.Effect<void>,
-    cancelledBy: Option.Option<string>,
+    claim: Claim, uid: number, release: Effect.Effect<void>, cancelledBy: Option.Option<string>,
     body: (ended: Effect.Effect<void>, held: HeldJob) => Effect.Effect<void, never, R>
   ) =>
     Effect.gen(function*() {
@@ -76,22 +72,16 @@ const make = Effect.gen(function*() {
    */
   const launch = ({ name, readyAt, uid }: Candidate, release: Effect.Effect<void>, cancelledBy?: string) =>
     Effect.uninterruptible(Effect.gen(function*() {
-      // One trace per job: its claim, run and archival are children of this span.
-      const span = yield* Effect.makeSpan("pmjq.job", { root: true, attributes: { "pmjq.job": name, "pmjq.node": settings.node } })
-      const endSpan = Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => span.end(now, Exit.void)))
-      const claim = yield* spool.claim(name).pipe(
-        Effect.tap((won) => claimTried(Option.isSome(won) ? "won" : "lost")),
-        Effect.tapError((e) => Effect.zipRight(claimTried("error"), Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message })))),
-        Effect.orElseSucceed(() => Option.none()),
-        Effect.withSpan("pmjq.claim"),
-        Effect.withParentSpan(span)
+      const told = yield* jobTelemetry(name, settings.node, readyAt)
+      const claim = yield* told.claim(spool.claim(name)).pipe(
+        Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
+        Effect.orElseSucceed(() => Option.none())
       )
       if (Option.isNone(claim)) {
         yield* Ref.update(running.lost, (n) => n + 1)
         yield* Effect.logDebug("claimed elsewhere").pipe(Effect.annotateLogs({ job: name }))
         yield* release
-        yield* Effect.sync(() => span.attribute("pmjq.outcome", "claimed elsewhere"))
-        yield* endSpan
+        yield* Effect.zipRight(told.lost, told.end)
         return false
       }
       yield* Ref.update(running.won, (n) => n + 1)
@@ -102,30 +92,19 @@ const make = Effect.gen(function*() {
       const owner = cancelledBy === undefined ? uid : yield* spool.facts(claim.value).pipe(Effect.map((f) => f.uid), Effect.orElseSucceed(() => -1))
       if (owner !== uid) yield* Effect.logWarning("cancel not applied: the file claimed is not the one asked about").pipe(Effect.annotateLogs({ job: name }))
       const claimed = path.basename(claim.value.path)
-      const started = (pid: number) =>
-        Effect.zipRight(
-          Ref.update(running.pids, HashMap.set(claimed, { pid, startTicks: startTicks(pid) })),
-          Effect.flatMap(Clock.currentTimeMillis, (now) => Metric.update(dispatchLatency, Math.max(0, now - readyAt) / 1000))
-        )
-      const finished = (record: JobRecord) =>
-        Effect.zipRight(Effect.sync(() => span.attribute("pmjq.outcome", record.outcome)), jobEnded(record.outcome, record.durationMs))
+      const started = (pid: number) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, { pid, startTicks: startTicks(pid) })), told.started)
       yield* enroll(claim.value, uid, release, owner === uid ? Option.fromNullable(cancelledBy) : Option.none(), (ended, { cancel, waiting }) =>
-        runJob(claim.value, settings, { processEnded: ended, keep, started, finished, cancel, waiting }).pipe(
-          Effect.withParentSpan(span),
-          Effect.ensuring(endSpan)
+        runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, cancel, waiting }).pipe(
+          told.within,
+          Effect.ensuring(told.end)
         ))
       return true
     }))
 
   /** Until no job runs and no archival is being retried. */
   const idle = Effect.zipRight(FiberSet.awaitEmpty(jobs), FiberSet.awaitEmpty(kept))
-
   return {
-    launch,
-    enroll,
-    idle,
-    takeSlot,
-    freeSlot,
+    launch, enroll, idle, takeSlot, freeSlot,
     /** How many jobs this node runs or archives now. */
     count: FiberSet.size(jobs),
     /** Until no job runs (archival retries aside). */

@@ -181,7 +181,9 @@ describe("--on-stop leave", () => {
     const t = workspace("stop-default")
     const daemon = start(["--node-id", "s1", "--grace", "0", "-o", t.archive, "-e", t.errors, t.spool], t.root)
     submit(t.spool, "long", `echo $$ >> ${t.ledger}; sleep 600`)
-    await waitFor("the job started", () => lines(t.ledger).length === 1)
+    // Started as pmjq knows it (its spawner's report), not only as the job says:
+    // a stop before the report hands the file back to the spool instead.
+    await waitFor("the job started", () => lines(t.ledger).length === 1 && /started job=long/.test(daemon.output().stderr))
     daemon.child.kill("SIGTERM")
     expect((await daemon.exited).code).toBe(0)
     expect(records(t.errors)).toMatchObject([{ name: "long", outcome: "interrupted" }])
