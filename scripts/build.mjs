@@ -17,7 +17,15 @@ const common = {
   banner: { js: "import { createRequire as __pmjqRequire } from 'node:module'; const require = __pmjqRequire(import.meta.url);" }
 }
 
-// esbuild keeps the entry point's #! line first.
-await build({ ...common, entryPoints: ["src/bin.ts"], outfile: "dist/bin.js" })
+// esbuild keeps the entry point's #! line first. What is imported only when
+// asked for (the metrics and trace exporters: telemetry/settings.ts) goes to
+// chunks of its own, never read otherwise: dist/chunks/.
+await build({
+  ...common,
+  entryPoints: ["src/bin.ts"],
+  outdir: "dist",
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]"
+})
 // The spawner stays a separate, dependency-free process: see src/job/spawner.ts.
 await build({ ...common, entryPoints: ["src/job/spawner.ts"], outfile: "dist/spawner.js" })

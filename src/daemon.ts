@@ -48,7 +48,6 @@ import { NodesLive } from "./spool/Nodes.js"
 import { RequestsLive } from "./spool/Requests.js"
 import { SpoolLive } from "./spool/Spool.js"
 import { Syscalls } from "./syscalls.js"
-import { tracing } from "./telemetry/tracing.js"
 
 export type { DaemonSettings } from "./features/Config.js"
 export { fairShare, rendezvous } from "./features/Dispatcher.js"
@@ -97,6 +96,15 @@ export const daemon = (settings: DaemonSettings) =>
     // being waited for, and the process would exit under its running jobs.
     return yield* Effect.raceFirst(Fiber.join(running), Deferred.await(finished)).pipe(Effect.ensuring(Fiber.interrupt(running)))
   })
+
+/**
+ * A trace per job when the OpenTelemetry variables ask for one; the exporter
+ * is loaded only then (telemetry/settings.ts says why).
+ */
+const tracing = (settings: DaemonSettings["traces"]) =>
+  Option.isNone(settings)
+    ? Layer.empty
+    : Layer.unwrapEffect(Effect.map(Effect.promise(() => import("./telemetry/tracing.js")), (t) => t.tracing(settings)))
 
 /** The daemon on the live services: what `pmjq` runs. */
 export const launch = (settings: DaemonSettings) => Effect.provide(daemon(settings), ServicesLive(settings))

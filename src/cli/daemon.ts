@@ -17,7 +17,7 @@ import { logLayer } from "../log.js"
 import { rejectedDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
 import { mayTakeOver, successorId } from "../spool/succession.js"
-import { tracesFrom } from "../telemetry/tracing.js"
+import { tracesFrom } from "../telemetry/settings.js"
 import { check, duration, listenAddress, optionalDuration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"

@@ -3,8 +3,7 @@ import { Context, type Deferred, type Duration, type Option } from "effect"
 import type { HookSettings } from "../hooks.js"
 import type { JobSettings } from "../job/Job.js"
 import type { RecoverySettings } from "../recovery.js"
-import type { MetricsSettings } from "../telemetry/exporter.js"
-import type { TraceSettings } from "../telemetry/tracing.js"
+import type { MetricsSettings, TraceSettings } from "../telemetry/settings.js"
 
 export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings {
   /** At most this many jobs at once; 0 means no cap. */

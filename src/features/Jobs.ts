@@ -72,7 +72,7 @@ const make = Effect.gen(function*() {
    */
   const launch = ({ name, readyAt, uid }: Candidate, release: Effect.Effect<void>, cancelledBy?: string) =>
     Effect.uninterruptible(Effect.gen(function*() {
-      const told = yield* jobTelemetry(name, settings.node, readyAt)
+      const told = yield* jobTelemetry(name, settings.node, readyAt, Option.isSome(settings.traces))
       const claim = yield* told.claim(spool.claim(name)).pipe(
         Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
         Effect.orElseSucceed(() => Option.none())
@@ -94,7 +94,7 @@ const make = Effect.gen(function*() {
       const claimed = path.basename(claim.value.path)
       const started = (pid: number) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, { pid, startTicks: startTicks(pid) })), told.started)
       yield* enroll(claim.value, uid, release, owner === uid ? Option.fromNullable(cancelledBy) : Option.none(), (ended, { cancel, waiting }) =>
-        runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, cancel, waiting }).pipe(
+        runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, phase: told.phase, cancel, waiting }).pipe(
           told.within,
           Effect.ensuring(told.end)
         ))

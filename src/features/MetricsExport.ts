@@ -7,7 +7,7 @@
  * (telemetry/metrics.ts) and sampled by features/Sampling.ts.
  */
 import { Effect, Layer, Schedule } from "effect"
-import { exportMetrics, metricsWanted } from "../telemetry/exporter.js"
+import { metricsWanted } from "../telemetry/settings.js"
 import { DaemonConfig } from "./Config.js"
 
 const WRITE_EVERY = "5 seconds"
@@ -15,6 +15,8 @@ const WRITE_EVERY = "5 seconds"
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
   if (!metricsWanted(settings.metrics)) return
+  // Loaded only now (telemetry/settings.ts says why).
+  const { exportMetrics } = yield* Effect.promise(() => import("../telemetry/exporter.js"))
   const write = yield* exportMetrics(settings.metrics)
   const again = write.pipe(Effect.catchAll((e) => Effect.logWarning("metrics file not written").pipe(Effect.annotateLogs({ reason: e.message }))))
   yield* Effect.forkScoped(Effect.repeat(again, Schedule.spaced(WRITE_EVERY)))

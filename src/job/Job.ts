@@ -67,6 +67,8 @@ export interface JobEvents {
   readonly started: (pid: number) => Effect.Effect<void>
   /** Its record, once its end is known, before its archival (metrics, its trace). */
   readonly finished: (record: JobRecord) => Effect.Effect<void>
+  /** Marks a part of its life (pmjq.run, pmjq.archive) for its trace, when there is one. */
+  readonly phase: (name: "pmjq.run" | "pmjq.archive") => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
    * Completed, with who asks, when the job is to be cancelled (`pmjq cancel`);
    * whoever completes it then interrupts the fiber `waiting` holds, if any: the
@@ -323,9 +325,9 @@ export const runJob = Effect.fnUntraced(function*(claim: Claim, settings: JobSet
   const capture = Option.isSome(settings.archiveDir) || Option.isSome(settings.errorDir)
   const files = capture ? outputFiles(claim) : null
   return yield* Effect.scoped(Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(end(claim, settings, job, files, events, restore).pipe(Effect.withSpan("pmjq.run")), (result) =>
+    Effect.flatMap(end(claim, settings, job, files, events, restore).pipe(events.phase("pmjq.run")), (result) =>
       result === "released" || result === "left"
         ? Effect.void
-        : archiveJob(claim, settings, job, files, result, events).pipe(Effect.withSpan("pmjq.archive")))
+        : archiveJob(claim, settings, job, files, result, events).pipe(events.phase("pmjq.archive")))
   )).pipe(Effect.annotateLogs({ job: claim.name }))
 })

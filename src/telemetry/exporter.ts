@@ -16,18 +16,7 @@ import * as path from "node:path"
 import { verifyFileFolder } from "../dirs.js"
 import { CannotServeMetrics, describe } from "../errors.js"
 import { threadedCalls } from "../syscalls.js"
-
-export interface ListenAddress {
-  readonly host: string
-  readonly port: number
-}
-
-export interface MetricsSettings {
-  readonly listen: Option.Option<ListenAddress>
-  readonly file: Option.Option<string>
-}
-
-export const metricsWanted = (settings: MetricsSettings) => Option.isSome(settings.listen) || Option.isSome(settings.file)
+import type { ListenAddress, MetricsSettings } from "./settings.js"
 
 // The scope label would be @effect/opentelemetry's name on every series.
 const config = { withoutScopeInfo: true } as const

@@ -82,8 +82,10 @@ export const publicBin = () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-bin-"))
   fs.chmodSync(dir, 0o755)
   fs.mkdirSync(path.join(dir, "dist"), { mode: 0o755 })
-  for (const file of ["bin.js", "spawner.js"]) fs.copyFileSync(path.join(path.dirname(BIN), file), path.join(dir, "dist", file))
+  fs.cpSync(path.dirname(BIN), path.join(dir, "dist"), { recursive: true, filter: (from) => !from.endsWith(".map") })
   fs.copyFileSync(path.resolve(path.dirname(BIN), "../package.json"), path.join(dir, "package.json"))
   for (const file of ["package.json", "dist/bin.js", "dist/spawner.js"]) fs.chmodSync(path.join(dir, file), 0o644)
+  fs.chmodSync(path.join(dir, "dist", "chunks"), 0o755)
+  for (const chunk of fs.readdirSync(path.join(dir, "dist", "chunks"))) fs.chmodSync(path.join(dir, "dist", "chunks", chunk), 0o644)
   return path.join(dir, "dist", "bin.js")
 }

@@ -298,6 +298,7 @@ describe("archival on the memory filesystem", () => {
           keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
           started: () => Effect.void,
           finished: () => Effect.void,
+          phase: () => (effect) => effect,
           cancel: yield* Deferred.make<string>(),
           waiting: yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>())
         })

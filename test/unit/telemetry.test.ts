@@ -2,7 +2,7 @@
 import { Either, Option } from "effect"
 import { describe, expect, it } from "vitest"
 import { parseListen } from "../../src/cli/options.js"
-import { tracesFrom } from "../../src/telemetry/tracing.js"
+import { tracesFrom } from "../../src/telemetry/settings.js"
 
 describe("--metrics-listen", () => {
   it("a port alone listens on the loopback address; an address is taken as given, IPv6 in brackets", () => {
