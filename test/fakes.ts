@@ -100,6 +100,9 @@ export const fakeRunner = Effect.gen(function*() {
   const plans = new Map<string, Array<Behaviour>>()
   const spawns: Array<string> = []
   const terminated: Array<string> = []
+  /** Jobs killed at once (a node cut off from the spool), and how to kill the running ones. */
+  const killed: Array<string> = []
+  const kills = new Map<string, Effect.Effect<void>>()
   const live = yield* Ref.make(0)
   const peak = yield* Ref.make(0)
   /** Non-empty once the jobs were left to the spawners (--on-stop leave). */
@@ -131,6 +134,10 @@ export const fakeRunner = Effect.gen(function*() {
           Effect.zipRight(finish({ exitCode: step.code, signal: null })),
           Effect.forkDaemon
         )
+        // Only a process still running is killed.
+        kills.set(name, Effect.zipRight(Effect.sync(() => killed.push(name)), finish({ exitCode: null, signal: "SIGKILL", lost: "killed: cut off" })).pipe(
+          Effect.unlessEffect(Deferred.isDone(exited))
+        ))
         const proc: RunningProcess = {
           pid: nextPid++,
           exit: Deferred.await(exited),
@@ -145,9 +152,15 @@ export const fakeRunner = Effect.gen(function*() {
     helpers: Effect.succeed([]),
     keepJobs: () => Effect.void,
     leave: Effect.zipRight(Effect.sync(() => void left.splice(0, left.length, true)), Ref.get(live)),
-    leaving: Effect.sync(() => left.length > 0)
+    leaving: Effect.sync(() => left.length > 0),
+    killAll: Effect.gen(function*() {
+      const all = [...kills.values()]
+      kills.clear()
+      yield* Effect.all(all, { discard: true })
+      return all.length
+    })
   })
-  return { service, plan, spawns, terminated, live, peak, left }
+  return { service, plan, spawns, terminated, killed, live, peak, left }
 })
 
 /**

@@ -9,12 +9,12 @@
  * Before its first beat it reads the heartbeat a previous pmjq with this node
  * id left (Running.inherited): what recovery adopts its jobs by.
  *
- * A node that cannot write its heartbeat for lease/2 (two beats: the spool's
- * mount died, the network is cut) is cut off: other nodes take its jobs over
- * once its last heartbeat is a lease old, and run them again. It ends first
- * (Finished: "cut-off"), stopping its jobs at once (Stopping), so that no job
- * runs twice at the same time, and exits for its service manager to start it
- * again (EX_TEMPFAIL).
+ * A node that has not written its heartbeat for lease/2 (two beats: the
+ * spool's mount died, the network is cut) is cut off: other nodes take its
+ * jobs over once its last heartbeat is a lease old, and run them again. It
+ * kills its jobs at once, so that no job runs twice at the same time, ends
+ * (Finished: "cut-off"), and exits for its service manager to start it again
+ * (EX_TEMPFAIL).
  */
 import { Clock, Deferred, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { NodeElsewhere } from "../errors.js"
@@ -77,24 +77,29 @@ const make = Effect.gen(function*() {
     }).pipe(Effect.catchAll((e) => Effect.logWarning("could not clean up").pipe(Effect.annotateLogs({ reason: e.message }))))
   )
   const finished = yield* Finished
+  // When the last beat that was written began: the time other nodes date this node by.
   const written = yield* Ref.make(yield* Clock.currentTimeMillis)
-  const cutOffAfter = Duration.toMillis(settings.lease) / 2
-  const beat = Effect.flatMap(heartbeatNow, nodes.beat).pipe(
-    Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (now) => Ref.set(written, now))),
-    Effect.catchAll((e) =>
-      Effect.gen(function*() {
-        yield* Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message }))
-        const silentMs = (yield* Clock.currentTimeMillis) - (yield* Ref.get(written))
-        if (silentMs < cutOffAfter) return
-        yield* Effect.logError("cut off from the spool: no heartbeat written for half the lease; stopping").pipe(
-          Effect.annotateLogs({ silentMs, lease: Duration.format(settings.lease) })
-        )
-        yield* Deferred.succeed(finished, "cut-off")
-      })
+  const beatEvery = Duration.toMillis(settings.lease) / 4
+  const beat = Effect.gen(function*() {
+    const at = yield* Clock.currentTimeMillis
+    yield* Effect.flatMap(heartbeatNow, nodes.beat)
+    yield* Ref.set(written, at)
+  }).pipe(Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message }))))
+  // Watched apart from the beats, which on a dead mount may hang (an NFS hard
+  // mount) as well as fail. The jobs are killed first, at once: the stop that
+  // follows may hang on the dead mount too.
+  const watch = Effect.gen(function*() {
+    const silentMs = (yield* Clock.currentTimeMillis) - (yield* Ref.get(written))
+    if (silentMs < 2 * beatEvery || (yield* Deferred.isDone(finished))) return
+    const killed = yield* runner.killAll
+    yield* Effect.logError("cut off from the spool: no heartbeat written for half the lease; its jobs killed, stopping").pipe(
+      Effect.annotateLogs({ silentMs, lease: Duration.format(settings.lease), killed })
     )
-  )
+    yield* Deferred.succeed(finished, "cut-off")
+  })
   yield* beat
-  yield* beat.pipe(Effect.repeat(Schedule.spaced(Duration.millis(Duration.toMillis(settings.lease) / 4))), Effect.forkScoped)
+  yield* beat.pipe(Effect.repeat(Schedule.spaced(Duration.millis(beatEvery))), Effect.forkScoped)
+  yield* watch.pipe(Effect.repeat(Schedule.spaced(Duration.millis(beatEvery / 2))), Effect.forkScoped)
 })
 
 export const Heartbeat = Layer.scopedDiscard(make)

@@ -39,6 +39,9 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const count = yield* jobs.count
       if (count === 0) return
+      // Cut off from the spool: its jobs were killed, whatever --on-stop says (Heartbeat).
+      const why = yield* Deferred.poll(finished)
+      if (Option.isSome(why) && (yield* why.value) === "cut-off") return
       if (settings.onStop === "leave" || (yield* Ref.get(running.restarting))) {
         const left = yield* runner.leave
         // Its last word: the jobs it leaves, for the next pmjq to adopt.
@@ -46,11 +49,6 @@ const make = Effect.gen(function*() {
         return yield* Effect.logInfo("leaving: running jobs go on under the spawners, for the next pmjq to adopt").pipe(
           Effect.annotateLogs({ running: left })
         )
-      }
-      const why = yield* Deferred.poll(finished)
-      if (Option.isSome(why) && (yield* why.value) === "cut-off") {
-        return yield* Effect.logError("stopping the running jobs now: their records cannot be written, and the node that takes them over runs them again")
-          .pipe(Effect.annotateLogs({ running: count }))
       }
       yield* Effect.logInfo("stopping").pipe(Effect.annotateLogs({ running: count, grace: Duration.format(settings.grace) }))
       const done = yield* jobs.awaitRunning.pipe(Effect.interruptible, Effect.timeoutOption(settings.grace))

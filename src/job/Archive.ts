@@ -176,10 +176,12 @@ const placeRecord = async (calls: Calls, from: string, to: string, before: () =>
     await calls.link(aside, to)
     return "placed"
   } catch (e) {
-    if (errnoCode(e) === "EEXIST") return (await sameFile(calls, from, to)) ? "placed" : "taken"
-    throw e
+    if (errnoCode(e) !== "EEXIST") throw e
+    // Placed by an earlier try: a link of the record itself, or of this copy.
+    return (await sameFile(calls, from, to)) || (await sameFile(calls, aside, to).catch(() => false)) ? "placed" : "taken"
   } finally {
-    await removeIfPresent(calls, aside)
+    // Only tidying: its failure must not undo an entry placed whole.
+    await removeIfPresent(calls, aside).catch(() => undefined)
   }
 }
 

@@ -80,6 +80,12 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
     readonly leave: Effect.Effect<number>
     /** Whether the jobs have been left to the spawners. */
     readonly leaving: Effect.Effect<boolean>
+    /**
+     * Kills every running job's process group at once (SIGKILL), for a node
+     * cut off from the spool: another node is about to run them again.
+     * Returns how many were killed.
+     */
+    readonly killAll: Effect.Effect<number>
   }
 >() {
   static readonly Live = Layer.scoped(ProcessRunner, Effect.suspend(() => makeSpawnerRunner))
@@ -141,6 +147,7 @@ interface InFlight {
 
 const makeSpawnerRunner = Effect.gen(function*() {
   const inFlight = new Map<number, InFlight>()
+  const killed = new Set<number>()
   let left = false
   let keeping: Handover | null = null
   let nextId = 0
@@ -159,11 +166,14 @@ const makeSpawnerRunner = Effect.gen(function*() {
       job.started?.(Effect.fail(spawnError(job.path, report.error.code, report.error.message)))
     } else {
       inFlight.delete(report.id)
+      // Killed by killAll: its end is not its outcome (the spawner's record is not kept).
+      const cut = job.pid !== null && killed.delete(job.pid)
       Deferred.unsafeDone(job.exited, Effect.succeed({
         exitCode: report.exitCode,
         signal: report.signal,
         times: { startedAt: report.startedAt, endedAt: report.endedAt },
-        recorded: report.recorded
+        recorded: report.recorded,
+        ...(cut ? { lost: "killed: this node was cut off from the spool, and another runs it again" } : {})
       }))
     }
   }
@@ -213,14 +223,15 @@ const makeSpawnerRunner = Effect.gen(function*() {
 
   // Started now, while pmjq is small and idle; restarted on demand if it dies.
   spawners.forEach((_, slot) => ensureSpawner(slot))
-  // Unreferenced too: a spawner left jobs to keep (--on-stop leave, SIGHUP)
-  // lives until they end, and pmjq must not wait for it to exit (the restart
-  // in place left the old pmjq running beside the new one until then).
+  // A spawner left jobs to keep (--on-stop leave, SIGHUP) lives until they
+  // end: not waited for (the restart in place left the old pmjq running beside
+  // the new one until then). Otherwise pmjq waits for the spawners to exit,
+  // having relayed the last of the jobs' output to pmjq's own.
   yield* Effect.addFinalizer(() =>
     Effect.sync(() =>
       spawners.forEach((s) => {
         if (s?.connected) s.disconnect()
-        s?.unref()
+        if (left) s?.unref()
       })
     )
   )
@@ -270,5 +281,14 @@ const makeSpawnerRunner = Effect.gen(function*() {
     })
   )
 
-  return ProcessRunner.of({ spawn, helpers, keepJobs, leave, leaving: Effect.sync(() => left) })
+  const killAll = Effect.sync(() => {
+    const running = [...inFlight.values()].flatMap((job) => (job.pid === null ? [] : [job.pid]))
+    for (const pid of running) {
+      killed.add(pid)
+      signalGroup(pid, "SIGKILL")
+    }
+    return running.length
+  })
+
+  return ProcessRunner.of({ spawn, helpers, keepJobs, leave, leaving: Effect.sync(() => left), killAll })
 })

@@ -264,8 +264,9 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
           // done marks too, once nothing else is left (their jobs' files gone).
           const entries = await calls.entries(folder).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
           if (entries === null) return true
-          // Files only: a taken-over folder may be named like either (a node id ending in .tmp).
-          const aside = (e: FolderEntry) => !e.isDirectory && isAside(e.name)
+          // Hidden files only: a claim (never hidden) of a job named x.tmp is a
+          // job, and a taken-over folder may be named like an aside (node id x.tmp).
+          const aside = (e: FolderEntry) => !e.isDirectory && isHidden(e.name) && isAside(e.name)
           const onlyMarks = entries.every((e) => aside(e) || isDoneMark(e))
           for (const e of entries) {
             if (aside(e) || (onlyMarks && isDoneMark(e))) await calls.unlink(path.join(folder, e.name)).catch(ignoreMissing)

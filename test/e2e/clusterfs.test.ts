@@ -270,7 +270,11 @@ describe.each([["GlusterFS", { ...setups["GlusterFS, recommended settings"]!, ma
     const args = (m: string, mount: 0 | 1) => ["--node-id", m, "-j", "2", "-o", path.join(root, `archive-${m}`), "--poll", "1s", "--lease", "12s", path.join(volume.mounts[mount], "cut")]
     const a = startOn("host-a", args("a", 0), root)
     const b = startOn("host-b", args("b", 1), root)
+    const keepLogs = () => {
+      for (const [m, d] of [["a", a], ["b", b]] as const) fs.writeFileSync(path.join(root, `log-${m}`), d.output().stderr)
+    }
     await waitFor("both machines running jobs", () => ["a", "b"].every((m) => runs(ledger).some((r) => r.node === m && r.end === null)), 60_000)
+      .finally(keepLogs)
 
     volume.killClient(0)
     const cutAt = Date.now()

@@ -143,10 +143,12 @@ export const makeMooseVolume = async (label: string): Promise<Volume> => {
   await waitFor("the chunkserver connected", () => fs.readFileSync(path.join(dir, "cs.log"), "utf8").includes("connected to Master"), 60_000)
   const mounts = [0, 1].map((i) => fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-mfs-${"ab"[i]}-`))) as unknown as readonly [string, string]
   const mount = (i: 0 | 1) => must(cp.spawnSync("mfsmount", [mounts[i], "-H", address], { encoding: "utf8" }), `mfsmount ${mounts[i]}`)
+  // A new MooseFS is open to all (0777): pmjq as root refuses a spool reached
+  // through it. Changed before the second mount, which would keep the old mode
+  // of the root cached.
   mount(0)
-  mount(1)
-  // A new MooseFS is open to all (0777): pmjq as root refuses a spool reached through it.
   fs.chmodSync(mounts[0], 0o755)
+  mount(1)
   // mfsmount renames itself "mfsmount (mounted on: DIR)".
   const clientOf = (i: 0 | 1) =>
     cp.spawnSync("pgrep", ["-f", `^mfsmount \\(mounted on: ${mounts[i]}\\)`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number)

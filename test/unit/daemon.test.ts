@@ -384,7 +384,7 @@ describe("daemon", () => {
       expect(t.spool.files.has("waiting")).toBe(true)
     }))
 
-  it.effect("cut off from the spool (no heartbeat written for half the lease): its jobs stopped at once, no grace, and it ends so", () =>
+  it.effect("cut off from the spool (no heartbeat written for half the lease): its jobs killed at once, no grace, and it ends so", () =>
     Effect.gen(function*() {
       const t = yield* setup
       t.runner.plan("long", exits(0, "1 hour"))
@@ -396,11 +396,12 @@ describe("daemon", () => {
       // One beat missed (lease/4): a late write, not yet a node cut off.
       yield* advance("5 seconds")
       expect(fiber.unsafePoll()).toBeNull()
-      expect(t.runner.terminated).toEqual([])
-      // Two (lease/2): it stops, without waiting --grace for its job.
+      expect(t.runner.killed).toEqual([])
+      // Two (lease/2): its job killed, without waiting --grace, and it ends.
       yield* advance("5 seconds")
-      expect(t.runner.terminated).toEqual(["long"])
+      expect(t.runner.killed).toEqual(["long"])
       expect(yield* Fiber.join(fiber)).toBe("cut-off")
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([["long", "interrupted"]])
     }))
 
   it.effect("-C is asked when a job arrives, not when the queue ran dry", () =>

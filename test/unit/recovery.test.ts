@@ -8,7 +8,7 @@ import { Archive } from "../../src/job/Archive.js"
 import { deathOf, makeRecovery, stillRunning } from "../../src/recovery.js"
 import { startTicks } from "../../src/proc.js"
 import type { LeftoverNames } from "../../src/spool/layout.js"
-import { type Heartbeat, NodesLive, type NodeView } from "../../src/spool/Nodes.js"
+import { type Heartbeat, Nodes, NodesLive, type NodeView } from "../../src/spool/Nodes.js"
 import { SpoolLive } from "../../src/spool/Spool.js"
 import { type Calls, Syscalls } from "../../src/syscalls.js"
 
@@ -179,6 +179,25 @@ describe("a dead node's archival cut short (its archival mark there)", () => {
       expect(fs.readdirSync(t.spool).filter((n) => !n.startsWith("."))).toEqual(["rerun"])
       expect(fs.readdirSync(path.join(t.spool, ".pmjq", "running", "n1"))).toEqual([])
       expect(log.lines).toContainEqual(expect.stringMatching(new RegExp(`^recovered: archived as recorded (?=.*entry=${elsewhere})`)))
+      fs.rmSync(t.root, { recursive: true })
+    }))
+})
+
+describe("removing a settled folder", () => {
+  it.live("removes asides and lone archival marks, never a job: a claim named like an aside (x.tmp) stays, and so does the folder", () =>
+    Effect.gen(function*() {
+      const t = workspace()
+      const folder = path.join(t.spool, ".pmjq", "running", "n1", ".from-ghost")
+      fs.mkdirSync(folder, { recursive: true, mode: 0o755 })
+      fs.writeFileSync(path.join(folder, "backup.tmp"), "#!/bin/sh\n", { mode: 0o755 })
+      fs.writeFileSync(path.join(folder, ".backup.tmp.json.tmp"), "{")
+      const nodes = yield* Nodes.pipe(Effect.provide(NodesLive({ spool: t.spool, node: "n1" }).pipe(Layer.provide(Syscalls.Direct))))
+      expect(yield* nodes.removeFolder(folder)).toBe(false)
+      expect(fs.readdirSync(folder)).toEqual(["backup.tmp"])
+      fs.unlinkSync(path.join(folder, "backup.tmp"))
+      fs.writeFileSync(path.join(folder, ".gone.done"), "{}")
+      expect(yield* nodes.removeFolder(folder)).toBe(true)
+      expect(fs.existsSync(folder)).toBe(false)
       fs.rmSync(t.root, { recursive: true })
     }))
 })
