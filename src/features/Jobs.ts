@@ -72,7 +72,7 @@ const make = Effect.gen(function*() {
    */
   const launch = ({ name, readyAt, uid }: Candidate, release: Effect.Effect<void>, cancelledBy?: string) =>
     Effect.uninterruptible(Effect.gen(function*() {
-      const told = yield* jobTelemetry(name, settings.node, readyAt, Option.isSome(settings.traces))
+      const told = yield* jobTelemetry(name, readyAt, settings)
       const claim = yield* told.claim(spool.claim(name)).pipe(
         Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
         Effect.orElseSucceed(() => Option.none())
