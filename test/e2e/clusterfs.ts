@@ -10,7 +10,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { BIN, type Running, waitFor } from "./harness.js"
+import { BIN, type Running, waitFor, watched } from "./harness.js"
 
 const has = (command: string) => cp.spawnSync("sh", ["-c", `command -v ${command}`]).status === 0
 
@@ -80,26 +80,11 @@ export const makeVolume = (label: string, recommended: boolean): Volume => {
     )
   mount(0)
   mount(1)
-  const clientOf = (i: 0 | 1) =>
-    cp.spawnSync("pgrep", ["-f", `glusterfs.*--volfile-id=/?${name} .*${mounts[i]}$`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number)
-  return {
-    name,
-    mounts,
-    killClient: (i) => {
-      for (const pid of clientOf(i)) process.kill(pid, "SIGKILL")
-    },
-    remount: (i) => {
-      cp.spawnSync("umount", ["-l", mounts[i]])
-      mount(i)
-    },
-    remove: () => {
-      for (const m of mounts) cp.spawnSync("umount", ["-l", m])
-      gluster("volume", "stop", name, "force")
-      gluster("volume", "delete", name)
-      for (const m of mounts) fs.rmSync(m, { recursive: true, force: true })
-      fs.rmSync(brick, { recursive: true, force: true })
-    }
-  }
+  return twoMounts(name, mounts, mount, (m) => `glusterfs.*--volfile-id=/?${name} .*${m}$`, () => {
+    gluster("volume", "stop", name, "force")
+    gluster("volume", "delete", name)
+    fs.rmSync(brick, { recursive: true, force: true })
+  })
 }
 
 // ---- MooseFS ----
@@ -149,45 +134,49 @@ export const makeMooseVolume = async (label: string): Promise<Volume> => {
   mount(0)
   fs.chmodSync(mounts[0], 0o755)
   mount(1)
-  // mfsmount renames itself "mfsmount (mounted on: DIR)".
-  const clientOf = (i: 0 | 1) =>
-    cp.spawnSync("pgrep", ["-f", `^mfsmount \\(mounted on: ${mounts[i]}\\)`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number)
-  return {
-    name: `mfs-${label}`,
-    mounts,
-    killClient: (i) => {
-      for (const pid of clientOf(i)) process.kill(pid, "SIGKILL")
-    },
-    remount: (i) => {
-      cp.spawnSync("umount", ["-l", mounts[i]])
-      mount(i)
-    },
-    // The master saves its metadata as it stops (~4 s): waited for, so that
-    // the next volume can have the ports.
-    remove: async () => {
-      for (const m of mounts) cp.spawnSync("umount", ["-l", m])
-      const exited = [chunks, master].map((p) => new Promise((resolve) => (p.exitCode !== null ? resolve(null) : p.once("exit", resolve))))
-      chunks.kill("SIGTERM")
-      master.kill("SIGTERM")
-      await Promise.all(exited)
-      for (const m of mounts) fs.rmSync(m, { recursive: true, force: true })
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
-  }
+  // mfsmount renames itself "mfsmount (mounted on: DIR)". The master saves its
+  // metadata as it stops (~4 s): waited for, so that the next volume can have the ports.
+  return twoMounts(`mfs-${label}`, mounts, mount, (m) => `^mfsmount \\(mounted on: ${m}\\)`, async () => {
+    const exited = [chunks, master].map((p) => new Promise((resolve) => (p.exitCode !== null ? resolve(null) : p.once("exit", resolve))))
+    chunks.kill("SIGTERM")
+    master.kill("SIGTERM")
+    await Promise.all(exited)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
 }
 
 /** pmjq on machine HOST: its own UTS namespace and host name. */
-export const startOn = (host: string, args: ReadonlyArray<string>, cwd: string): Running => {
-  const child = cp.spawn("unshare", ["--uts", "sh", "-c", `hostname ${host} && exec "$0" "$@"`, process.execPath, BIN, ...args], {
+export const startOn = (host: string, args: ReadonlyArray<string>, cwd: string): Running =>
+  watched(cp.spawn("unshare", ["--uts", "sh", "-c", `hostname ${host} && exec "$0" "$@"`, process.execPath, BIN, ...args], {
     cwd,
     stdio: ["ignore", "pipe", "pipe"]
-  })
-  let stdout = ""
-  let stderr = ""
-  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()))
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()))
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("close", (code, signal) => resolve({ code, signal }))
-  )
-  return { child, output: () => ({ stdout, stderr }), exited }
-}
+  }))
+
+/**
+ * A volume's two mounts as machines: a mount's FUSE client is the process
+ * CLIENT matches (a pgrep -f pattern, given the mount point); TEARDOWN stops
+ * the volume's servers once both are unmounted.
+ */
+const twoMounts = (
+  name: string,
+  mounts: readonly [string, string],
+  mount: (i: 0 | 1) => unknown,
+  client: (mount: string) => string,
+  teardown: () => void | Promise<void>
+): Volume => ({
+  name,
+  mounts,
+  killClient: (i) => {
+    const pids = cp.spawnSync("pgrep", ["-f", client(mounts[i])], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number)
+    for (const pid of pids) process.kill(pid, "SIGKILL")
+  },
+  remount: (i) => {
+    cp.spawnSync("umount", ["-l", mounts[i]])
+    mount(i)
+  },
+  remove: async () => {
+    for (const m of mounts) cp.spawnSync("umount", ["-l", m])
+    await teardown()
+    for (const m of mounts) fs.rmSync(m, { recursive: true, force: true })
+  }
+})

@@ -32,8 +32,11 @@ export interface Running {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-export const start = (args: ReadonlyArray<string>, cwd: string): Running => {
-  const child = cp.spawn(process.execPath, [BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+export const start = (args: ReadonlyArray<string>, cwd: string): Running =>
+  watched(cp.spawn(process.execPath, [BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] }))
+
+/** A pmjq started with piped output: what it said so far, and its end. */
+export const watched = (child: cp.ChildProcess): Running => {
   let stdout = ""
   let stderr = ""
   child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()))
