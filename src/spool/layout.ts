@@ -8,8 +8,9 @@
  *   job-spool/.pmjq/running/NODE/NAME           claimed by NODE; NAME.~N~ when NAME was taken there
  *   job-spool/.pmjq/running/NODE/.NAME.out      beside the claim: its output (.out, .err), its
  *                     .NAME.err .NAME.json      record (.json), the record of a cut run's
- *                     .NAME.cut.json            output (recovery), and once its archive entry
- *                     .NAME.done .NAME.cut.done is whole, where (.done); a long NAME cut and hashed
+ *                     ..NAME.json               output (recovery: one more dot), and once its
+ *                     .NAME.done ..NAME.done    archive entry is whole, where (.done); a long
+ *                                               NAME cut and hashed
  *   job-spool/.pmjq/running/NODE/.from-DEAD/    a dead node's folder NODE took over (.from-DEAD.~N~ again)
  *   job-spool/.pmjq/nodes/NODE                  NODE's heartbeat, written as .NODE.tmp and renamed
  *   job-spool/.pmjq/attempts/NAME               recovery's notes on a requeued NAME
@@ -104,27 +105,39 @@ const CLAIM_COPY = /\.~\d+~$/
 /** The job's name as submitted, from its claimed file's name (the record, when there is one, keeps it too). */
 export const claimedName = (fileName: string) => fileName.replace(CLAIM_COPY, "")
 
-/** The files kept beside a claim: its output, its record, a cut run's record, and their done marks. */
-export type Beside = ".out" | ".err" | ".json" | ".cut.json" | ".done" | ".cut.done"
+/**
+ * The files kept beside a claim: its output, its record, and its done mark;
+ * and the record of a cut run's output, with its own done mark ("cut.json",
+ * "cut.done": see besideName).
+ */
+export type Beside = ".out" | ".err" | ".json" | ".done" | "cut.json" | "cut.done"
 
 /** Every name a claim's files may take: a new claim is made only where none is taken (a crash can leave any of them). */
-export const BESIDE: ReadonlyArray<Beside> = [".out", ".err", ".json", ".cut.json", ".done", ".cut.done"]
+export const BESIDE: ReadonlyArray<Beside> = [".out", ".err", ".json", ".done", "cut.json", "cut.done"]
 
 /**
- * `.NAME.out`, `.NAME.err`, `.NAME.json`: hidden, so a job called "x.out" never
- * meets the output of a job called "x". Derived from the claim's name alone, so
- * recovery finds them. A name too long for NAME_MAX with the dot, the longest
- * suffix (a cut run's ".cut.json") and an aside's ".tmp" is cut and made unique
- * by a hash of the whole name: one base for every file of the claim, so each
- * is found from any other (a base per suffix once differed at 246 bytes, and a
- * cut record of a 242-byte name could not be written at all).
+ * `.NAME.out`, `.NAME.err`, `.NAME.json`, `.NAME.done`: hidden, so a job called
+ * "x.out" never meets the output of a job called "x". Derived from the claim's
+ * name alone, so recovery finds them. A cut run's record and its mark take one
+ * more dot in front, `..NAME.json` and `..NAME.done`: no job's file can have
+ * such a name, since a job's NAME never starts with a dot (`.x.cut.json`, their
+ * name once, was also the record of a job called "x.cut").
+ *
+ * A name too long for NAME_MAX with its additions and an aside's ".tmp" is cut
+ * and made unique by a hash of the whole name: one base for every file of the
+ * claim, so each is found from any other (a base per suffix once differed at
+ * 246 bytes, and a cut record of a 242-byte name could not be written at all).
  */
-export const besideName = (claimFile: string, suffix: Beside) => `${besideBase(claimFile)}${suffix}`
+export const besideName = (claimFile: string, kind: Beside) =>
+  kind === "cut.json" || kind === "cut.done" ? `.${besideBase(claimFile)}${kind.slice("cut".length)}` : `${besideBase(claimFile)}${kind}`
 
-const LONGEST_BESIDE = ".cut.json"
+// The room once kept for ".cut.json", the longest addition then. Kept, though
+// the additions are shorter now: a smaller room would hash other names than
+// it did, and a spool written before could no longer be read back.
+const ADDED = ".cut.json".length
 
 const besideBase = (claimFile: string) => {
-  const room = NAME_MAX - 1 - LONGEST_BESIDE.length - ".tmp".length
+  const room = NAME_MAX - 1 - ADDED - ".tmp".length
   const short = Buffer.byteLength(claimFile) <= room
     ? claimFile
     : Buffer.from(claimFile).subarray(0, room - 17).toString().replace(/\uFFFD+$/, "") + "-" + createHash("sha256").update(claimFile).digest("hex").slice(0, 16)
@@ -132,7 +145,7 @@ const besideBase = (claimFile: string) => {
 }
 
 /**
- * `.NAME.done` beside `.NAME.json` (`.NAME.cut.done` beside `.NAME.cut.json`):
+ * `.NAME.done` beside `.NAME.json` (`..NAME.done` beside `..NAME.json`):
  * written once the entry of that record is whole in an archive dir, before
  * the running folder is cleared, and removed last. Whoever finishes the
  * clearing (this node after a crash, or another node, whose archive dir may be
@@ -162,7 +175,7 @@ export interface LeftoverNames {
   readonly record: string
   readonly hasRecord: boolean
   /**
-   * `.NAME.cut.json`: the record of the entry recovery made of a cut run's
+   * `..NAME.json`: the record of the entry recovery made of a cut run's
    * output, kept apart from `.NAME.json` (it says nothing about how the job
    * ended); and whether the folder holds it.
    */
@@ -195,7 +208,7 @@ export const folderContents = (entries: ReadonlyArray<FolderEntry>): {
   const seen = new Set<string>()
   const add = (claim: string | null, base: string, name: string) => {
     seen.add(base)
-    const [record, cutRecord, stdout, stderr] = [`${base}.json`, `${base}.cut.json`, `${base}.out`, `${base}.err`]
+    const [record, cutRecord, stdout, stderr] = [`${base}.json`, `.${base}.json`, `${base}.out`, `${base}.err`]
     leftovers.push({
       claim,
       name,
@@ -213,7 +226,8 @@ export const folderContents = (entries: ReadonlyArray<FolderEntry>): {
   }
   for (const e of entries) {
     const m = /^(\..*)\.(json|out|err)$/.exec(e.name)
-    if (m === null || seen.has(m[1]!) || e.name.endsWith(".cut.json")) continue
+    // A cut run's record ("..NAME.json") is found from its job's files.
+    if (m === null || seen.has(m[1]!) || m[1]!.startsWith("..")) continue
     add(null, m[1]!, claimedName(m[1]!.slice(1)))
   }
   return { leftovers, adopted: entries.filter((e) => e.isDirectory && isAdopted(e.name)).map((e) => e.name) }

@@ -95,7 +95,8 @@ describe("claims", () => {
       const name = "n".repeat(length)
       const base = besideName(name, ".json").slice(0, -".json".length)
       for (const suffix of [".out", ".err"] as const) expect([length, besideName(name, suffix)]).toEqual([length, base + suffix])
-      expect([length, bytes(base + ".cut.json.tmp") <= NAME_MAX]).toEqual([length, true])
+      expect([length, besideName(name, "cut.json")]).toEqual([length, `.${base}.json`])
+      expect([length, bytes(besideName(name, "cut.json") + ".tmp") <= NAME_MAX]).toEqual([length, true])
     }
   })
 
@@ -106,13 +107,14 @@ describe("claims", () => {
       entry(".done.json"),
       entry(".done.out"),
       entry("cut.~1~"),
-      entry(".cut.~1~.cut.json"),
+      entry("..cut.~1~.json"),
       entry(".cut.~1~.err"),
       entry(long),
       entry(besideName(long, ".json")),
       entry(".gone.json"),
       entry(".gone.out"),
-      entry(".stray.cut.json"),
+      entry("..stray.json"),
+      entry(".late.cut.json"),
       entry(".done.json.tmp"),
       entry(".from-dead", true),
       entry(".from-dead.~1~", true),
@@ -120,19 +122,21 @@ describe("claims", () => {
     ])
     expect(adopted).toEqual([".from-dead", ".from-dead.~1~"])
     expect(leftovers).toEqual([
-      { claim: "done", name: "done", record: ".done.json", hasRecord: true, cutRecord: ".done.cut.json", hasCutRecord: false, stdout: ".done.out", stderr: null },
+      { claim: "done", name: "done", record: ".done.json", hasRecord: true, cutRecord: "..done.json", hasCutRecord: false, stdout: ".done.out", stderr: null },
       {
         claim: "cut.~1~",
         name: "cut",
         record: ".cut.~1~.json",
         hasRecord: false,
-        cutRecord: ".cut.~1~.cut.json",
+        cutRecord: "..cut.~1~.json",
         hasCutRecord: true,
         stdout: null,
         stderr: ".cut.~1~.err"
       },
       expect.objectContaining({ claim: long, name: long, record: besideName(long, ".json"), hasRecord: true }),
-      { claim: null, name: "gone", record: ".gone.json", hasRecord: true, cutRecord: ".gone.cut.json", hasCutRecord: false, stdout: ".gone.out", stderr: null }
+      { claim: null, name: "gone", record: ".gone.json", hasRecord: true, cutRecord: "..gone.json", hasCutRecord: false, stdout: ".gone.out", stderr: null },
+      // The record of a job called "late.cut" (once taken for a cut record of "late", and left behind).
+      { claim: null, name: "late.cut", record: ".late.cut.json", hasRecord: true, cutRecord: "..late.cut.json", hasCutRecord: false, stdout: null, stderr: null }
     ])
   })
 })

@@ -158,7 +158,7 @@ describe("a dead node's archival cut short (its archival mark there)", () => {
       // A cut run's output, archived by an earlier recovery killed while it cleared it: the job is queued again, the output not archived twice.
       fs.writeFileSync(path.join(folder, "rerun"), "#!/bin/sh\n", { mode: 0o755 })
       fs.writeFileSync(path.join(folder, ".rerun.err"), "cut short\n")
-      mark(".rerun.cut.done")
+      mark("..rerun.done")
       // Killed after the job's last file went, before its mark did.
       mark(".gone.done")
       // Killed while it placed the entry: that one may be whole or not; archived again, and said.
@@ -232,7 +232,7 @@ describe("a heartbeat's aside left alone in .pmjq/nodes (a node killed in its fi
 
 describe("what a pmjq that left (--on-stop leave) is adopted by the next", () => {
   const names = (claim: string, hasRecord = false): LeftoverNames => ({
-    claim, name: claim, record: `.${claim}.json`, hasRecord, cutRecord: `.${claim}.cut.json`, hasCutRecord: false, stdout: null, stderr: null
+    claim, name: claim, record: `.${claim}.json`, hasRecord, cutRecord: `..${claim}.json`, hasCutRecord: false, stdout: null, stderr: null
   })
   // A process that surely runs (this one) and one that surely does not.
   const ticks = startTicks(process.pid)!

@@ -170,6 +170,28 @@ describe("recovery of a dead node's folder (README: Crashes and recovery)", () =
       })
     }))
 
+  it.effect("jobs called x and x.cut in one folder: x's cut run never takes x.cut's record for its own", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const folder = deadNode(m)
+      // x.cut ended and was recorded; x was cut short. Listed newest first: x, then x.cut.
+      job(m, `${folder}/x.cut`)
+      m.write(`${folder}/.x.cut.out`, "x.cut whole")
+      m.write(`${folder}/.x.cut.json`, JSON.stringify(record("x.cut")))
+      job(m, `${folder}/x`)
+      m.write(`${folder}/.x.out`, "x half")
+      yield* (yield* recoveryOn(m)).round.pipe(Effect.provide(quiet))
+      expect(queued(m)).toEqual(["x"])
+      expect(m.list(ARCHIVE)).toEqual([
+        "20261129T110001.000Z_x.cut", "20261129T110001.000Z_x.cut.json", "20261129T110001.000Z_x.cut.out", `${STAMP}_x.json`, `${STAMP}_x.out`
+      ])
+      expect(m.read(`${ARCHIVE}/20261129T110001.000Z_x.cut.out`)).toBe("x.cut whole")
+      expect(jsonOf(m, `${ARCHIVE}/20261129T110001.000Z_x.cut.json`)).toMatchObject({ name: "x.cut", outcome: "succeeded" })
+      expect(m.read(`${ARCHIVE}/${STAMP}_x.out`)).toBe("x half")
+      expect(jsonOf(m, `${ARCHIVE}/${STAMP}_x.json`)).toMatchObject({ name: "x", outcome: "interrupted" })
+      expect(m.list(`${RUNNING}/n1`)).toEqual([])
+    }))
+
   it.effect("with --orphans fail, a job without a record goes to the error dir as interrupted", () =>
     Effect.gen(function*() {
       const m = yield* world

@@ -49,7 +49,7 @@ describe("Spool.claim beside what a crash left", () => {
       fs.mkdirSync(running, { recursive: true })
       // Killed between the last of an earlier "job"'s files and its mark.
       fs.writeFileSync(path.join(running, ".job.done"), JSON.stringify({ entry: "/archive/S_job", host: "h", state: "placed", at: "2026-01-01T00:00:00.000Z" }))
-      fs.writeFileSync(path.join(running, ".other.cut.done"), "{}")
+      fs.writeFileSync(path.join(running, "..other.done"), "{}")
       const spool = yield* spoolAt(dir)
       fs.writeFileSync(path.join(dir, "job"), "#!/bin/sh\n", { mode: 0o755 })
       fs.writeFileSync(path.join(dir, "other"), "#!/bin/sh\n", { mode: 0o755 })
