@@ -87,13 +87,14 @@ export const fakeSpool = Effect.gen(function*() {
   return { service, files, submit, stolen, claimed, released, calls }
 })
 
-/** What one spawn of a job does. */
+/** What one spawn of a job does; an exit's process may take `startsIn` to start (fork and exec). */
 export type Behaviour =
-  | { readonly _tag: "Exit"; readonly after: Duration.DurationInput; readonly code: number }
+  | { readonly _tag: "Exit"; readonly after: Duration.DurationInput; readonly code: number; readonly startsIn?: Duration.DurationInput }
   | { readonly _tag: "Busy" }
   | { readonly _tag: "Unstartable"; readonly reason: string }
 
-export const exits = (code: number, after: Duration.DurationInput = 0): Behaviour => ({ _tag: "Exit", after, code })
+export const exits = (code: number, after: Duration.DurationInput = 0, startsIn?: Duration.DurationInput): Behaviour =>
+  startsIn === undefined ? { _tag: "Exit", after, code } : { _tag: "Exit", after, code, startsIn }
 export const busy: Behaviour = { _tag: "Busy" }
 
 export const fakeRunner = Effect.gen(function*() {
@@ -123,6 +124,7 @@ export const fakeRunner = Effect.gen(function*() {
         if (step._tag === "Unstartable") {
           return yield* new SpawnFailed({ path: spec.path, code: "ENOENT", reason: step.reason })
         }
+        if (step.startsIn !== undefined) yield* Effect.sleep(step.startsIn)
         const exited = Deferred.unsafeMake<ProcessExit>(FiberId.none)
         const now = yield* Ref.updateAndGet(live, (n) => n + 1)
         yield* Ref.update(peak, (p) => Math.max(p, now))
@@ -148,7 +150,9 @@ export const fakeRunner = Effect.gen(function*() {
             )
         }
         return proc
-      }),
+        // As the real spawn's wait for its spawner's answer: a process asked
+        // for is started, and its caller told, whatever happens meanwhile.
+      }).pipe(Effect.uninterruptible),
     helpers: Effect.succeed([]),
     keepJobs: () => Effect.void,
     leave: Effect.zipRight(Effect.sync(() => void left.splice(0, left.length, true)), Ref.get(live)),

@@ -15,7 +15,7 @@ import { type Claim, Spool } from "../spool/Spool.js"
 import { refusal, type RefusalPolicy } from "./refusal.js"
 import { type Account, Users } from "./Users.js"
 import { Archive, destinationOf, type Finished } from "./Archive.js"
-import { ProcessRunner } from "./Runner.js"
+import { ProcessRunner, type RunningProcess } from "./Runner.js"
 
 export interface JobSettings {
   readonly spool: string
@@ -136,6 +136,12 @@ type Waited =
   | { readonly _tag: "Stopped" }
   | { readonly _tag: "Cancelled"; readonly by: string }
 
+/** How the spawn ended: a process, a file handed back (busy, or a stop first), or one that cannot start. */
+type Spawned =
+  | { readonly _tag: "Started"; readonly proc: RunningProcess }
+  | { readonly _tag: "Back"; readonly why: string }
+  | { readonly _tag: "Unstartable"; readonly reason: string }
+
 const interrupted = <A>(value: A) => (cause: Cause.Cause<never>) =>
   Cause.isInterruptedOnly(cause) ? Effect.succeed(value) : Effect.failCause(cause)
 
@@ -166,6 +172,11 @@ const end = (
       yield* events.processEnded
       return yield* ended({ _tag: "Cancelled", by: yield* early.value, exit: null })
     }
+    // A stop while the spawner forks and execs: the process may be running by
+    // the time the interruption is seen. Noted as soon as the spawn returns
+    // (before any point where the stop can cut in), so that it is stopped and
+    // recorded, never handed back to the queue while it runs.
+    const starting = yield* Ref.make(Option.none<RunningProcess>())
     // ETXTBSY: a writer still holds the file open. It is not ready: wait and
     // retry, backing off to once a second, and after `busyFor` hand it back.
     const spawn = runner.spawn({
@@ -178,17 +189,23 @@ const end = (
       stderr: files === null ? "inherit" : { file: files.stderr },
       record: { file: besideClaim(claim.path, ".json"), base: job.base },
       user: job.owner
-    }).pipe(Effect.retry({
+    }).pipe(Effect.tap((proc) => Ref.set(starting, Option.some(proc))), Effect.uninterruptible, Effect.retry({
       while: (e) => e._tag === "JobBusy",
       schedule: Schedule.exponential("10 millis").pipe(Schedule.union(Schedule.spaced("1 second")), Schedule.upTo(settings.busyFor))
     }))
-    const spawned = yield* restore(spawn).pipe(
-      Effect.map((proc) => ({ _tag: "Started" as const, proc })),
+    const spawned: Spawned = yield* restore(spawn).pipe(
+      Effect.map((proc): Spawned => ({ _tag: "Started", proc })),
       Effect.catchTags({
-        JobBusy: () => Effect.succeed({ _tag: "Back" as const, why: "still open for writing (ETXTBSY)" }),
-        SpawnFailed: (e) => Effect.succeed({ _tag: "Unstartable" as const, reason: e.message })
+        JobBusy: () => Effect.succeed<Spawned>({ _tag: "Back", why: "still open for writing (ETXTBSY)" }),
+        SpawnFailed: (e) => Effect.succeed<Spawned>({ _tag: "Unstartable", reason: e.message })
       }),
-      Effect.catchAllCause(interrupted({ _tag: "Back" as const, why: "pmjq stopped before it started" }))
+      Effect.catchAllCause((cause) =>
+        Effect.flatMap(Ref.get(starting), Option.match({
+          onNone: () => interrupted<Spawned>({ _tag: "Back", why: "pmjq stopped before it started" })(cause),
+          // Started all the same: the wait below sees the stop at once.
+          onSome: (proc) => Effect.succeed<Spawned>({ _tag: "Started", proc })
+        }))
+      )
     )
     if (spawned._tag === "Unstartable") {
       yield* events.processEnded

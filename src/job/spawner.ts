@@ -226,12 +226,14 @@ const spawn = (request: SpawnRequest) => {
   child.once("error", (e: NodeJS.ErrnoException) =>
     failed(command === request.path ? e : new SpawnError("EHELPER", `${command} (util-linux) could not be run: ${e.code ?? e.message}`))
   )
-  // Counted from here, not from its 'spawn' event: should pmjq die in between,
-  // the job is still one to stop (and to wait for) before this helper exits.
-  let startedAt = Date.now()
+  // Counted from here, not from its 'spawn' event: spawn(2) returns once the
+  // exec worked, so the job runs from now on. The event comes later, as much
+  // later as this loop is busy forking other jobs (tens of ms on a loaded
+  // machine), and timed from it the durations came out short. Should pmjq die
+  // in between, the job is one to stop (and wait for) before this helper exits.
+  const startedAt = Date.now()
   if (child.pid !== undefined) running.add(child.pid)
   child.once("spawn", () => {
-    startedAt = Date.now()
     closeFds()
     send({ id: request.id, pid: child.pid! })
   })

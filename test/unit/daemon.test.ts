@@ -384,6 +384,27 @@ describe("daemon", () => {
       expect(t.spool.files.has("waiting")).toBe(true)
     }))
 
+  it.effect("a stop while a job's process is being started: it is not handed back to the queue (it runs), but stopped and archived as interrupted", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("starting", exits(0, "1 hour", "1 second"))
+      yield* t.spool.submit("starting", 1)
+      // No grace: a stop interrupts the job's fiber at once, during the spawn.
+      const fiber = yield* t.start(daemonSettings({ grace: "0 seconds", killAfter: "30 seconds" }))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["starting"])
+      const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* settle
+      // Its process starts once pmjq was already stopping.
+      yield* advance("1 second")
+      yield* TestClock.adjust("30 seconds")
+      yield* Fiber.join(stopping)
+      expect(t.spool.released).toEqual([])
+      expect(t.spool.files.has("starting")).toBe(false)
+      expect(t.runner.terminated).toEqual(["starting"])
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([["starting", "interrupted"]])
+    }))
+
   it.effect("cut off from the spool (no heartbeat written for half the lease): its jobs killed at once, no grace, and it ends so", () =>
     Effect.gen(function*() {
       const t = yield* setup
