@@ -12,6 +12,7 @@ import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporte
 import type { MetricReader } from "@opentelemetry/sdk-metrics"
 import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
+import * as http from "node:http"
 import * as path from "node:path"
 import { verifyFileFolder } from "../dirs.js"
 import { CannotServeMetrics, describe } from "../errors.js"
@@ -21,15 +22,56 @@ import type { ListenAddress, MetricsSettings } from "./settings.js"
 // The scope label would be @effect/opentelemetry's name on every series.
 const config = { withoutScopeInfo: true } as const
 
+// pmjq runs as root and anyone on the host can connect to the port: the
+// server must not let them use up its descriptors or memory. Connections past
+// MAX_CONNECTIONS are closed at once; one that sends nothing, or too slowly,
+// is closed after a few seconds. A scrape asks little and takes milliseconds.
+const MAX_CONNECTIONS = 16
+const IDLE_MS = 5_000
+const REQUEST_MS = 10_000
+
+// URL.parse is not in every Node 20.
+const pathOf = (url: string | undefined) => {
+  try {
+    return new URL(url ?? "", "http://pmjq").pathname
+  } catch {
+    return null
+  }
+}
+
+/**
+ * GET /metrics on ADDR:PORT, from a server of pmjq's own (the exporter's
+ * builds in no limits), answered by the exporter's own handler. Closed, and
+ * its connections with it, when the scope closes.
+ */
 const serve = ({ host, port }: ListenAddress) =>
-  Effect.tryPromise({
-    try: async () => {
-      const exporter = new PrometheusExporter({ ...config, host, port, preventServerStart: true })
-      await exporter.startServer()
-      return exporter
-    },
-    catch: (e) => new CannotServeMetrics({ reason: `--metrics-listen ${host}:${port}: ${describe(e)}` })
-  })
+  Effect.acquireRelease(
+    Effect.async<{ readonly exporter: PrometheusExporter; readonly server: http.Server }, CannotServeMetrics>((resume) => {
+      const exporter = new PrometheusExporter({ ...config, preventServerStart: true })
+      const server = http.createServer({ headersTimeout: IDLE_MS, requestTimeout: REQUEST_MS, keepAliveTimeout: IDLE_MS, maxHeaderSize: 4096 }, (request, response) => {
+        if (pathOf(request.url) !== "/metrics") {
+          response.statusCode = 404
+          response.end()
+        } else if (request.method !== "GET" && request.method !== "HEAD") {
+          response.statusCode = 405
+          response.setHeader("allow", "GET, HEAD")
+          response.end()
+        } else {
+          exporter.getMetricsRequestHandler(request, response)
+        }
+      })
+      server.maxConnections = MAX_CONNECTIONS
+      server.setTimeout(IDLE_MS)
+      server.once("error", (e) => resume(Effect.fail(new CannotServeMetrics({ reason: `--metrics-listen ${host}:${port}: ${describe(e)}` }))))
+      // Not what keeps pmjq running: its scope closes it.
+      server.listen({ host, port }, () => resume(Effect.succeed({ exporter, server: server.unref() })))
+    }),
+    ({ server }) =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        server.closeAllConnections()
+      })
+  )
 
 // The file is not spool state: it is written on the thread pool, as on a network filesystem.
 const calls = threadedCalls
@@ -72,7 +114,7 @@ export const exportMetrics = (settings: MetricsSettings) =>
   Effect.gen(function*() {
     for (const file of Option.toArray(settings.file)) yield* checkFolder(file)
     const readers: Array<MetricReader> = []
-    if (Option.isSome(settings.listen)) readers.push(yield* serve(settings.listen.value))
+    if (Option.isSome(settings.listen)) readers.push((yield* serve(settings.listen.value)).exporter)
     const forFile = Option.map(settings.file, (file) => ({ file, exporter: new PrometheusExporter({ ...config, preventServerStart: true }) }))
     if (Option.isSome(forFile)) readers.push(forFile.value.exporter)
     const producer = yield* OtelMetrics.makeProducer.pipe(Effect.provide(Resource.layer({ serviceName: "pmjq" })))

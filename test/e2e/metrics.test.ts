@@ -123,6 +123,36 @@ describe("metrics", () => {
     await daemon.exited
   })
 
+  it("anyone may connect to the port: 300 connections that send nothing cost pmjq a bounded number of descriptors, are closed after a few seconds, and jobs run meanwhile", async () => {
+    const t = workspace("metrics-flood")
+    const port = await freePort()
+    const daemon = start(["-o", t.archive, "--metrics-listen", String(port), t.spool], t.root)
+    const pid = daemon.child.pid!
+    let up = false
+    await waitFor("the metrics served", () => {
+      void fetch(`http://127.0.0.1:${port}/metrics`).then((r) => (up ||= r.status === 200), () => undefined)
+      return up
+    })
+    const descriptors = () => fs.readdirSync(`/proc/${pid}/fd`).length
+    const before = descriptors()
+    // A local user's flood: connections held open, never a request.
+    const sockets = Array.from({ length: 300 }, () => net.connect(port, "127.0.0.1").on("error", () => undefined))
+    const settled = () => sockets.filter((s) => s.readyState === "open" || s.destroyed).length === sockets.length
+    await waitFor("every connection accepted or refused", settled)
+    // Each socket pmjq keeps is one descriptor; past its 16 it closes new ones at once.
+    expect(descriptors() - before).toBeLessThanOrEqual(16 + 4)
+    submit(t.spool, "meanwhile", "echo ran")
+    await waitFor("the job run and archived", () => fs.existsSync(t.archive) && fs.readdirSync(t.archive).some((n) => n.endsWith("_meanwhile.out")))
+    // The idle ones are closed by pmjq, not by the test: the port serves again.
+    await waitFor("pmjq closing the idle connections", () => sockets.every((s) => s.destroyed || s.readyState === "closed" || s.readyState === "writeOnly"), 60_000)
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(200)
+    expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404)
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: "POST" })).status).toBe(405)
+    for (const s of sockets) s.destroy()
+    daemon.child.kill("SIGTERM")
+    expect((await daemon.exited).code).toBe(0)
+  })
+
   it("a --metrics-file folder others may write: refused at start, one line, 69, nothing run", async () => {
     const t = workspace("metrics-open")
     submit(t.spool, "never", "echo ran")
