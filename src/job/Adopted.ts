@@ -12,7 +12,7 @@
 import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as fs from "node:fs"
 import { isAlive, isSameProcess, signalGroup, startTicks as ticksOf } from "../proc.js"
-import { type Ending, iso, judge, type ProcessExit, startedRecord } from "../record.js"
+import { type Ending, iso, type JobRecord, judge, type ProcessExit, startedRecord } from "../record.js"
 import type { Adoptable } from "../recovery.js"
 import type { LeftoverNames } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
@@ -45,7 +45,8 @@ type Stop =
   | { readonly _tag: "Lost"; readonly why: string }
 
 /**
- * Watches JOB in FOLDER until its end is known, then `settle`s it (recovery's,
+ * Watches JOB in FOLDER until its end is known, tells it to `finished` (the
+ * metrics count it as a job of this run), then `settle`s it (recovery's,
  * which archives a job with a record as recorded). `cancel` is completed by
  * `pmjq cancel`; interruption (pmjq stopping) stops the job unless `leaving`.
  */
@@ -55,7 +56,8 @@ export const watchAdopted = (
   settings: AdoptedSettings,
   cancel: Deferred.Deferred<string>,
   leaving: Effect.Effect<boolean>,
-  settle: (names: LeftoverNames) => Effect.Effect<void>
+  settle: (names: LeftoverNames) => Effect.Effect<void>,
+  finished: (record: JobRecord) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
     const nodes = yield* Nodes
@@ -121,8 +123,9 @@ export const watchAdopted = (
     // Stopped by this pmjq: its spawner recorded a death by signal (or, its
     // spawner dead, nothing); the outcome is this pmjq's.
     const why = yield* Ref.get(stopped)
+    const left = yield* nodes.gather(folder, ended.value)
+    if (why === null && left.record !== null) yield* finished(left.record)
     if (why !== null) {
-      const left = yield* nodes.gather(folder, ended.value)
       const now = yield* Clock.currentTimeMillis
       const exit: ProcessExit = left.record === null
         ? { exitCode: null, signal: "SIGKILL", lost: why._tag === "Lost" ? why.why : "its spawner died" }
@@ -140,6 +143,7 @@ export const watchAdopted = (
           ending
         )
         : { ...left.record, ...judge(ending) }
+      yield* finished(record)
       yield* archive.settle({
         script: left.file,
         stdout: left.stdout,

@@ -97,7 +97,7 @@ describe("--on-stop leave", () => {
     expect((await other.exited).code).toBe(0)
   })
 
-  it("without --node-id, the next pmjq on this host takes the id of the run that left, and adopts its job", async () => {
+  it("without --node-id, the next pmjq on this host takes the id of the run that left, and adopts its job (its end counted in the metrics)", async () => {
     const t = workspace("leave-default")
     const flag = path.join(t.root, "flag")
     const first = start(["--on-stop", "leave", "-o", t.archive, t.spool], t.root)
@@ -106,7 +106,8 @@ describe("--on-stop leave", () => {
     first.child.kill("SIGTERM")
     expect(await exitOf(first)).toBe(0)
     const id = /node=(\S+)/.exec(first.output().stderr)![1]!
-    const second = start(["--on-stop", "leave", "-o", t.archive, t.spool], t.root)
+    const prom = path.join(t.root, "pmjq.prom")
+    const second = start(["--on-stop", "leave", "-o", t.archive, "--metrics-file", prom, t.spool], t.root)
     try {
       await waitFor("adopted", () => /adopted: left running by the pmjq before job=long/.test(second.output().stderr))
       await waitFor("watching", () => /INFO watching/.test(second.output().stderr))
@@ -115,6 +116,8 @@ describe("--on-stop leave", () => {
       await waitFor("archived", () => records(t.archive).length === 1)
       expect(records(t.archive)).toMatchObject([{ name: "long", outcome: "succeeded", node: id }])
       expect(lines(t.ledger)).toEqual(["long"])
+      // Written every 5 s.
+      await waitFor("the adopted job counted", () => /^pmjq_jobs_finished_total\{outcome="succeeded"\} 1$/m.test(fs.readFileSync(prom, "utf8")), 30_000)
     } finally {
       second.child.kill("SIGTERM")
       fs.writeFileSync(flag, "")
