@@ -9,69 +9,17 @@
 import * as OtelMetrics from "@effect/opentelemetry/Metrics"
 import * as Resource from "@effect/opentelemetry/Resource"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
-import type { MetricReader } from "@opentelemetry/sdk-metrics"
 import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
-import * as http from "node:http"
 import * as path from "node:path"
 import { verifyFileFolder } from "../dirs.js"
 import { CannotServeMetrics, describe } from "../errors.js"
 import { threadedCalls } from "../syscalls.js"
-import type { ListenAddress, MetricsSettings } from "./settings.js"
+import { latest, serveMetrics } from "./metricsServer.js"
+import type { MetricsSettings } from "./settings.js"
 
 // The scope label would be @effect/opentelemetry's name on every series.
 const config = { withoutScopeInfo: true } as const
-
-// pmjq runs as root and anyone on the host can connect to the port: the
-// server must not let them use up its descriptors or memory. Connections past
-// MAX_CONNECTIONS are closed at once; one that sends nothing, or too slowly,
-// is closed after a few seconds. A scrape asks little and takes milliseconds.
-const MAX_CONNECTIONS = 16
-const IDLE_MS = 5_000
-const REQUEST_MS = 10_000
-
-// URL.parse is not in every Node 20.
-const pathOf = (url: string | undefined) => {
-  try {
-    return new URL(url ?? "", "http://pmjq").pathname
-  } catch {
-    return null
-  }
-}
-
-/**
- * GET /metrics on ADDR:PORT, from a server of pmjq's own (the exporter's
- * builds in no limits), answered by the exporter's own handler. Closed, and
- * its connections with it, when the scope closes.
- */
-const serve = ({ host, port }: ListenAddress) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly exporter: PrometheusExporter; readonly server: http.Server }, CannotServeMetrics>((resume) => {
-      const exporter = new PrometheusExporter({ ...config, preventServerStart: true })
-      const server = http.createServer({ headersTimeout: IDLE_MS, requestTimeout: REQUEST_MS, keepAliveTimeout: IDLE_MS, maxHeaderSize: 4096 }, (request, response) => {
-        if (pathOf(request.url) !== "/metrics") {
-          response.statusCode = 404
-          response.end()
-        } else if (request.method !== "GET" && request.method !== "HEAD") {
-          response.statusCode = 405
-          response.setHeader("allow", "GET, HEAD")
-          response.end()
-        } else {
-          exporter.getMetricsRequestHandler(request, response)
-        }
-      })
-      server.maxConnections = MAX_CONNECTIONS
-      server.setTimeout(IDLE_MS)
-      server.once("error", (e) => resume(Effect.fail(new CannotServeMetrics({ reason: `--metrics-listen ${host}:${port}: ${describe(e)}` }))))
-      // Not what keeps pmjq running: its scope closes it.
-      server.listen({ host, port }, () => resume(Effect.succeed({ exporter, server: server.unref() })))
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.close(() => resume(Effect.void))
-        server.closeAllConnections()
-      })
-  )
 
 // The file is not spool state: it is written on the thread pool, as on a network filesystem.
 const calls = threadedCalls
@@ -82,13 +30,13 @@ const calls = threadedCalls
  * checked at start to be pmjq's own. The collector reads only *.prom, so
  * never the aside; a symlink at FILE is replaced, not followed.
  */
-const writeTextfile = (exporter: PrometheusExporter, serializer: PrometheusSerializer, file: string) =>
+const writeTextfile = (exposition: () => Promise<string>, file: string) =>
   Effect.tryPromise({
     try: async () => {
-      const { resourceMetrics } = await exporter.collect()
+      const text = await exposition()
       const aside = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`)
       try {
-        await calls.writeNew(aside, serializer.serialize(resourceMetrics), 0o644, null)
+        await calls.writeNew(aside, text, 0o644, null)
         await calls.rename(aside, file)
       } catch (e) {
         await calls.unlink(aside).catch(() => undefined)
@@ -113,17 +61,16 @@ const checkFolder = (file: string) =>
 export const exportMetrics = (settings: MetricsSettings) =>
   Effect.gen(function*() {
     for (const file of Option.toArray(settings.file)) yield* checkFolder(file)
-    const readers: Array<MetricReader> = []
-    if (Option.isSome(settings.listen)) readers.push((yield* serve(settings.listen.value)).exporter)
-    const forFile = Option.map(settings.file, (file) => ({ file, exporter: new PrometheusExporter({ ...config, preventServerStart: true }) }))
-    if (Option.isSome(forFile)) readers.push(forFile.value.exporter)
+    // One reader, pulled by both: the exporter's own server is never started.
+    const reader = new PrometheusExporter({ ...config, preventServerStart: true })
     const producer = yield* OtelMetrics.makeProducer.pipe(Effect.provide(Resource.layer({ serviceName: "pmjq" })))
-    const [first, ...more] = readers
-    if (first !== undefined) yield* OtelMetrics.registerProducer(producer, () => [first, ...more])
-    const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
-    const write: Effect.Effect<void, CannotServeMetrics> = Option.match(forFile, {
+    yield* OtelMetrics.registerProducer(producer, () => [reader])
+    const serializer = new PrometheusSerializer(undefined, false, undefined, false, config.withoutScopeInfo)
+    const exposition = latest(() => reader.collect().then(({ resourceMetrics }) => serializer.serialize(resourceMetrics)))
+    if (Option.isSome(settings.listen)) yield* serveMetrics(exposition, settings.listen.value)
+    const write: Effect.Effect<void, CannotServeMetrics> = Option.match(settings.file, {
       onNone: () => Effect.void,
-      onSome: ({ exporter, file }) => writeTextfile(exporter, serializer, file)
+      onSome: (file) => writeTextfile(exposition, file)
     })
     yield* write
     return write

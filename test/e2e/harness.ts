@@ -3,6 +3,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { afterEach } from "vitest"
 
 export const BIN = path.resolve(import.meta.dirname, "../../dist/bin.js")
 
@@ -35,8 +36,19 @@ export interface Running {
 export const start = (args: ReadonlyArray<string>, cwd: string): Running =>
   watched(cp.spawn(process.execPath, [BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] }))
 
+// Every pmjq a test started and that has not ended. One a failed test leaves
+// behind (its assertion thrown before its stop) is killed once the test is
+// over, so that it runs on neither into the next tests nor past the suite.
+const alive = new Set<cp.ChildProcess>()
+afterEach(() => {
+  for (const child of alive) child.kill("SIGKILL")
+  alive.clear()
+})
+
 /** A pmjq started with piped output: what it said so far, and its end. */
 export const watched = (child: cp.ChildProcess): Running => {
+  alive.add(child)
+  child.once("exit", () => alive.delete(child))
   let stdout = ""
   let stderr = ""
   child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()))
