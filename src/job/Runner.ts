@@ -148,6 +148,8 @@ interface InFlight {
 const makeSpawnerRunner = Effect.gen(function*() {
   const inFlight = new Map<number, InFlight>()
   const killed = new Set<number>()
+  // Once cut off, a process whose start is reported afterwards is killed as it is.
+  let cutOff = false
   let left = false
   let keeping: Handover | null = null
   let nextId = 0
@@ -159,6 +161,10 @@ const makeSpawnerRunner = Effect.gen(function*() {
     if (job === undefined) return
     if ("pid" in report) {
       job.pid = report.pid
+      if (cutOff) {
+        killed.add(report.pid)
+        signalGroup(report.pid, "SIGKILL")
+      }
       job.started?.(Effect.succeed(track(report.pid, job.exited)))
       job.started = null
     } else if ("error" in report) {
@@ -282,6 +288,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
   )
 
   const killAll = Effect.sync(() => {
+    cutOff = true
     const running = [...inFlight.values()].flatMap((job) => (job.pid === null ? [] : [job.pid]))
     for (const pid of running) {
       killed.add(pid)
