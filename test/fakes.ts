@@ -93,7 +93,7 @@ export type Behaviour =
   | { readonly _tag: "Busy" }
   | { readonly _tag: "Unstartable"; readonly reason: string }
 
-export const exits = (code: number, after: Duration.DurationInput = 0, startsIn?: Duration.DurationInput): Behaviour =>
+export const exits = (code: number, after: Duration.DurationInput = 0, { startsIn }: { readonly startsIn?: Duration.DurationInput } = {}): Behaviour =>
   startsIn === undefined ? { _tag: "Exit", after, code } : { _tag: "Exit", after, code, startsIn }
 export const busy: Behaviour = { _tag: "Busy" }
 

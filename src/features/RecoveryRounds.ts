@@ -9,7 +9,6 @@ import { Effect, Fiber, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { CannotAdopt } from "../errors.js"
 import { watchAdopted } from "../job/Adopted.js"
 import { SPAWNER_PROTOCOL } from "../job/protocol.js"
-import type { JobRecord } from "../record.js"
 import { type Adoptable, isAlive, makeRecovery } from "../recovery.js"
 import { claimedName } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
@@ -29,8 +28,8 @@ const make = Effect.gen(function*() {
   const runner = yield* ProcessRunner
   const recovery = yield* makeRecovery(settings)
   const folder = nodes.ownFolder
-  // Its end counted as any job's, when metrics are exported (a restart in place adopts every running job).
-  const counted = metricsWanted(settings.metrics) ? (record: JobRecord) => jobEnded(record.outcome, record.durationMs) : () => Effect.void
+  // An adopted job's end counted as any job's, when metrics are exported (a restart in place adopts every running job).
+  const countEnd = metricsWanted(settings.metrics) ? jobEnded : () => Effect.void
 
   const adopt = (job: Adoptable) =>
     Effect.uninterruptible(Effect.gen(function*() {
@@ -52,7 +51,7 @@ const make = Effect.gen(function*() {
       yield* Effect.logInfo("adopted: left running by the pmjq before").pipe(Effect.annotateLogs({ job: claim.name, pid: job.pid ?? "unknown" }))
       const settle = (names: typeof job.names) => recovery.settleOne(folder, names, settings.node)
       yield* jobs.enroll(claim, uid, release, Option.none(), (ended, { cancel }) =>
-        watchAdopted(job, folder, settings, cancel, runner.leaving, settle, counted).pipe(Effect.ensuring(ended), Effect.annotateLogs({ job: claim.name })))
+        watchAdopted(job, folder, settings, cancel, runner.leaving, settle, countEnd).pipe(Effect.ensuring(ended), Effect.annotateLogs({ job: claim.name })))
     }))
 
   // Never what this pmjq could not follow (jobs left by a newer pmjq's

@@ -123,9 +123,14 @@ export const watchAdopted = (
     // Stopped by this pmjq: its spawner recorded a death by signal (or, its
     // spawner dead, nothing); the outcome is this pmjq's.
     const why = yield* Ref.get(stopped)
-    const left = yield* nodes.gather(folder, ended.value)
-    if (why === null && left.record !== null) yield* finished(left.record)
+    if (why === null && ended.value.hasRecord) {
+      // Ended on its own: its spawner's record says how. Read for the count
+      // only; settling reads it again, and goes on if this read fails.
+      const record = yield* nodes.gather(folder, ended.value).pipe(Effect.map((left) => left.record), Effect.orElseSucceed(() => null))
+      if (record !== null) yield* finished(record)
+    }
     if (why !== null) {
+      const left = yield* nodes.gather(folder, ended.value)
       const now = yield* Clock.currentTimeMillis
       const exit: ProcessExit = left.record === null
         ? { exitCode: null, signal: "SIGKILL", lost: why._tag === "Lost" ? why.why : "its spawner died" }

@@ -176,7 +176,7 @@ const end = (
     // the time the interruption is seen. Noted as soon as the spawn returns
     // (before any point where the stop can cut in), so that it is stopped and
     // recorded, never handed back to the queue while it runs.
-    const starting = yield* Ref.make(Option.none<RunningProcess>())
+    const startedProc = yield* Ref.make(Option.none<RunningProcess>())
     // ETXTBSY: a writer still holds the file open. It is not ready: wait and
     // retry, backing off to once a second, and after `busyFor` hand it back.
     const spawn = runner.spawn({
@@ -189,7 +189,7 @@ const end = (
       stderr: files === null ? "inherit" : { file: files.stderr },
       record: { file: besideClaim(claim.path, ".json"), base: job.base },
       user: job.owner
-    }).pipe(Effect.tap((proc) => Ref.set(starting, Option.some(proc))), Effect.uninterruptible, Effect.retry({
+    }).pipe(Effect.tap((proc) => Ref.set(startedProc, Option.some(proc))), Effect.uninterruptible, Effect.retry({
       while: (e) => e._tag === "JobBusy",
       schedule: Schedule.exponential("10 millis").pipe(Schedule.union(Schedule.spaced("1 second")), Schedule.upTo(settings.busyFor))
     }))
@@ -200,10 +200,10 @@ const end = (
         SpawnFailed: (e) => Effect.succeed<Spawned>({ _tag: "Unstartable", reason: e.message })
       }),
       Effect.catchAllCause((cause) =>
-        Effect.flatMap(Ref.get(starting), Option.match({
+        Effect.flatMap(Ref.get(startedProc), Option.match({
           onNone: () => interrupted<Spawned>({ _tag: "Back", why: "pmjq stopped before it started" })(cause),
           // Started all the same: the wait below sees the stop at once.
-          onSome: (proc) => Effect.succeed<Spawned>({ _tag: "Started", proc })
+          onSome: (proc) => interrupted<Spawned>({ _tag: "Started", proc })(cause)
         }))
       )
     )

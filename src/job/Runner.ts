@@ -82,7 +82,8 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
     readonly leaving: Effect.Effect<boolean>
     /**
      * Kills every running job's process group at once (SIGKILL), for a node
-     * cut off from the spool: another node is about to run them again.
+     * cut off from the spool: another node is about to run them again. For
+     * good: a job whose start is reported afterwards is killed as it comes.
      * Returns how many were killed.
      */
     readonly killAll: Effect.Effect<number>
@@ -148,7 +149,8 @@ interface InFlight {
 const makeSpawnerRunner = Effect.gen(function*() {
   const inFlight = new Map<number, InFlight>()
   const killed = new Set<number>()
-  // Once cut off, a process whose start is reported afterwards is killed as it is.
+  // killAll sees only the pids already reported: a job forked just before the
+  // cut reports later, and would run on beside the node that takes it over.
   let cutOff = false
   let left = false
   let keeping: Handover | null = null

@@ -107,13 +107,12 @@ export const claimedName = (fileName: string) => fileName.replace(CLAIM_COPY, ""
 
 /**
  * The files kept beside a claim: its output, its record, and its done mark;
- * and the record of a cut run's output, with its own done mark ("cut.json",
- * "cut.done": see besideName).
+ * and the record of a cut run's output, with its own done mark (see besideName).
  */
-export type Beside = ".out" | ".err" | ".json" | ".done" | "cut.json" | "cut.done"
+export type Beside = ".out" | ".err" | ".json" | ".done" | "cutRecord" | "cutDone"
 
 /** Every name a claim's files may take: a new claim is made only where none is taken (a crash can leave any of them). */
-export const BESIDE: ReadonlyArray<Beside> = [".out", ".err", ".json", ".done", "cut.json", "cut.done"]
+export const BESIDE: ReadonlyArray<Beside> = [".out", ".err", ".json", ".done", "cutRecord", "cutDone"]
 
 /**
  * `.NAME.out`, `.NAME.err`, `.NAME.json`, `.NAME.done`: hidden, so a job called
@@ -129,7 +128,11 @@ export const BESIDE: ReadonlyArray<Beside> = [".out", ".err", ".json", ".done", 
  * 246 bytes, and a cut record of a 242-byte name could not be written at all).
  */
 export const besideName = (claimFile: string, kind: Beside) =>
-  kind === "cut.json" || kind === "cut.done" ? `.${besideBase(claimFile)}${kind.slice("cut".length)}` : `${besideBase(claimFile)}${kind}`
+  kind === "cutRecord" ? `${cutBase(besideBase(claimFile))}.json` : kind === "cutDone" ? `${cutBase(besideBase(claimFile))}.done` : `${besideBase(claimFile)}${kind}`
+
+/** A cut run's files: its job's base with one more dot, a name no job's file can have. */
+const cutBase = (base: string) => `.${base}`
+const isCutBase = (base: string) => base.startsWith("..")
 
 // The room once kept for ".cut.json", the longest addition then. Kept, though
 // the additions are shorter now: a smaller room would hash other names than
@@ -208,7 +211,7 @@ export const folderContents = (entries: ReadonlyArray<FolderEntry>): {
   const seen = new Set<string>()
   const add = (claim: string | null, base: string, name: string) => {
     seen.add(base)
-    const [record, cutRecord, stdout, stderr] = [`${base}.json`, `.${base}.json`, `${base}.out`, `${base}.err`]
+    const [record, cutRecord, stdout, stderr] = [`${base}.json`, `${cutBase(base)}.json`, `${base}.out`, `${base}.err`]
     leftovers.push({
       claim,
       name,
@@ -227,7 +230,7 @@ export const folderContents = (entries: ReadonlyArray<FolderEntry>): {
   for (const e of entries) {
     const m = /^(\..*)\.(json|out|err)$/.exec(e.name)
     // A cut run's record ("..NAME.json") is found from its job's files.
-    if (m === null || seen.has(m[1]!) || m[1]!.startsWith("..")) continue
+    if (m === null || seen.has(m[1]!) || isCutBase(m[1]!)) continue
     add(null, m[1]!, claimedName(m[1]!.slice(1)))
   }
   return { leftovers, adopted: entries.filter((e) => e.isDirectory && isAdopted(e.name)).map((e) => e.name) }

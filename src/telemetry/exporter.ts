@@ -15,7 +15,7 @@ import * as path from "node:path"
 import { verifyFileFolder } from "../dirs.js"
 import { CannotServeMetrics, describe } from "../errors.js"
 import { threadedCalls } from "../syscalls.js"
-import { latest, serveMetrics } from "./metricsServer.js"
+import { serveMetrics } from "./metricsServer.js"
 import type { MetricsSettings } from "./settings.js"
 
 // The scope label would be @effect/opentelemetry's name on every series.
@@ -30,10 +30,9 @@ const calls = threadedCalls
  * checked at start to be pmjq's own. The collector reads only *.prom, so
  * never the aside; a symlink at FILE is replaced, not followed.
  */
-const writeTextfile = (exposition: () => Promise<string>, file: string) =>
-  Effect.tryPromise({
-    try: async () => {
-      const text = await exposition()
+const writeTextfile = <E>(exposition: Effect.Effect<string, E>, file: string) =>
+  Effect.flatMap(exposition, (text) =>
+    Effect.tryPromise(async () => {
       const aside = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`)
       try {
         await calls.writeNew(aside, text, 0o644, null)
@@ -42,9 +41,7 @@ const writeTextfile = (exposition: () => Promise<string>, file: string) =>
         await calls.unlink(aside).catch(() => undefined)
         throw e
       }
-    },
-    catch: (e) => new CannotServeMetrics({ reason: `--metrics-file ${file}: ${describe(e)}` })
-  })
+    })).pipe(Effect.mapError((e) => new CannotServeMetrics({ reason: `--metrics-file ${file}: ${describe(e)}` })))
 
 const checkFolder = (file: string) =>
   Effect.tryPromise({
@@ -53,20 +50,24 @@ const checkFolder = (file: string) =>
   })
 
 /**
- * Starts the exporters asked for, fed from Effect's metrics until the scope
- * closes (the HTTP server then stops), and writes the metrics file once, so
- * that a file that cannot be written fails the start. Returns how to write it
- * again (a no-op without --metrics-file).
+ * Reads Effect's metrics through one reader until the scope closes, serves
+ * them on --metrics-listen and writes --metrics-file once, so that a port
+ * taken or a file that cannot be written fails the start. Returns how to
+ * write the file again (a no-op without --metrics-file).
  */
 export const exportMetrics = (settings: MetricsSettings) =>
   Effect.gen(function*() {
     for (const file of Option.toArray(settings.file)) yield* checkFolder(file)
-    // One reader, pulled by both: the exporter's own server is never started.
+    // The exporter as a reader only: its own server is never started.
     const reader = new PrometheusExporter({ ...config, preventServerStart: true })
     const producer = yield* OtelMetrics.makeProducer.pipe(Effect.provide(Resource.layer({ serviceName: "pmjq" })))
     yield* OtelMetrics.registerProducer(producer, () => [reader])
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, config.withoutScopeInfo)
-    const exposition = latest(() => reader.collect().then(({ resourceMetrics }) => serializer.serialize(resourceMetrics)))
+    // Built at most once a second, however many scrapes ask (a failure too is kept that long).
+    const exposition = yield* Effect.cachedWithTTL(
+      Effect.tryPromise(() => reader.collect().then(({ resourceMetrics }) => serializer.serialize(resourceMetrics))),
+      "1 second"
+    )
     if (Option.isSome(settings.listen)) yield* serveMetrics(exposition, settings.listen.value)
     const write: Effect.Effect<void, CannotServeMetrics> = Option.match(settings.file, {
       onNone: () => Effect.void,

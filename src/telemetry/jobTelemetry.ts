@@ -25,7 +25,7 @@ const counting = (readyAt: number): Counting => ({
     ),
   // From its arrival in the spool to its process's start.
   started: Effect.flatMap(Clock.currentTimeMillis, (now) => Metric.update(dispatchLatency, Math.max(0, now - readyAt) / 1000)),
-  finished: (record) => jobEnded(record.outcome, record.durationMs)
+  finished: jobEnded
 })
 
 const uncounted: Counting = { claim: (claiming) => claiming, started: Effect.void, finished: () => Effect.void }

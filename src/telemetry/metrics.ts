@@ -30,8 +30,8 @@ export const eventLoopLag = Metric.gauge("pmjq_event_loop_lag_seconds", { descri
 const OUTCOMES = ["succeeded", "failed", "timed-out", "interrupted", "rejected", "cancelled"] as const
 export type Outcome = typeof OUTCOMES[number]
 
-/** A job ended: counted, and its run time observed, by outcome. */
-export const jobEnded = (outcome: Outcome, durationMs: number) =>
+/** A job ended, as its record says: counted, and its run time observed, by outcome. */
+export const jobEnded = ({ durationMs, outcome }: { readonly outcome: Outcome; readonly durationMs: number }) =>
   Effect.zipRight(
     Metric.increment(Metric.tagged(jobsFinished, "outcome", outcome)),
     Metric.update(Metric.tagged(jobDuration, "outcome", outcome), durationMs / 1000)

@@ -6,11 +6,12 @@
  *   - at most MAX_CONNECTIONS at once; more are closed as soon as accepted;
  *   - one request a connection: pipelined ones get a 503, and cost nothing;
  *   - a connection that sends nothing, or too slowly, is closed in seconds;
- *   - the exposition is built at most once a second, however many ask.
+ *   - the exposition is built at most once a second, however many ask
+ *     (exporter.ts caches it).
  * What it cannot prevent: a local user holding every connection keeps
  * Prometheus out (--metrics-file has no such exposure).
  */
-import { Effect, Runtime } from "effect"
+import { Effect, FiberSet } from "effect"
 import * as http from "node:http"
 import { CannotServeMetrics, describe } from "../errors.js"
 import type { ListenAddress } from "./settings.js"
@@ -20,23 +21,6 @@ const IDLE_MS = 5_000
 const REQUEST_MS = 10_000
 // Node checks the two timeouts above only this often (30 s by default).
 const CHECK_MS = 1_000
-const FRESH_MS = 1_000
-
-/** The text exposition, built anew at most once every FRESH_MS; a failed build is not kept. */
-export const latest = (build: () => Promise<string>) => {
-  let last: { readonly at: number; readonly text: Promise<string> } | null = null
-  return (): Promise<string> => {
-    const now = Date.now()
-    if (last === null || now - last.at >= FRESH_MS) {
-      const text = build()
-      last = { at: now, text }
-      text.catch(() => {
-        if (last?.text === text) last = null
-      })
-    }
-    return last.text
-  }
-}
 
 // URL.parse is not in every Node 20.
 const pathOf = (url: string | undefined) => {
@@ -47,26 +31,27 @@ const pathOf = (url: string | undefined) => {
   }
 }
 
+// A connection timed out meanwhile was answered (408) and closed by Node.
 const answer = (response: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders = {}, body?: string) => {
+  if (response.headersSent || response.destroyed) return
   response.writeHead(status, headers)
   response.end(body)
 }
 
 /** Serves EXPOSITION until the scope closes; then the server and its connections are closed. */
-export const serveMetrics = (exposition: () => Promise<string>, { host, port }: ListenAddress) =>
+export const serveMetrics = <E>(exposition: Effect.Effect<string, E>, { host, port }: ListenAddress) =>
   Effect.gen(function*() {
-    const runtime = yield* Effect.runtime<never>()
-    const warn = (what: string, e: unknown) => Runtime.runFork(runtime)(Effect.logWarning(what).pipe(Effect.annotateLogs({ reason: describe(e) })))
+    // Requests arrive as Node callbacks: each is answered in a fiber of this scope.
+    const run = yield* FiberSet.makeRuntime<never>()
     const handle = (request: http.IncomingMessage, response: http.ServerResponse) => {
       if (pathOf(request.url) !== "/metrics") return answer(response, 404)
       if (request.method !== "GET" && request.method !== "HEAD") return answer(response, 405, { allow: "GET, HEAD" })
-      exposition().then(
-        (text) => answer(response, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }, request.method === "HEAD" ? undefined : text),
-        (e: unknown) => {
-          warn("metrics not served", e)
-          answer(response, 500)
-        }
-      )
+      run(exposition.pipe(Effect.matchEffect({
+        onSuccess: (text) =>
+          Effect.sync(() => answer(response, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }, request.method === "HEAD" ? undefined : text)),
+        onFailure: (e) =>
+          Effect.logWarning("metrics not served").pipe(Effect.annotateLogs({ reason: describe(e) }), Effect.zipRight(Effect.sync(() => answer(response, 500))))
+      })))
     }
     return yield* Effect.acquireRelease(
       Effect.async<http.Server, CannotServeMetrics>((resume) => {
@@ -83,9 +68,10 @@ export const serveMetrics = (exposition: () => Promise<string>, { host, port }: 
         const failed = (e: Error) => resume(Effect.fail(new CannotServeMetrics({ reason: `--metrics-listen ${host}:${port}: ${describe(e)}` })))
         server.once("error", failed)
         server.listen({ host, port }, () => {
-          // From now on an error is one connection's (EMFILE at accept): said, and the server goes on.
+          // From now on an error is one connection's (EMFILE at accept): said,
+          // and the server goes on. Unheard, the second would end pmjq.
           server.off("error", failed)
-          server.on("error", (e) => warn("metrics server", e))
+          server.on("error", (e) => run(Effect.logWarning("metrics server").pipe(Effect.annotateLogs({ reason: describe(e) }))))
           // Not what keeps pmjq running: its scope closes it.
           resume(Effect.succeed(server.unref()))
         })

@@ -65,9 +65,9 @@ export const run = async (args: ReadonlyArray<string>, cwd: string) => {
   return { code, ...running.output() }
 }
 
-export const waitFor = async (what: string, condition: () => boolean, timeoutMs = 30_000) => {
+export const waitFor = async (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000) => {
   const deadline = Date.now() + timeoutMs
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 25))
   }

@@ -123,16 +123,12 @@ describe("metrics", () => {
     await daemon.exited
   })
 
-  it("anyone may connect to the port: 300 silent connections cost pmjq at most 16 descriptors and are closed in seconds, pipelined requests get one answer, jobs run meanwhile", async () => {
+  it("anyone may connect to the port: 300 silent connections cost pmjq at most 16 descriptors and are closed in seconds, pipelined requests get one answer and 503s, jobs run meanwhile", async () => {
     const t = workspace("metrics-flood")
     const port = await freePort()
     const daemon = start(["-o", t.archive, "--metrics-listen", String(port), t.spool], t.root)
     const pid = daemon.child.pid!
-    let up = false
-    await waitFor("the metrics served", () => {
-      void fetch(`http://127.0.0.1:${port}/metrics`).then((r) => (up ||= r.status === 200), () => undefined)
-      return up
-    })
+    await waitFor("the metrics served", () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.status === 200, () => false))
     const descriptors = () => fs.readdirSync(`/proc/${pid}/fd`).length
     const before = descriptors()
     // A local user's flood: connections held open, never a request.
@@ -159,7 +155,10 @@ describe("metrics", () => {
       socket.on("data", (d: Buffer) => (got += d.toString())).on("close", () => resolve(got)).on("error", () => undefined)
     })
     expect(replies.match(/^HTTP\/1\.1 200/gm)?.length).toBe(1)
+    expect(replies).toMatch(/^HTTP\/1\.1 503/m)
     expect(replies).toContain("pmjq_jobs_finished_total")
+    const head = await fetch(`http://127.0.0.1:${port}/metrics`, { method: "HEAD" })
+    expect([head.status, await head.text()]).toEqual([200, ""])
     expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(200)
     expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404)
     expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: "POST" })).status).toBe(405)

@@ -387,7 +387,7 @@ describe("daemon", () => {
   it.effect("a stop while a job's process is being started: it is not handed back to the queue (it runs), but stopped and archived as interrupted", () =>
     Effect.gen(function*() {
       const t = yield* setup
-      t.runner.plan("starting", exits(0, "1 hour", "1 second"))
+      t.runner.plan("starting", exits(0, "1 hour", { startsIn: "1 second" }))
       yield* t.spool.submit("starting", 1)
       // No grace: a stop interrupts the job's fiber at once, during the spawn.
       const fiber = yield* t.start(daemonSettings({ grace: "0 seconds", killAfter: "30 seconds" }))

@@ -95,8 +95,8 @@ describe("claims", () => {
       const name = "n".repeat(length)
       const base = besideName(name, ".json").slice(0, -".json".length)
       for (const suffix of [".out", ".err"] as const) expect([length, besideName(name, suffix)]).toEqual([length, base + suffix])
-      expect([length, besideName(name, "cut.json")]).toEqual([length, `.${base}.json`])
-      expect([length, bytes(besideName(name, "cut.json") + ".tmp") <= NAME_MAX]).toEqual([length, true])
+      expect([length, besideName(name, "cutRecord")]).toEqual([length, `.${base}.json`])
+      expect([length, bytes(besideName(name, "cutRecord") + ".tmp") <= NAME_MAX]).toEqual([length, true])
     }
   })
 
