@@ -49,13 +49,18 @@ afterAll(() => {
  *
  * While it runs it holds an exclusive flock(2) on a local file named after
  * the job: a second run that starts while the first is still alive finds it
- * taken and writes "overlap". The kernel lets the lock go only when the last
+ * taken and writes "overlap", with the holder's pid and node (each run writes
+ * its own into the file). The kernel lets the lock go only when the last
  * process holding it dies, so this holds for a run killed outright too (a
  * node cut off from the spool SIGKILLs its jobs), which leaves no end in the
- * ledger to compare times with.
+ * ledger to compare times with. flock(1)'s own output goes to /dev/null: it
+ * checks that its stdout closes well, and the job's is on the volume, where a
+ * mount dying under it made flock exit 1 with the lock taken.
  */
 const script = (ledger: string, sleep = "0") =>
-  `#!/bin/sh\nexec 9>>${ledger}.lock.$PMJQ_JOB\nflock -n 9 || echo "overlap $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}\n` +
+  `#!/bin/sh\nexec 9>>${ledger}.lock.$PMJQ_JOB\nflock -n -E 75 9 >/dev/null 2>&1; held=$?\n` +
+  `[ $held = 0 ] || echo "overlap $PMJQ_JOB $PMJQ_NODE $(date +%s.%N) flock=$held holder=[$(tail -n 1 ${ledger}.lock.$PMJQ_JOB)]" >> ${ledger}\n` +
+  `echo "$$ $PMJQ_NODE" >&9\n` +
   `echo "start $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}\n` +
   `trap 'echo "cut $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}; trap - TERM; kill -TERM $$' TERM\n${"# padding\n".repeat(60)}` +
   `sleep ${sleep}\necho "end $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}\n`

@@ -210,8 +210,34 @@ interface OtlpSpan {
   readonly attributes: ReadonlyArray<{ readonly key: string; readonly value: { readonly stringValue?: string } }>
 }
 
+/**
+ * A collector 2 s away: what a connection sends reaches TO 2 s later, and
+ * only if the sender has not given up meanwhile (closed it), as with a
+ * request cut short before it was read.
+ */
+const farAway = async (to: number) => {
+  // Connections not yet dropped, nor forwarded and closed.
+  let pending = 0
+  const proxy = net.createServer((client) => {
+    const held: Array<Buffer> = []
+    let gone = false
+    pending++
+    client.on("data", (d: Buffer) => held.push(d)).on("close", () => (gone = true)).on("error", () => undefined)
+    setTimeout(() => {
+      if (gone) return void pending--
+      const upstream = net.connect(to, "127.0.0.1", () => {
+        client.removeAllListeners("data")
+        for (const d of held) upstream.write(d)
+        client.pipe(upstream).pipe(client)
+      }).on("error", () => client.destroy()).on("close", () => pending--)
+    }, 2000)
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve))
+  return { port: (proxy.address() as net.AddressInfo).port, settled: () => pending === 0, close: () => proxy.close() }
+}
+
 describe("traces", () => {
-  it("with OTEL_EXPORTER_OTLP_ENDPOINT: one trace per job, its claim, run and archival as children, with job, node and outcome", async () => {
+  it("with OTEL_EXPORTER_OTLP_ENDPOINT: one trace per job, its claim, run and archival as children, with job, node and outcome; sent whole before pmjq exits, though the collector takes 2 s", async () => {
     const spans: Array<OtlpSpan> = []
     const credentials: Array<string | undefined> = []
     const receiver = http.createServer((request, response) => {
@@ -227,23 +253,27 @@ describe("traces", () => {
       })
     })
     await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve))
-    const { port } = receiver.address() as net.AddressInfo
+    const far = await farAway((receiver.address() as net.AddressInfo).port)
     const t = workspace("traces")
     submit(t.spool, "good", "true")
     submit(t.spool, "bad", "exit 4")
+    // Ends after the first send of spans (a second in) has left: pmjq stops while it is on its way.
+    submit(t.spool, "later", "sleep 1.5")
     const daemon = cp.spawn(process.execPath, [BIN, "--drain", "--node-id", "tracer", "-o", t.archive, t.spool], {
       cwd: t.root,
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20t0ken" },
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${far.port}`, OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20t0ken" },
       stdio: "ignore"
     })
     const code = await new Promise((resolve) => daemon.once("close", resolve))
     expect(code).toBe(0)
-    await waitFor("both jobs' spans", () => spans.filter((s) => s.name === "pmjq.job").length === 2)
+    await waitFor("every send settled (arrived, or dropped as cut short)", far.settled)
+    far.close()
     receiver.close()
+    expect(spans.filter((s) => s.name === "pmjq.job").map((s) => s.attributes.find((a) => a.key === "pmjq.job")?.value.stringValue).sort()).toEqual(["bad", "good", "later"])
     expect(new Set(credentials)).toEqual(new Set(["Bearer t0ken"]))
 
     const attribute = (span: OtlpSpan, key: string) => span.attributes.find((a) => a.key === key)?.value.stringValue
-    for (const [job, outcome] of [["good", "succeeded"], ["bad", "failed"]] as const) {
+    for (const [job, outcome] of [["good", "succeeded"], ["bad", "failed"], ["later", "succeeded"]] as const) {
       const root = spans.find((s) => s.name === "pmjq.job" && attribute(s, "pmjq.job") === job)!
       expect(root.parentSpanId ?? "").toBe("")
       expect(attribute(root, "pmjq.node")).toBe("tracer")
