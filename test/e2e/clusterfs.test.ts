@@ -59,7 +59,8 @@ afterAll(() => {
  */
 const script = (ledger: string, sleep = "0") =>
   `#!/bin/sh\nexec 9>>${ledger}.lock.$PMJQ_JOB\nflock -n -E 75 9 >/dev/null 2>&1; held=$?\n` +
-  `[ $held = 0 ] || echo "overlap $PMJQ_JOB $PMJQ_NODE $(date +%s.%N) flock=$held holder=[$(tail -n 1 ${ledger}.lock.$PMJQ_JOB)]" >> ${ledger}\n` +
+  `[ $held = 75 ] && echo "overlap $PMJQ_JOB $PMJQ_NODE $(date +%s.%N) holder=[$(tail -n 1 ${ledger}.lock.$PMJQ_JOB)]" >> ${ledger}\n` +
+  `[ $held = 0 ] || [ $held = 75 ] || echo "lockfail $PMJQ_JOB $PMJQ_NODE $(date +%s.%N) flock=$held" >> ${ledger}\n` +
   `echo "$$ $PMJQ_NODE" >&9\n` +
   `echo "start $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}\n` +
   `trap 'echo "cut $PMJQ_JOB $PMJQ_NODE $(date +%s.%N)" >> ${ledger}; trap - TERM; kill -TERM $$' TERM\n${"# padding\n".repeat(60)}` +
@@ -96,7 +97,7 @@ const runs = (ledger: string): Array<Run> => {
   for (const line of fs.existsSync(ledger) ? fs.readFileSync(ledger, "utf8").split("\n").filter(Boolean) : []) {
     const [what, job, node, at] = line.split(" ") as [string, string, string, string]
     const key = `${job} ${node}`
-    if (what === "overlap") continue
+    if (what === "overlap" || what === "lockfail") continue
     if (what === "start") {
       const run: Run = { job, node, start: Number(at), end: null, cut: false }
       open.set(key, run)
@@ -117,7 +118,8 @@ const runs = (ledger: string): Array<Run> => {
  */
 const overlapping = (ledger: string) => {
   const all = fs.existsSync(ledger) ? fs.readFileSync(ledger, "utf8").split("\n").filter(Boolean) : []
-  return all.filter((line) => line.startsWith("overlap ")).map((line) => {
+  // A run whose lock could not be tried says so: it might have overlapped unseen.
+  return all.filter((line) => line.startsWith("overlap ") || line.startsWith("lockfail ")).map((line) => {
     const job = line.split(" ")[1]!
     return [line, ...all.filter((l) => l.split(" ")[1] === job && l !== line)].join("; ")
   })
