@@ -76,12 +76,15 @@ describe("--on-stop leave", () => {
     const before = beatAt()
     await waitFor("a fresh beat", () => beatAt() > before)
     expect(JSON.parse(fs.readFileSync(heartbeat, "utf8")).left).toBe(true)
-    const other = start(["--node-id", "k2", "--lease", "1s", "--poll", "1s", "-o", t.archive, t.spool], t.root)
+    // A lease of 3 s, not 1: with 1, k2 cuts itself off (no beat written for
+    // half its lease) whenever a loaded machine holds it up for half a
+    // second, the likely end of a CI run where it never archived the job.
+    const other = start(["--node-id", "k2", "--lease", "3s", "--poll", "1s", "-o", t.archive, t.spool], t.root)
     try {
-      // Several of its recovery rounds, and of k1's leases, go by.
+      // Six of its recovery rounds, and two of its leases, go by.
       await waitFor("k2 watching", () => /watching/.test(other.output().stderr))
-      const until = Date.now() + 3000
-      await waitFor("3 s", () => Date.now() > until)
+      const until = Date.now() + 6000
+      await waitFor("6 s", () => Date.now() > until)
       expect(lines(t.ledger)).toEqual(["long"])
       expect(fs.readdirSync(t.spool).filter((n) => !n.startsWith("."))).toEqual([])
       expect(other.output().stderr).not.toMatch(/node dead/)
@@ -91,6 +94,8 @@ describe("--on-stop leave", () => {
       expect(records(t.archive)).toMatchObject([{ name: "long", node: "k1", outcome: "succeeded" }])
       expect(lines(t.ledger)).toEqual(["long"])
     } finally {
+      // Kept for whoever looks into a failure.
+      fs.writeFileSync(path.join(t.root, "log-k2"), other.output().stderr)
       other.child.kill("SIGTERM")
       fs.writeFileSync(flag, "")
     }
