@@ -234,11 +234,11 @@ describe("many nodes on one spool", () => {
 
   it("a node publishes a heartbeat while it runs, and takes it away when it stops", async () => {
     const t = setup("heartbeat")
-    const daemon = start(["--node-id", "n1", "-o", t.archive, "-e", t.errors, "--lease", "2s", t.spool], t.root)
+    const daemon = start(["--node-id", "n1", "-o", t.archive, "-e", t.errors, "--lease", "4s", t.spool], t.root)
     const file = path.join(t.spool, ".pmjq", "nodes", "n1")
     await waitFor("heartbeat", () => fs.existsSync(file))
     const first = JSON.parse(fs.readFileSync(file, "utf8"))
-    expect(first).toMatchObject({ node: "n1", host: os.hostname(), pid: daemon.child.pid, archiveDir: t.archive, errorDir: t.errors, leaseMs: 2000 })
+    expect(first).toMatchObject({ node: "n1", host: os.hostname(), pid: daemon.child.pid, archiveDir: t.archive, errorDir: t.errors, leaseMs: 4000 })
     expect(first.helpers).toHaveLength(2)
     // Every lease/4: a later beat comes within a second.
     await waitFor("next beat", () => JSON.parse(fs.readFileSync(file, "utf8")).beatAt !== first.beatAt, 5_000)

@@ -66,7 +66,7 @@ describe("--on-stop leave", () => {
     const t = workspace("leave-kill")
     const flag = path.join(t.root, "flag")
     const heartbeat = path.join(t.spool, ".pmjq/nodes/k1")
-    const killed = start(["--node-id", "k1", "--on-stop", "leave", "--lease", "1s", "-o", t.archive, t.spool], t.root)
+    const killed = start(["--node-id", "k1", "--on-stop", "leave", "--lease", "3s", "-o", t.archive, t.spool], t.root)
     submit(t.spool, "long", flagged(t.ledger, "long", flag, "echo finished"))
     await waitFor("the job started", () => lines(t.ledger).length === 1)
     killed.child.kill("SIGKILL")
@@ -76,9 +76,9 @@ describe("--on-stop leave", () => {
     const before = beatAt()
     await waitFor("a fresh beat", () => beatAt() > before)
     expect(JSON.parse(fs.readFileSync(heartbeat, "utf8")).left).toBe(true)
-    // A lease of 3 s, not 1: with 1, k2 cuts itself off (no beat written for
-    // half its lease) whenever a loaded machine holds it up for half a
-    // second, the likely end of a CI run where it never archived the job.
+    // Leases of 3 s, not 1: with 1, a node cuts itself off (no beat written
+    // for half its lease) whenever a loaded machine holds it up for half a
+    // second, the likely end of a CI run where k2 never archived the job.
     const other = start(["--node-id", "k2", "--lease", "3s", "--poll", "1s", "-o", t.archive, t.spool], t.root)
     try {
       // Six of its recovery rounds, and two of its leases, go by.

@@ -15,7 +15,7 @@ const snapshot = (dir: string): Array<string> =>
 describe("pmjq status", () => {
   it("shows queued, running, nodes, the latest finished and rejected jobs; as JSON with stable keys; changes nothing", async () => {
     const t = workspace("status")
-    const daemon = start(["--node-id", "n1", "-j", "1", "--grace", "1s", "--lease", "2s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    const daemon = start(["--node-id", "n1", "-j", "1", "--grace", "1s", "--lease", "4s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
     try {
       submit(t.spool, "done-ok", "exit 0")
       submit(t.spool, "done-fail", "exit 3")
