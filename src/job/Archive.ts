@@ -138,6 +138,9 @@ const placeExclusive = async (calls: Calls, from: string, to: string): Promise<P
   }
 }
 
+/** A fresh hidden name beside TO, short (TO may already be NAME_MAX long), for what is linked in as TO. */
+const asideFor = (to: string) => path.join(path.dirname(to), `.pmjq-copy-${randomBytes(8).toString("hex")}.tmp`)
+
 /**
  * A copy appears whole or not at all: made under a hidden name beside TO (a
  * short one: TO may already be NAME_MAX long), then linked in, so no reader
@@ -145,7 +148,7 @@ const placeExclusive = async (calls: Calls, from: string, to: string): Promise<P
  * disk, an empty one.
  */
 const copyWhole = async (calls: Calls, from: string, to: string): Promise<Placed> => {
-  const aside = path.join(path.dirname(to), `.pmjq-copy-${randomBytes(8).toString("hex")}.tmp`)
+  const aside = asideFor(to)
   try {
     await calls.copyNew(from, aside)
     await calls.link(aside, to)
@@ -165,7 +168,7 @@ const copyWhole = async (calls: Calls, from: string, to: string): Promise<Placed
  * entry whole: the only time a crash leaves it unsure whether the entry is.
  */
 const placeRecord = async (calls: Calls, from: string, to: string, before: () => Promise<void>): Promise<Placed> => {
-  const aside = path.join(path.dirname(to), `.pmjq-copy-${randomBytes(8).toString("hex")}.tmp`)
+  const aside = asideFor(to)
   try {
     await calls.link(from, aside).catch(async (e: unknown) => {
       const code = errnoCode(e)

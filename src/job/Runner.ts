@@ -152,6 +152,10 @@ const makeSpawnerRunner = Effect.gen(function*() {
   // killAll sees only the pids already reported: a job forked just before the
   // cut reports later, and would run on beside the node that takes it over.
   let cutOff = false
+  const kill = (pid: number) => {
+    killed.add(pid)
+    signalGroup(pid, "SIGKILL")
+  }
   let left = false
   let keeping: Handover | null = null
   let nextId = 0
@@ -163,10 +167,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
     if (job === undefined) return
     if ("pid" in report) {
       job.pid = report.pid
-      if (cutOff) {
-        killed.add(report.pid)
-        signalGroup(report.pid, "SIGKILL")
-      }
+      if (cutOff) kill(report.pid)
       job.started?.(Effect.succeed(track(report.pid, job.exited)))
       job.started = null
     } else if ("error" in report) {
@@ -292,10 +293,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
   const killAll = Effect.sync(() => {
     cutOff = true
     const running = [...inFlight.values()].flatMap((job) => (job.pid === null ? [] : [job.pid]))
-    for (const pid of running) {
-      killed.add(pid)
-      signalGroup(pid, "SIGKILL")
-    }
+    running.forEach(kill)
     return running.length
   })
 
