@@ -24,12 +24,30 @@ export const fakeSpool = Effect.gen(function*() {
   /** Names another node takes between our listing and our rename. */
   const stolen = new Set<string>()
   const claimed: Array<string> = []
+  /** Names whose claim was lost (gone when this node tried). */
+  const lost: Array<string> = []
   const released: Array<string> = []
   const calls = { list: 0, inspect: 0 }
 
   const submit = (name: string, readyAt: number, executable = true, uid = 1000) => {
     files.set(name, { readyAt, executable, uid })
     return Queue.offer(notify, name)
+  }
+
+  /**
+   * Another node claims NAMES: they leave the spool now, and this node hears
+   * of it as from the kernel, in an I/O callback, at the first turn of its
+   * event loop after its next lost race: the worst case, where its picks run
+   * before the loop turns.
+   */
+  const unheard: Array<string> = []
+  const takenElsewhere = (names: ReadonlyArray<string>) => {
+    for (const name of names) files.delete(name)
+    unheard.push(...names)
+  }
+  const hear = () => {
+    const names = unheard.splice(0)
+    if (names.length > 0) setImmediate(() => Effect.runSync(Queue.offerAll(notify, names)))
   }
 
   const service = Spool.of({
@@ -55,7 +73,11 @@ export const fakeSpool = Effect.gen(function*() {
     claim: (name) =>
       Effect.sync(() => {
         const present = files.delete(name)
-        if (!present || stolen.has(name)) return Option.none()
+        if (!present || stolen.has(name)) {
+          lost.push(name)
+          hear()
+          return Option.none()
+        }
         claimed.push(name)
         return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null })
       }),
@@ -84,7 +106,7 @@ export const fakeSpool = Effect.gen(function*() {
         Effect.forever
       )
   })
-  return { service, files, submit, stolen, claimed, released, calls }
+  return { service, files, submit, stolen, takenElsewhere, claimed, lost, released, calls }
 })
 
 /** What one spawn of a job does; an exit's process may take `startsIn` to start (fork and exec). */

@@ -94,7 +94,8 @@ const make = Effect.gen(function*() {
         if ((yield* pending.size) > 0) yield* wake.await
         continue
       }
-      yield* jobs.launch(candidate, freeSlot)
+      // A race lost says the queue is behind the spool: it catches up first.
+      if (!(yield* jobs.launch(candidate, freeSlot))) yield* feed.catchUp
     }
     yield* Effect.logInfo("drained").pipe(Effect.annotateLogs({ claimed: yield* Ref.get(running.won), lostRaces: yield* Ref.get(running.lost) }))
   })

@@ -212,6 +212,31 @@ describe("daemon", () => {
       expect(t.archive.stored).toHaveLength(2)
     }))
 
+  it.effect("after a lost race the next pick waits for a turn of the event loop, where the other nodes' claims are heard of", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      const names = Array.from({ length: 20 }, (_, i) => `j${String(i).padStart(2, "0")}`)
+      for (const [i, name] of names.entries()) {
+        t.runner.plan(name, exits(0, "1 second"))
+        yield* t.spool.submit(name, i)
+      }
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 1 }))
+      yield* settle
+      expect(t.runner.spawns).toEqual(["j00"])
+      // Another node claims every other job just as j00 ends: this node's
+      // queue is stale until its event loop turns.
+      t.spool.takenElsewhere(names.slice(1))
+      yield* advance("1 second")
+      for (let turn = 0; turn < 5; turn++) {
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        yield* settle
+      }
+      // One race lost, not nineteen: the notifications emptied the queue first.
+      expect(t.spool.lost).toEqual(["j01"])
+      expect(t.runner.spawns).toEqual(["j00"])
+      yield* Fiber.interrupt(fiber)
+    }))
+
   it.effect("a job submitted while the daemon runs is picked up from its notification", () =>
     Effect.gen(function*() {
       const t = yield* setup
