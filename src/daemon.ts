@@ -11,7 +11,8 @@
  *                        leave them to the spawners), then interruption
  *   RecoveryRounds       dead nodes' jobs (this node's previous run first), every --poll
  *   Cancels              `pmjq cancel`'s requests, every --poll and when one appears
- *   Hooks, SpoolFeed, Progress, Restart (SIGHUP), Sampling (the metrics' gauges)
+ *   Hooks, SpoolFeed, Progress, Restart (SIGHUP), Sampling (the metrics' gauges),
+ *   ArchiveSweep         (once: what a crash left half placed in the archive dirs)
  *   Dispatcher           takes a slot, waits for the gate, claims, launches
  *
  * under the services they use (Spool, Nodes, Requests, Gate, Archive, ProcessRunner,
@@ -23,6 +24,7 @@
  * says when the spool is drained (Finished), which ends it the same way.
  */
 import { Deferred, Effect, Fiber, Layer, Option } from "effect"
+import { ArchiveSweep } from "./features/ArchiveSweep.js"
 import { DaemonConfig, type DaemonSettings, type Ending, Finished } from "./features/Config.js"
 import { Cancels } from "./features/Cancels.js"
 import { Dispatcher } from "./features/Dispatcher.js"
@@ -59,7 +61,7 @@ export const DaemonLive = (settings: DaemonSettings) => {
   const beating = Heartbeat.pipe(Layer.provideMerge(state))
   const running = Stopping.layer.pipe(Layer.provideMerge(Jobs.layer), Layer.provideMerge(beating))
   const recovering = Layer.mergeAll(RecoveryRounds, Cancels.layer).pipe(Layer.provideMerge(running))
-  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart, Sampling).pipe(Layer.provideMerge(recovering))
+  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart, Sampling, ArchiveSweep).pipe(Layer.provideMerge(recovering))
   return Dispatcher.pipe(Layer.provideMerge(watching))
 }
 

@@ -197,6 +197,7 @@ export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0)
   const stored: Array<{ readonly dir: string; readonly record: JobRecord }> = []
   const discarded: Array<JobRecord> = []
   const settled: Array<JobRecord> = []
+  const swept: Array<string> = []
   let failing = failures
   const service = Archive.of({
     settle: (job: Finished) => Effect.sync(() => void settled.push(job.record)),
@@ -209,9 +210,10 @@ export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0)
         stored.push({ dir, record: job.record })
         return Effect.succeed(`${dir}/${stamp(new Date(job.record.endedAt))}_${job.record.name}`)
       }))),
-    discard: (job: Finished) => Effect.sync(() => void discarded.push(job.record))
+    discard: (job: Finished) => Effect.sync(() => void discarded.push(job.record)),
+    sweep: (dir: string) => Effect.sync(() => (swept.push(dir), 0))
   })
-  return { service, stored, discarded, settled }
+  return { service, stored, discarded, settled, swept }
 })
 
 export const fakeArchive = makeFakeArchive()

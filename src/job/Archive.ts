@@ -14,7 +14,7 @@
  * entry goes and when it is whole, until the running folder is cleared:
  * whoever finishes an archival cut short does not archive the job twice.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -23,11 +23,11 @@ import { pipeline } from "node:stream/promises"
 import { logLines } from "../text.js"
 import { isJobName } from "../decode.js"
 import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
-import { ensureArchiveDir } from "../dirs.js"
+import { ensureArchiveDir, listOrEmpty } from "../dirs.js"
 import { type ArchivalMark, readMark, writeMark } from "./ArchivalMark.js"
 import { type Ownership, recordKeeping } from "../files.js"
 import { iso, type JobRecord, recordText } from "../record.js"
-import { asideOf, doneMarkOf, entryFiles, entryName, stamp } from "../spool/layout.js"
+import { archiveAside, asideOf, doneMarkOf, entryFiles, entryName, isArchiveAside, stamp } from "../spool/layout.js"
 import { type Calls, Syscalls } from "../syscalls.js"
 
 export interface Finished {
@@ -61,6 +61,11 @@ export class Archive extends Context.Tag("pmjq/Archive")<
     readonly store: (dir: string, job: Finished) => Effect.Effect<string, ArchiveFailed | ClaimLost>
     /** No archive for this job: delete the script, its record and any captured output. */
     readonly discard: (job: Finished) => Effect.Effect<void, ArchiveFailed>
+    /**
+     * Removes from DIR what a crash left half placed: asides unchanged for an
+     * hour (layout.ts archiveAside); returns how many. A missing DIR has none.
+     */
+    readonly sweep: (dir: string) => Effect.Effect<number, ArchiveFailed>
   }
 >() {
   static readonly Live = Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls)))
@@ -138,8 +143,15 @@ const placeExclusive = async (calls: Calls, from: string, to: string): Promise<P
   }
 }
 
-/** A fresh hidden name beside TO, short (TO may already be NAME_MAX long), for what is linked in as TO. */
-const asideFor = (to: string) => path.join(path.dirname(to), `.pmjq-copy-${randomBytes(8).toString("hex")}.tmp`)
+/**
+ * How long an aside must have been left unchanged before a sweep removes it.
+ * One in use is younger: a copy's writes and the link(2) that stages a record
+ * set its ctime to now, and each is linked in and removed at once after.
+ */
+const STALE_ASIDE = Duration.hours(1)
+
+/** A fresh hidden name beside TO (layout.ts), for what is linked in as TO. */
+const asideFor = (to: string) => archiveAside(path.dirname(to), randomBytes(8).toString("hex"))
 
 /**
  * A copy appears whole or not at all: made under a hidden name beside TO (a
@@ -315,5 +327,23 @@ const makeLive = (calls: Calls) => {
       catch: fail(job.script ?? job.recordFile)
     })
 
-  return Archive.of({ settle, store, discard })
+  const sweep = (dir: string) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const names = yield* Effect.tryPromise({ try: () => listOrEmpty(calls, dir), catch: fail(dir) })
+      const removed = yield* Effect.forEach(names.filter(isArchiveAside), (name) =>
+        Effect.tryPromise({
+          try: async () => {
+            const file = path.join(dir, name)
+            const stat = await calls.lstat(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
+            if (stat === null || !stat.isFile() || now - stat.ctimeMs < Duration.toMillis(STALE_ASIDE)) return false
+            await removeIfPresent(calls, file)
+            return true
+          },
+          catch: fail(path.join(dir, name))
+        }))
+      return removed.filter(Boolean).length
+    })
+
+  return Archive.of({ settle, store, discard, sweep })
 }

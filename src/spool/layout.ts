@@ -283,6 +283,14 @@ export const entryName = (entryStamp: string, name: string, clash: number): stri
   return prefix + fitName(prefix, name)
 }
 
+/**
+ * What is placed in an archive dir is first made under a short hidden name
+ * beside the entry (DIR may already hold names NAME_MAX long), then linked in:
+ * no reader sees an entry's file half written. TOKEN: 16 random hex digits.
+ */
+export const archiveAside = (dir: string, token: string) => path.join(dir, `.pmjq-copy-${token}.tmp`)
+export const isArchiveAside = (name: string) => /^\.pmjq-copy-[0-9a-f]{16}\.tmp$/.test(name)
+
 /** The entry a record's file name belongs to (STAMP_NAME.json → STAMP_NAME), or null when it is no entry's record. */
 export const entryOfRecord = (fileName: string): string | null =>
   fileName.endsWith(".json") && !isHidden(fileName) ? fileName.slice(0, -".json".length) : null

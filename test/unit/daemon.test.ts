@@ -237,6 +237,16 @@ describe("daemon", () => {
       yield* Fiber.interrupt(fiber)
     }))
 
+  it.effect("at start the archive, error and rejected dirs are swept of what a crash left, each once", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      const fiber = yield* t.start(daemonSettings({ errorDir: Option.some("/errors") }))
+      yield* settle
+      yield* advance("10 seconds")
+      expect(t.archive.swept.sort()).toEqual(["/archive", "/errors", "/spool/.pmjq/rejected"])
+      yield* Fiber.interrupt(fiber)
+    }))
+
   it.effect("a job submitted while the daemon runs is picked up from its notification", () =>
     Effect.gen(function*() {
       const t = yield* setup

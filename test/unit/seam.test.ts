@@ -289,6 +289,28 @@ describe("archival on the memory filesystem", () => {
       expect([m.list("/run1"), m.list("/run2")]).toEqual([[], []])
     }))
 
+  it.effect("a sweep removes the asides a crash left an hour ago, and nothing else", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const archive = yield* build(m, "n1", Archive)
+      m.mkdirs(ARCHIVE)
+      const aside = (token: string) => `${ARCHIVE}/.pmjq-copy-${token}.tmp`
+      // Left by a crash between the copy and its link into place.
+      m.write(aside("0123456789abcdef"), "half a copy")
+      m.write(`${ARCHIVE}/${STAMP}_job`, "#!/bin/sh\n", 0o755)
+      m.write(`${ARCHIVE}/.pmjq-copy-not-hex.tmp`, "not pmjq's name")
+      m.mkdirs(aside("dddddddddddddddd"))
+      yield* TestClock.adjust("30 minutes")
+      // A copy under way: younger than an hour when the sweep runs.
+      m.write(aside("fedcba9876543210"), "being copied")
+      yield* TestClock.adjust("30 minutes")
+      expect(yield* archive.sweep(ARCHIVE)).toBe(1)
+      expect(m.list(ARCHIVE)).toEqual([
+        ".pmjq-copy-dddddddddddddddd.tmp", ".pmjq-copy-fedcba9876543210.tmp", ".pmjq-copy-not-hex.tmp", `${STAMP}_job`
+      ])
+      expect(yield* archive.sweep("/nowhere")).toBe(0)
+    }))
+
   it.effect("an archive on another filesystem gets copies, and the running folder is emptied", () =>
     Effect.gen(function*() {
       const m = yield* world

@@ -1,0 +1,25 @@
+/**
+ * Every file pmjq places in an archive dir is made under a hidden name, then
+ * linked in (job/Archive.ts); a crash between the two leaves the hidden one.
+ * Once at startup, in the background (an archive dir may hold 100,000 entries,
+ * and dispatch need not wait for its listing), those left an hour are removed
+ * from this node's archive, error and rejected dirs.
+ */
+import { Effect, Layer, Option } from "effect"
+import { Archive } from "../job/Archive.js"
+import { DaemonConfig } from "./Config.js"
+
+const make = Effect.gen(function*() {
+  const settings = yield* DaemonConfig
+  const archive = yield* Archive
+  const dirs = new Set([...Option.toArray(settings.archiveDir), ...Option.toArray(settings.errorDir), settings.rejectedDir])
+  const sweep = (dir: string) =>
+    archive.sweep(dir).pipe(
+      Effect.tap((removed) =>
+        removed === 0 ? Effect.void : Effect.logInfo("removed what a crash left half placed").pipe(Effect.annotateLogs({ dir, removed }))),
+      Effect.catchAll((e) => Effect.logWarning("archive dir not swept").pipe(Effect.annotateLogs({ dir, reason: e.message })))
+    )
+  yield* Effect.forkScoped(Effect.forEach(dirs, sweep, { discard: true }))
+})
+
+export const ArchiveSweep = Layer.scopedDiscard(make)
