@@ -36,9 +36,10 @@ export const fakeSpool = Effect.gen(function*() {
 
   /**
    * Another node claims NAMES: they leave the spool now, and this node hears
-   * of it as from the kernel, in an I/O callback, at the first turn of its
-   * event loop after its next lost race: the worst case, where its picks run
-   * before the loop turns.
+   * of it as from the kernel, at the next poll phase of its event loop after
+   * its next lost race (the worst case: its picks run before the loop turns).
+   * A lost race may come in an I/O callback, so that poll phase is a turn
+   * later: an immediate set from an immediate stands in for it.
    */
   const unheard: Array<string> = []
   const takenElsewhere = (names: ReadonlyArray<string>) => {
@@ -47,7 +48,7 @@ export const fakeSpool = Effect.gen(function*() {
   }
   const hear = () => {
     const names = unheard.splice(0)
-    if (names.length > 0) setImmediate(() => Effect.runSync(Queue.offerAll(notify, names)))
+    if (names.length > 0) setImmediate(() => setImmediate(() => Effect.runSync(Queue.offerAll(notify, names))))
   }
 
   const service = Spool.of({

@@ -47,9 +47,10 @@ const make = Effect.gen(function*() {
   // Alone, a node takes the oldest job. With peers, each takes the one it
   // prefers among the 2 x nodes oldest (rendezvous hashing on node and name):
   // nodes mostly want different files, so few claims are lost to a race, and a
-  // job waits behind few younger ones. Measured with 16 nodes (bench/scale.ts):
-  // oldest-first loses 1.6 claims per claim won; 2 x nodes 0.3, and jobs start
-  // a median 18 places from their place in the queue; 4 x nodes 0.18 and 39.
+  // job waits behind few younger ones. Measured with 16 nodes (bench/scale.ts,
+  // 2026-11): oldest-first loses 1.6 claims per claim won; 2 x nodes 0.35, and
+  // jobs start a median 17 places from their place in the queue; 4 x nodes 0.18
+  // and 39.
   const preference = (name: string) => rendezvous(settings.node, name)
   const next = Effect.gen(function*() {
     const peers = yield* Ref.get(running.peers)
@@ -94,7 +95,8 @@ const make = Effect.gen(function*() {
         if ((yield* pending.size) > 0) yield* wake.await
         continue
       }
-      // A race lost says the queue is behind the spool: it catches up first.
+      // A claim not won (mostly a race lost) says the queue may be behind the
+      // spool: it catches up before the next pick.
       if (!(yield* jobs.launch(candidate, freeSlot))) yield* feed.catchUp
     }
     yield* Effect.logInfo("drained").pipe(Effect.annotateLogs({ claimed: yield* Ref.get(running.won), lostRaces: yield* Ref.get(running.lost) }))

@@ -47,6 +47,25 @@ export const spoolEvents = (poll: Duration.DurationInput) =>
 const logFailure = <A>(effect: Effect.Effect<A, SpoolIOError>) =>
   Effect.tapError(effect, (e) => Effect.logWarning("spool not readable").pipe(Effect.annotateLogs({ reason: e.message })))
 
+/**
+ * Until the notifications the kernel holds now have been read: what a lost
+ * race calls for, since the other nodes' claims are in them. On a local
+ * filesystem a claim's calls are synchronous, so picks made without a turn of
+ * the event loop come from the same stale queue and are lost too (16 nodes:
+ * 2.7 races lost per claim won, 0.35 with this wait). Two immediates, because a
+ * lost claim may run in an I/O callback (poll phase), where one immediate runs
+ * in this iteration's check phase before any further poll (0.47-0.50); the
+ * second, set from the check phase, runs after the next poll phase, where
+ * notifications are read. The feed mostly handles them in that callback's
+ * microtasks (a direct lstat and a forget each).
+ */
+const catchUp = Effect.async<void>((resume) => {
+  let turn = setImmediate(() => {
+    turn = setImmediate(() => resume(Effect.void))
+  })
+  return Effect.sync(() => clearImmediate(turn))
+})
+
 /** The feed of PENDING; `requested` is run for each notification of a request (Requests.ts). */
 export const makeFeed = (pending: Pending, requested: Effect.Effect<void>) =>
   Effect.gen(function*() {
@@ -75,23 +94,6 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>) =>
 
     const handle = (event: SpoolEvent) =>
       event._tag === "Listed" ? reconcile(event.names) : isCancelRequest(event.name) ? requested : look(event.name)
-
-    /**
-     * Until the notifications the kernel holds now have been read: what a lost
-     * race calls for, since the other nodes' claims are in them. On a local
-     * filesystem a claim's calls are synchronous, so picks made without a turn
-     * of the event loop come from the same stale queue and are lost too (16
-     * nodes: 2.7 races lost per claim won, 0.35 with this wait). An immediate
-     * set from the check phase runs after the next poll phase, where
-     * notifications are read; the feed mostly handles them in that callback's
-     * microtasks (a direct lstat and a forget each).
-     */
-    const catchUp = Effect.async<void>((resume) => {
-      let turn = setImmediate(() => {
-        turn = setImmediate(() => resume(Effect.void))
-      })
-      return Effect.sync(() => clearImmediate(turn))
-    })
 
     /** One full look at the spool, done before dispatch starts and when a drain runs dry. */
     const scan = logFailure(spool.list).pipe(Effect.flatMap(reconcile), Effect.ignore)
