@@ -152,6 +152,16 @@ export const ensureArchiveDir = async (calls: Calls, dir: string): Promise<void>
 }
 
 /**
+ * An archive dir checked as ensureArchiveDir checks it, but never made: its
+ * real path, or null when it does not exist. Throws UntrustedDirectory.
+ */
+export const trustedArchiveDir = async (calls: Calls, dir: string): Promise<string | null> => {
+  const real = await walk(calls, dir)
+  if (real !== null) await verifyOwnDir(calls, real)
+  return real
+}
+
+/**
  * StrictModes for the folder of a file pmjq replaces now and then
  * (--metrics-file): the way to it as for an archive dir, and the folder itself
  * pmjq's own, not open to others even with the sticky bit (in /tmp a user

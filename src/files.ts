@@ -273,6 +273,7 @@ export const readRegularAsync = async (file: string, uid: number | null = null, 
 }
 
 const ZEROS = Buffer.alloc(1 << 16)
+const HOLE_STEP = 1 << 30
 
 /**
  * Copies the regular file FROM to a new file TO (created as createNew does,
@@ -282,7 +283,7 @@ const ZEROS = Buffer.alloc(1 << 16)
  * size (truncate -s 100G), which must cost neither pmjq's event loop nor the
  * archive's disk.
  */
-export const copyNewAsync = async (from: string, to: string): Promise<void> => {
+export const copyNewAsync = async (from: string, to: string, holeStep = HOLE_STEP): Promise<void> => {
   const source = await openRegularAsync(from, null)
   try {
     const { mode, owner } = copyOf(source.stat)
@@ -290,12 +291,19 @@ export const copyNewAsync = async (from: string, to: string): Promise<void> => {
     try {
       const buffer = Buffer.allocUnsafe(ZEROS.length)
       let position = 0
+      let holeSince = 0
       for (;;) {
         const { bytesRead } = await source.handle.read(buffer, 0, buffer.length, null)
         if (bytesRead === 0) break
         if (buffer.compare(ZEROS, 0, bytesRead, 0, bytesRead) !== 0) {
           let written = 0
           while (written < bytesRead) written += (await target.write(buffer, written, bytesRead - written, position + written)).bytesWritten
+          holeSince = position + bytesRead
+        } else if (position + bytesRead - holeSince >= holeStep) {
+          // The size kept in step across a long hole: it sets the copy's
+          // ctime, which tells an archive sweep the copy is in use (Archive.ts).
+          await target.truncate(position + bytesRead)
+          holeSince = position + bytesRead
         }
         position += bytesRead
       }

@@ -192,9 +192,11 @@ export const fakeRunner = Effect.gen(function*() {
 
 /**
  * An archive that records what it is given, each store taking `takes` (on the
- * test clock); the first `failures` stores fail, as on a full disk.
+ * test clock); the first `failures` stores fail, as on a full disk. A sweep of
+ * a dir is recorded, then does what `sweepOf` says (by default: nothing to
+ * remove).
  */
-export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0) => Effect.sync(() => {
+export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0, sweepOf: (dir: string) => Effect.Effect<number> = () => Effect.succeed(0)) => Effect.sync(() => {
   const stored: Array<{ readonly dir: string; readonly record: JobRecord }> = []
   const discarded: Array<JobRecord> = []
   const settled: Array<JobRecord> = []
@@ -212,7 +214,7 @@ export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0)
         return Effect.succeed(`${dir}/${stamp(new Date(job.record.endedAt))}_${job.record.name}`)
       }))),
     discard: (job: Finished) => Effect.sync(() => void discarded.push(job.record)),
-    sweep: (dir: string) => Effect.sync(() => (swept.push(dir), 0))
+    sweep: (dir: string) => Effect.zipRight(Effect.sync(() => swept.push(dir)), sweepOf(dir))
   })
   return { service, stored, discarded, settled, swept }
 })

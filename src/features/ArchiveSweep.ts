@@ -17,9 +17,10 @@ const make = Effect.gen(function*() {
     archive.sweep(dir).pipe(
       Effect.tap((removed) =>
         removed === 0 ? Effect.void : Effect.logInfo("removed what a crash left half placed").pipe(Effect.annotateLogs({ dir, removed }))),
-      Effect.catchAll((e) => Effect.logWarning("archive dir not swept").pipe(Effect.annotateLogs({ dir, reason: e.message })))
+      Effect.catchTag("ArchiveFailed", (e) => Effect.logWarning("archive dir not swept").pipe(Effect.annotateLogs({ dir, reason: e.reason })))
     )
-  yield* Effect.forkScoped(Effect.forEach(dirs, sweep, { discard: true }))
+  // Each on its own: one on a hung mount does not hold up the others.
+  yield* Effect.forkScoped(Effect.forEach(dirs, sweep, { concurrency: "unbounded", discard: true }))
 })
 
 export const ArchiveSweep = Layer.scopedDiscard(make)

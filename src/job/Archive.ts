@@ -23,7 +23,7 @@ import { pipeline } from "node:stream/promises"
 import { logLines } from "../text.js"
 import { isJobName } from "../decode.js"
 import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
-import { ensureArchiveDir, listOrEmpty } from "../dirs.js"
+import { ensureArchiveDir, listOrEmpty, trustedArchiveDir } from "../dirs.js"
 import { type ArchivalMark, readMark, writeMark } from "./ArchivalMark.js"
 import { type Ownership, recordKeeping } from "../files.js"
 import { iso, type JobRecord, recordText } from "../record.js"
@@ -63,7 +63,8 @@ export class Archive extends Context.Tag("pmjq/Archive")<
     readonly discard: (job: Finished) => Effect.Effect<void, ArchiveFailed>
     /**
      * Removes from DIR what a crash left half placed: asides unchanged for an
-     * hour (layout.ts archiveAside); returns how many. A missing DIR has none.
+     * hour (layout.ts archiveAside); returns how many. A missing DIR has none;
+     * one not pmjq's own (as ensureArchiveDir checks) fails.
      */
     readonly sweep: (dir: string) => Effect.Effect<number, ArchiveFailed>
   }
@@ -145,8 +146,10 @@ const placeExclusive = async (calls: Calls, from: string, to: string): Promise<P
 
 /**
  * How long an aside must have been left unchanged before a sweep removes it.
- * One in use is younger: a copy's writes and the link(2) that stages a record
- * set its ctime to now, and each is linked in and removed at once after.
+ * One in use is younger: a copy's writes (and, over long holes, its size kept
+ * in step: files.ts) and the link(2) that stages a record set its ctime to
+ * now. Another node's sweep removing one in use loses nothing: its link in
+ * fails, and the job, still in its running folder, is archived again.
  */
 const STALE_ASIDE = Duration.hours(1)
 
@@ -327,23 +330,30 @@ const makeLive = (calls: Calls) => {
       catch: fail(job.script ?? job.recordFile)
     })
 
-  const sweep = (dir: string) =>
-    Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const names = yield* Effect.tryPromise({ try: () => listOrEmpty(calls, dir), catch: fail(dir) })
-      const removed = yield* Effect.forEach(names.filter(isArchiveAside), (name) =>
-        Effect.tryPromise({
-          try: async () => {
-            const file = path.join(dir, name)
-            const stat = await calls.lstat(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
-            if (stat === null || !stat.isFile() || now - stat.ctimeMs < Duration.toMillis(STALE_ASIDE)) return false
-            await removeIfPresent(calls, file)
-            return true
-          },
-          catch: fail(path.join(dir, name))
-        }))
-      return removed.filter(Boolean).length
+  const removeIfStale = async (file: string, now: number) => {
+    const stat = await calls.lstat(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
+    if (stat === null || !stat.isFile() || now - stat.ctimeMs < Duration.toMillis(STALE_ASIDE)) return false
+    await removeIfPresent(calls, file)
+    return true
+  }
+
+  // Checked as at startup, never made: the listing and the removals are of the
+  // real path, reached only through folders no one else can change.
+  const sweep = Effect.fn("Archive.sweep")(function*(dir: string) {
+    const now = yield* Clock.currentTimeMillis
+    const real = yield* Effect.tryPromise({ try: () => trustedArchiveDir(calls, dir), catch: fail(dir) })
+    if (real === null) return 0
+    const names = yield* Effect.tryPromise({ try: () => listOrEmpty(calls, real), catch: fail(dir) })
+    // One file that cannot be looked at or removed is said, and left; the others are still swept.
+    const removed = yield* Effect.forEach(names.filter(isArchiveAside), (name) => {
+      const file = path.join(real, name)
+      return Effect.tryPromise({ try: () => removeIfStale(file, now), catch: fail(file) }).pipe(
+        Effect.catchTag("ArchiveFailed", (e) =>
+          Effect.as(Effect.logWarning("left in the archive dir").pipe(Effect.annotateLogs({ file, reason: e.reason })), false))
+      )
     })
+    return removed.filter(Boolean).length
+  })
 
   return Archive.of({ settle, store, discard, sweep })
 }

@@ -5,7 +5,7 @@
  * retries. No disk, no sleeps; every test looks at the files left.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Logger, Option, Ref, TestClock } from "effect"
+import { Deferred, Effect, Either, Fiber, Layer, Logger, Option, Ref, TestClock } from "effect"
 import { Archive } from "../../src/job/Archive.js"
 import { runJob } from "../../src/job/Job.js"
 import { ProcessRunner } from "../../src/job/Runner.js"
@@ -299,17 +299,31 @@ describe("archival on the memory filesystem", () => {
       m.write(aside("0123456789abcdef"), "half a copy")
       m.write(`${ARCHIVE}/${STAMP}_job`, "#!/bin/sh\n", 0o755)
       m.write(`${ARCHIVE}/.pmjq-copy-not-hex.tmp`, "not pmjq's name")
+      m.write(aside("1111111111111111"), "left too, but cannot be looked at")
       m.mkdirs(aside("dddddddddddddddd"))
+      m.symlink("/etc/passwd", aside("5555555555555555"))
+      m.mkdirs("/run")
+      m.write("/run/.job.json", "an old record")
       yield* TestClock.adjust("30 minutes")
-      // A copy under way: younger than an hour when the sweep runs.
+      // A copy under way, and a record staged by a link (which sets its ctime,
+      // not its mtime): younger than an hour when the sweep runs.
       m.write(aside("fedcba9876543210"), "being copied")
+      yield* Effect.promise(() => m.calls.link("/run/.job.json", aside("eeeeeeeeeeeeeeee")))
       yield* TestClock.adjust("30 minutes")
+      m.faults.push({ op: "lstat", on: (f) => f === aside("1111111111111111"), code: "EIO" })
       expect(yield* archive.sweep(ARCHIVE)).toBe(1)
       expect(m.list(ARCHIVE)).toEqual([
-        ".pmjq-copy-dddddddddddddddd.tmp", ".pmjq-copy-fedcba9876543210.tmp", ".pmjq-copy-not-hex.tmp", `${STAMP}_job`
+        ".pmjq-copy-1111111111111111.tmp", ".pmjq-copy-5555555555555555.tmp", ".pmjq-copy-dddddddddddddddd.tmp",
+        ".pmjq-copy-eeeeeeeeeeeeeeee.tmp", ".pmjq-copy-fedcba9876543210.tmp", ".pmjq-copy-not-hex.tmp", `${STAMP}_job`
       ])
       expect(yield* archive.sweep("/nowhere")).toBe(0)
-    }))
+      // Not pmjq's own: refused, nothing removed.
+      m.mkdirs("/theirs", 0o777)
+      m.write("/theirs/.pmjq-copy-0123456789abcdef.tmp", "a user's")
+      yield* TestClock.adjust("2 hours")
+      expect(Either.isLeft(yield* Effect.either(archive.sweep("/theirs")))).toBe(true)
+      expect(m.list("/theirs")).toEqual([".pmjq-copy-0123456789abcdef.tmp"])
+    }).pipe(Effect.provide(quiet)))
 
   it.effect("an archive on another filesystem gets copies, and the running folder is emptied", () =>
     Effect.gen(function*() {
