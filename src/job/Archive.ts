@@ -206,6 +206,14 @@ const placeRecord = async (calls: Calls, from: string, to: string, before: () =>
 const removeIfPresent = (calls: Calls, file: string) =>
   calls.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
+/** Removes FILE when it is a regular file unchanged (ctime) for STALE_ASIDE at NOW; whether it did. */
+const removeIfStale = async (calls: Calls, file: string, now: number) => {
+  const stat = await calls.lstat(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
+  if (stat === null || !stat.isFile() || now - stat.ctimeMs < Duration.toMillis(STALE_ASIDE)) return false
+  await removeIfPresent(calls, file)
+  return true
+}
+
 // Error output joins pmjq's log: marked and escaped line by line (text.ts).
 const replay = (calls: Calls, file: string, sink: NodeJS.WritableStream, through: Transform | null) =>
   (through === null ? pipeline(calls.readStream(file), sink, { end: false }) : pipeline(calls.readStream(file), through, sink, { end: false }))
@@ -330,13 +338,6 @@ const makeLive = (calls: Calls) => {
       catch: fail(job.script ?? job.recordFile)
     })
 
-  const removeIfStale = async (file: string, now: number) => {
-    const stat = await calls.lstat(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? null : Promise.reject(e)))
-    if (stat === null || !stat.isFile() || now - stat.ctimeMs < Duration.toMillis(STALE_ASIDE)) return false
-    await removeIfPresent(calls, file)
-    return true
-  }
-
   // Checked as at startup, never made: the listing and the removals are of the
   // real path, reached only through folders no one else can change.
   const sweep = Effect.fn("Archive.sweep")(function*(dir: string) {
@@ -347,7 +348,7 @@ const makeLive = (calls: Calls) => {
     // One file that cannot be looked at or removed is said, and left; the others are still swept.
     const removed = yield* Effect.forEach(names.filter(isArchiveAside), (name) => {
       const file = path.join(real, name)
-      return Effect.tryPromise({ try: () => removeIfStale(file, now), catch: fail(file) }).pipe(
+      return Effect.tryPromise({ try: () => removeIfStale(calls, file, now), catch: fail(file) }).pipe(
         Effect.catchTag("ArchiveFailed", (e) =>
           Effect.as(Effect.logWarning("left in the archive dir").pipe(Effect.annotateLogs({ file, reason: e.reason })), false))
       )
