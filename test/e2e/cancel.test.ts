@@ -2,8 +2,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { entries, isAlive, lines, publicBin, records, run, start, submit, waitFor, workspace } from "./harness.js"
-import { addUsers, asUser, isRoot, removeUsers, sharedSpool, submitAs } from "./users.js"
+import { entries, isAlive, lines, publicBin, records, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
+import { addUsers, asUser, removeUsers, rootMissing, sharedSpool, submitAs } from "./users.js"
 
 const pidIn = (file: string) => Number(lines(file)[0])
 
@@ -104,7 +104,7 @@ describe("pmjq cancel", () => {
   })
 })
 
-describe.runIf(isRoot)("pmjq cancel between users (as root: needs useradd and setpriv)", () => {
+describe.runIf(runsHere("pmjq cancel between users", rootMissing))("(as root: creates users) pmjq cancel between users", () => {
   const OWNER = "pmjqcan1"
   const OTHER = "pmjqcan2"
   let bin = ""

@@ -10,20 +10,18 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { BIN, type Running, waitFor, watched } from "./harness.js"
-
-const has = (command: string) => cp.spawnSync("sh", ["-c", `command -v ${command}`]).status === 0
+import { BIN, has, type Running, waitFor, watched } from "./harness.js"
 
 /** Why GlusterFS tests cannot run here, or null. */
 export const glusterMissing = (): string | null =>
   process.getuid?.() !== 0
-    ? "not root"
+    ? "needs root (a volume of its own, FUSE mounts, a host name per machine)"
     : !has("glusterd") || !has("gluster")
-    ? "no glusterd (apt-get install glusterfs-server glusterfs-client)"
+    ? "needs glusterd (Debian packages glusterfs-server and glusterfs-client, which .ci/run installs)"
     : !fs.existsSync("/dev/fuse")
-    ? "no /dev/fuse"
+    ? "needs /dev/fuse"
     : !has("unshare")
-    ? "no unshare"
+    ? "needs unshare (util-linux)"
     : null
 
 const gluster = (...args: Array<string>) => cp.spawnSync("gluster", ["--mode=script", ...args], { encoding: "utf8", timeout: 120_000 })
@@ -96,15 +94,15 @@ const outwardAddress = () =>
 /** Why MooseFS tests cannot run here, or null. */
 export const mooseMissing = (): string | null =>
   process.getuid?.() !== 0
-    ? "not root"
+    ? "needs root (servers of its own, FUSE mounts, a host name per machine)"
     : !has("mfsmaster") || !has("mfschunkserver") || !has("mfsmount")
-    ? "no MooseFS (apt-get install moosefs-master moosefs-chunkserver moosefs-client)"
+    ? "needs MooseFS (Debian packages moosefs-master, moosefs-chunkserver and moosefs-client, which .ci/run installs)"
     : !fs.existsSync("/var/lib/mfs/metadata.mfs.empty")
-    ? "no /var/lib/mfs/metadata.mfs.empty"
+    ? "needs /var/lib/mfs/metadata.mfs.empty (Debian package moosefs-master)"
     : outwardAddress() === null
-    ? "no non-loopback address (the chunkserver refuses a 127.x master)"
+    ? "needs a non-loopback address (the chunkserver refuses a 127.x master)"
     : !fs.existsSync("/dev/fuse")
-    ? "no /dev/fuse"
+    ? "needs /dev/fuse"
     : null
 
 /**

@@ -222,7 +222,7 @@ describe("pmjq daemon", () => {
     const [record] = records(t.archive)
     expect(record).toMatchObject({ name: "stubborn", outcome: "interrupted", signal: "SIGTERM" })
     expect(isAlive(record.pid)).toBe(false)
-    await waitFor("background child gone", () => !isAlive(child), 5_000)
+    await waitFor("background child gone", () => !isAlive(child))
     expect(daemon.output().stderr).toMatch(/INFO stopping .*running=1/)
   })
 
@@ -266,7 +266,7 @@ describe("idle and limit commands, for real", () => {
     const marker = path.join(t.root, "idle.txt")
     const daemon = start(["--node-id", "n1", "--idle-after", "1s", "--idle-cmd", `echo "$PMJQ_QUEUED $PMJQ_RUNNING $PMJQ_NODE" > "${marker}"; echo said; echo complained >&2; exit 3`, "-o", t.archive, t.spool], t.root)
     try {
-      await waitFor("idle command", () => fs.existsSync(marker) && daemon.output().stderr.includes("hook failed"), 15_000)
+      await waitFor("idle command", () => fs.existsSync(marker) && daemon.output().stderr.includes("hook failed"))
       expect(fs.readFileSync(marker, "utf8")).toBe("0 0 n1\n")
       const log = daemon.output().stderr
       expect(log).toMatch(/INFO said hook=idle stream=stdout/)
@@ -313,7 +313,7 @@ describe("pmjq's spawners", () => {
       process.kill(spawner!, "SIGKILL")
       await waitFor("record", () => records(t.archive).length === 1)
       expect(records(t.archive)[0]).toMatchObject({ name: "orphaned", outcome: "interrupted", reason: "pmjq's spawner process died" })
-      await waitFor("job's group killed", () => !isAlive(orphan!), 5_000)
+      await waitFor("job's group killed", () => !isAlive(orphan!))
 
       fs.writeFileSync(path.join(t.root, "go"), "")
       await waitFor("sibling done", () => records(t.archive).length === 2)
@@ -343,6 +343,6 @@ describe("pmjq's spawners", () => {
     expect((await daemon.exited).code).toBe(0)
     expect(lines(t.ledger)).toEqual(["done"])
     expect(records(t.archive)).toMatchObject([{ name: "short", outcome: "succeeded" }])
-    await waitFor("spawners gone with pmjq", () => spawners.every((s) => !isAlive(s)), 5_000)
+    await waitFor("spawners gone with pmjq", () => spawners.every((s) => !isAlive(s)))
   })
 })

@@ -7,6 +7,18 @@ import { afterEach } from "vitest"
 
 export const BIN = path.resolve(import.meta.dirname, "../../dist/bin.js")
 
+/**
+ * Whether a group of tests can run here: MISSING says why not, or is null.
+ * Why is said once, on the run's output, so that no group is skipped quietly.
+ */
+export const runsHere = (group: string, missing: string | null) => {
+  if (missing !== null) console.warn(`skipped: ${group}: ${missing}`)
+  return missing === null
+}
+
+/** Whether COMMAND is on the PATH. */
+export const has = (command: string) => cp.spawnSync("sh", ["-c", `command -v ${command}`]).status === 0
+
 export const tempDir = (label: string) => fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-${label}-`))
 
 /** A fresh root with an empty spool, and where archive, error dir and a ledger would go. */
@@ -65,11 +77,56 @@ export const run = async (args: ReadonlyArray<string>, cwd: string) => {
   return { code, ...running.output() }
 }
 
-export const waitFor = async (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000) => {
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * Waits for CONDITION, failing after TIMEOUT ms. For what takes a moment
+ * whatever the machine (a file appearing, a process gone): the budgets given
+ * are many times what a loaded machine twice as slow as ours needs. Work whose
+ * length grows with the machine's speed waits with `waitWhileProgressing`.
+ */
+export const waitFor = async (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 60_000) => {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
+    await pause(25)
+  }
+}
+
+/**
+ * Waits for DONE for as long as PROGRESS (a count, a size: anything compared
+ * with ===) keeps changing: it fails only when PROGRESS stood still for
+ * STALL ms. A slow or loaded machine then takes longer, never fails for being
+ * slow; a stuck run still fails, saying where it stood and CONTEXT (what the
+ * daemons said, say).
+ */
+export const waitWhileProgressing = async (
+  what: string,
+  done: () => boolean | Promise<boolean>,
+  progress: () => unknown,
+  context: () => string = () => "",
+  stallMs = 90_000
+) => {
+  let last = progress()
+  let movedAt = Date.now()
+  while (!(await done())) {
+    const now = progress()
+    if (now !== last) {
+      last = now
+      movedAt = Date.now()
+    } else if (Date.now() - movedAt > stallMs) {
+      throw new Error(`no progress towards ${what} for ${stallMs / 1000} s (stuck at ${String(now)})\n${context()}`)
+    }
+    await pause(25)
+  }
+}
+
+/** The size of FILE, 0 while it does not exist: how far a ledger jobs append to has come. */
+export const sizeOf = (file: string) => {
+  try {
+    return fs.statSync(file).size
+  } catch {
+    return 0
   }
 }
 

@@ -6,8 +6,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
-import { addUsers, isRoot, removeUsers, sharedSpool, submitAs } from "./users.js"
+import { lines, records, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
+import { addUsers, removeUsers, rootMissing, sharedSpool, submitAs } from "./users.js"
 
 describe("values that make no sense are refused: exit 64, one line, nothing created", () => {
   const t = workspace("limits-values")
@@ -65,7 +65,7 @@ describe("a job named with an escape sequence", () => {
 
 const GREEDY = "pmjq-ga"
 const OTHER = "pmjq-gb"
-describe.skipIf(!isRoot)("(needs root: creates users) --max-jobs-per-user", () => {
+describe.runIf(runsHere("--max-jobs-per-user between real users", rootMissing))("(as root: creates users) --max-jobs-per-user", () => {
   beforeAll(() => addUsers([GREEDY, OTHER]))
   afterAll(() => removeUsers([GREEDY, OTHER]))
 

@@ -10,11 +10,10 @@ import * as http from "node:http"
 import * as net from "node:net"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { BIN, run, start, submit, waitFor, workspace } from "./harness.js"
+import { BIN, has, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
 
 const ROOT = path.resolve(import.meta.dirname, "../..")
-const hasPromtool = cp.spawnSync("sh", ["-c", "command -v promtool"]).status === 0
-const needsPromtool = hasPromtool ? "" : "(skipped here: needs promtool, Debian package prometheus) "
+const hasPromtool = runsHere("metrics checked by promtool", has("promtool") ? null : "needs promtool (Debian package prometheus, which .ci/run installs)")
 
 /** A port nothing listens on (the kernel's pick, released at once). */
 const freePort = () =>
@@ -96,14 +95,14 @@ describe("metrics", () => {
     expect((await daemon.exited).code).toBe(0)
   })
 
-  it.skipIf(!hasPromtool)(`${needsPromtool}what was served passes promtool check metrics`, () => {
+  it.runIf(hasPromtool)("(needs promtool) what was served passes promtool check metrics", () => {
     expect(served).toContain("pmjq_jobs_finished_total")
     const checked = promtool(served)
     expect(checked.stdout + checked.stderr).toBe("")
     expect(checked.status).toBe(0)
   })
 
-  it.skipIf(!hasPromtool)(`${needsPromtool}written to --metrics-file whole, replacing a symlink there rather than following it`, async () => {
+  it.runIf(hasPromtool)("(needs promtool) written to --metrics-file whole, replacing a symlink there rather than following it", async () => {
     const t = workspace("metrics-file")
     submit(t.spool, "one", "true")
     const victim = path.join(t.root, "victim")

@@ -6,14 +6,14 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { publicBin, records, run } from "./harness.js"
-import { addUsers, gidOf, isRoot, removeUsers, sharedSpool, submitAs, uidOf } from "./users.js"
+import { publicBin, records, run, runsHere } from "./harness.js"
+import { addUsers, gidOf, removeUsers, rootMissing, sharedSpool, submitAs, uidOf } from "./users.js"
 
 const ALICE = "pmjq-alice"
 const BOB = "pmjq-bob"
 const TEAM = "pmjq-team"
 
-describe.skipIf(!isRoot)("(needs root: creates users) jobs of many users, pmjq as root", () => {
+describe.runIf(runsHere("jobs of many users", rootMissing))("(as root: creates users) jobs of many users, pmjq as root", () => {
   beforeAll(() => {
     cp.spawnSync("groupadd", [TEAM])
     addUsers([ALICE, BOB])

@@ -134,7 +134,7 @@ describe("crash recovery", () => {
     try {
       await waitFor("watching", () => daemon.output().stderr.includes("watching"))
       const startedAt = Date.now()
-      await waitFor("recovered and run", () => lines(t.ledger).length === 1, 15_000)
+      await waitFor("recovered and run", () => lines(t.ledger).length === 1)
       // Not before the lease ran out (the heartbeat was fresh when pmjq started).
       expect(Date.now() - startedAt).toBeGreaterThan(1_500)
       expect(lines(t.ledger)).toEqual(["ran 2"])
@@ -182,7 +182,7 @@ describe("crash recovery", () => {
       const node = entries(running)[0]!
       expect(entries(path.join(running, node))).toEqual([".patient.err", ".patient.json", ".patient.out", "patient"])
       fs.rmSync(t.archive)
-      await waitFor("archived on a retry", () => records(t.archive).length === 1, 15_000)
+      await waitFor("archived on a retry", () => records(t.archive).length === 1)
       expect(records(t.archive)).toMatchObject([{ name: "patient", outcome: "succeeded" }])
       expect(lines(t.ledger)).toEqual(["ran"])
     } finally {
@@ -241,19 +241,19 @@ describe("many nodes on one spool", () => {
     expect(first).toMatchObject({ node: "n1", host: os.hostname(), pid: daemon.child.pid, archiveDir: t.archive, errorDir: t.errors, leaseMs: 4000 })
     expect(first.helpers).toHaveLength(2)
     // Every lease/4: a later beat comes within a second.
-    await waitFor("next beat", () => JSON.parse(fs.readFileSync(file, "utf8")).beatAt !== first.beatAt, 5_000)
+    await waitFor("next beat", () => JSON.parse(fs.readFileSync(file, "utf8")).beatAt !== first.beatAt)
     daemon.child.kill("SIGTERM")
     expect((await daemon.exited).code).toBe(0)
     expect(fs.existsSync(file)).toBe(false)
     expect(fs.existsSync(path.join(t.spool, ".pmjq", "running", "n1"))).toBe(false)
-    for (const pid of first.helpers) await waitFor("spawner gone", () => !isAlive(pid), 5_000)
+    for (const pid of first.helpers) await waitFor("spawner gone", () => !isAlive(pid))
   })
 })
 
 describe("chaos", () => {
-  it("500 jobs while pmjq is killed with SIGKILL 12 times at random moments, then a clean run: each job archived once, and only runs cut by a kill were repeated", async () => {
+  it("300 jobs while pmjq is killed with SIGKILL 12 times at random moments, then a clean run: each job archived once, and only runs cut by a kill were repeated", async () => {
     const t = setup("chaos")
-    const JOBS = 500
+    const JOBS = 300
     // A run that pmjq's spawner stops (pmjq died) says so: its "killed" line.
     for (let i = 0; i < JOBS; i++) {
       submit(t.spool, `job-${i}`, [
@@ -297,14 +297,11 @@ describe("chaos", () => {
     expect([...tally].filter(([, c]) => c.end < 1 || c.start - c.killed !== 1)).toEqual([])
     const repeated = [...tally.values()].filter((c) => c.start > 1).length
     // The error dir holds only what cut runs left (script-less, interrupted).
-    for (const r of records(t.errors)) {
-      expect(r.outcome).toBe("interrupted")
-      expect(fs.existsSync(path.join(t.errors, r.entry))).toBe(false)
-    }
+    expect(records(t.errors).filter((r) => r.outcome !== "interrupted" || fs.existsSync(path.join(t.errors, r.entry)))).toEqual([])
     // Nothing left anywhere: not queued, not held by a node.
     expect(entries(t.spool).filter((n) => !n.startsWith("."))).toEqual([])
     expect(entries(path.join(t.spool, ".pmjq", "running"))).toEqual([])
     expect(entries(path.join(t.spool, ".pmjq", "nodes"))).toEqual([])
     console.log(`chaos: ${kills} kills, ${repeated} jobs ran again after a cut run, ${records(t.errors).length} cut runs' output kept`)
-  }, 180_000)
+  })
 })

@@ -122,7 +122,7 @@ describe("--on-stop leave", () => {
       expect(records(t.archive)).toMatchObject([{ name: "long", outcome: "succeeded", node: id }])
       expect(lines(t.ledger)).toEqual(["long"])
       // Written every 5 s.
-      await waitFor("the adopted job counted", () => /^pmjq_jobs_finished_total\{outcome="succeeded"\} 1$/m.test(fs.readFileSync(prom, "utf8")), 30_000)
+      await waitFor("the adopted job counted", () => /^pmjq_jobs_finished_total\{outcome="succeeded"\} 1$/m.test(fs.readFileSync(prom, "utf8")))
     } finally {
       second.child.kill("SIGTERM")
       fs.writeFileSync(flag, "")

@@ -9,8 +9,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { BIN, lines, publicBin, records, run, start, waitFor, workspace } from "./harness.js"
-import { addUsers, asUser, gidOf, isRoot, placeAs, removeUsers, sharedSpool, submitAs, uidOf } from "./users.js"
+import { BIN, lines, publicBin, records, run, runsHere, start, waitFor, workspace } from "./harness.js"
+import { addUsers, asUser, gidOf, placeAs, removeUsers, rootMissing, sharedSpool, submitAs, uidOf } from "./users.js"
 
 const ALICE = "pmjq-sa"
 const BOB = "pmjq-sb"
@@ -25,7 +25,7 @@ const walk = (dir: string): Array<{ readonly file: string; readonly stat: fs.Sta
 
 const mode = (file: string) => fs.lstatSync(file).mode & 0o7777
 
-describe.skipIf(!isRoot)("(needs root: creates users, mounts a tmpfs) hostile local users against a root pmjq", () => {
+describe.runIf(runsHere("hostile local users against a root pmjq", rootMissing))("(as root: creates users, mounts a tmpfs) hostile local users against a root pmjq", () => {
   beforeAll(() => {
     addUsers([ALICE, BOB])
   })

@@ -25,7 +25,7 @@ describe("pmjq status", () => {
       await waitFor("long running", () => fs.existsSync(path.join(t.root, "long.pid")))
       const heartbeat = path.join(t.spool, ".pmjq", "nodes", "n1")
       // Its pid reaches status through the node's next heartbeat (every lease/4).
-      await waitFor("heartbeat lists it", () => fs.readFileSync(heartbeat, "utf8").includes('"name":"long"'), 5_000)
+      await waitFor("heartbeat lists it", () => fs.readFileSync(heartbeat, "utf8").includes('"name":"long"'))
       submit(t.spool, "queued-1", "exit 0")
       submit(t.spool, "queued-2", "exit 0")
 

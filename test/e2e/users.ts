@@ -6,6 +6,9 @@ import { workspace } from "./harness.js"
 
 export const isRoot = process.getuid?.() === 0
 
+/** Why the tests that act as other users cannot run here, or null. */
+export const rootMissing = isRoot ? null : "needs root (it makes users with useradd and acts as them with setpriv); run the tests as root, as .ci/run does"
+
 export const uidOf = (user: string) => Number(cp.execFileSync("id", ["-u", user], { encoding: "utf8" }).trim())
 export const gidOf = (user: string) => Number(cp.execFileSync("id", ["-g", user], { encoding: "utf8" }).trim())
 

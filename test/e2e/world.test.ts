@@ -10,8 +10,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { SpawnReport, SpawnRequest } from "../../src/job/protocol.js"
-import { BIN, records, run, tempDir, waitFor, workspace } from "./harness.js"
-import { addUsers, asUser, gidOf, isRoot, sharedSpool, submitAs, uidOf } from "./users.js"
+import { BIN, records, run, runsHere, tempDir, waitFor, workspace } from "./harness.js"
+import { addUsers, asUser, gidOf, rootMissing, sharedSpool, submitAs, uidOf } from "./users.js"
 
 const WA = "pmjq-wa"
 const WB = "pmjq-wb"
@@ -79,7 +79,7 @@ const killAllOf = async (user: string) => {
   await waitFor(`no process of ${user}`, () => cp.spawnSync("pgrep", ["-u", user]).status === 1)
 }
 
-describe.skipIf(!isRoot)("(needs root: creates users) a job run as its owner does not inherit root's world", () => {
+describe.runIf(runsHere("a job run as its owner", rootMissing))("(as root: creates users) a job run as its owner does not inherit root's world", () => {
   beforeAll(() => addUsers([WA, WB]))
   afterEach(async () => {
     for (const user of [WA, WB]) await killAllOf(user)

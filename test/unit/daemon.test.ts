@@ -10,6 +10,10 @@ import { Users } from "../../src/job/Users.js"
 import { Nodes } from "../../src/spool/Nodes.js"
 import { busy, daemonSettings, exits, fakeHooks, fakeLoad, fakeNodes, fakeRequests, fakeRunner, fakeSpool, fakeUsers, makeFakeArchive } from "../fakes.js"
 import { Requests } from "../../src/spool/Requests.js"
+import { makeQuiet } from "../quiet.js"
+
+// Tests in a file run one at a time: one watch serves them all.
+const quiet = makeQuiet()
 
 const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0, sweepOf?: (dir: string) => Effect.Effect<number>) => Effect.gen(function*() {
   const spool = yield* fakeSpool
@@ -32,15 +36,13 @@ const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0, sw
       load.layer
     ).pipe(Layer.provide(load.layer))
   const start = (settings: DaemonSettings, cpuLimit?: number) =>
-    daemon(settings).pipe(Effect.scoped, Effect.provide(layer(Option.fromNullable(cpuLimit))), Effect.fork)
+    daemon(settings).pipe(Effect.scoped, Effect.provide(layer(Option.fromNullable(cpuLimit))), quiet.watch, Effect.fork)
   return { spool, runner, archive, load, nodes, hooks, requests, start }
 })
 const setup = setupWith(0)
 
-/** Lets forked fibers run up to their next wait. */
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 200; i++) yield* Effect.yieldNow()
-})
+/** Lets the daemon's fibers run until every one of them waits. */
+const settle = quiet.settle
 
 /** Moves the test clock on, then lets what it woke up run. */
 const advance = (duration: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(duration), settle)
@@ -80,7 +82,7 @@ describe("idle and limit commands", () => {
       yield* advance("1 second")
       expect(t.hooks.runs).toMatchObject([{ hook: "idle", command: "shutdown now", env: { PMJQ_QUEUED: "0", PMJQ_RUNNING: "0", PMJQ_NODE: "node" } }])
       // Still idle: not again.
-      yield* advance("5 minutes")
+      yield* advance("2 minutes")
       expect(t.hooks.runs).toHaveLength(1)
       // Busy for a while, then idle again: once more, a full --idle-after later.
       yield* t.spool.submit("work", 1)
@@ -121,7 +123,7 @@ describe("idle and limit commands", () => {
       yield* advance("1 second")
       yield* advance("1 second")
       expect(t.hooks.runs).toMatchObject([{ hook: "limit", command: "boot another", env: { PMJQ_LIMIT: "max-jobs", PMJQ_QUEUED: "1" } }])
-      yield* advance("10 minutes")
+      yield* advance("2 minutes")
       expect(t.hooks.runs).toHaveLength(1)
       yield* Fiber.interrupt(fiber).pipe(Effect.fork)
       yield* advance("31 seconds")
@@ -472,7 +474,7 @@ describe("daemon", () => {
       yield* settle
       // The gate was open while the queue was empty; then the machine got busy.
       yield* Ref.set(t.load.load, 5)
-      yield* TestClock.adjust("10 minutes")
+      yield* TestClock.adjust("2 minutes")
       yield* t.spool.submit("late", 1)
       yield* settle
       yield* advance("10 seconds")

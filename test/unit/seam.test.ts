@@ -18,6 +18,7 @@ import { Spool, SpoolLive } from "../../src/spool/Spool.js"
 import { Syscalls } from "../../src/syscalls.js"
 import { fakeRunner, fakeUsers, jobSettings } from "../fakes.js"
 import { makeMemoryFs, type MemoryFs } from "../memoryfs.js"
+import { makeQuiet } from "../quiet.js"
 
 const NOW = Date.parse("2026-11-29T12:00:00.000Z")
 const STAMP = stamp(new Date(NOW))
@@ -46,8 +47,10 @@ const services = (m: MemoryFs, node: string) =>
 const build = <A, E, R extends Spool | Nodes | Archive>(m: MemoryFs, node: string, use: Effect.Effect<A, E, R>) =>
   Effect.provide(use, services(m, node))
 
-/** Lets the memory filesystem's promises resolve (a turn of the event loop, no wall time waited). */
-const settle = Effect.promise(() => new Promise((resolve) => setImmediate(resolve))).pipe(Effect.repeatN(5))
+// What a test forks is watched: `settle` lets it run until it all waits (the
+// memory filesystem's promises resolved), no wall time waited.
+const watching = makeQuiet()
+const settle = watching.settle
 
 const job = (m: MemoryFs, file: string, body = "#!/bin/sh\n") => m.write(file, body, 0o755)
 
@@ -364,6 +367,7 @@ describe("archival on the memory filesystem", () => {
       const running = yield* run.pipe(
         Effect.provide(Layer.mergeAll(services(m, "node"), Layer.succeed(ProcessRunner, runner.service), Layer.succeed(Users, fakeUsers))),
         Effect.provide(quiet),
+        watching.watch,
         Effect.fork
       )
       // The job's process exits at once (on the test clock).
