@@ -221,7 +221,7 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
     const spool = path.join(volume.mounts[0], "crash")
     fs.mkdirSync(spool)
     const ledger = path.join(root, "ledger")
-    const JOBS = 120
+    const JOBS = 80
     const names = Array.from({ length: JOBS }, (_, i) => `c${String(i).padStart(3, "0")}`)
     for (const name of names) submit(spool, name, script(ledger, "0.2"))
     const archive = (m: string) => path.join(root, `archive-${m}`)
@@ -233,7 +233,7 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
     // Jobs of 0.2 s on -j 4: a kill lands among runs, records and archival alike.
     const progress = () => sizeOf(ledger)
     const logs = () => [survivor, ...victims].map((d) => d.output().stderr.slice(-2000)).join("\n")
-    for (const [m, after] of [["a", 20], ["c", 60]] as const) {
+    for (const [m, after] of [["a", 15], ["c", 45]] as const) {
       const victim = on(m, 0)
       victims.push(victim)
       await waitWhileProgressing(`${after} jobs ended`, () => ended() >= after, progress, logs)
@@ -288,18 +288,10 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
     const ran = new Set(all.filter((r) => r.end !== null && !r.cut).map((r) => r.job))
     expect(names.filter((n) => !ran.has(n) && !notArchived.includes(n))).toEqual([])
   }, CLUSTER_TEST)
-})
 
-describe.each([["GlusterFS", { ...setups["GlusterFS, recommended settings"]!, make: () => makeVolume("cut", true) }], ["MooseFS", setups.MooseFS!]] as const)("%s, a machine that loses the storage", (_, setup) => {
-  let volume: Volume
-  beforeAll(async () => {
-    if (setup.runs) volume = await setup.make()
-  })
-  afterAll(async () => {
-    await volume?.remove()
-  })
-
-  it.runIf(setup.runs)(`its mount dies under it: it stops its jobs and exits 75 saying why; the other takes them over after the lease, never two runs at once; back, it rejoins`, async () => {
+  // Last, as it kills one mount and mounts it again; with the settings a
+  // cluster should use (the default caches add nothing to what it tests).
+  if (setup.coherent) it.runIf(setup.runs)(`a machine whose mount dies under it stops its jobs and exits 75 saying why; the other takes them over after the lease, never two runs at once; back, it rejoins`, async () => {
     const root = tempDir("gluster-cut")
     const spool = path.join(volume.mounts[0], "cut")
     fs.mkdirSync(spool)
