@@ -72,17 +72,21 @@ describe("metrics", () => {
       await new Promise((r) => setTimeout(r, 100))
       late = await scrape(port)
     }
+    served = late
     expect(value(late, 'pmjq_jobs_finished_total{outcome="succeeded"}')).toBe(jobs)
     expect(value(late, 'pmjq_jobs_finished_total{outcome="failed"}')).toBe(1)
     expect(value(late, 'pmjq_jobs_finished_total{outcome="cancelled"}')).toBe(0)
     expect(value(late, 'pmjq_claims_total{result="won"}')).toBe(jobs + 1)
     expect(value(late, 'pmjq_job_duration_seconds_count{outcome="succeeded"}')).toBe(jobs)
-    expect(value(late, 'pmjq_job_duration_seconds_sum{outcome="succeeded"}')).toBeGreaterThanOrEqual(jobs * 0.5)
+    // Real run times, not claim to end nor zero. Timed in the spawner from
+    // spawn(2)'s return to the reaped exit: on a loaded machine either end can
+    // come late by the scheduler's latency (the sum was once 5.97 s for 6 s of
+    // sleep), so a tenth less is allowed.
+    expect(value(late, 'pmjq_job_duration_seconds_sum{outcome="succeeded"}')).toBeGreaterThanOrEqual(jobs * 0.5 * 0.9)
     expect(value(late, "pmjq_dispatch_latency_seconds_count")).toBe(jobs + 1)
     expect(value(late, "pmjq_resident_memory_bytes")).toBeGreaterThan(10_000_000)
     expect(value(late, 'pmjq_nodes{state="live"}')).toBe(1)
 
-    served = late
 
     // Every metric name the dashboard queries is one this pmjq exported.
     const dashboard = fs.readFileSync(path.join(ROOT, "contrib/grafana/pmjq.json"), "utf8")
