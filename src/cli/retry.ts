@@ -13,21 +13,45 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { decodeRecord } from "../decode.js"
 import { NotPermitted, UsageError } from "../errors.js"
-import { readRegular } from "../files.js"
-import { entryFiles } from "../spool/layout.js"
+import { readRegular, Untrusted } from "../files.js"
+import { entryFiles, stateDir } from "../spool/layout.js"
 import { requireSpool } from "../spool/Spool.js"
+import { stateOwner } from "../spool/view.js"
 import { enqueue } from "./submit.js"
 
 /** A submitted name's base: what `pmjq submit` put before -STAMP-HOST-PID-RANDOM, so names do not grow with each retry. */
 export const baseOf = (name: string) => name.replace(/-\d{8}T\d{6}Z-[A-Za-z0-9_-]+-\d+-[0-9a-f]{6}$/, "") || name
 
-const readEntry = (entry: string) =>
+/**
+ * pmjq's uid on SPOOL (the owner of its .pmjq): only its records are
+ * believed. A user can write a file named like a record beside a script of
+ * theirs; what it says (the job's name, its outcome) must not count.
+ */
+const pmjqUid = (spool: string) =>
+  Effect.flatMap(Effect.promise(() => stateOwner(stateDir(spool))), Either.match({
+    onRight: (uid): Effect.Effect<number, UsageError | NotPermitted> => Effect.succeed(uid),
+    onLeft: (why) =>
+      why === "no state yet"
+        ? Effect.fail(new UsageError({ reason: `cannot retry: no pmjq has run on ${spool}, so no record can be its` }))
+        : Effect.fail(new NotPermitted({ reason: `cannot retry: ${why}, so no record can be told as pmjq's` }))
+  }))
+
+const readPmjqRecord = (file: string, pmjq: number) => {
+  try {
+    return readRegular(file, pmjq)
+  } catch (e) {
+    if (e instanceof Untrusted) throw new Error(`its record is not one pmjq wrote (${e.why})`)
+    throw e
+  }
+}
+
+const readEntry = (entry: string, pmjq: number) =>
   Effect.try({
     try: () => {
       const files = entryFiles(entry)
       const stat = fs.lstatSync(files.script)
       const text = readRegular(files.script, stat.uid)
-      const recordText = readRegular(files.record, null)
+      const recordText = readPmjqRecord(files.record, pmjq)
       if (text === null || recordText === null) throw new Error("no such archive entry (ENTRY is DIR/STAMP_NAME, as pmjq status shows it)")
       const record = decodeRecord(recordText)
       if (Either.isLeft(record)) throw new Error(`its record does not decode: ${record.left}`)
@@ -56,8 +80,9 @@ export const retryCommand = Command.make(
       const dir = path.resolve(spool)
       yield* requireSpool(dir)
       const me = process.getuid?.() ?? 0
+      const pmjq = yield* pmjqUid(dir)
       for (const entry of entries) {
-        const found = yield* readEntry(path.resolve(entry))
+        const found = yield* readEntry(path.resolve(entry), pmjq)
         if (me !== 0 && found.owner.uid !== me) {
           return yield* new NotPermitted({ reason: `${entry} is not yours (its owner is uid ${found.owner.uid})` })
         }

@@ -58,7 +58,7 @@ const newest = async (dir: string, count: number, uid: number) => {
 }
 
 /** pmjq's uid, as the owner of the spool's .pmjq; or why that folder cannot be believed. */
-const stateOwner = async (state: string): Promise<Either.Either<number, string>> => {
+export const stateOwner = async (state: string): Promise<Either.Either<number, string>> => {
   const stat = await fsp.lstat(state).catch(() => null)
   if (stat === null) return Either.left("no state yet")
   const problem = ownDirProblem(stat, stat.uid)

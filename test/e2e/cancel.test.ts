@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { entries, isAlive, lines, publicBin, records, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
-import { addUsers, asUser, removeUsers, rootMissing, sharedSpool, submitAs } from "./users.js"
+import { addUsers, asUser, gidOf, removeUsers, rootMissing, sharedSpool, submitAs, uidOf } from "./users.js"
 
 const pidIn = (file: string) => Number(lines(file)[0])
 
@@ -147,6 +147,33 @@ describe.runIf(runsHere("pmjq cancel between users", rootMissing))("(as root: cr
       daemon.child.kill("SIGTERM")
     }
     expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("retry believes only pmjq's records: a user's file named like one, beside a script of theirs, is refused, for them and for root", async () => {
+    const t = sharedSpool("retry-forged")
+    // A pmjq has run on the spool: its .pmjq says whose records are pmjq's.
+    expect((await run(["--drain", "-o", t.archive, t.spool], t.root)).code).toBe(0)
+    // An "archive entry" of the user's own making: a script, and a record that
+    // would decode and agree with it.
+    const dir = path.join(t.root, "mine")
+    fs.mkdirSync(dir, { mode: 0o755 })
+    const entry = path.join(dir, "20260102T030405.000Z_planted")
+    const record = {
+      name: "planted", node: "n1", host: "h", pid: 4242, user: OTHER, uid: uidOf(OTHER), inode: null, attempt: 1,
+      claimedAt: "2026-01-02T03:04:05.000Z", startedAt: "2026-01-02T03:04:05.100Z", endedAt: "2026-01-02T03:04:06.000Z",
+      durationMs: 900, outcome: "failed", exitCode: 3, signal: null, reason: "exited with status 3"
+    }
+    for (const [file, text, mode] of [[entry, "#!/bin/sh\ntrue\n", 0o755], [`${entry}.json`, JSON.stringify(record), 0o644]] as const) {
+      fs.writeFileSync(file, text, { mode })
+      fs.chownSync(file, uidOf(OTHER), gidOf(OTHER))
+    }
+    const byUser = asUser(OTHER, [process.execPath, bin, "retry", t.spool, entry])
+    const byRoot = await run(["retry", t.spool, entry], t.root)
+    for (const tried of [{ code: byUser.status, stderr: byUser.stderr }, byRoot]) {
+      expect(tried.code).toBe(64)
+      expect(tried.stderr).toMatch(/^pmjq: cannot retry .*_planted: its record is not one pmjq wrote \(owned by uid \d+, not 0\)/)
+    }
+    expect(entries(t.spool)).toEqual([".pmjq"])
   })
 })
 
