@@ -275,9 +275,10 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
     expect(overlapping(ledger)).toEqual([])
     // One whole entry per job, whichever machine completed its archival; a
     // second only where a kill fell in the one link between "placing" and
-    // the entry's record, and then the survivor says so.
+    // the entry's record, and then the machine that took it over says so
+    // (the survivor, or c taking a's jobs over before it was killed too).
     const { whole } = archived(["a", "b", "c"].map(archive))
-    const said = archivedAgain(survivor.output().stderr)
+    const said = archivedAgain([survivor, ...victims].map((d) => d.output().stderr).join("\n"))
     expect(names.filter((n) => (whole.get(n) ?? 0) > 1 && !said.has(n)).map((n) => `${n}: ${whole.get(n)}`)).toEqual([])
     // Nothing lost: a job not archived is one held back, still in the survivor's folder, whole.
     const notArchived = names.filter((n) => (whole.get(n) ?? 0) < 1)
