@@ -284,9 +284,12 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
     const notArchived = names.filter((n) => (whole.get(n) ?? 0) < 1)
     expect(notArchived.filter((n) => !held().has(n))).toEqual([])
     const mine = path.join(volume.mounts[1], "crash", ".pmjq", "running", "b")
+    // In a folder taken over from a dead machine (.from-X), nested when that
+    // machine had taken one over itself (c holding a's).
+    const takenFolders = (dir: string): Array<string> =>
+      fs.readdirSync(dir).filter((f) => f.startsWith(".from-")).map((f) => path.join(dir, f)).flatMap((f) => [f, ...takenFolders(f)])
     const kept = (n: string) =>
-      fs.readdirSync(mine).filter((f) => f.startsWith(".from-")).map((f) => path.join(mine, f, n)).filter((f) => fs.existsSync(f))
-        .map((f) => fs.readFileSync(f, "utf8"))
+      takenFolders(mine).map((f) => path.join(f, n)).filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, "utf8"))
     expect(notArchived.map(kept)).toEqual(notArchived.map((n) => [body(n)]))
     // A live machine took the dead machines' jobs over after the lease: a's
     // may be taken by c, started after a was killed, before c is killed too.
