@@ -3,7 +3,7 @@ import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 /**
  * The cluster filesystem tests first: they take the longest, so one worker
- * runs them while the other runs the rest, instead of starting them last.
+ * runs them while the others run the rest, instead of starting them last.
  */
 class ClusterFirst extends BaseSequencer {
   override async sort(files: Array<TestSpecification>) {

@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { glusterMissing, makeMooseVolume, makeVolume, mooseMissing, startGlusterd, startOn, stopGlusterd, type Volume } from "./clusterfs.js"
-import { type Running, runsHere, sizeOf, tempDir, waitFor, waitWhileProgressing } from "./harness.js"
+import { lastWords, type Running, runsHere, sizeOf, tempDir, waitFor, waitWhileProgressing } from "./harness.js"
 
 /**
  * A cluster test fails when it stops making progress (see
@@ -197,7 +197,7 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
       startOn(`host-${m}`, ["--drain", "--node-id", m, "-j", "4", "-o", archives[i]!, "--poll", "1s", path.join(volume.mounts[i as 0 | 1], "once")], root)
     )
     const over = () => daemons.every((d) => d.child.exitCode !== null || d.child.signalCode !== null)
-    const why = () => daemons.map((d) => d.output().stderr.slice(-2000)).join("\n")
+    const why = () => lastWords(daemons)
     await waitWhileProgressing("both machines running a job", () => over() || ["a", "b"].every((m) => runs(ledger).some((r) => r.node === m)), () => sizeOf(ledger), why)
     openGate(ledger)
     await waitWhileProgressing("both drains to end", over, () => sizeOf(ledger), why)
@@ -236,7 +236,7 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
     const ended = () => runs(ledger).filter((r) => r.end !== null && !r.cut).length
     // Jobs of 0.2 s on -j 4: a kill lands among runs, records and archival alike.
     const progress = () => sizeOf(ledger)
-    const logs = () => [survivor, ...victims].map((d) => d.output().stderr.slice(-2000)).join("\n")
+    const logs = () => lastWords([survivor, ...victims])
     for (const [m, after] of [["a", 15], ["c", 45]] as const) {
       const victim = on(m, 0)
       victims.push(victim)
@@ -319,7 +319,7 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
       for (const [m, d] of [["a", a], ["b", b]] as const) fs.writeFileSync(path.join(root, `log-${m}`), d.output().stderr)
     }
     const progress = () => sizeOf(ledger)
-    const logs = () => [a, b].map((d) => d.output().stderr.slice(-2000)).join("\n")
+    const logs = () => lastWords([a, b])
     await waitWhileProgressing("both machines running jobs", () => ["a", "b"].every((m) => runs(ledger).some((r) => r.node === m && r.end === null)), progress, logs)
       .finally(keepLogs)
 

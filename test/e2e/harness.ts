@@ -121,6 +121,9 @@ export const waitWhileProgressing = async (
   }
 }
 
+/** The last of what each of DAEMONS said: what a failed wait shows of them. */
+export const lastWords = (daemons: ReadonlyArray<Running>) => daemons.map((d) => d.output().stderr.slice(-2000)).join("\n")
+
 /** The size of FILE, 0 while it does not exist: how far a ledger jobs append to has come. */
 export const sizeOf = (file: string) => {
   try {

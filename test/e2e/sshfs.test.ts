@@ -11,7 +11,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { has, records, runsHere, start, tempDir, waitFor, waitWhileProgressing } from "./harness.js"
+import { has, lastWords, records, runsHere, start, tempDir, waitFor, waitWhileProgressing } from "./harness.js"
 
 const SSHD = "/usr/sbin/sshd"
 const canMount = runsHere(
@@ -82,7 +82,7 @@ describe("two machines sharing a spool over sshfs", () => {
       }
       const archive = path.join(backing, "archive")
       const recorded = () => (fs.existsSync(archive) ? fs.readdirSync(archive).filter((n) => n.endsWith(".json")).length : 0)
-      await waitWhileProgressing("all archived", () => recorded() >= JOBS, recorded, () => daemons.map((d) => d.output().stderr.slice(-2000)).join("\n"))
+      await waitWhileProgressing("all archived", () => recorded() >= JOBS, recorded, () => lastWords(daemons))
 
       const ran = fs.readFileSync(ledger, "utf8").split("\n").filter(Boolean)
       const names = ran.map((l) => l.split(" ")[0])
