@@ -5,6 +5,7 @@
  * does not decode is set aside (quarantine), never trusted and never fatal.
  */
 import { Either, ParseResult, Schema } from "effect"
+import type { ProcessId } from "./proc.js"
 import type { JobRecord } from "./record.js"
 
 /**
@@ -63,8 +64,15 @@ const HeartbeatSchema = Schema.Struct({
   node: Schema.String,
   host: Schema.String,
   pid: Pid,
-  /** Its helper processes (spawners): its jobs may run until these are gone too. */
+  /** When pmjq's process started (proc.ts: ProcessId); absent before pmjq kept it. */
+  startTicks: Schema.optional(Count),
+  /** Its helper processes' pids (spawners), for pmjq versions that read no more. */
   helpers: Schema.Array(Pid),
+  /**
+   * Its helper processes with their start times: its jobs may run until these
+   * are gone too (absent before pmjq kept them: then `helpers` is all there is).
+   */
+  spawners: Schema.optional(Schema.Array(Schema.Struct({ pid: Pid, startTicks: Count }))),
   /** ISO 8601 UTC, by the writer's clock. */
   beatAt: Instant,
   leaseMs: Schema.Number.pipe(Schema.positive()),
@@ -88,6 +96,13 @@ const HeartbeatSchema = Schema.Struct({
 })
 
 export type Heartbeat = typeof HeartbeatSchema.Type
+
+/** The pmjq that wrote HB, as a process (proc.ts: ProcessId). */
+export const writerOf = (hb: Heartbeat): ProcessId => ({ pid: hb.pid, startTicks: hb.startTicks ?? null })
+
+/** HB's spawners, as processes; by pid alone only in a heartbeat written before pmjq kept start times. */
+export const spawnersOf = (hb: Heartbeat): ReadonlyArray<ProcessId> =>
+  hb.spawners ?? hb.helpers.map((pid) => ({ pid, startTicks: null }))
 
 /** .pmjq/attempts/NAME: starts of each requeued file named NAME, by inode (see Spool.ts). */
 const AttemptNotesSchema = Schema.Record({

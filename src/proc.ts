@@ -35,6 +35,31 @@ export const startTicks = (pid: number): number | null => {
 /** The process PID that started at TICKS is still there (not a later one with its pid, not a zombie). */
 export const isSameProcess = (pid: number, ticks: number) => startTicks(pid) === ticks && !isZombie(pid)
 
+/**
+ * A process as pmjq writes it down (heartbeats, the spawners' handover): its
+ * pid and when it started. Any local user can fork until she holds a pid that
+ * was pmjq's; with the start time she holds a different process. Null start
+ * time: written by a pmjq before it kept one.
+ */
+export interface ProcessId {
+  readonly pid: number
+  readonly startTicks: number | null
+}
+
+/** PID as a ProcessId, read now (null start time without /proc). */
+export const identify = (pid: number): ProcessId => ({ pid, startTicks: startTicks(pid) })
+
+/** This process. */
+export const thisProcess: ProcessId = identify(process.pid)
+
+/**
+ * Whether PROCESS still runs. Without its start time only "gone" is certain:
+ * a pid that exists is taken as alive, which can only make pmjq wait longer
+ * (legacy records; pmjq writes every pid with its start time).
+ */
+export const stillRuns = (process: ProcessId): boolean =>
+  process.startTicks === null ? isAlive(process.pid) : isSameProcess(process.pid, process.startTicks)
+
 /** A process that exists and is not a zombie (a killed process nobody reaped yet is dead). */
 export const isAlive = (pid: number) => {
   try {
@@ -53,4 +78,20 @@ export const signalGroup = (pid: number, signal: NodeJS.Signals) => {
   } catch {
     // ESRCH: the group is already gone, which is what we wanted.
   }
+}
+
+/**
+ * SIGNAL to the process group LEADER led, unless its pid is another process's
+ * now. Linux frees a pid only once no process has it as its pid or its group:
+ * while the leader (even a zombie) or any of its group lives, the number is
+ * not reused. So the group is signalled when the leader is the very one, or
+ * when no process has its pid (what is left of the group holds the number);
+ * a different start time means the group is gone and the pid taken again.
+ * Checked just before the signal, not a grace period before.
+ */
+export const signalGroupOf = (leader: ProcessId, signal: NodeJS.Signals): boolean => {
+  const now = startTicks(leader.pid)
+  if (now !== null && now !== leader.startTicks) return false
+  signalGroup(leader.pid, signal)
+  return true
 }

@@ -18,7 +18,8 @@
  */
 import { Clock, Duration, Effect, Metric, Option } from "effect"
 import { Archive, destinationOf, type Finished } from "./job/Archive.js"
-import { isAlive, isSameProcess } from "./proc.js"
+import { spawnersOf, writerOf } from "./decode.js"
+import { isSameProcess, type ProcessId, stillRuns } from "./proc.js"
 import { iso, type JobRecord, unstartedRecord } from "./record.js"
 import { deadOf, type LeftoverNames } from "./spool/layout.js"
 import { type Heartbeat, type Leftover, Nodes, type NodeView } from "./spool/Nodes.js"
@@ -45,7 +46,7 @@ export const deathOf = (
   now: number,
   host: string,
   leaseMs: number,
-  isAlive: (pid: number) => boolean
+  runs: (process: ProcessId) => boolean
 ): string | null => {
   const hb: Heartbeat | null = view.heartbeat
   if (hb === null) {
@@ -54,22 +55,21 @@ export const deathOf = (
     return now - view.folderChangedAt > leaseMs ? `no heartbeat, and its folder unchanged for over ${leaseMs} ms` : null
   }
   // Its spawners too: until they are gone, its jobs may still be running.
-  if (hb.host === host && ![hb.pid, ...(hb.helpers ?? [])].some(isAlive)) return `its process ${hb.pid} on this host is gone`
+  // By pid and start time: a user's process that took one of their pids does
+  // not keep the node alive, nor does a pid reused by chance.
+  if (hb.host === host && ![writerOf(hb), ...spawnersOf(hb)].some(runs)) return `its process ${hb.pid} on this host is gone`
   const age = now - Date.parse(hb.beatAt)
   return age > leaseMs ? `its last heartbeat is ${Math.round(age / 1000)} s old (lease ${leaseMs / 1000} s)` : null
 }
 
-export { isAlive }
 
 /** A job a leaving pmjq left running under its spawners, for this one to adopt. */
 export interface Adoptable {
   readonly names: LeftoverNames
-  /** Its process; null when the heartbeat did not list it (written by another generation of spawners). */
-  readonly pid: number | null
-  /** When its process started (proc.ts: startTicks); null when the heartbeat did not say. */
-  readonly startTicks: number | null
+  /** Its process; null when the heartbeat did not list it with its start time. */
+  readonly process: { readonly pid: number; readonly startTicks: number } | null
   /** The spawners it was left to: while one lives, its record may still come. */
-  readonly helpers: ReadonlyArray<number>
+  readonly helpers: ReadonlyArray<ProcessId>
 }
 
 /**
@@ -85,10 +85,11 @@ export const stillRunning = (hb: Heartbeat, names: LeftoverNames): Option.Option
   if (names.claim === null || names.hasRecord) return Option.none()
   const job = hb.jobs?.find((j) => j.name === names.claim)
   const startTicks = job?.startTicks ?? null
+  const helpers = spawnersOf(hb)
   if (job !== undefined && startTicks !== null && isSameProcess(job.pid, startTicks)) {
-    return Option.some({ names, pid: job.pid, startTicks, helpers: hb.helpers })
+    return Option.some({ names, process: { pid: job.pid, startTicks }, helpers })
   }
-  return hb.helpers.some(isAlive) ? Option.some({ names, pid: null, startTicks: null, helpers: hb.helpers }) : Option.none()
+  return helpers.some(stillRuns) ? Option.some({ names, process: null, helpers }) : Option.none()
 }
 
 export const makeRecovery = (settings: RecoverySettings) =>
@@ -193,7 +194,7 @@ export const makeRecovery = (settings: RecoverySettings) =>
       // whether or not its lease has run out yet; this one is live.
       const seen = { live: 1, stale: 0 }
       for (const view of yield* nodes.others) {
-        const why = deathOf(view, now, settings.host, leaseMs, isAlive)
+        const why = deathOf(view, now, settings.host, leaseMs, stillRuns)
         const late = view.heartbeat !== null && now - Date.parse(view.heartbeat.beatAt) > view.heartbeat.leaseMs / 2
         if (view.heartbeat !== null) seen[why !== null || late ? "stale" : "live"]++
         if (why === null) {

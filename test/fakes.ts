@@ -165,6 +165,7 @@ export const fakeRunner = Effect.gen(function*() {
         ))
         const proc: RunningProcess = {
           pid: nextPid++,
+          startTicks: null,
           exit: Deferred.await(exited),
           terminate: () =>
             Effect.sync(() => terminated.push(name)).pipe(

@@ -21,10 +21,13 @@ import { NodeElsewhere } from "../errors.js"
 import { LoadAverage } from "../gate/LoadAverage.js"
 import { SPAWNER_PROTOCOL } from "../job/protocol.js"
 import { ProcessRunner } from "../job/Runner.js"
-import { isAlive } from "../proc.js"
+import { spawnersOf } from "../decode.js"
+import { type ProcessId, stillRuns, thisProcess } from "../proc.js"
 import { Nodes } from "../spool/Nodes.js"
 import { DaemonConfig, Finished } from "./Config.js"
 import { Running } from "./Running.js"
+
+const known = (process: ProcessId): process is { readonly pid: number; readonly startTicks: number } => process.startTicks !== null
 
 /** This node's heartbeat now. */
 export const heartbeatNow = Effect.gen(function*() {
@@ -32,16 +35,23 @@ export const heartbeatNow = Effect.gen(function*() {
   const runner = yield* ProcessRunner
   const load = yield* LoadAverage
   const running = yield* Running
+  // Adopted jobs run under the spawners of the pmjq before: with those
+  // listed, this node is not taken for dead while they run. Every process
+  // with its start time (proc.ts: ProcessId): a later process with its pid is
+  // not it.
+  const spawners = [
+    ...(yield* runner.helpers),
+    ...Option.match(yield* Ref.get(running.inherited), { onNone: () => [], onSome: (hb) => spawnersOf(hb).filter(stillRuns) })
+  ].filter((spawner, i, all) => all.findIndex((other) => other.pid === spawner.pid) === i)
   return {
     node: settings.node,
     host: settings.host,
-    pid: process.pid,
-    // Adopted jobs run under the spawners of the pmjq before: with those
-    // listed, this node is not taken for dead while they run.
-    helpers: [...new Set([
-      ...(yield* runner.helpers),
-      ...Option.match(yield* Ref.get(running.inherited), { onNone: () => [], onSome: (hb) => hb.helpers.filter(isAlive) })
-    ])],
+    pid: thisProcess.pid,
+    ...(thisProcess.startTicks === null ? {} : { startTicks: thisProcess.startTicks }),
+    helpers: spawners.map((spawner) => spawner.pid),
+    // One known by pid alone (left by a pmjq before start times were kept):
+    // then readers go by `helpers`, as that pmjq's would.
+    ...(spawners.every(known) ? { spawners } : {}),
     beatAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
     leaseMs: Duration.toMillis(settings.lease),
     archiveDir: Option.getOrNull(settings.archiveDir),

@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { Gate } from "../gate/Gate.js"
 import { runJob } from "../job/Job.js"
 import type { Candidate } from "../spool/Pending.js"
-import { startTicks } from "../proc.js"
+import type { ProcessId } from "../proc.js"
 import { jobTelemetry } from "../telemetry/jobTelemetry.js"
 import { type Claim, Spool } from "../spool/Spool.js"
 import { DaemonConfig } from "./Config.js"
@@ -92,7 +92,7 @@ const make = Effect.gen(function*() {
       const owner = cancelledBy === undefined ? uid : yield* spool.facts(claim.value).pipe(Effect.map((f) => f.uid), Effect.orElseSucceed(() => -1))
       if (owner !== uid) yield* Effect.logWarning("cancel not applied: the file claimed is not the one asked about").pipe(Effect.annotateLogs({ job: name }))
       const claimed = path.basename(claim.value.path)
-      const started = (pid: number) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, { pid, startTicks: startTicks(pid) })), told.started)
+      const started = (process: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, process)), told.started)
       yield* enroll(claim.value, uid, release, owner === uid ? Option.fromNullable(cancelledBy) : Option.none(), (ended, { cancel, waiting }) =>
         runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, phase: told.phase, cancel, waiting }).pipe(
           told.within,

@@ -6,10 +6,12 @@
  * starts: watched (job/Adopted.ts) and counted like a job of this run.
  */
 import { Effect, Fiber, HashMap, Layer, Option, Ref, Schedule } from "effect"
+import { spawnersOf } from "../decode.js"
 import { CannotAdopt } from "../errors.js"
 import { watchAdopted } from "../job/Adopted.js"
 import { SPAWNER_PROTOCOL } from "../job/protocol.js"
-import { type Adoptable, isAlive, makeRecovery } from "../recovery.js"
+import { type Adoptable, makeRecovery } from "../recovery.js"
+import { type ProcessId, stillRuns } from "../proc.js"
 import { claimedName } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
 import { type Claim } from "../spool/Spool.js"
@@ -47,8 +49,9 @@ const make = Effect.gen(function*() {
       const slot = yield* Ref.make(false)
       const taking = yield* Effect.fork(Effect.interruptible(jobs.takeSlot).pipe(Effect.onExit((exit) => (exit._tag === "Success" ? Ref.set(slot, true) : Effect.void))))
       const release = Effect.zipRight(Fiber.interrupt(taking), Effect.flatMap(Ref.get(slot), (taken) => (taken ? jobs.freeSlot : Effect.void)))
-      if (job.pid !== null) yield* Ref.update(running.pids, HashMap.set(claimed, { pid: job.pid, startTicks: job.startTicks }))
-      yield* Effect.logInfo("adopted: left running by the pmjq before").pipe(Effect.annotateLogs({ job: claim.name, pid: job.pid ?? "unknown" }))
+      const process: ProcessId | null = job.process
+      if (process !== null) yield* Ref.update(running.pids, HashMap.set(claimed, process))
+      yield* Effect.logInfo("adopted: left running by the pmjq before").pipe(Effect.annotateLogs({ job: claim.name, pid: job.process?.pid ?? "unknown" }))
       const settle = (names: typeof job.names) => recovery.settleOne(folder, names, settings.node)
       yield* jobs.enroll(claim, uid, release, Option.none(), (ended, { cancel }) =>
         watchAdopted(job, folder, settings, cancel, runner.leaving, settle, countEnd).pipe(Effect.ensuring(ended), Effect.annotateLogs({ job: claim.name })))
@@ -59,7 +62,7 @@ const make = Effect.gen(function*() {
   // fresh heartbeat there stopped the start, see Heartbeat): its jobs are a
   // dead node's.
   const before = Option.filter(yield* Ref.get(running.inherited), (hb) => hb.host === settings.host)
-  if (Option.isSome(before) && before.value.protocol > SPAWNER_PROTOCOL && before.value.helpers.some(isAlive)) {
+  if (Option.isSome(before) && before.value.protocol > SPAWNER_PROTOCOL && spawnersOf(before.value).some(stillRuns)) {
     return yield* new CannotAdopt({ node: settings.node, protocol: before.value.protocol, ours: SPAWNER_PROTOCOL })
   }
   yield* Effect.forEach(yield* recovery.own(before), adopt, { discard: true })

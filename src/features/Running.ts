@@ -6,11 +6,6 @@
  * each claimed job with the way to cancel it.
  */
 
-/** A job's process: its pid, and when it started (proc.ts: startTicks; null without /proc). */
-export interface JobProcess {
-  readonly pid: number
-  readonly startTicks: number | null
-}
 
 /**
  * A job claimed by this node: its claim; `cancel`, completed with who cancels
@@ -23,6 +18,7 @@ export interface HeldJob {
 }
 import { Context, type Deferred, Effect, type Fiber, HashMap, Layer, Option, Ref } from "effect"
 import type { Heartbeat } from "../decode.js"
+import type { ProcessId } from "../proc.js"
 import type { Claim } from "../spool/Spool.js"
 
 export class Running extends Context.Tag("pmjq/Running")<Running, {
@@ -33,7 +29,7 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
   /** Jobs being run or archived (their fibers). */
   readonly active: Ref.Ref<number>
   /** Running jobs' processes by claimed name, for the heartbeat (and so pmjq status, and adoption). */
-  readonly pids: Ref.Ref<HashMap.HashMap<string, JobProcess>>
+  readonly pids: Ref.Ref<HashMap.HashMap<string, ProcessId>>
   /** A SIGHUP asked for a restart in place: the stop leaves the jobs running, whatever --on-stop says. */
   readonly restarting: Ref.Ref<boolean>
   /** This node's heartbeat as the previous pmjq with its id left it (read before the first beat). */
@@ -52,7 +48,7 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
       processes: Ref.make(0),
       byOwner: Ref.make(HashMap.empty<number, number>()),
       active: Ref.make(0),
-      pids: Ref.make(HashMap.empty<string, JobProcess>()),
+      pids: Ref.make(HashMap.empty<string, ProcessId>()),
       restarting: Ref.make(false),
       inherited: Ref.make(Option.none<Heartbeat>()),
       won: Ref.make(0),

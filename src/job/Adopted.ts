@@ -11,7 +11,7 @@
  */
 import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as fs from "node:fs"
-import { isAlive, isSameProcess, signalGroup, startTicks as ticksOf } from "../proc.js"
+import { isSameProcess, signalGroupOf, stillRuns } from "../proc.js"
 import { type Ending, iso, type JobRecord, judge, type ProcessExit, startedRecord } from "../record.js"
 import type { Adoptable } from "../recovery.js"
 import type { LeftoverNames } from "../spool/layout.js"
@@ -62,21 +62,24 @@ export const watchAdopted = (
   Effect.gen(function*() {
     const nodes = yield* Nodes
     const archive = yield* Archive
-    const alive = () =>
-      job.pid !== null && (job.startTicks === null ? ticksOf(job.pid) !== null : isSameProcess(job.pid, job.startTicks))
+    const process = job.process
+    const alive = () => process !== null && isSameProcess(process.pid, process.startTicks)
     const deadline = Option.flatMap(settings.timeout, (limit) =>
-      job.startTicks === null ? Option.none() : Option.map(Option.fromNullable(startedAtMs(job.startTicks)), (at) => ({ at: at + Duration.toMillis(limit), limit })))
+      process === null ? Option.none() : Option.map(Option.fromNullable(startedAtMs(process.startTicks)), (at) => ({ at: at + Duration.toMillis(limit), limit })))
 
     const stopped = yield* Ref.make<Stop | null>(null)
     const stopIt = (why: Stop) =>
       Effect.gen(function*() {
-        // Its pid may lead another group once it has ended: only the very process is signalled.
-        if ((yield* Ref.get(stopped)) !== null || job.pid === null || !alive()) return
+        if ((yield* Ref.get(stopped)) !== null || process === null || !alive()) return
         yield* Ref.set(stopped, why)
-        yield* Effect.logInfo("stopping an adopted job's process group").pipe(Effect.annotateLogs({ pid: job.pid, why: why._tag }))
-        signalGroup(job.pid, "SIGTERM")
-        // After the grace, only to the very process: its pid may lead another group by then.
-        yield* Effect.sleep(settings.grace).pipe(Effect.zipRight(Effect.sync(() => alive() && signalGroup(job.pid!, "SIGKILL"))), Effect.forkDaemon)
+        yield* Effect.logInfo("stopping an adopted job's process group").pipe(Effect.annotateLogs({ pid: process.pid, why: why._tag }))
+        // It is not our child: we cannot know it is not reaped. Its group is
+        // signalled only while its pid is not another process's (proc.ts:
+        // signalGroupOf), checked again after the grace: what it forked is
+        // killed even once it has ended itself, a group led by a later process
+        // with its pid never is.
+        signalGroupOf(process, "SIGTERM")
+        yield* Effect.sleep(settings.grace).pipe(Effect.zipRight(Effect.sync(() => signalGroupOf(process, "SIGKILL"))), Effect.forkDaemon)
       })
 
     // Its end: its record, or its process and every spawner gone without one.
@@ -84,7 +87,7 @@ export const watchAdopted = (
     // exits, so with the spawners gone, the listing after shows the record.
     const look = Effect.gen(function*() {
       const running = alive()
-      const watched = job.helpers.some(isAlive)
+      const watched = job.helpers.some(stillRuns)
       const now = yield* nodes.inventory(folder).pipe(Effect.map((i) => i.leftovers.find((l) => l.claim === job.names.claim)))
       if (now === undefined) return Option.some(Option.none<LeftoverNames>()) // settled already (by another round)
       if (now.hasRecord) return Option.some(Option.some(now))
@@ -93,7 +96,7 @@ export const watchAdopted = (
         // Its spawner died under it: nobody could record its end. No job runs
         // unobserved (as with pmjq's own spawners): it is stopped, and ends
         // as interrupted rather than run again after it finished.
-        if (alive()) signalGroup(job.pid!, "SIGKILL")
+        signalGroupOf(process!, "SIGKILL")
         yield* Ref.set(stopped, { _tag: "Lost", why: "its spawner died while pmjq was away" })
         return Option.some(Option.some(now))
       }
@@ -138,11 +141,11 @@ export const watchAdopted = (
       const ending: Ending = why._tag === "Cancelled"
         ? { _tag: "Cancelled", by: why.by, exit }
         : { _tag: "Exited", exit, interrupted: why._tag === "Interrupted", timedOut: why._tag === "TimedOut" ? why.limit : null }
-      const started = job.startTicks === null ? null : startedAtMs(job.startTicks)
+      const started = process === null ? null : startedAtMs(process.startTicks)
       const record = left.record === null
         ? startedRecord(
           { name: left.name, node: settings.node, host: settings.host, user: "", uid: left.uid, inode: left.inode, attempt: 1, claimedAt: iso(left.claimedAt) },
-          job.pid ?? 0,
+          process?.pid ?? 0,
           started ?? now,
           now,
           ending

@@ -9,6 +9,7 @@
  */
 import { Cause, Clock, Deferred, Duration, Effect, type Fiber, Option, Ref, Schedule, type Scope } from "effect"
 import type { ArchiveFailed, ClaimLost } from "../errors.js"
+import type { ProcessId } from "../proc.js"
 import { type Ending, iso, judge, type JobRecord, type ProcessExit, type RecordBase, startedRecord, unstartedRecord } from "../record.js"
 import { besideClaim } from "../spool/layout.js"
 import { type Claim, Spool } from "../spool/Spool.js"
@@ -63,8 +64,8 @@ export interface JobEvents {
    * (the job is safe on disk, and the next start archives it).
    */
   readonly keep: (retries: Effect.Effect<void>) => Effect.Effect<void>
-  /** Its pid once its process runs (for the heartbeat's job list). */
-  readonly started: (pid: number) => Effect.Effect<void>
+  /** Its process once it runs (for the heartbeat's job list). */
+  readonly started: (process: ProcessId) => Effect.Effect<void>
   /** Its record, once its end is known, before its archival (metrics, its trace). */
   readonly finished: (record: JobRecord) => Effect.Effect<void>
   /** Marks a part of its life (pmjq.run, pmjq.archive) for its trace, when there is one. */
@@ -223,7 +224,7 @@ const end = (
     const proc = spawned.proc
     const startedAt = yield* Clock.currentTimeMillis
     yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
-    yield* events.started(proc.pid)
+    yield* events.started({ pid: proc.pid, startTicks: proc.startTicks })
     const exited: Effect.Effect<Waited> = Option.match(settings.timeout, {
       onNone: () => Effect.map(proc.exit, Option.some),
       onSome: (limit) => Effect.timeoutOption(proc.exit, limit)

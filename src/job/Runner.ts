@@ -9,11 +9,11 @@
  * the process that calls it; pmjq keeps control of each job's process group.
  * The two speak protocol.ts; neither imports the other.
  */
-import { Context, Deferred, Duration, Effect, FiberId, Layer, Schedule, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, FiberId, Layer, Option, Schedule, Scope } from "effect"
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, SpawnFailed } from "../errors.js"
-import { signalGroup } from "../proc.js"
+import { identify, type ProcessId, signalGroupOf } from "../proc.js"
 import type { ProcessExit, RecordBase } from "../record.js"
 import type { KeepRequest, SpawnReport, SpawnRequest } from "./protocol.js"
 import type { Account } from "./Users.js"
@@ -47,6 +47,8 @@ export type Handover = Omit<KeepRequest["keep"], "spawners">
 
 export interface RunningProcess {
   readonly pid: number
+  /** When it started (proc.ts: ProcessId), read by its spawner before it could be reaped; null without /proc. */
+  readonly startTicks: number | null
   /** Resolves when the process exits. */
   readonly exit: Effect.Effect<ProcessExit>
   /** SIGTERM to the group, then SIGKILL after `killAfter`; resolves with the exit. */
@@ -63,10 +65,10 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
      */
     readonly spawn: (spec: ProcessSpec) => Effect.Effect<RunningProcess, JobBusy | SpawnFailed, Scope.Scope>
     /**
-     * Pids of helper processes that jobs depend on (the spawners): after a crash,
+     * The helper processes that jobs depend on (the spawners): after a crash,
      * jobs may run until these are gone too.
      */
-    readonly helpers: Effect.Effect<ReadonlyArray<number>>
+    readonly helpers: Effect.Effect<ReadonlyArray<ProcessId>>
     /**
      * --on-stop leave: from now on, whenever pmjq goes (a stop, a crash), the
      * spawners see its jobs to their end, write their records, and keep the
@@ -117,12 +119,15 @@ const spawnError = (file: string, code: string, message: string): JobBusy | Spaw
     ? new JobBusy({ path: file })
     : new SpawnFailed({ path: file, code, reason: `${code}: ${execErrors[code] ?? message}` })
 
-const track = (pid: number, exited: Deferred.Deferred<ProcessExit>): RunningProcess => {
+// A job is its spawner's child, not pmjq's: pmjq cannot know it is unreaped,
+// so every signal goes through signalGroupOf (never to a group whose leader's
+// pid is another process's by now).
+const track = (job: ProcessId, exited: Deferred.Deferred<ProcessExit>): RunningProcess => {
   const exit = Deferred.await(exited)
   const terminate = (killAfter: Duration.DurationInput) =>
     Effect.gen(function*() {
       if (yield* Deferred.isDone(exited)) return yield* exit
-      signalGroup(pid, "SIGTERM")
+      signalGroupOf(job, "SIGTERM")
       // This runs when the caller is being interrupted, often in a finalizer.
       // Only the wait is made interruptible, inside the race's own fiber, so the
       // timeout can cancel it; wrapping the whole timeout instead would let the
@@ -130,10 +135,10 @@ const track = (pid: number, exited: Deferred.Deferred<ProcessExit>): RunningProc
       const done = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(killAfter))
       // SIGKILL to the group either way: after the wait, or to whatever is left
       // once the job's own process is over (a child that ignores SIGTERM).
-      signalGroup(pid, "SIGKILL")
+      signalGroupOf(job, "SIGKILL")
       return done._tag === "Some" ? done.value : yield* exit
     })
-  return { pid, exit, terminate }
+  return { pid: job.pid, startTicks: job.startTicks, exit, terminate }
 }
 
 interface InFlight {
@@ -143,7 +148,7 @@ interface InFlight {
   readonly exited: Deferred.Deferred<ProcessExit>
   /** Until the spawner says the process started (or could not). */
   started: ((result: Effect.Effect<RunningProcess, JobBusy | SpawnFailed>) => void) | null
-  pid: number | null
+  process: ProcessId | null
 }
 
 const makeSpawnerRunner = Effect.gen(function*() {
@@ -152,23 +157,25 @@ const makeSpawnerRunner = Effect.gen(function*() {
   // killAll sees only the pids already reported: a job forked just before the
   // cut reports later, and would run on beside the node that takes it over.
   let cutOff = false
-  const kill = (pid: number) => {
-    killed.add(pid)
-    signalGroup(pid, "SIGKILL")
+  const kill = (job: ProcessId) => {
+    killed.add(job.pid)
+    signalGroupOf(job, "SIGKILL")
   }
   let left = false
   let keeping: Handover | null = null
   let nextId = 0
   const spawners: Array<cp.ChildProcess | null> = Array.from({ length: SPAWNERS }, () => null)
+  // Each spawner's start time, read while it is pmjq's unreaped child.
+  const spawnerIds = new WeakMap<cp.ChildProcess, ProcessId>()
   // Jobs are dealt to the spawners in turn.
 
   const onReport = (report: SpawnReport) => {
     const job = inFlight.get(report.id)
     if (job === undefined) return
     if ("pid" in report) {
-      job.pid = report.pid
-      if (cutOff) kill(report.pid)
-      job.started?.(Effect.succeed(track(report.pid, job.exited)))
+      job.process = { pid: report.pid, startTicks: report.startTicks }
+      if (cutOff) kill(job.process)
+      job.started?.(Effect.succeed(track(job.process, job.exited)))
       job.started = null
     } else if ("error" in report) {
       inFlight.delete(report.id)
@@ -176,7 +183,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
     } else {
       inFlight.delete(report.id)
       // Killed by killAll: its end is not its outcome (the spawner's record is not kept).
-      const cut = job.pid !== null && killed.delete(job.pid)
+      const cut = job.process !== null && killed.delete(job.process.pid)
       Deferred.unsafeDone(job.exited, Effect.succeed({
         exitCode: report.exitCode,
         signal: report.signal,
@@ -197,10 +204,11 @@ const makeSpawnerRunner = Effect.gen(function*() {
     for (const [id, job] of inFlight) {
       if (job.owner !== child) continue
       inFlight.delete(id)
-      if (job.pid === null) {
+      if (job.process === null) {
         job.started?.(Effect.fail(new SpawnFailed({ path: job.path, code: "ESPAWNER", reason: "pmjq's spawner process died" })))
       } else {
-        signalGroup(job.pid, "SIGKILL")
+        // Reparented to init now: it may have ended and its pid gone to another.
+        signalGroupOf(job.process, "SIGKILL")
         Deferred.unsafeDone(job.exited, Effect.succeed({ exitCode: null, signal: "SIGKILL", lost: "pmjq's spawner process died" }))
       }
     }
@@ -217,6 +225,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
     // that spawner is done. (A listener must stay: an unheard 'error' throws.)
     child.on("error", onLost(slot, child))
     spawners[slot] = child
+    if (child.pid !== undefined) spawnerIds.set(child, identify(child.pid))
     tellKeep()
     return child
   }
@@ -226,7 +235,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
   function tellKeep() {
     if (keeping === null) return
     const live = spawners.filter((s): s is cp.ChildProcess => s !== null && s.connected && s.pid !== undefined)
-    const message: KeepRequest = { keep: { ...keeping, spawners: live.map((s) => s.pid!) } }
+    const message: KeepRequest = { keep: { ...keeping, spawners: live.flatMap((s) => Option.toArray(Option.fromNullable(spawnerIds.get(s)))) } }
     for (const spawner of live) spawner.send(message)
   }
 
@@ -250,7 +259,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
       Effect.async<RunningProcess, JobBusy | SpawnFailed>((resume) => {
         const id = nextId++
         const owner = ensureSpawner(id % SPAWNERS)
-        inFlight.set(id, { path: spec.path, owner, exited: Deferred.unsafeMake(FiberId.none), started: resume, pid: null })
+        inFlight.set(id, { path: spec.path, owner, exited: Deferred.unsafeMake(FiberId.none), started: resume, process: null })
         const request: SpawnRequest = {
           id,
           path: spec.path,
@@ -268,12 +277,12 @@ const makeSpawnerRunner = Effect.gen(function*() {
       (process) => Effect.suspend(() => (left ? Effect.void : process.terminate(RELEASE_KILL_AFTER)))
     )
 
-  const helpers = Effect.sync(() => spawners.flatMap((s) => (s !== null && s.pid !== undefined ? [s.pid] : [])))
+  const helpers = Effect.sync(() => spawners.flatMap((s) => Option.toArray(Option.fromNullable(s === null ? undefined : spawnerIds.get(s)))))
 
   // Spawns already asked for are let through first: a job whose fiber gives
   // up waiting (and hands its file back to the spool) must not start anyway
   // under a spawner that no longer stops what it runs.
-  const noSpawnPending = Effect.sync(() => [...inFlight.values()].every((job) => job.pid !== null)).pipe(
+  const noSpawnPending = Effect.sync(() => [...inFlight.values()].every((job) => job.process !== null)).pipe(
     Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("10 millis") })
   )
 
@@ -286,13 +295,13 @@ const makeSpawnerRunner = Effect.gen(function*() {
     noSpawnPending,
     Effect.sync(() => {
       left = true
-      return [...inFlight.values()].filter((job) => job.pid !== null).length
+      return [...inFlight.values()].filter((job) => job.process !== null).length
     })
   )
 
   const killAll = Effect.sync(() => {
     cutOff = true
-    const running = [...inFlight.values()].flatMap((job) => (job.pid === null ? [] : [job.pid]))
+    const running = [...inFlight.values()].flatMap((job) => (job.process === null ? [] : [job.process]))
     running.forEach(kill)
     return running.length
   })

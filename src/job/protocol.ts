@@ -4,9 +4,10 @@
  * and the spawner both import them, and neither imports the other.
  *
  *   in:  SpawnRequest | KeepRequest
- *   out: { id, pid } | { id, error: { code, message } }
+ *   out: { id, pid, startTicks } | { id, error: { code, message } }
  *        | { id, exitCode, signal, startedAt, endedAt, recorded }
  */
+import type { ProcessId } from "../proc.js"
 import type { RecordBase } from "../record.js"
 import type { JobUser } from "./world.js"
 
@@ -52,15 +53,16 @@ export interface KeepRequest {
     readonly heartbeatFile: string
     readonly heartbeatAside: string
     readonly everyMs: number
-    /** Every spawner of this pmjq, in order. */
-    readonly spawners: ReadonlyArray<number>
+    /** Every spawner of this pmjq, in order, with its start time. */
+    readonly spawners: ReadonlyArray<ProcessId>
   }
 }
 
 export type SpawnerMessage = SpawnRequest | KeepRequest
 
 export type SpawnReport =
-  | { readonly id: number; readonly pid: number }
+  /** Started; with its start time (proc.ts: startTicks), read while it is the spawner's unreaped child. */
+  | { readonly id: number; readonly pid: number; readonly startTicks: number | null }
   | { readonly id: number; readonly error: { readonly code: string; readonly message: string } }
   | {
     readonly id: number

@@ -32,7 +32,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import type { Readable, Transform, Writable } from "node:stream"
 import { createNew, type Ownership, PRIVATE, readRegular, recordKeeping, replaceWhole, writeNew } from "../files.js"
-import { isAlive, isZombie } from "../proc.js"
+import { isZombie, startTicks, stillRuns } from "../proc.js"
 import { logLines } from "../text.js"
 import { recordText, startedRecord } from "../record.js"
 import type { KeepRequest, SpawnerMessage, SpawnReport, SpawnRequest } from "./protocol.js"
@@ -235,7 +235,8 @@ const spawn = (request: SpawnRequest) => {
   if (child.pid !== undefined) running.add(child.pid)
   child.once("spawn", () => {
     closeFds()
-    send({ id: request.id, pid: child.pid! })
+    // Read while it is our child and not reaped: its pid is surely its own.
+    send({ id: request.id, pid: child.pid!, startTicks: startTicks(child.pid!) })
   })
   child.once("exit", (exitCode, signal) => {
     const endedAt = Date.now()
@@ -267,9 +268,13 @@ let keeping: KeepRequest["keep"] | null = null
 // goes by its age) must not take running jobs for orphans. Only one spawner
 // beats: the first in pmjq's list that still runs (one with no job left has
 // exited). A heartbeat a live process owns (the next pmjq's) is left alone.
+// Every "still runs" is by pid and start time: a user who forks until she
+// holds the pid of the pmjq that left must not stop the beats (the node would
+// be taken for dead, and its running jobs run again elsewhere).
 const beat = (keep: KeepRequest["keep"]) => {
   if (running.size === 0) return
-  if (keep.spawners.slice(0, Math.max(0, keep.spawners.indexOf(process.pid))).some(isAlive)) return
+  const mine = keep.spawners.findIndex((spawner) => spawner.pid === process.pid)
+  if (keep.spawners.slice(0, Math.max(0, mine)).some(stillRuns)) return
   // Read as pmjq reads its own files (files.ts): no symlink followed, no FIFO
   // waited on, and only when it is pmjq's.
   let current: Record<string, unknown>
@@ -280,7 +285,9 @@ const beat = (keep: KeepRequest["keep"]) => {
   } catch {
     return
   }
-  if (typeof current.pid !== "number" || isAlive(current.pid)) return
+  if (typeof current.pid !== "number") return
+  const writer = { pid: current.pid, startTicks: typeof current.startTicks === "number" ? current.startTicks : null }
+  if (stillRuns(writer)) return
   try {
     // As pmjq writes it (spool/Nodes.ts): a hidden aside, renamed over.
     fs.rmSync(keep.heartbeatAside, { force: true })

@@ -13,9 +13,9 @@
 import { Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { decodeHeartbeat } from "../decode.js"
+import { decodeHeartbeat, writerOf } from "../decode.js"
 import { readRegular, writeNew } from "../files.js"
-import { isAlive } from "../proc.js"
+import { stillRuns } from "../proc.js"
 import { isHidden, nodesDir } from "./layout.js"
 
 const defaultId = (host: string) => new RegExp(`^${host.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}-\\d+$`)
@@ -75,7 +75,7 @@ export const mayTakeOver = (spool: string, host: string, node: string): boolean 
   const dir = ownNodesDir(spool)
   if (dir === null) return true
   const hb = leftHeartbeat(dir, node, process.getuid?.() ?? 0)
-  if (hb === null || hb.host !== host || isAlive(hb.pid)) return true
+  if (hb === null || hb.host !== host || stillRuns(writerOf(hb))) return true
   return takeSuccession(dir, node, hb.pid)
 }
 
@@ -88,7 +88,7 @@ export const successorId = (spool: string, host: string): string | null => {
   const owner = process.getuid?.() ?? 0
   const left = fs.readdirSync(dir).filter((n) => !isHidden(n) && defaultId(host).test(n)).flatMap((node) => {
     const hb = leftHeartbeat(dir, node, owner)
-    return hb !== null && hb.host === host && !isAlive(hb.pid) ? [{ node, pid: hb.pid, beatAt: hb.beatAt }] : []
+    return hb !== null && hb.host === host && !stillRuns(writerOf(hb)) ? [{ node, pid: hb.pid, beatAt: hb.beatAt }] : []
   }).sort((a, b) => b.beatAt.localeCompare(a.beatAt))
   return left.find(({ node, pid }) => takeSuccession(dir, node, pid))?.node ?? null
 }

@@ -52,3 +52,21 @@ export const sharedSpool = (label: string) => {
   fs.chmodSync(t.spool, 0o1777)
   return t
 }
+
+/**
+ * A process of USER's (sleep) with pid PID, as any user gets one by forking
+ * until the number comes round; made at once with ns_last_pid (root). Throws
+ * when PID is in use, or when other forks keep taking it first.
+ */
+export const holdPid = async (pid: number, user: string): Promise<cp.ChildProcess> => {
+  // Asked first: `id` is a fork of its own.
+  const [uid, gid] = [uidOf(user), gidOf(user)]
+  for (let attempt = 0; attempt < 200; attempt++) {
+    fs.writeFileSync("/proc/sys/kernel/ns_last_pid", String(pid - 1))
+    const holder = cp.spawn("sleep", ["600"], { uid, gid, stdio: "ignore" })
+    if (holder.pid === pid) return holder
+    holder.kill("SIGKILL")
+    await new Promise((resolve) => holder.once("exit", resolve))
+  }
+  throw new Error(`could not take pid ${pid}: in use, or always taken first`)
+}

@@ -6,7 +6,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Archive } from "../../src/job/Archive.js"
 import { deathOf, makeRecovery, stillRunning } from "../../src/recovery.js"
-import { startTicks } from "../../src/proc.js"
+import { type ProcessId, startTicks, stillRuns } from "../../src/proc.js"
 import type { LeftoverNames } from "../../src/spool/layout.js"
 import { type Heartbeat, Nodes, NodesLive, type NodeView } from "../../src/spool/Nodes.js"
 import { SpoolLive } from "../../src/spool/Spool.js"
@@ -21,7 +21,10 @@ const beat = (over: Partial<Heartbeat>): Heartbeat => ({
 const view = (heartbeat: Heartbeat | null, over: Partial<NodeView> = {}): NodeView => ({
   node: "n", folder: "/spool/.pmjq/running/n", folderChangedAt: NOW - 1_000, heartbeat, ...over
 })
-const alive = (pids: Array<number>) => (pid: number) => pids.includes(pid)
+const alive = (pids: Array<number>) => (process: ProcessId) => pids.includes(process.pid)
+// A process that surely runs (this one) and a pid that surely is no process's.
+const ticks = startTicks(process.pid)!
+const gone = 2 ** 22 + 1
 
 describe("when a node is dead", () => {
   it("on this host: as soon as its process and its spawners are all gone", () => {
@@ -36,6 +39,18 @@ describe("when a node is dead", () => {
     expect(deathOf(view(far), NOW, "here", LEASE, alive([]))).toBeNull()
     const stale = beat({ host: "there", beatAt: new Date(NOW - LEASE - 1).toISOString() })
     expect(deathOf(view(stale), NOW, "here", LEASE, alive([10, 11, 12]))).toMatch(/heartbeat is 60 s old \(lease 60 s\)/)
+  })
+
+  it("on this host, by pid and start time: a pid another process holds now does not keep it alive", () => {
+    // pmjq and a spawner of the node: their pids held by this process (a
+    // user's fork that took them), with other start times.
+    const taken = beat({ pid: process.pid, startTicks: ticks + 1, helpers: [process.pid], spawners: [{ pid: process.pid, startTicks: ticks + 2 }] })
+    expect(deathOf(view(taken), NOW, "here", LEASE, stillRuns)).toMatch(/process \d+ on this host is gone/)
+    const itself = beat({ pid: process.pid, startTicks: ticks, helpers: [], spawners: [] })
+    expect(deathOf(view(itself), NOW, "here", LEASE, stillRuns)).toBeNull()
+    // Written before pmjq kept start times: a pid that exists may be it; only "gone" is sure.
+    expect(deathOf(view(beat({ pid: process.pid, helpers: [] })), NOW, "here", LEASE, stillRuns)).toBeNull()
+    expect(deathOf(view(beat({ pid: gone, helpers: [gone] })), NOW, "here", LEASE, stillRuns)).toMatch(/on this host is gone/)
   })
 
   it("with no heartbeat: once its folder has not changed for a lease", () => {
@@ -234,31 +249,35 @@ describe("what a pmjq that left (--on-stop leave) is adopted by the next", () =>
   const names = (claim: string, hasRecord = false): LeftoverNames => ({
     claim, name: claim, record: `.${claim}.json`, hasRecord, cutRecord: `..${claim}.json`, hasCutRecord: false, stdout: null, stderr: null
   })
-  // A process that surely runs (this one) and one that surely does not.
-  const ticks = startTicks(process.pid)!
-  const gone = 2 ** 22 + 1
-  const left = (jobs: Heartbeat["jobs"], helpers: ReadonlyArray<number>): Heartbeat => ({
-    node: "n1", host: "h", pid: gone, helpers, beatAt: "2026-11-29T12:00:00.000Z", leaseMs: 60_000,
-    archiveDir: null, errorDir: null, running: 1, load: 0, jobs, left: true, protocol: 1
+  const left = (jobs: Heartbeat["jobs"], spawners: ReadonlyArray<{ pid: number; startTicks: number }>): Heartbeat => ({
+    node: "n1", host: "h", pid: gone, startTicks: 1, helpers: spawners.map((s) => s.pid), spawners, beatAt: "2026-11-29T12:00:00.000Z",
+    leaseMs: 60_000, archiveDir: null, errorDir: null, running: 1, load: 0, jobs, left: true, protocol: 1
   })
+  const spawnerGone = { pid: gone, startTicks: 1 }
+  const spawnerHere = { pid: process.pid, startTicks: ticks }
 
   it("its very process, by pid and start time: adopted with its pid", () => {
-    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks }], [gone]), names("j"))).toEqual(
-      Option.some({ names: names("j"), pid: process.pid, startTicks: ticks, helpers: [gone] })
+    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks }], [spawnerGone]), names("j"))).toEqual(
+      Option.some({ names: names("j"), process: { pid: process.pid, startTicks: ticks }, helpers: [spawnerGone] })
     )
   })
 
   it("a pid reused by another process (another start time) is not the job's; with its spawners gone, it is a dead node's job", () => {
-    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks + 1 }], [gone]), names("j"))).toEqual(Option.none())
+    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks + 1 }], [spawnerGone]), names("j"))).toEqual(Option.none())
+  })
+
+  it("a spawner's pid held by another process is not the spawner: nothing is waited for", () => {
+    const taken = { pid: process.pid, startTicks: ticks + 1 }
+    expect(stillRunning(left([{ name: "j", pid: gone, startTicks: 1 }], [taken]), names("j"))).toEqual(Option.none())
   })
 
   it("while a spawner it was left to runs, a job is waited for (its record may be on its way), its process unknown", () => {
-    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks + 1 }], [process.pid]), names("j"))).toEqual(
-      Option.some({ names: names("j"), pid: null, startTicks: null, helpers: [process.pid] })
+    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks + 1 }], [spawnerHere]), names("j"))).toEqual(
+      Option.some({ names: names("j"), process: null, helpers: [spawnerHere] })
     )
   })
 
   it("a job with a record ended: archived as recorded, never adopted", () => {
-    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks }], [process.pid]), names("j", true))).toEqual(Option.none())
+    expect(stillRunning(left([{ name: "j", pid: process.pid, startTicks: ticks }], [spawnerHere]), names("j", true))).toEqual(Option.none())
   })
 })
