@@ -7,13 +7,14 @@ import { Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { daemon } from "../src/daemon.js"
 import { Gate } from "../src/gate/Gate.js"
 import { Archive } from "../src/job/Archive.js"
+import { RefusalsKept } from "../src/job/RefusalsKept.js"
 import { ProcessRunner } from "../src/job/Runner.js"
 import { logLayer } from "../src/log.js"
 import { Spool } from "../src/spool/Spool.js"
 import { HookRunner } from "../src/hooks.js"
 import { Users } from "../src/job/Users.js"
 import { Nodes } from "../src/spool/Nodes.js"
-import { daemonSettings, fakeArchive, fakeHooks, fakeLoad, fakeNodes, fakeRequests, fakeRunner, fakeSpool, fakeUsers } from "../test/fakes.js"
+import { daemonSettings, fakeArchive, fakeHooks, fakeLoad, fakeNodes, fakeRefusals, fakeRequests, fakeRunner, fakeSpool, fakeUsers } from "../test/fakes.js"
 import { Requests } from "../src/spool/Requests.js"
 
 const jobs = Number(process.argv[2] ?? 20_000)
@@ -33,6 +34,7 @@ const program = Effect.gen(function*() {
     Layer.succeed(HookRunner, (yield* fakeHooks).service),
     Layer.succeed(Users, fakeUsers),
     Layer.succeed(Requests, (yield* fakeRequests).service),
+    Layer.succeed(RefusalsKept, (yield* fakeRefusals).service),
     Gate.layer({ cpuLimit: Option.none(), sampleEvery: "1 second" }),
     load.layer
   ).pipe(Layer.provide(load.layer))

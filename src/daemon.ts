@@ -44,6 +44,7 @@ import { Gate } from "./gate/Gate.js"
 import { LoadAverage } from "./gate/LoadAverage.js"
 import { HookRunner } from "./hooks.js"
 import { Archive } from "./job/Archive.js"
+import { RefusalsKeptLive } from "./job/RefusalsKept.js"
 import { ProcessRunner } from "./job/Runner.js"
 import { Users } from "./job/Users.js"
 import { NodesLive } from "./spool/Nodes.js"
@@ -76,7 +77,8 @@ export const ServicesLive = (settings: DaemonSettings) =>
     HookRunner.Live,
     Users.Live,
     ProcessRunner.Live,
-    Archive.Live
+    Archive.Live,
+    RefusalsKeptLive(settings)
   ).pipe(
     Layer.provide(Syscalls.forDirectories([settings.spool, ...Option.toArray(settings.archiveDir), ...Option.toArray(settings.errorDir)])),
     Layer.provide(LoadAverage.Live)

@@ -5,6 +5,7 @@
 import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref } from "effect"
 import { LoadAverage } from "../src/gate/LoadAverage.js"
 import { Archive, type Finished } from "../src/job/Archive.js"
+import { RefusalsKept } from "../src/job/RefusalsKept.js"
 import type { JobSettings } from "../src/job/Job.js"
 import type { JobRecord, ProcessExit } from "../src/record.js"
 import { ProcessRunner, type RunningProcess } from "../src/job/Runner.js"
@@ -222,6 +223,12 @@ export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0,
 
 export const fakeArchive = makeFakeArchive()
 
+/** Refusals as placed, in order (the bound itself is tested on a real dir). */
+export const fakeRefusals = Effect.sync(() => {
+  const placed: Array<{ readonly uid: number; readonly entry: string }> = []
+  return { service: RefusalsKept.of({ placed: (uid, entry) => Effect.sync(() => void placed.push({ uid, entry })), scanned: Effect.void }), placed }
+})
+
 /** Cancel requests as users leave them (`ask`); a node's `done` takes one away. */
 export const fakeRequests = Effect.sync(() => {
   const pending: Array<CancelRequest> = []
@@ -236,7 +243,10 @@ export const fakeRequests = Effect.sync(() => {
         const at = pending.indexOf(request)
         if (at >= 0) pending.splice(at, 1)
       }),
-    heldBy: (name) => Effect.sync(() => (elsewhere.has(name) ? ["elsewhere"] : []))
+    holders: Effect.sync(() => {
+      const now = new Set(elsewhere)
+      return (name: string) => (now.has(name) ? ["elsewhere"] : [])
+    })
   })
   return { service, ask, pending, elsewhere }
 })

@@ -45,7 +45,7 @@ const make = Effect.gen(function*() {
   // Several jobs may share a name (a claim's copies .~N~, one per node, a
   // queued one): the asker's are cancelled, the others never, and another
   // user's job of that name must not make the asker's request be dropped.
-  const handle = (request: CancelRequest) =>
+  const handle = (holders: (name: string) => ReadonlyArray<string>) => (request: CancelRequest) =>
     Effect.gen(function*() {
       const here = [...HashMap.values(yield* Ref.get(running.held))].filter((held) => held.claim.name === request.name)
       let theirs = 0
@@ -67,7 +67,7 @@ const make = Effect.gen(function*() {
         return
       }
       // Another node holds a job of that name: it decides.
-      if ((yield* requests.heldBy(request.name)).some((node) => node !== settings.node)) return
+      if (holders(request.name).some((node) => node !== settings.node)) return
       if (here.length > 0 || Option.isSome(queued)) {
         return yield* refused(request, Option.match(queued, { onNone: () => -1, onSome: (q) => q.uid }))
       }
@@ -77,7 +77,12 @@ const make = Effect.gen(function*() {
 
   // A round at least a second after the last: a user making and removing
   // request files in a loop gets one look a second, not one per file.
-  const round = Effect.flatMap(requests.cancels, (found) => Effect.forEach(found, handle, { discard: true }))
+  const round = Effect.gen(function*() {
+    const found = yield* requests.cancels
+    if (found.length === 0) return
+    // The running folders as they are now, listed once for the whole look.
+    yield* Effect.forEach(found, handle(yield* requests.holders), { discard: true })
+  })
   // Requests left while no node ran are dealt with before dispatch starts
   // (the Dispatcher waits for `ready`): a cancelled job never runs. The first
   // look lists the spool while the feed lists it too (on the thread pool).

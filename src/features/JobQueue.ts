@@ -22,7 +22,7 @@ const signalling = (pending: Pending, wake: Effect.Latch): Pending => ({
 
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
-  const pending = yield* makePending
+  const pending = yield* makePending({ turns: Option.isSome(settings.maxJobsPerUser) })
   const wake = yield* Effect.makeLatch(false)
   const requested = yield* Effect.makeLatch(false)
   const feed = yield* makeFeed(Option.isSome(settings.maxJobsPerUser) ? signalling(pending, wake) : pending, requested.open)

@@ -12,7 +12,9 @@ import type { Candidate } from "../spool/Pending.js"
 import type { ProcessId } from "../proc.js"
 import { jobTelemetry } from "../telemetry/jobTelemetry.js"
 import { type Claim, Spool } from "../spool/Spool.js"
+import type { JobRecord } from "../record.js"
 import { DaemonConfig } from "./Config.js"
+import { RefusalsKept } from "../job/RefusalsKept.js"
 import { JobQueue } from "./JobQueue.js"
 import { type HeldJob, processEnded, processStarted, Running } from "./Running.js"
 
@@ -22,6 +24,10 @@ const make = Effect.gen(function*() {
   const gate = yield* Gate
   const { wake } = yield* JobQueue
   const running = yield* Running
+  const refusals = yield* RefusalsKept
+  // Refusals are kept within a bound per owner (RefusalsKept).
+  const archived = (record: JobRecord, entry: string) =>
+    record.outcome === "rejected" && record.uid !== null ? refusals.placed(record.uid, entry) : Effect.void
   const kept = yield* FiberSet.make()
   const keep = (retries: Effect.Effect<void>) => FiberSet.run(kept, Effect.interruptible(retries)).pipe(Effect.asVoid)
   const jobs = yield* FiberSet.make()
@@ -94,7 +100,7 @@ const make = Effect.gen(function*() {
       const claimed = path.basename(claim.value.path)
       const started = (process: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, process)), told.started)
       yield* enroll(claim.value, uid, release, owner === uid ? Option.fromNullable(cancelledBy) : Option.none(), (ended, { cancel, waiting }) =>
-        runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, phase: told.phase, cancel, waiting }).pipe(
+        runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, archived, phase: told.phase, cancel, waiting }).pipe(
           told.within,
           Effect.ensuring(told.end)
         ))

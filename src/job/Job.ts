@@ -68,6 +68,8 @@ export interface JobEvents {
   readonly started: (process: ProcessId) => Effect.Effect<void>
   /** Its record, once its end is known, before its archival (metrics, its trace). */
   readonly finished: (record: JobRecord) => Effect.Effect<void>
+  /** Its entry, once placed whole (DIR/STAMP_NAME, without suffix), with its record. */
+  readonly archived: (record: JobRecord, entry: string) => Effect.Effect<void>
   /** Marks a part of its life (pmjq.run, pmjq.archive) for its trace, when there is one. */
   readonly phase: (name: "pmjq.run" | "pmjq.archive") => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
@@ -321,7 +323,9 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
     ))
     const done = (placed: Effect.Effect<string | null, ArchiveFailed | ClaimLost>) =>
       placed.pipe(
-        Effect.flatMap((entry) => (entry === null ? Effect.void : Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })))),
+        Effect.flatMap((entry) =>
+          entry === null ? Effect.void : Effect.zipRight(Effect.logInfo("archived").pipe(Effect.annotateLogs({ path: entry })), events.archived(record, entry))
+        ),
         Effect.zipRight(spool.vacated(claim)),
         Effect.catchTag("ClaimLost", (lost) =>
           Effect.logWarning("taken over by another node, which answers for it now").pipe(Effect.annotateLogs({ reason: lost.message })))

@@ -8,6 +8,13 @@
  * the same with 10 or 100,000 files queued, and a user with 10,000 jobs queued
  * costs nothing when only another user's job may start. Only the periodic
  * rescan looks at the whole spool.
+ *
+ * With `turns` (--max-jobs-per-user), owners take turns: the next job is the
+ * oldest of the owner served longest ago. A cap on running jobs alone does not
+ * share the queue: a file pmjq refuses ends the moment it is claimed, so a
+ * user whose 4,000 oldest files are refused never reaches the cap, and every
+ * other user waited behind all of them. Each refusal takes its owner's turn,
+ * like a job, and delays only that owner.
  */
 import { Effect } from "effect"
 
@@ -107,11 +114,12 @@ const makeHeap = () => {
 
 /** One owner's queued jobs: a heap that may hold tombstones, and how many are live. */
 interface Owner {
+  readonly uid: number
   readonly heap: ReturnType<typeof makeHeap>
   live: number
 }
 
-export const makePending = Effect.gen(function*() {
+export const makePending = (options: { readonly turns: boolean } = { turns: false }) => Effect.gen(function*() {
   // The live entry of each queued name. A heap entry that is not the live
   // entry of its name (forgotten, taken, or offered again since) is a tombstone,
   // skipped when it reaches the top; identity, not the name, decides, so a name
@@ -122,13 +130,17 @@ export const makePending = Effect.gen(function*() {
   const owners = new Map<number, Owner>()
   const available = yield* Effect.makeLatch(false)
   let seq = 0
+  // With turns: when each owner was last served (one entry per uid ever seen).
+  const served = new Map<number, number>()
+  let turn = 0
+  const lastServed = (owner: Owner) => (options.turns ? served.get(owner.uid) ?? -1 : 0)
 
   const isLive = (entry: Entry) => queued.get(entry.name) === entry
 
   const ownerOf = (uid: number) => {
     let owner = owners.get(uid)
     if (owner === undefined) {
-      owner = { heap: makeHeap(), live: 0 }
+      owner = { uid, heap: makeHeap(), live: 0 }
       owners.set(uid, owner)
     }
     return owner
@@ -155,14 +167,27 @@ export const makePending = Effect.gen(function*() {
     return [...owners].filter(([uid]) => accepts(uid, othersWaiting)).map(([, owner]) => owner)
   }
 
-  /** Of these owners, the one whose top is oldest. */
+  /** Of these owners, the one whose top is oldest (with turns: of those served longest ago). */
   const oldestAmong = (among: ReadonlyArray<Owner>) => {
     let best: { owner: Owner; top: Entry } | undefined
     for (const owner of among) {
       const top = topOf(owner)
-      if (top !== undefined && (best === undefined || before(top, best.top))) best = { owner, top }
+      if (top === undefined) continue
+      if (best === undefined) {
+        best = { owner, top }
+        continue
+      }
+      const [mine, theirs] = [lastServed(owner), lastServed(best.owner)]
+      if (mine < theirs || (mine === theirs && before(top, best.top))) best = { owner, top }
     }
     return best
+  }
+
+  /** ENTRY leaves the queue to run (or be refused): its owner's turn is taken. */
+  const take = (entry: Entry) => {
+    drop(entry)
+    if (options.turns) served.set(entry.uid, turn++)
+    return candidate(entry)
   }
 
   /** Queues C unless its name is queued; true when it was added. */
@@ -190,8 +215,7 @@ export const makePending = Effect.gen(function*() {
       const best = oldestAmong(acceptedOwners(accepts))
       if (best === undefined) return undefined
       best.owner.heap.pop()
-      drop(best.top)
-      return candidate(best.top)
+      return take(best.top)
     })
 
   // The `width` oldest are taken off their heaps (a merge over the accepted
@@ -210,9 +234,7 @@ export const makePending = Effect.gen(function*() {
       let chosen = 0
       for (let i = 1; i < oldest.length; i++) if (preference(oldest[i]!.top.name) > preference(oldest[chosen]!.top.name)) chosen = i
       oldest.forEach(({ owner, top }, i) => i !== chosen && owner.heap.push(top))
-      const { top } = oldest[chosen]!
-      drop(top)
-      return candidate(top)
+      return take(oldest[chosen]!.top)
     })
 
   const whenNonEmpty: Effect.Effect<void> = Effect.suspend(() =>

@@ -5,10 +5,15 @@
  * the user who asks: its owner is who asks, which no user can forge, and the
  * spool is the one place every user of a shared spool may write. Nothing in it
  * is believed: it must be a regular file with one link, at most 4 KiB, that
- * decodes (decode.ts); anything else is removed with a log line. The nodes
- * decide whether the asker may (features/Cancels.ts).
+ * decodes (decode.ts); anything else is removed, counted in one log line a
+ * look. A folder under such a name can be neither read nor removed (it is its
+ * maker's to empty): it is skipped by its directory entry's type, without a
+ * call, and said when there are more of them than before. What a look costs
+ * and keeps thus follows the requests, not the junk: memory for none of it,
+ * and a log line a look at most. The nodes decide whether the asker may
+ * (features/Cancels.ts).
  */
-import { Context, Effect, Either, HashSet, Layer, Ref } from "effect"
+import { Context, Effect, Either, Layer, Ref } from "effect"
 import * as path from "node:path"
 import { decodeCancelRequest } from "../decode.js"
 import { describe, errnoCode } from "../errors.js"
@@ -30,8 +35,8 @@ export class Requests extends Context.Tag("pmjq/Requests")<Requests, {
   readonly cancels: Effect.Effect<ReadonlyArray<CancelRequest>>
   /** A request dealt with: removed. */
   readonly done: (request: CancelRequest) => Effect.Effect<void>
-  /** The nodes whose running folders hold a job NAME. */
-  readonly heldBy: (name: string) => Effect.Effect<ReadonlyArray<string>>
+  /** The nodes whose running folders hold a job NAME, as listed now. */
+  readonly holders: Effect.Effect<(name: string) => ReadonlyArray<string>>
 }>() {}
 
 const readRequest = async (calls: Calls, file: string): Promise<Either.Either<CancelRequest, string>> => {
@@ -48,43 +53,62 @@ const make = (spool: string) =>
   Effect.gen(function*() {
     const calls = yield* Syscalls
     const remove = (file: string): Effect.Effect<void> => Effect.promise(() => calls.unlink(file).catch(() => undefined))
-    // What could not be removed (a folder made under a request's name) is
-    // said once, not at every look: a user could fill the log otherwise.
-    const said = yield* Ref.make(HashSet.empty<string>())
-    const sayOnce = (file: string, why: string) =>
-      Effect.flatMap(Ref.modify(said, (s) => [!HashSet.has(s, file), HashSet.add(s, file)] as const), (first) =>
-        first ? Effect.logWarning("cancel request not understood; removed").pipe(Effect.annotateLogs({ file, reason: why })) : Effect.void)
+    // How many folders named like requests the last look saw: said again
+    // only when there are more (a user could otherwise fill the log).
+    const folders = yield* Ref.make(0)
+    const sayFolders = (seen: number) =>
+      Effect.flatMap(Ref.getAndSet(folders, seen), (before) =>
+        seen > before
+          ? Effect.logWarning("folders named like cancel requests: not requests, left alone").pipe(Effect.annotateLogs({ count: seen }))
+          : Effect.void)
 
-    const one = (file: string): Effect.Effect<ReadonlyArray<CancelRequest>> =>
+    const read = (file: string): Effect.Effect<Either.Either<CancelRequest, string>> =>
       Effect.promise(() =>
         readRequest(calls, file).catch((e: unknown): Either.Either<CancelRequest, string> =>
           Either.left(errnoCode(e) === "ENOENT" ? "gone" : describe(e))
         )
-      ).pipe(
-        Effect.flatMap(Either.match({
-          onRight: (request) => Effect.succeed([request]),
-          onLeft: (why) => (why === "gone" ? Effect.succeed([]) : Effect.as(Effect.zipRight(sayOnce(file, why), remove(file)), []))
-        }))
       )
 
-    const cancels = Effect.promise(() => calls.readdir(spool).catch(() => [] as Array<string>)).pipe(
-      Effect.flatMap((names) => Effect.forEach(names.filter(isCancelRequest), (name) => one(path.join(spool, name)))),
-      Effect.map((found) => found.flat())
-    )
-
-    const heldBy = (name: string) =>
-      Effect.promise(async () => {
-        const root = runningRoot(spool)
-        const folders = await calls.readdir(root).catch(() => [] as Array<string>)
-        const holders: Array<string> = []
-        for (const folder of folders) {
-          const inside = await calls.readdir(path.join(root, folder)).catch(() => [] as Array<string>)
-          if (inside.some((n) => !isHidden(n) && claimedName(n) === name)) holders.push(folder)
+    const cancels = Effect.gen(function*() {
+      const named = (yield* Effect.promise(() => calls.entries(spool).catch(() => []))).filter((e) => isCancelRequest(e.name))
+      yield* sayFolders(named.filter((e) => e.isDirectory).length)
+      const found: Array<CancelRequest> = []
+      let removed = 0
+      let example: { readonly file: string; readonly why: string } | null = null
+      for (const entry of named) {
+        if (entry.isDirectory) continue
+        const file = path.join(spool, entry.name)
+        const request = yield* read(file)
+        if (Either.isRight(request)) found.push(request.right)
+        else if (request.left !== "gone") {
+          yield* remove(file)
+          removed++
+          example ??= { file, why: request.left }
         }
-        return holders
-      })
+      }
+      if (example !== null) {
+        yield* Effect.logWarning("cancel requests not understood; removed").pipe(
+          Effect.annotateLogs({ count: removed, first: example.file, reason: example.why })
+        )
+      }
+      return found
+    })
 
-    return { cancels, done: (request: CancelRequest) => remove(request.file), heldBy }
+    const holders = Effect.promise(async () => {
+      const root = runningRoot(spool)
+      const held = new Map<string, Array<string>>()
+      for (const folder of await calls.readdir(root).catch(() => [] as Array<string>)) {
+        for (const name of await calls.readdir(path.join(root, folder)).catch(() => [] as Array<string>)) {
+          if (isHidden(name)) continue
+          const job = claimedName(name)
+          const nodes = held.get(job) ?? []
+          if (!nodes.includes(folder)) held.set(job, [...nodes, folder])
+        }
+      }
+      return (name: string): ReadonlyArray<string> => held.get(name) ?? []
+    })
+
+    return { cancels, done: (request: CancelRequest) => remove(request.file), holders }
   })
 
 export const RequestsLive = ({ spool }: { readonly spool: string }) => Layer.effect(Requests, make(spool))

@@ -4,11 +4,12 @@ import { daemon, type DaemonSettings } from "../../src/daemon.js"
 import { Gate } from "../../src/gate/Gate.js"
 import { ProcessRunner } from "../../src/job/Runner.js"
 import { Archive } from "../../src/job/Archive.js"
+import { RefusalsKept } from "../../src/job/RefusalsKept.js"
 import { Spool } from "../../src/spool/Spool.js"
 import { HookRunner } from "../../src/hooks.js"
 import { Users } from "../../src/job/Users.js"
 import { Nodes } from "../../src/spool/Nodes.js"
-import { busy, daemonSettings, exits, fakeHooks, fakeLoad, fakeNodes, fakeRequests, fakeRunner, fakeSpool, fakeUsers, makeFakeArchive } from "../fakes.js"
+import { busy, daemonSettings, exits, fakeHooks, fakeLoad, fakeNodes, fakeRefusals, fakeRequests, fakeRunner, fakeSpool, fakeUsers, makeFakeArchive } from "../fakes.js"
 import { Requests } from "../../src/spool/Requests.js"
 import { makeQuiet } from "../quiet.js"
 
@@ -23,6 +24,7 @@ const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0, sw
   const nodes = yield* fakeNodes
   const hooks = yield* fakeHooks
   const requests = yield* fakeRequests
+  const refusals = yield* fakeRefusals
   const layer = (cpuLimit: Option.Option<number> = Option.none()) =>
     Layer.mergeAll(
       Layer.succeed(Spool, spool.service),
@@ -32,6 +34,7 @@ const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0, sw
       Layer.succeed(HookRunner, hooks.service),
       Layer.succeed(Users, fakeUsers),
       Layer.succeed(Requests, requests.service),
+      Layer.succeed(RefusalsKept, refusals.service),
       Gate.layer({ cpuLimit, sampleEvery: "1 second" }),
       load.layer
     ).pipe(Layer.provide(load.layer))

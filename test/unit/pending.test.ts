@@ -16,16 +16,39 @@ const drain = (q: Pending, accepts?: Accepts) =>
 describe("pending queue", () => {
   it.effect("hands out the oldest ready file first, arrival order breaking ties", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       for (const [name, readyAt] of [["d", 5], ["b", 2], ["a", 1], ["c", 2], ["e", 9]] as const) {
         yield* q.offer({ name, readyAt, uid: ALICE })
       }
       expect(yield* drain(q)).toEqual(["a", "b", "c", "d", "e"])
     }))
 
+  it.effect("with turns (--max-jobs-per-user), owners are served in turn, each its oldest first; without, oldest first whoever owns it", () =>
+    Effect.gen(function*() {
+      const offers = (q: Pending) =>
+        Effect.gen(function*() {
+          // Alice's four are all older than Bob's two (think: files pmjq will
+          // refuse, which end the moment they are claimed and never fill her cap).
+          for (let i = 0; i < 4; i++) yield* q.offer({ name: `a${i}`, readyAt: i, uid: ALICE })
+          for (let i = 0; i < 2; i++) yield* q.offer({ name: `b${i}`, readyAt: 10 + i, uid: BOB })
+        })
+      const fair = yield* makePending({ turns: true })
+      yield* offers(fair)
+      expect(yield* drain(fair)).toEqual(["a0", "b0", "a1", "b1", "a2", "a3"])
+      const plain = yield* makePending()
+      yield* offers(plain)
+      expect(yield* drain(plain)).toEqual(["a0", "a1", "a2", "a3", "b0", "b1"])
+      // A turn is taken by pollAmong too (nodes with peers).
+      const among = yield* makePending({ turns: true })
+      yield* offers(among)
+      const picks: Array<string | undefined> = []
+      for (let i = 0; i < 3; i++) picks.push((yield* among.pollAmong(2, () => 0))?.name)
+      expect(picks).toEqual(["a0", "b0", "a1"])
+    }))
+
   it.effect("pollAmong takes the preferred one among the oldest few; the rest keep their order", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       for (let i = 0; i < 10; i++) yield* q.offer({ name: `j${i}`, readyAt: i, uid: ALICE })
       yield* q.forget("j1")
       // Prefers the highest number, but sees only the 3 oldest still queued: j0, j2, j3.
@@ -38,7 +61,7 @@ describe("pending queue", () => {
 
   it.effect("offers of a queued name are deduplicated", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       yield* q.offer({ name: "x", readyAt: 1, uid: ALICE })
       yield* q.offer({ name: "x", readyAt: 2, uid: ALICE })
       expect(yield* q.size).toBe(1)
@@ -48,7 +71,7 @@ describe("pending queue", () => {
 
   it.effect("names gone from the spool are forgotten; a name may come back", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       for (let i = 0; i < 3000; i++) yield* q.offer({ name: `j${i}`, readyAt: i, uid: ALICE })
       yield* q.retain(new Set(["j5", "j2999"]))
       expect(yield* q.size).toBe(2)
@@ -58,7 +81,7 @@ describe("pending queue", () => {
 
   it.effect("offerAll queues many in one go, as offer would: deduplicated, oldest first, and wakes a waiter", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       yield* q.offer({ name: "b", readyAt: 2, uid: ALICE })
       const waiter = yield* Effect.fork(q.whenNonEmpty)
       yield* q.offerAll([{ name: "c", readyAt: 3, uid: ALICE }, { name: "b", readyAt: 9, uid: ALICE }, { name: "a", readyAt: 1, uid: ALICE }])
@@ -69,7 +92,7 @@ describe("pending queue", () => {
 
   it.effect("whenNonEmpty waits for an offer and takes nothing", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       const waiter = yield* Effect.fork(q.whenNonEmpty)
       yield* Effect.yieldNow()
       expect(waiter.unsafePoll()).toBeNull()
@@ -80,7 +103,7 @@ describe("pending queue", () => {
 
   it.effect("per owner: oldest first within each owner, and across owners the oldest top an owner accepts", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       for (const [name, readyAt, uid] of [["a3", 3, ALICE], ["b4", 4, BOB], ["a1", 1, ALICE], ["b2", 2, BOB], ["a5", 5, ALICE]] as const) {
         yield* q.offer({ name, readyAt, uid })
       }
@@ -96,7 +119,7 @@ describe("pending queue", () => {
 
   it.effect("one owner's 10,000 older jobs held back: another's one job is found by asking once per owner", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       for (let i = 0; i < 10_000; i++) yield* q.offer({ name: `a${i}`, readyAt: i, uid: ALICE })
       yield* q.offer({ name: "b", readyAt: 10_000, uid: BOB })
       const asked: Array<[number, boolean]> = []
@@ -116,7 +139,7 @@ describe("pending queue", () => {
 
   it.effect("the predicate hears whether another owner is waiting; a lone owner is told none is", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       const asked: Array<[number, boolean]> = []
       const record: Accepts = (owner, othersWaiting) => {
         asked.push([owner, othersWaiting])
@@ -133,7 +156,7 @@ describe("pending queue", () => {
 
   it.effect("pollAmong looks at the oldest few among accepted owners only", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       for (let i = 0; i < 10; i++) yield* q.offer({ name: `a${i}`, readyAt: i, uid: ALICE })
       for (let i = 0; i < 4; i++) yield* q.offer({ name: `b${i}`, readyAt: 20 + i, uid: BOB })
       const prefer = (name: string) => Number(name.slice(1))
@@ -147,7 +170,7 @@ describe("pending queue", () => {
 
   it.effect("a name that leaves and comes back under another owner counts as the new owner's", () =>
     Effect.gen(function*() {
-      const q = yield* makePending
+      const q = yield* makePending()
       yield* q.offer({ name: "x", readyAt: 1, uid: ALICE })
       yield* q.forget("x")
       yield* q.offer({ name: "x", readyAt: 5, uid: BOB })

@@ -4,7 +4,8 @@
  * a small regular file with one link that decodes is removed, never believed.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Logger } from "effect"
+import { Effect, HashMap, Layer, Logger } from "effect"
+import type { Calls } from "../../src/syscalls.js"
 import { Requests, RequestsLive } from "../../src/spool/Requests.js"
 import { Syscalls } from "../../src/syscalls.js"
 import { makeMemoryFs, type MemoryFs } from "../memoryfs.js"
@@ -13,8 +14,8 @@ const SPOOL = "/spool"
 const ALICE = { uid: 1001, gid: 1001 }
 const quiet = Logger.replace(Logger.defaultLogger, Logger.none)
 
-const withRequests = <A>(m: MemoryFs, use: (requests: Requests["Type"]) => Effect.Effect<A>) =>
-  Effect.flatMap(Requests, use).pipe(Effect.provide(RequestsLive({ spool: SPOOL }).pipe(Layer.provide(Layer.succeed(Syscalls, m.calls)))), Effect.provide(quiet))
+const withRequests = <A>(m: MemoryFs, use: (requests: Requests["Type"]) => Effect.Effect<A>, calls: Calls = m.calls, logger = quiet) =>
+  Effect.flatMap(Requests, use).pipe(Effect.provide(RequestsLive({ spool: SPOOL }).pipe(Layer.provide(Layer.succeed(Syscalls, calls)))), Effect.provide(logger))
 
 const spool = () => {
   const m = makeMemoryFs({ uid: 0, gid: 0 })
@@ -61,8 +62,43 @@ describe("cancel requests", () => {
       m.mkdirs(`${SPOOL}/.pmjq/running/n2`)
       m.write(`${SPOOL}/.pmjq/running/n2/job.~1~`, "#!/bin/sh\n", 0o755, ALICE)
       m.write(`${SPOOL}/.pmjq/running/n2/.other.json`, "{}", 0o640)
-      const held = yield* withRequests(m, (r) => Effect.all([r.heldBy("job"), r.heldBy("other")]))
+      const held = yield* withRequests(m, (r) => Effect.map(r.holders, (heldBy) => [heldBy("job"), heldBy("other")]))
       expect(held).toEqual([["n2"], []])
     }))
-})
 
+  it.effect("folders named like requests cost no call, keep no memory, and are said only when there are more; junk is one line a look", () =>
+    Effect.gen(function*() {
+      const m = spool()
+      for (let i = 0; i < 1000; i++) m.mkdirs(`${SPOOL}/.pmjq-cancel-d${i}`, 0o755, ALICE)
+      m.write(`${SPOOL}/.pmjq-cancel-1001-1-aa`, JSON.stringify({ name: "job" }), 0o644, ALICE)
+      for (const bad of ["x", "y", "z"]) m.write(`${SPOOL}/.pmjq-cancel-${bad}`, "not json", 0o644, ALICE)
+      // Every call naming a path, by path.
+      const touched: Array<string> = []
+      const counted = new Proxy(m.calls, {
+        get: (target, op: keyof Calls) => (file: string, ...rest: Array<never>) => {
+          if (op !== "entries" && op !== "readdir") touched.push(file)
+          return (target[op] as (...a: Array<unknown>) => unknown)(file, ...rest)
+        }
+      })
+      const lines: Array<string> = []
+      const logger = Logger.replace(Logger.defaultLogger, Logger.make(({ annotations, message }) => {
+        lines.push([String(message), ...HashMap.toEntries(annotations).map(([k, v]) => `${k}=${String(v)}`)].join(" "))
+      }))
+      const looks = yield* withRequests(m, (r) =>
+        Effect.gen(function*() {
+          const first = yield* r.cancels
+          const second = yield* r.cancels
+          for (let i = 1000; i < 1005; i++) m.mkdirs(`${SPOOL}/.pmjq-cancel-d${i}`, 0o755, ALICE)
+          const third = yield* r.cancels
+          return [first, second, third]
+        }), counted, logger)
+      expect(looks.map((found) => found.map((r) => r.name))).toEqual([["job"], ["job"], ["job"]])
+      expect(touched.filter((file) => file.includes("cancel-d"))).toEqual([])
+      expect(lines).toEqual([
+        "folders named like cancel requests: not requests, left alone count=1000",
+        expect.stringMatching(/^cancel requests not understood; removed (?=.*count=3)(?=.*reason=not JSON)(?=.*first=\/spool\/\.pmjq-cancel-[xyz])/),
+        "folders named like cancel requests: not requests, left alone count=1005"
+      ])
+      expect(m.list(SPOOL).filter((n) => n.startsWith(".pmjq-cancel-d"))).toHaveLength(1005)
+    }))
+})

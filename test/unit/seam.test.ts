@@ -358,6 +358,7 @@ describe("archival on the memory filesystem", () => {
           processEnded: Effect.void,
           keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
           started: () => Effect.void,
+          archived: () => Effect.void,
           finished: () => Effect.void,
           phase: () => (effect) => effect,
           cancel: yield* Deferred.make<string>(),
