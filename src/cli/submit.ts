@@ -18,7 +18,7 @@ import { createNew, type Ownership } from "../files.js"
 import { submitAside, submittedName } from "../spool/layout.js"
 import type { JobRecord } from "../record.js"
 import { requireSpool } from "../spool/Spool.js"
-import { viewSpool } from "../spool/view.js"
+import { findRecord, recordDirs, type Submitted, viewSpool } from "../spool/view.js"
 
 /** Single-quoted for /bin/sh: the only character to escape is ' itself. */
 export const shellQuote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`
@@ -86,20 +86,24 @@ const SIGNALS: Readonly<Record<string, number>> = os.constants.signals
 export const waitStatus = (record: JobRecord) =>
   record.exitCode !== null ? record.exitCode : record.signal !== null ? 128 + (SIGNALS[record.signal] ?? 0) : 1
 
-/** The record of this very submission: its name, and the file's owner and inode (another user may reuse the name). */
-export const isOwnRecord = (record: JobRecord, job: { readonly name: string; readonly uid: number; readonly inode: number }) =>
-  record.name === job.name && record.uid === job.uid && record.inode === job.inode
-
-const waitFor = (spool: string, job: { readonly name: string; readonly uid: number; readonly inode: number }) =>
+// Found by identity in every dir a node said it archives to (remembered: a
+// node that ends takes its heartbeat with it), however many entries arrived
+// since the last look: never among only the newest.
+const waitFor = (spool: string, job: Submitted) =>
   Effect.gen(function*() {
     const name = job.name
     const tty = process.stderr.isTTY === true
     let shown = ""
+    const seen = new Set<string>()
     const look = Effect.gen(function*() {
-      const view = yield* viewSpool(spool, 200)
-      const done = [...view.finished, ...view.rejected].find((r) => isOwnRecord(r, job))
-      if (done !== undefined) return Option.some(done)
+      const where = yield* recordDirs(spool)
+      if (where !== null) {
+        where.dirs.forEach((dir) => seen.add(dir))
+        const done = yield* findRecord([...seen], where.uid, job)
+        if (done !== null) return Option.some(done)
+      }
       if (tty) {
+        const view = yield* viewSpool(spool, 0)
         const running = view.running.find((r) => r.name === name)
         const state = running !== undefined ? `running on ${running.node}` : view.queued.some((q) => q.name === name) ? "queued" : "claimed"
         if (state !== shown) process.stderr.write(`\r\x1b[K${name}: ${state}`)

@@ -65,6 +65,52 @@ export const stateOwner = async (state: string): Promise<Either.Either<number, s
   return problem === null ? Either.right(stat.uid) : Either.left(`${state} ${problem}`)
 }
 
+/** A job as `submit` wrote it: its name, and the file's owner and inode (another user may reuse the name). */
+export interface Submitted {
+  readonly name: string
+  readonly uid: number
+  readonly inode: number
+}
+
+/** The record of this very submission. */
+export const isOwnRecord = (record: JobRecord, job: Submitted) =>
+  record.name === job.name && record.uid === job.uid && record.inode === job.inode
+
+/**
+ * Where JOB's record may land, as the spool says now: the archive and error
+ * dirs of the nodes' heartbeats, and .pmjq/rejected. Null while .pmjq cannot
+ * be believed (or is not there yet).
+ */
+export const recordDirs = (spool: string) =>
+  Effect.promise(async (): Promise<{ readonly uid: number; readonly dirs: ReadonlyArray<string> } | null> => {
+    const owner = await stateOwner(stateDir(spool))
+    if (Either.isLeft(owner)) return null
+    const uid = owner.right
+    const beats = await Promise.all((await names(nodesDir(spool))).filter((n) => !isHidden(n)).map((n) =>
+      readPmjqFile(decodeHeartbeat, uid)(path.join(nodesDir(spool), n))))
+    const dirs = beats.flatMap((hb) => (hb === null ? [] : [hb.archiveDir, hb.errorDir])).filter((d): d is string => d !== null)
+    return { uid, dirs: [...new Set([...dirs, rejectedDir(spool)])] }
+  })
+
+/**
+ * JOB's record in DIRS (written by UID, pmjq), wherever it landed and however
+ * many entries came after it: one listing of each dir, and a read only of the
+ * entries named for the job (STAMP_NAME, or STAMP-N_NAME, NAME cut to fit).
+ */
+export const findRecord = (dirs: ReadonlyArray<string>, uid: number, job: Submitted) =>
+  Effect.promise(async (): Promise<(JobRecord & { readonly entry: string }) | null> => {
+    for (const dir of dirs) {
+      for (const file of await names(dir)) {
+        const entry = entryOfRecord(file)
+        const named = entry === null ? "" : entry.slice(entry.indexOf("_") + 1)
+        if (entry === null || named === "" || !job.name.startsWith(named)) continue
+        const record = await readPmjqFile(decodeRecord, uid)(path.join(dir, file))
+        if (record !== null && isOwnRecord(record, job)) return { ...record, entry: path.join(dir, entry) }
+      }
+    }
+    return null
+  })
+
 export const viewSpool = (spool: string, lastCount = 10) =>
   Effect.promise(async (): Promise<SpoolView> => {
     const now = Date.now()

@@ -3,7 +3,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { BIN, records, run, start, workspace } from "./harness.js"
+import { BIN, records, run, start, submit, waitFor, waitWhileProgressing, workspace } from "./harness.js"
 
 const NAME = /^[A-Za-z0-9._-]+-\d{8}T\d{6}Z-[A-Za-z0-9_-]+-\d+-[0-9a-f]{6}$/
 
@@ -24,6 +24,28 @@ describe("pmjq submit", () => {
       expect(three.stderr).toBe("to stderr\n")
       const killed = await run(["submit", "--wait", t.spool, "--", "sh", "-c", "kill -KILL $$"], from)
       expect(killed.code).toBe(137)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("--wait finds its record however many entries came after it (its terminal stopped meanwhile)", async () => {
+    const t = workspace("submit-wait-many")
+    const daemon = start(["--node-id", "m1", "-j", "1", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      const waiting = start(["submit", "--wait", "--name", "first", t.spool, "--", "sh", "-c", "echo mine"], t.root)
+      await waitFor("its name printed", () => waiting.output().stdout.length > 0)
+      // Stopped before it has seen the record: 300 newer entries land meanwhile
+      // (before, it looked at the 200 newest of each dir only, and waited for ever).
+      waiting.child.kill("SIGSTOP")
+      for (let i = 0; i < 300; i++) submit(t.spool, `after-${String(i).padStart(3, "0")}`, "true")
+      await waitWhileProgressing("all archived", () => records(t.archive).length === 301, () => records(t.archive).length)
+      expect(records(t.archive)[0]).toMatchObject({ name: waiting.output().stdout.split("\n")[0] })
+      waiting.child.kill("SIGCONT")
+      const { code } = await waiting.exited
+      expect(code).toBe(0)
+      expect(waiting.output().stdout.split("\n")[1]).toBe("mine")
     } finally {
       daemon.child.kill("SIGTERM")
     }

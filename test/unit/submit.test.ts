@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { isOwnRecord, jobText, shellQuote, uniqueName, waitStatus } from "../../src/cli/submit.js"
+import { jobText, shellQuote, uniqueName, waitStatus } from "../../src/cli/submit.js"
+import { isOwnRecord } from "../../src/spool/view.js"
 import type { JobRecord } from "../../src/record.js"
 
 describe("submit", () => {
