@@ -58,6 +58,11 @@ export const fakeSpool = Effect.gen(function*() {
       calls.list++
       return [...files.keys()]
     }),
+    // As if the spool always changed between rescans.
+    listIfChanged: Effect.sync(() => {
+      calls.list++
+      return Option.some([...files.keys()])
+    }),
     inspect: (name) =>
       Effect.sync(() => {
         calls.inspect++

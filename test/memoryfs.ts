@@ -277,6 +277,12 @@ export const makeMemoryFs = ({ now = () => 0, uid = 0, gid = 0, umask = 0o022 }:
     write: (file: string, data: string, mode = 0o644, owner: { uid?: number; gid?: number } = {}) =>
       void create(file, "file", mode, { data, ...owner }),
     fifo: (file: string, mode = 0o644) => void create(file, "fifo", mode),
+    /** chmod(1) in place: the same inode, a new mode and ctime. */
+    chmod: (file: string, mode: number) => {
+      const target = existing(file, "chmod", false).node
+      target.mode = mode & 0o7777
+      target.ctimeMs = now()
+    },
     symlink: (target: string, file: string) => void create(file, "symlink", 0o777, { target }),
     /** Makes the empty folder DIR the root of another filesystem: renames and links across it fail EXDEV. */
     mount: (dir: string) => void (existing(dir, "mount", true).node.dev = ++lastDev),

@@ -6,6 +6,7 @@ import { escapeJson } from "../log.js"
 import { visible } from "../text.js"
 import { requireSpool } from "../spool/Spool.js"
 import { type SpoolView, viewSpool } from "../spool/view.js"
+import { Syscalls } from "../syscalls.js"
 
 const ago = (ms: number) =>
   ms < 1000 ? `${ms} ms` : ms < 120_000 ? `${Math.round(ms / 1000)} s` : ms < 7_200_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 3_600_000)} h`
@@ -61,7 +62,7 @@ export const statusCommand = Command.make(
     Effect.gen(function*() {
       const dir = path.resolve(spool)
       yield* requireSpool(dir)
-      const view = yield* viewSpool(dir)
+      const view = yield* viewSpool(dir).pipe(Effect.provide(Syscalls.forDirectories([dir])))
       // JSON.stringify escapes C0 controls; escapeJson the rest (DEL, C1).
       yield* Console.log(json ? escapeJson(JSON.stringify(view, null, 2)) : render(view))
     })

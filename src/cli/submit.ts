@@ -19,6 +19,7 @@ import { submitAside, submittedName } from "../spool/layout.js"
 import type { JobRecord } from "../record.js"
 import { requireSpool } from "../spool/Spool.js"
 import { findRecord, recordDirs, type Submitted, viewSpool } from "../spool/view.js"
+import { Syscalls } from "../syscalls.js"
 
 /** Single-quoted for /bin/sh: the only character to escape is ' itself. */
 export const shellQuote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`
@@ -103,7 +104,7 @@ const waitFor = (spool: string, job: Submitted) =>
         if (done !== null) return Option.some(done)
       }
       if (tty) {
-        const view = yield* viewSpool(spool, 0)
+        const view = yield* viewSpool(spool, 0).pipe(Effect.provide(Syscalls.forDirectories([spool])))
         const running = view.running.find((r) => r.name === name)
         const state = running !== undefined ? `running on ${running.node}` : view.queued.some((q) => q.name === name) ? "queued" : "claimed"
         if (state !== shown) process.stderr.write(`\r\x1b[K${name}: ${state}`)

@@ -25,7 +25,7 @@ const make = Effect.gen(function*() {
   const pending = yield* makePending({ turns: Option.isSome(settings.maxJobsPerUser) })
   const wake = yield* Effect.makeLatch(false)
   const requested = yield* Effect.makeLatch(false)
-  const feed = yield* makeFeed(Option.isSome(settings.maxJobsPerUser) ? signalling(pending, wake) : pending, requested.open)
+  const feed = yield* makeFeed(Option.isSome(settings.maxJobsPerUser) ? signalling(pending, wake) : pending, requested.open, settings.poll)
   return { pending, wake, requested, feed }
 })
 

@@ -17,7 +17,8 @@ import { Context, Effect, Either, Layer, Ref } from "effect"
 import * as path from "node:path"
 import { decodeCancelRequest } from "../decode.js"
 import { describe, errnoCode } from "../errors.js"
-import { type Calls, Syscalls } from "../syscalls.js"
+import { type Calls, type Entry, Syscalls } from "../syscalls.js"
+import { makeUnchanged } from "./unchanged.js"
 import { claimedName, isCancelRequest, isHidden, runningRoot } from "./layout.js"
 
 export interface CancelRequest {
@@ -69,9 +70,18 @@ const make = (spool: string) =>
         )
       )
 
+    // The names like requests at the last listing: the spool is listed again
+    // only when it may have changed (unchanged.ts). The requests still there
+    // (a job another node holds) are read again each look.
+    const clock = yield* Effect.clock
+    const looks = makeUnchanged(calls, spool, () => clock.unsafeCurrentTimeMillis())
+    let named: ReadonlyArray<Entry> = []
     const cancels = Effect.gen(function*() {
-      const named = (yield* Effect.promise(() => calls.entries(spool).catch(() => []))).filter((e) => isCancelRequest(e.name))
-      yield* sayFolders(named.filter((e) => e.isDirectory).length)
+      const listed = yield* Effect.promise(() => looks.listing(() => calls.entries(spool)).catch(() => []))
+      if (listed !== null) {
+        named = listed.filter((e) => isCancelRequest(e.name))
+        yield* sayFolders(named.filter((e) => e.isDirectory).length)
+      }
       const found: Array<CancelRequest> = []
       let removed = 0
       let example: { readonly file: string; readonly why: string } | null = null

@@ -23,6 +23,7 @@ import { factsOf, type FileFacts } from "../files.js"
 import { BESIDE, besideClaim, claimName, isHidden, isJob, notesAside, notesFile, runningDir, runningRoot, stateDir, stateParts } from "./layout.js"
 import { makeTrustedReader } from "./quarantine.js"
 import { type Calls, Syscalls, threadedCalls } from "../syscalls.js"
+import { makeUnchanged } from "./unchanged.js"
 import type { Candidate } from "./Pending.js"
 
 export interface Claim {
@@ -48,6 +49,8 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly path: string
     /** Names in the spool that could be jobs (dotfiles are never jobs). */
     readonly list: Effect.Effect<ReadonlyArray<string>, SpoolIOError>
+    /** The same, or none when the spool surely holds the same names as at the last listing made here (unchanged.ts). */
+    readonly listIfChanged: Effect.Effect<Option.Option<ReadonlyArray<string>>, SpoolIOError>
     /** A candidate when NAME is a regular file with an execute bit, else none. */
     readonly inspect: (name: string) => Effect.Effect<Option.Option<Candidate>, SpoolIOError>
     /**
@@ -158,6 +161,10 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
 
   const list = io("list", spool, () => calls.readdir(spool)).pipe(
     Effect.map((names) => names.filter((n) => !isHidden(n)))
+  )
+  const rescans = makeUnchanged(calls, spool, now)
+  const listIfChanged = io("list", spool, () => rescans.listing(() => calls.readdir(spool))).pipe(
+    Effect.map((names) => Option.map(Option.fromNullable(names), (all) => all.filter((n) => !isHidden(n))))
   )
 
   const inspect = (name: string) =>
@@ -400,6 +407,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   return Spool.of({
     path: spool,
     list,
+    listIfChanged,
     inspect,
     inspectAll,
     claim,

@@ -7,8 +7,15 @@
  * notifications missed (another machine's writes over NFS, an overflowed
  * inotify queue) and forgets queued names that are gone (claimed by another
  * node, removed by a user).
+ *
+ * A listed name that is not a job (no execute bit, a folder) is remembered,
+ * and looked at again only once every NOT_JOBS_AGAIN, a slice of them each
+ * rescan: 50,000 such files from one user cost every rescan 50,000 lstats
+ * (29 % of a core at --poll 1s). A notification about one forgets it, so a
+ * file made executable in place is picked up at once; one made executable
+ * on another machine (no notification reaches this one), within a minute.
  */
-import { type Duration, Effect, Mailbox, Option, Schedule } from "effect"
+import { Duration, Effect, Mailbox, Option, Schedule } from "effect"
 import type { SpoolIOError } from "../errors.js"
 import { isCancelRequest } from "./layout.js"
 import type { Pending } from "./Pending.js"
@@ -17,9 +24,12 @@ import { Spool } from "./Spool.js"
 export type SpoolEvent =
   | { readonly _tag: "Touched"; readonly name: string }
   | { readonly _tag: "Listed"; readonly names: ReadonlyArray<string> }
+  /** A rescan found the spool's names as they were (spool/unchanged.ts). */
+  | { readonly _tag: "Unchanged" }
 
 const touched = (name: string): SpoolEvent => ({ _tag: "Touched", name })
 const listed = (names: ReadonlyArray<string>): SpoolEvent => ({ _tag: "Listed", names })
+const unchanged: SpoolEvent = { _tag: "Unchanged" }
 
 /**
  * Notifications and periodic rescans, in one Stream fed through a mailbox; the
@@ -36,8 +46,8 @@ export const spoolEvents = (poll: Duration.DurationInput) =>
       Effect.retry(Schedule.spaced(poll)),
       Effect.forkScoped
     )
-    const rescan = logFailure(spool.list).pipe(
-      Effect.flatMap((names) => events.offer(listed(names))),
+    const rescan = logFailure(spool.listIfChanged).pipe(
+      Effect.flatMap((names) => events.offer(Option.match(names, { onNone: () => unchanged, onSome: listed }))),
       Effect.ignore
     )
     yield* Effect.sleep(poll).pipe(Effect.zipRight(rescan), Effect.forever, Effect.forkScoped)
@@ -66,34 +76,73 @@ const catchUp = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(turn))
 })
 
-/** The feed of PENDING; `requested` is run for each notification of a request (Requests.ts). */
-export const makeFeed = (pending: Pending, requested: Effect.Effect<void>) =>
+/** How long a listed name that is not a job may go without a look (one --poll, when longer). */
+export const NOT_JOBS_AGAIN = Duration.minutes(1)
+
+/** The feed of PENDING, rescanned every POLL; `requested` is run for each notification of a request (Requests.ts). */
+export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll: Duration.DurationInput) =>
   Effect.gen(function*() {
     const spool = yield* Spool
+    // Listed names that are not jobs, each with the rescan (modulo `slices`)
+    // that looks at it again; names gone from the listing are dropped.
+    const slices = Math.max(1, Math.ceil(Duration.toMillis(NOT_JOBS_AGAIN) / Duration.toMillis(poll)))
+    const notJobs = new Map<string, number>()
+    let rescans = 0
+    let dealt = 0
 
     // A notification about a queued name usually means another node on this
     // host claimed it: forgetting it now saves a claim that would fail.
     const look = (name: string) =>
-      spool.inspect(name).pipe(
+      Effect.suspend(() => {
+        notJobs.delete(name)
+        return spool.inspect(name)
+      }).pipe(
         Effect.flatMap(Option.match({ onNone: () => pending.forget(name), onSome: pending.offer })),
         logFailure,
         Effect.ignore
       )
 
-    // With 100,000 queued, a rescan lists them all; only the names not queued
-    // yet cost an lstat, all made in one go (Spool.inspectAll).
-    const reconcile = (names: ReadonlyArray<string>) =>
-      Effect.zipRight(
-        pending.retain(new Set(names)),
-        Effect.suspend(() => spool.inspectAll(names.filter((n) => !pending.has(n)))).pipe(
-          Effect.flatMap(pending.offerAll),
-          logFailure,
-          Effect.ignore
-        )
+    // LOOKED inspected: the jobs among them queued, the others remembered.
+    const inspect = (looked: ReadonlyArray<string>) =>
+      spool.inspectAll(looked).pipe(
+        Effect.tap((found) => {
+          const jobs = new Set(found.map((c) => c.name))
+          for (const name of looked) {
+            if (jobs.has(name)) notJobs.delete(name)
+            else if (!notJobs.has(name)) notJobs.set(name, dealt++ % slices)
+          }
+        }),
+        Effect.flatMap(pending.offerAll),
+        logFailure,
+        Effect.ignore
       )
 
+    // With 100,000 queued, a rescan lists them all; only the names not queued
+    // yet (and not known as non-jobs, but for this rescan's slice) cost an
+    // lstat, all made in one go (Spool.inspectAll).
+    const reconcile = (names: ReadonlyArray<string>) =>
+      Effect.suspend(() => {
+        const present = new Set(names)
+        for (const name of notJobs.keys()) if (!present.has(name)) notJobs.delete(name)
+        const slice = rescans++ % slices
+        return Effect.zipRight(pending.retain(present), inspect(names.filter((n) => !pending.has(n) && (notJobs.get(n) ?? slice) === slice)))
+      })
+
+    // The same names as at the last listing: only this rescan's slice of the
+    // non-jobs is looked at again (one made executable in place elsewhere).
+    const recheck = Effect.suspend(() => {
+      const slice = rescans++ % slices
+      return inspect([...notJobs].flatMap(([name, at]) => (at === slice ? [name] : [])))
+    })
+
     const handle = (event: SpoolEvent) =>
-      event._tag === "Listed" ? reconcile(event.names) : isCancelRequest(event.name) ? requested : look(event.name)
+      event._tag === "Listed"
+        ? reconcile(event.names)
+        : event._tag === "Unchanged"
+        ? recheck
+        : isCancelRequest(event.name)
+        ? requested
+        : look(event.name)
 
     /** One full look at the spool, done before dispatch starts and when a drain runs dry. */
     const scan = logFailure(spool.list).pipe(Effect.flatMap(reconcile), Effect.ignore)

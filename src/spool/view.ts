@@ -13,6 +13,7 @@ import { readRegularAsync } from "../files.js"
 import { iso, type JobRecord } from "../record.js"
 import { besideName, claimedName, entryOfRecord, isCancelRequest, isHidden, isJob, nodesDir, rejectedDir, runningRoot, stateDir } from "./layout.js"
 import type { Heartbeat } from "./Nodes.js"
+import { type Calls, Syscalls } from "../syscalls.js"
 
 export interface SpoolView {
   readonly spool: string
@@ -111,16 +112,32 @@ export const findRecord = (dirs: ReadonlyArray<string>, uid: number, job: Submit
     return null
   })
 
+/**
+ * The queued among NAMES: one lstat each, through CALLS (direct on a local
+ * disk, where a promise per call costs more than the call; 64 at once on a
+ * network filesystem).
+ */
+const queuedOf = async (calls: Calls, spool: string, names: ReadonlyArray<string>) => {
+  const found: Array<{ name: string; readyAt: number }> = []
+  for (let i = 0; i < names.length; i += 64) {
+    const chunk = await Promise.all(names.slice(i, i + 64).map((name) =>
+      calls.lstat(path.join(spool, name)).then((s) => (isJob(name, s) ? { name, readyAt: s.ctimeMs } : null), () => null)
+    ))
+    for (const q of chunk) if (q !== null) found.push(q)
+  }
+  return found.sort((a, b) => a.readyAt - b.readyAt)
+}
+
 export const viewSpool = (spool: string, lastCount = 10) =>
-  Effect.promise(async (): Promise<SpoolView> => {
+  Effect.flatMap(Syscalls, (calls) => Effect.promise(() => view(calls, spool, lastCount)))
+
+const view = async (calls: Calls, spool: string, lastCount: number): Promise<SpoolView> => {
     const now = Date.now()
     const state = stateDir(spool)
-    const queued = (await Promise.all((await names(spool)).filter((n) => !isHidden(n)).map(async (name) => {
-      const s = await fsp.lstat(path.join(spool, name)).catch(() => null)
-      return s !== null && isJob(name, s) ? { name, readyAt: s.ctimeMs } : null
-    }))).filter((q): q is { name: string; readyAt: number } => q !== null).sort((a, b) => a.readyAt - b.readyAt)
+    const listed = await names(spool)
+    const queued = await queuedOf(calls, spool, listed.filter((n) => !isHidden(n)))
 
-    const cancelling = (await Promise.all((await names(spool)).filter(isCancelRequest).map(async (name) => {
+    const cancelling = (await Promise.all(listed.filter(isCancelRequest).map(async (name) => {
       const file = path.join(spool, name)
       const s = await fsp.lstat(file).catch(() => null)
       if (s === null || !s.isFile()) return null
@@ -172,4 +189,4 @@ export const viewSpool = (spool: string, lastCount = 10) =>
       rejected,
       untrusted: null
     }
-  })
+}

@@ -68,7 +68,10 @@ describe("cancel requests", () => {
 
   it.effect("folders named like requests cost no call, keep no memory, and are said only when there are more; junk is one line a look", () =>
     Effect.gen(function*() {
-      const m = spool()
+      // The filesystem's clock: the spool's mtime says when names changed.
+      let t = 1_000
+      const m = makeMemoryFs({ uid: 0, gid: 0, now: () => t })
+      m.mkdirs(SPOOL, 0o1777)
       for (let i = 0; i < 1000; i++) m.mkdirs(`${SPOOL}/.pmjq-cancel-d${i}`, 0o755, ALICE)
       m.write(`${SPOOL}/.pmjq-cancel-1001-1-aa`, JSON.stringify({ name: "job" }), 0o644, ALICE)
       for (const bad of ["x", "y", "z"]) m.write(`${SPOOL}/.pmjq-cancel-${bad}`, "not json", 0o644, ALICE)
@@ -88,6 +91,7 @@ describe("cancel requests", () => {
         Effect.gen(function*() {
           const first = yield* r.cancels
           const second = yield* r.cancels
+          t += 10_000
           for (let i = 1000; i < 1005; i++) m.mkdirs(`${SPOOL}/.pmjq-cancel-d${i}`, 0o755, ALICE)
           const third = yield* r.cancels
           return [first, second, third]

@@ -6,6 +6,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { besideClaim, runningDir } from "../../src/spool/layout.js"
 import { viewSpool } from "../../src/spool/view.js"
+import { Syscalls } from "../../src/syscalls.js"
 
 describe("viewSpool", () => {
   it.effect("a claimed job is ended once its record is beside it, also under a name too long for .NAME.json", () =>
@@ -19,7 +20,7 @@ describe("viewSpool", () => {
       }
       // Where the spawner writes a record: for a long name, cut and hashed.
       for (const name of ["short-ended", long]) fs.writeFileSync(besideClaim(path.join(folder, name), ".json"), "{}\n")
-      const view = yield* viewSpool(spool)
+      const view = yield* viewSpool(spool).pipe(Effect.provide(Syscalls.Direct))
       const states = Object.fromEntries(view.running.map((r) => [r.name, r.state]))
       expect(states).toEqual({ "short-ended": "ended", "short-running": "running", [long]: "ended", ["x".repeat(250)]: "running" })
       fs.rmSync(spool, { recursive: true })
