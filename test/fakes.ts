@@ -29,6 +29,8 @@ export const fakeSpool = Effect.gen(function*() {
   const lost: Array<string> = []
   const released: Array<string> = []
   const calls = { list: 0, inspect: 0 }
+  /** Names whose file gets this owner right after its next inspect (another user's file put in its place). */
+  const ownerAfterInspect = new Map<string, number>()
 
   const submit = (name: string, readyAt: number, executable = true, uid = 1000) => {
     files.set(name, { readyAt, executable, uid })
@@ -67,7 +69,13 @@ export const fakeSpool = Effect.gen(function*() {
       Effect.sync(() => {
         calls.inspect++
         const file = files.get(name)
-        return file?.executable ? Option.some({ name, readyAt: file.readyAt, uid: file.uid ?? 1000 }) : Option.none()
+        const seen = file?.executable ? Option.some({ name, readyAt: file.readyAt, uid: file.uid ?? 1000 }) : Option.none()
+        const next = ownerAfterInspect.get(name)
+        if (file !== undefined && next !== undefined) {
+          ownerAfterInspect.delete(name)
+          files.set(name, { ...file, uid: next })
+        }
+        return seen
       }),
     inspectAll: (names) =>
       Effect.sync(() =>
@@ -79,6 +87,7 @@ export const fakeSpool = Effect.gen(function*() {
       ),
     claim: (name) =>
       Effect.sync(() => {
+        const owner = files.get(name)?.uid ?? 1000
         const present = files.delete(name)
         if (!present || stolen.has(name)) {
           lost.push(name)
@@ -86,7 +95,7 @@ export const fakeSpool = Effect.gen(function*() {
           return Option.none()
         }
         claimed.push(name)
-        return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null })
+        return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null, owner })
       }),
     release: (claim) =>
       Effect.sync(() => {
@@ -113,7 +122,7 @@ export const fakeSpool = Effect.gen(function*() {
         Effect.forever
       )
   })
-  return { service, files, submit, stolen, takenElsewhere, claimed, lost, released, calls }
+  return { service, files, submit, stolen, takenElsewhere, claimed, lost, released, calls, ownerAfterInspect }
 })
 
 /** What one spawn of a job does; an exit's process may take `startsIn` to start (fork and exec). */

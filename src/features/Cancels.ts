@@ -50,9 +50,8 @@ const make = Effect.gen(function*() {
       const here = [...HashMap.values(yield* Ref.get(running.held))].filter((held) => held.claim.name === request.name)
       let theirs = 0
       for (const held of here) {
-        // The claimed file's owner now, which only pmjq can change from here on.
-        const owner = yield* spool.facts(held.claim).pipe(Effect.map((f) => f.uid), Effect.orElseSucceed(() => -1))
-        if (!mayCancel(request.uid, owner)) continue
+        // The claimed file's owner, as claimed (the job may have deleted the file since).
+        if (!mayCancel(request.uid, held.claim.owner)) continue
         theirs++
         yield* Deferred.succeed(held.cancel, yield* nameOf(request.uid))
         const waiting = yield* Ref.get(held.waiting)

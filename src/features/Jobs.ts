@@ -94,12 +94,24 @@ const make = Effect.gen(function*() {
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
       // The asker was checked against the owner of the file queued then; one
       // put in its place since (its owner removed it, someone else wrote the
-      // name) is not theirs to cancel, and runs.
-      const owner = cancelledBy === undefined ? uid : yield* spool.facts(claim.value).pipe(Effect.map((f) => f.uid), Effect.orElseSucceed(() => -1))
-      if (owner !== uid) yield* Effect.logWarning("cancel not applied: the file claimed is not the one asked about").pipe(Effect.annotateLogs({ job: name }))
+      // name) is not theirs to cancel. Claimed here for a cancel, it took no
+      // -j slot and passed no gate: it goes back to the queue, to start as
+      // any job does. Should a new file have taken its name meanwhile, it
+      // cannot: it waits here for a slot and the gate.
+      let slot = release
+      const applies = cancelledBy === undefined || claim.value.owner === uid
+      if (!applies) {
+        yield* Effect.logWarning("cancel not applied: the file claimed is not the one asked about").pipe(Effect.annotateLogs({ job: name }))
+        if (yield* spool.release(claim.value).pipe(Effect.orElseSucceed(() => false))) {
+          yield* told.end
+          return true
+        }
+        yield* Effect.interruptible(Effect.zipRight(takeSlot, gate.whenOpen))
+        slot = freeSlot
+      }
       const claimed = path.basename(claim.value.path)
       const started = (process: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, process)), told.started)
-      yield* enroll(claim.value, uid, release, owner === uid ? Option.fromNullable(cancelledBy) : Option.none(), (ended, { cancel, waiting }) =>
+      yield* enroll(claim.value, uid, slot, applies ? Option.fromNullable(cancelledBy) : Option.none(), (ended, { cancel, waiting }) =>
         runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, archived, phase: told.phase, cancel, waiting }).pipe(
           told.within,
           Effect.ensuring(told.end)

@@ -43,7 +43,8 @@ const make = Effect.gen(function*() {
         path: `${folder}/${claimed}`,
         claimedAt: Option.match(left, { onNone: () => 0, onSome: (l) => l.claimedAt }),
         attempt: 1,
-        noteKey: null
+        noteKey: null,
+        owner: uid
       }
       // Its -j slot, once one is free (-j may be lower than when it started).
       const slot = yield* Ref.make(false)

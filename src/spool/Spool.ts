@@ -36,6 +36,12 @@ export interface Claim {
   readonly attempt: number
   /** Recovery's note about this file in .pmjq/attempts/NAME, removed once it is archived. */
   readonly noteKey: string | null
+  /**
+   * The claimed file's owner, as the claim's own lstat saw it: who may cancel
+   * it. Only pmjq could change it from then on; kept, since the job may
+   * delete its own file (-1: not known).
+   */
+  readonly owner: number
 }
 
 export interface SpoolSettings {
@@ -285,13 +291,14 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       claimedFacts.set(target, factsOf(stat))
       const claimedAt = now()
       const notes = await readNotes(name)
-      if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null })
+      const owner = stat.uid
+      if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null, owner })
       const { key, mtimeMs } = await keyOf(target)
       const note = notes[key]
       return Option.some(
         note !== undefined && note.mtimeMs === mtimeMs
-          ? { name, path: target, claimedAt, attempt: note.attempts + 1, noteKey: key }
-          : { name, path: target, claimedAt, attempt: 1, noteKey: null }
+          ? { name, path: target, claimedAt, attempt: note.attempts + 1, noteKey: key, owner }
+          : { name, path: target, claimedAt, attempt: 1, noteKey: null, owner }
       )
     })
 

@@ -633,6 +633,43 @@ describe("pmjq cancel", () => {
       yield* stop(fiber)
     }))
 
+  it.effect("a queued job whose file changed owner before the claim is not cancelled, and starts within -j like any job", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("first", exits(0, "1 hour"))
+      t.runner.plan("second", exits(0, "1 hour"))
+      yield* t.spool.submit("first", 1)
+      yield* t.spool.submit("second", 2)
+      const fiber = yield* t.start(daemonSettings({ maxJobs: 1, archiveDir: Option.some("/archive"), poll: "2 seconds" }))
+      yield* settle
+      // Asked by the owner of the file queued; by the claim, another user's file has the name.
+      t.spool.ownerAfterInspect.set("second", 2000)
+      t.requests.ask("second", 1000)
+      yield* advance("2 seconds")
+      // Before: it ran at once, beside "first", outside -j and the gate.
+      expect(t.runner.spawns).toEqual(["first"])
+      expect(t.spool.released).toEqual(["second"])
+      expect(t.archive.stored).toEqual([])
+      expect(t.requests.pending).toEqual([])
+      yield* advance("1 hour")
+      expect(t.runner.spawns).toEqual(["first", "second"])
+      yield* stop(fiber)
+    }))
+
+  it.effect("a claimed job whose file is gone (the job deleted it) is still its owner's to cancel", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("selfish", exits(0, "1 hour"))
+      yield* t.spool.submit("selfish", 1, true, 1234)
+      const fiber = yield* t.start(daemonSettings({ archiveDir: Option.some("/archive"), poll: "2 seconds" }))
+      yield* settle
+      t.requests.ask("selfish", 1234)
+      yield* advance("2 seconds")
+      expect(t.runner.terminated).toEqual(["selfish"])
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([["selfish", "cancelled"]])
+      yield* Fiber.interrupt(fiber)
+    }))
+
   it.effect("another user's request is refused and removed; the job runs on untouched", () =>
     Effect.gen(function*() {
       const t = yield* setup
