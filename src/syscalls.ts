@@ -18,7 +18,9 @@ import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import type { Readable } from "node:stream"
 import { promisify } from "node:util"
+import * as path from "node:path"
 import * as files from "./files.js"
+import { escapedName } from "./text.js"
 import type { Ownership, Stat } from "./files.js"
 
 // What pmjq reads of an lstat or stat (files.ts), for the callers of these calls.
@@ -68,6 +70,14 @@ export interface Calls {
    * watch cannot start.
    */
   readonly watch: (dir: string, changed: (name: string) => void, failed: (e: unknown) => void) => () => void
+  /**
+   * Gives each name in DIR that is not valid UTF-8 (and not hidden) a name
+   * Node can use: linked under its escaped name (text.ts: escapedName), then
+   * unlinked. Node decodes such a name with U+FFFD, and no call could reach
+   * the file. Never replaces anything (link fails EEXIST). Says what became
+   * of each.
+   */
+  readonly escapeNames: (dir: string) => Promise<Array<{ readonly name: string; readonly failed: string | null }>>
 }
 
 export class Syscalls extends Context.Tag("pmjq/Syscalls")<Syscalls, Calls>() {
@@ -109,6 +119,24 @@ const watch: Calls["watch"] = (dir, changed, failed) => {
 
 const readStream = (file: string): Readable => fs.createReadStream(file)
 
+const escapeNames: Calls["escapeNames"] = async (dir) => {
+  const raw = await fs.promises.readdir(dir, { encoding: "buffer" })
+  const done: Array<{ readonly name: string; readonly failed: string | null }> = []
+  for (const bytes of raw) {
+    const name = escapedName(bytes)
+    if (name === null || name.startsWith(".")) continue
+    const from = Buffer.concat([Buffer.from(`${dir}/`), bytes])
+    try {
+      await fs.promises.link(from, path.join(dir, name))
+      await fs.promises.unlink(from)
+      done.push({ name, failed: null })
+    } catch (e) {
+      done.push({ name, failed: (e as NodeJS.ErrnoException).code ?? String(e) })
+    }
+  }
+  return done
+}
+
 export const directCalls: Calls = {
   readdir: (dir) => readdir(dir),
   entries,
@@ -137,7 +165,8 @@ export const directCalls: Calls = {
   copyNew: files.copyNewAsync,
   readText: (file, uid, max) => now(() => files.readRegular(file, uid, max)),
   readStream,
-  watch
+  watch,
+  escapeNames
 }
 
 const lstat = promisify(fs.lstat)
@@ -182,7 +211,8 @@ export const threadedCalls: Calls = {
   copyNew: files.copyNewAsync,
   readText: (file, uid, max) => files.readRegularAsync(file, uid, max),
   readStream,
-  watch
+  watch,
+  escapeNames
 }
 
 // statfs(2) f_type of filesystems whose metadata calls never leave the machine.

@@ -50,3 +50,40 @@ export const logLines = (name: string): Transform => {
     }
   })
 }
+
+/** The length of the valid UTF-8 sequence at BYTES[AT], or 0 when there is none. */
+const utf8Length = (bytes: Uint8Array, at: number): number => {
+  const b = bytes[at]!
+  const n = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0
+  if (n <= 1 || at + n > bytes.length) return at + n > bytes.length ? 0 : n
+  for (let i = 1; i < n; i++) if ((bytes[at + i]! & 0xc0) !== 0x80) return 0
+  // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8 either.
+  const second = bytes[at + 1]!
+  if (b === 0xe0 && second < 0xa0) return 0
+  if (b === 0xed && second > 0x9f) return 0
+  if (b === 0xf0 && second < 0x90) return 0
+  if (b === 0xf4 && second > 0x8f) return 0
+  return n
+}
+
+/**
+ * A file name's BYTES as a name Node can hand back to the kernel: null when
+ * they are valid UTF-8 (the name as it is), else the name with each byte
+ * outside a valid sequence written `%XX` (`bad\xffname` → `bad%FFname`).
+ */
+export const escapedName = (bytes: Uint8Array): string | null => {
+  let out = ""
+  let escaped = false
+  for (let at = 0; at < bytes.length;) {
+    const n = utf8Length(bytes, at)
+    if (n === 0) {
+      out += `%${bytes[at]!.toString(16).toUpperCase().padStart(2, "0")}`
+      escaped = true
+      at++
+    } else {
+      out += Buffer.from(bytes.subarray(at, at + n)).toString("utf8")
+      at += n
+    }
+  }
+  return escaped ? out : null
+}

@@ -243,7 +243,9 @@ export const makeMemoryFs = ({ now = () => 0, uid = 0, gid = 0, umask = 0o022 }:
       const w = { dir: existing(dir, "watch", true).node, changed: onName }
       watchers.push(w)
       return () => void watchers.splice(watchers.indexOf(w), 1)
-    }
+    },
+    // Names here are strings: every one is valid UTF-8.
+    escapeNames: async () => []
   }
 
   // Every call first meets the faults injected for it, by the paths it acts on.

@@ -165,12 +165,34 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const running = runningDir(spool, node)
   yield* ensureStateDirectory(calls, spool, node)
 
+  // Names are bytes; Node decodes one that is not UTF-8 with U+FFFD, and no
+  // call could reach its file: it would lie in the spool, never run and never
+  // said. Such a name is given an escaped one (Calls.escapeNames: bad\xffname
+  // becomes bad%FFname), and runs under it. One that cannot be given (its
+  // escaped name taken) is said once.
+  const unnamed = new Set<string>()
+  const named = (names: Array<string>) => {
+    if (!names.some((n) => n.includes("\uFFFD") && !isHidden(n))) return Effect.succeed(names)
+    return Effect.gen(function*() {
+      for (const { failed, name } of yield* io("escape names", spool, () => calls.escapeNames(spool))) {
+        if (failed === null) {
+          yield* Effect.logWarning("a name that is not UTF-8, renamed to one that is").pipe(Effect.annotateLogs({ job: name }))
+        } else if (!unnamed.has(name)) {
+          unnamed.add(name)
+          yield* Effect.logWarning("a name that is not UTF-8 could not be renamed; left").pipe(Effect.annotateLogs({ job: name, reason: failed }))
+        }
+      }
+      return yield* io("list", spool, () => calls.readdir(spool))
+    })
+  }
   const list = io("list", spool, () => calls.readdir(spool)).pipe(
+    Effect.flatMap(named),
     Effect.map((names) => names.filter((n) => !isHidden(n)))
   )
   const rescans = makeUnchanged(calls, spool, now)
   const listIfChanged = io("list", spool, () => rescans.listing(() => calls.readdir(spool))).pipe(
-    Effect.map((names) => Option.map(Option.fromNullable(names), (all) => all.filter((n) => !isHidden(n))))
+    Effect.flatMap((names) => (names === null ? Effect.succeed(Option.none()) : Effect.map(named(names), Option.some))),
+    Effect.map(Option.map((all) => all.filter((n) => !isHidden(n))))
   )
 
   const inspect = (name: string) =>

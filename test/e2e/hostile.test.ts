@@ -89,6 +89,23 @@ describe("hostile input", () => {
     expect(lines(t.ledger).sort()).toEqual(["long", "newline"])
   })
 
+  it("a name that is not UTF-8 runs under its escaped name (bad\\xffname as bad%FFname); one whose escaped name is taken is left and said once", async () => {
+    const t = workspace("bytes")
+    const raw = (name: string) => Buffer.concat([Buffer.from(`${t.spool}/`), Buffer.from(name, "latin1")])
+    fs.writeFileSync(raw("bad\xffname"), `#!/bin/sh\necho ran >> ${t.ledger}\n`, { mode: 0o755 })
+    // Its escaped name is a file of the user's already: never replaced.
+    fs.writeFileSync(path.join(t.spool, "taken%FE"), "data\n", { mode: 0o644 })
+    fs.writeFileSync(raw("taken\xfe"), "#!/bin/sh\necho no >> /dev/null\n", { mode: 0o755 })
+    const drained = await run(["--drain", "-o", t.archive, t.spool], t.root)
+    expect(drained.code).toBe(0)
+    expect(lines(t.ledger)).toEqual(["ran"])
+    expect(records(t.archive)).toMatchObject([{ name: "bad%FFname", outcome: "succeeded" }])
+    expect(drained.stderr).toMatch(/WARN a name that is not UTF-8, renamed to one that is job=bad%FFname/)
+    expect(drained.stderr.match(/a name that is not UTF-8 could not be renamed; left job=taken%FE reason=EEXIST/g)).toHaveLength(1)
+    expect(fs.readFileSync(path.join(t.spool, "taken%FE"), "utf8")).toBe("data\n")
+    expect(fs.readdirSync(t.spool, { encoding: "buffer" }).map((b) => b.toString("latin1")).sort()).toEqual([".pmjq", "taken%FE", "taken\xfe"])
+  })
+
   it("--timeout: a job that runs too long is stopped with its whole process group, even a child that ignores SIGTERM", async () => {
     const t = setup("timeout")
     const childPid = path.join(t.root, "child.pid")

@@ -2,7 +2,7 @@
 import { Effect } from "effect"
 import { describe, expect, it, vi } from "vitest"
 import { render } from "../../src/cli/status.js"
-import { visible } from "../../src/text.js"
+import { escapedName, visible } from "../../src/text.js"
 import { type LogFormat, logLayer } from "../../src/log.js"
 import type { SpoolView } from "../../src/spool/view.js"
 
@@ -87,5 +87,18 @@ describe("pmjq status", () => {
   it("visible leaves ordinary text, spaces and non-ASCII letters alone", () => {
     expect(visible("build-42 été ü")).toBe("build-42 été ü")
     expect(visible("a\tb\nc")).toBe(String.raw`a\x09b\x0ac`)
+  })
+})
+
+describe("a file name's bytes", () => {
+  it("valid UTF-8 stays as it is; stray bytes are written %XX", () => {
+    expect(escapedName(Buffer.from("build-42 été ü"))).toBeNull()
+    expect(escapedName(Buffer.from("bad\xffname", "latin1"))).toBe("bad%FFname")
+    // A lone continuation byte, a truncated sequence, an overlong form, a surrogate.
+    expect(escapedName(Buffer.from([0x61, 0x80]))).toBe("a%80")
+    expect(escapedName(Buffer.from([0xe2, 0x82]))).toBe("%E2%82")
+    expect(escapedName(Buffer.from([0xc0, 0xaf]))).toBe("%C0%AF")
+    expect(escapedName(Buffer.from([0xed, 0xa0, 0x80]))).toBe("%ED%A0%80")
+    expect(escapedName(Buffer.from([0xe2, 0x82, 0xac, 0xff]))).toBe("€%FF")
   })
 })
