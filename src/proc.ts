@@ -57,8 +57,8 @@ export const thisProcess: ProcessId = identify(process.pid)
  * a pid that exists is taken as alive, which can only make pmjq wait longer
  * (legacy records; pmjq writes every pid with its start time).
  */
-export const stillRuns = (process: ProcessId): boolean =>
-  process.startTicks === null ? isAlive(process.pid) : isSameProcess(process.pid, process.startTicks)
+export const stillRuns = (target: ProcessId): boolean =>
+  target.startTicks === null ? isAlive(target.pid) : isSameProcess(target.pid, target.startTicks)
 
 /** A process that exists and is not a zombie (a killed process nobody reaped yet is dead). */
 export const isAlive = (pid: number) => {
@@ -87,11 +87,13 @@ export const signalGroup = (pid: number, signal: NodeJS.Signals) => {
  * not reused. So the group is signalled when the leader is the very one, or
  * when no process has its pid (what is left of the group holds the number);
  * a different start time means the group is gone and the pid taken again.
- * Checked just before the signal, not a grace period before.
+ * Checked just before the signal, not a grace period before. A leader whose
+ * start time could not be read is signalled as before pmjq kept them: a job
+ * that cannot be stopped would be worse.
  */
 export const signalGroupOf = (leader: ProcessId, signal: NodeJS.Signals): boolean => {
   const now = startTicks(leader.pid)
-  if (now !== null && now !== leader.startTicks) return false
+  if (now !== null && leader.startTicks !== null && now !== leader.startTicks) return false
   signalGroup(leader.pid, signal)
   return true
 }

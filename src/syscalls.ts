@@ -119,16 +119,19 @@ const watch: Calls["watch"] = (dir, changed, failed) => {
 
 const readStream = (file: string): Readable => fs.createReadStream(file)
 
-const escapeNames: Calls["escapeNames"] = async (dir) => {
-  const raw = await fs.promises.readdir(dir, { encoding: "buffer" })
+// Synchronous: on a local disk no turn of the event loop (no notification
+// handled, no claim) comes between the link and the unlink, while the file
+// has two names. (Another node may still see both: its claim then refuses
+// the file for its two links; it is never run twice.)
+const escapeNamesSync = (dir: string) => {
   const done: Array<{ readonly name: string; readonly failed: string | null }> = []
-  for (const bytes of raw) {
+  for (const bytes of fs.readdirSync(dir, { encoding: "buffer" })) {
     const name = escapedName(bytes)
     if (name === null || name.startsWith(".")) continue
     const from = Buffer.concat([Buffer.from(`${dir}/`), bytes])
     try {
-      await fs.promises.link(from, path.join(dir, name))
-      await fs.promises.unlink(from)
+      fs.linkSync(from, path.join(dir, name))
+      fs.unlinkSync(from)
       done.push({ name, failed: null })
     } catch (e) {
       done.push({ name, failed: (e as NodeJS.ErrnoException).code ?? String(e) })
@@ -136,6 +139,7 @@ const escapeNames: Calls["escapeNames"] = async (dir) => {
   }
   return done
 }
+const escapeNames: Calls["escapeNames"] = (dir) => now(() => escapeNamesSync(dir))
 
 export const directCalls: Calls = {
   readdir: (dir) => readdir(dir),

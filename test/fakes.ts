@@ -78,13 +78,15 @@ export const fakeSpool = Effect.gen(function*() {
         return seen
       }),
     inspectAll: (names) =>
-      Effect.sync(() =>
-        names.flatMap((name) => {
-          calls.inspect++
+      Effect.sync(() => {
+        calls.inspect += names.length
+        const jobs = names.flatMap((name) => {
           const file = files.get(name)
           return file?.executable ? [{ name, readyAt: file.readyAt, uid: file.uid ?? 1000 }] : []
         })
-      ),
+        const others = names.filter((name) => files.has(name) && !files.get(name)!.executable)
+        return { jobs, others }
+      }),
     claim: (name) =>
       Effect.sync(() => {
         const owner = files.get(name)?.uid ?? 1000

@@ -27,7 +27,7 @@ import { Nodes } from "../spool/Nodes.js"
 import { DaemonConfig, Finished } from "./Config.js"
 import { Running } from "./Running.js"
 
-const known = (process: ProcessId): process is { readonly pid: number; readonly startTicks: number } => process.startTicks !== null
+const known = (spawner: ProcessId): spawner is { readonly pid: number; readonly startTicks: number } => spawner.startTicks !== null
 
 /** This node's heartbeat now. */
 export const heartbeatNow = Effect.gen(function*() {

@@ -92,30 +92,40 @@ const make = Effect.gen(function*() {
       }
       yield* Ref.update(running.won, (n) => n + 1)
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
+      const claimed = path.basename(claim.value.path)
+      const started = (job: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, job)), told.started)
+      const run = (slot: Effect.Effect<void>, cancel: Option.Option<string>) =>
+        enroll(claim.value, uid, slot, cancel, (ended, { cancel, waiting }) =>
+          runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, archived, phase: told.phase, cancel, waiting }).pipe(
+            told.within,
+            Effect.ensuring(told.end)
+          ))
       // The asker was checked against the owner of the file queued then; one
       // put in its place since (its owner removed it, someone else wrote the
       // name) is not theirs to cancel. Claimed here for a cancel, it took no
       // -j slot and passed no gate: it goes back to the queue, to start as
       // any job does. Should a new file have taken its name meanwhile, it
-      // cannot: it waits here for a slot and the gate.
-      let slot = release
-      const applies = cancelledBy === undefined || claim.value.owner === uid
-      if (!applies) {
+      // waits for a slot and the gate in a fiber of its own (never in the
+      // caller's: every cancel would wait behind it); a stop leaves it
+      // claimed, for the next start to put back.
+      if (cancelledBy !== undefined && claim.value.owner !== uid) {
         yield* Effect.logWarning("cancel not applied: the file claimed is not the one asked about").pipe(Effect.annotateLogs({ job: name }))
-        if (yield* spool.release(claim.value).pipe(Effect.orElseSucceed(() => false))) {
+        const back = yield* spool.release(claim.value).pipe(
+          Effect.tapError((e) => Effect.logWarning("not put back in the queue").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
+          Effect.orElseSucceed(() => false)
+        )
+        if (back) {
           yield* told.end
           return true
         }
-        yield* Effect.interruptible(Effect.zipRight(takeSlot, gate.whenOpen))
-        slot = freeSlot
-      }
-      const claimed = path.basename(claim.value.path)
-      const started = (process: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, process)), told.started)
-      yield* enroll(claim.value, uid, slot, applies ? Option.fromNullable(cancelledBy) : Option.none(), (ended, { cancel, waiting }) =>
-        runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, archived, phase: told.phase, cancel, waiting }).pipe(
-          told.within,
-          Effect.ensuring(told.end)
+        yield* FiberSet.run(jobs, Effect.interruptible(takeSlot).pipe(
+          Effect.zipRight(Effect.interruptible(gate.whenOpen).pipe(Effect.onInterrupt(() => freeSlot))),
+          Effect.zipRight(run(freeSlot, Option.none())),
+          Effect.onInterrupt(() => told.end)
         ))
+        return true
+      }
+      yield* run(release, Option.fromNullable(cancelledBy))
       return true
     }))
 

@@ -50,8 +50,8 @@ const make = Effect.gen(function*() {
       const slot = yield* Ref.make(false)
       const taking = yield* Effect.fork(Effect.interruptible(jobs.takeSlot).pipe(Effect.onExit((exit) => (exit._tag === "Success" ? Ref.set(slot, true) : Effect.void))))
       const release = Effect.zipRight(Fiber.interrupt(taking), Effect.flatMap(Ref.get(slot), (taken) => (taken ? jobs.freeSlot : Effect.void)))
-      const process: ProcessId | null = job.process
-      if (process !== null) yield* Ref.update(running.pids, HashMap.set(claimed, process))
+      const leader: ProcessId | null = job.process
+      if (leader !== null) yield* Ref.update(running.pids, HashMap.set(claimed, leader))
       yield* Effect.logInfo("adopted: left running by the pmjq before").pipe(Effect.annotateLogs({ job: claim.name, pid: job.process?.pid ?? "unknown" }))
       const settle = (names: typeof job.names) => recovery.settleOne(folder, names, settings.node)
       yield* jobs.enroll(claim, uid, release, Option.none(), (ended, { cancel }) =>

@@ -62,24 +62,24 @@ export const watchAdopted = (
   Effect.gen(function*() {
     const nodes = yield* Nodes
     const archive = yield* Archive
-    const process = job.process
-    const alive = () => process !== null && isSameProcess(process.pid, process.startTicks)
+    const leader = job.process
+    const alive = () => leader !== null && isSameProcess(leader.pid, leader.startTicks)
     const deadline = Option.flatMap(settings.timeout, (limit) =>
-      process === null ? Option.none() : Option.map(Option.fromNullable(startedAtMs(process.startTicks)), (at) => ({ at: at + Duration.toMillis(limit), limit })))
+      leader === null ? Option.none() : Option.map(Option.fromNullable(startedAtMs(leader.startTicks)), (at) => ({ at: at + Duration.toMillis(limit), limit })))
 
     const stopped = yield* Ref.make<Stop | null>(null)
     const stopIt = (why: Stop) =>
       Effect.gen(function*() {
-        if ((yield* Ref.get(stopped)) !== null || process === null || !alive()) return
+        if ((yield* Ref.get(stopped)) !== null || leader === null || !alive()) return
         yield* Ref.set(stopped, why)
-        yield* Effect.logInfo("stopping an adopted job's process group").pipe(Effect.annotateLogs({ pid: process.pid, why: why._tag }))
+        yield* Effect.logInfo("stopping an adopted job's process group").pipe(Effect.annotateLogs({ pid: leader.pid, why: why._tag }))
         // It is not our child: we cannot know it is not reaped. Its group is
         // signalled only while its pid is not another process's (proc.ts:
         // signalGroupOf), checked again after the grace: what it forked is
         // killed even once it has ended itself, a group led by a later process
         // with its pid never is.
-        signalGroupOf(process, "SIGTERM")
-        yield* Effect.sleep(settings.grace).pipe(Effect.zipRight(Effect.sync(() => signalGroupOf(process, "SIGKILL"))), Effect.forkDaemon)
+        signalGroupOf(leader, "SIGTERM")
+        yield* Effect.sleep(settings.grace).pipe(Effect.zipRight(Effect.sync(() => signalGroupOf(leader, "SIGKILL"))), Effect.forkDaemon)
       })
 
     // Its end: its record, or its process and every spawner gone without one.
@@ -96,7 +96,7 @@ export const watchAdopted = (
         // Its spawner died under it: nobody could record its end. No job runs
         // unobserved (as with pmjq's own spawners): it is stopped, and ends
         // as interrupted rather than run again after it finished.
-        signalGroupOf(process!, "SIGKILL")
+        signalGroupOf(leader!, "SIGKILL")
         yield* Ref.set(stopped, { _tag: "Lost", why: "its spawner died while pmjq was away" })
         return Option.some(Option.some(now))
       }
@@ -141,11 +141,11 @@ export const watchAdopted = (
       const ending: Ending = why._tag === "Cancelled"
         ? { _tag: "Cancelled", by: why.by, exit }
         : { _tag: "Exited", exit, interrupted: why._tag === "Interrupted", timedOut: why._tag === "TimedOut" ? why.limit : null }
-      const started = process === null ? null : startedAtMs(process.startTicks)
+      const started = leader === null ? null : startedAtMs(leader.startTicks)
       const record = left.record === null
         ? startedRecord(
           { name: left.name, node: settings.node, host: settings.host, user: "", uid: left.uid, inode: left.inode, attempt: 1, claimedAt: iso(left.claimedAt) },
-          process?.pid ?? 0,
+          leader?.pid ?? 0,
           started ?? now,
           now,
           ending

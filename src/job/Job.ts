@@ -65,7 +65,7 @@ export interface JobEvents {
    */
   readonly keep: (retries: Effect.Effect<void>) => Effect.Effect<void>
   /** Its process once it runs (for the heartbeat's job list). */
-  readonly started: (process: ProcessId) => Effect.Effect<void>
+  readonly started: (job: ProcessId) => Effect.Effect<void>
   /** Its record, once its end is known, before its archival (metrics, its trace). */
   readonly finished: (record: JobRecord) => Effect.Effect<void>
   /** Its entry, once placed whole (DIR/STAMP_NAME, without suffix), with its record. */

@@ -5,7 +5,8 @@
  * to leave an entry for ever: one user's flood of junk filled pmjq's disk
  * (12,000 refusals, 96 MB). When a newer refusal of an owner makes KEEP + 1,
  * the oldest of theirs is removed (its record first, so no reader sees half
- * an entry) and counted in the log.
+ * an entry; its script only when it is the very file refused) and counted
+ * in the log.
  *
  * Only entries whose record says `rejected` are ever removed: what ran, and
  * everyone else's, is never touched. Entries from before this start are
@@ -34,27 +35,43 @@ type Dirs = Parameters<typeof destinationOf>[1]
 const make = (settings: Dirs) => Effect.gen(function*() {
   const calls = yield* Syscalls
   const dir = Option.getOrNull(destinationOf("rejected", settings))
-  // Each owner's entries, oldest first; and how many were removed this run.
-  const kept = new Map<number, Array<string>>()
+  const self = process.getuid?.() ?? 0
+  // Each owner's entries, oldest first (a Set: an entry found at the start
+  // and placed again by an archival retried is one); how many were removed.
+  const kept = new Map<number, Set<string>>()
   const removed = new Map<number, number>()
+  // The start's scan and each trim, one at a time.
+  const oneAtATime = yield* Effect.makeSemaphore(1)
 
   const unlink = (file: string) => calls.unlink(file).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
-  const remove = (entry: string) =>
+  // Only what the entry is known to be: its record (still pmjq's, still this
+  // refusal's), then its script when it is the very file refused (its
+  // inode). A refusal never ran, so it has no output; a `.out` or `.err`
+  // beside it is another entry's (a job called "x.out"), and never touched.
+  const remove = (entry: string, uid: number) =>
     Effect.tryPromise(async () => {
       const files = entryFiles(entry)
-      for (const file of [files.record, files.script, files.stdout, files.stderr]) await unlink(file)
+      const text = await calls.readText(files.record, self).catch(() => null)
+      const record = text === null ? null : Either.getOrNull(decodeRecord(text))
+      if (record === null || record.outcome !== "rejected" || record.uid !== uid) return false
+      const script = await calls.lstat(files.script).catch(() => null)
+      await unlink(files.record)
+      if (script !== null && record.inode !== null && script.ino === record.inode) await unlink(files.script)
+      return true
     })
 
   const trim = (uid: number) =>
-    Effect.gen(function*() {
-      const entries = kept.get(uid) ?? []
-      while (entries.length > KEEP) {
-        const oldest = entries.shift()!
-        const failed = yield* Effect.either(remove(oldest))
-        if (Either.isLeft(failed)) {
-          yield* Effect.logWarning("an old refusal could not be removed").pipe(Effect.annotateLogs({ entry: oldest, reason: String(failed.left.error) }))
+    oneAtATime.withPermits(1)(Effect.gen(function*() {
+      const entries = kept.get(uid) ?? new Set<string>()
+      while (entries.size > KEEP) {
+        const oldest = entries.values().next().value!
+        entries.delete(oldest)
+        const gone = yield* Effect.either(remove(oldest, uid))
+        if (Either.isLeft(gone)) {
+          yield* Effect.logWarning("an old refusal could not be removed").pipe(Effect.annotateLogs({ entry: oldest, reason: String(gone.left.error) }))
           continue
         }
+        if (!gone.right) continue
         const count = (removed.get(uid) ?? 0) + 1
         removed.set(uid, count)
         // Said at the first and every thousandth: a line per refusal would be the flood again.
@@ -64,14 +81,19 @@ const make = (settings: Dirs) => Effect.gen(function*() {
           )
         }
       }
-    })
+    }))
+
+  const entriesOf = (uid: number) => {
+    const entries = kept.get(uid) ?? new Set<string>()
+    kept.set(uid, entries)
+    return entries
+  }
 
   const placed = (uid: number, entry: string) =>
     Effect.suspend(() => {
-      const entries = kept.get(uid) ?? []
-      kept.set(uid, entries)
-      entries.push(entry)
-      return entries.length > KEEP ? trim(uid) : Effect.void
+      const entries = entriesOf(uid)
+      entries.add(entry)
+      return entries.size > KEEP ? trim(uid) : Effect.void
     })
 
   // The refusals already there: records pmjq wrote that say `rejected`, by
@@ -79,7 +101,6 @@ const make = (settings: Dirs) => Effect.gen(function*() {
   const found = (from: string) =>
     Effect.gen(function*() {
       const names = (yield* Effect.promise(() => calls.readdir(from).catch(() => [] as Array<string>))).sort()
-      const self = process.getuid?.() ?? 0
       const before = new Map<number, Array<string>>()
       for (const name of names) {
         const entry = entryOfRecord(name)
@@ -87,10 +108,12 @@ const make = (settings: Dirs) => Effect.gen(function*() {
         const text = yield* Effect.promise(() => calls.readText(path.join(from, name), self).catch(() => null))
         const record = text === null ? null : Either.getOrNull(decodeRecord(text))
         if (record?.outcome !== "rejected" || record.uid === null) continue
-        before.set(record.uid, [...(before.get(record.uid) ?? []), path.join(from, entry)])
+        const list = before.get(record.uid) ?? []
+        before.set(record.uid, list)
+        list.push(path.join(from, entry))
       }
       for (const [uid, entries] of before) {
-        kept.set(uid, [...entries, ...(kept.get(uid) ?? [])])
+        kept.set(uid, new Set([...entries, ...entriesOf(uid)]))
         yield* trim(uid)
       }
     })

@@ -54,6 +54,8 @@ const make = (spool: string) =>
   Effect.gen(function*() {
     const calls = yield* Syscalls
     const remove = (file: string): Effect.Effect<void> => Effect.promise(() => calls.unlink(file).catch(() => undefined))
+    // Whether FILE could be removed (what could not is looked at again, and counted again, next look).
+    const removedNow = (file: string): Effect.Effect<boolean> => Effect.promise(() => calls.unlink(file).then(() => true, () => false))
     // How many folders named like requests the last look saw: said again
     // only when there are more (a user could otherwise fill the log).
     const folders = yield* Ref.make(0)
@@ -90,8 +92,7 @@ const make = (spool: string) =>
         const file = path.join(spool, entry.name)
         const request = yield* read(file)
         if (Either.isRight(request)) found.push(request.right)
-        else if (request.left !== "gone") {
-          yield* remove(file)
+        else if (request.left !== "gone" && (yield* removedNow(file))) {
           removed++
           example ??= { file, why: request.left }
         }

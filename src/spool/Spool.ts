@@ -44,6 +44,12 @@ export interface Claim {
   readonly owner: number
 }
 
+/** What Spool.inspectAll saw. */
+export interface Inspected {
+  readonly jobs: ReadonlyArray<Candidate>
+  readonly others: ReadonlyArray<string>
+}
+
 export interface SpoolSettings {
   readonly spool: string
   readonly node: string
@@ -60,10 +66,11 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     /** A candidate when NAME is a regular file with an execute bit, else none. */
     readonly inspect: (name: string) => Effect.Effect<Option.Option<Candidate>, SpoolIOError>
     /**
-     * The candidates among NAMES, in one go (a rescan of a large spool): a
-     * name that cannot be inspected now is left for the next rescan.
+     * The candidates among NAMES, in one go (a rescan of a large spool), and
+     * the names seen not to be jobs; a name that cannot be inspected now is
+     * in neither, left for the next rescan.
      */
-    readonly inspectAll: (names: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Candidate>, SpoolIOError>
+    readonly inspectAll: (names: ReadonlyArray<string>) => Effect.Effect<Inspected, SpoolIOError>
     /** Moves NAME into this node's running folder; none when another node (or a user) took it first. */
     readonly claim: (name: string) => Effect.Effect<Option.Option<Claim>, SpoolIOError>
     /** Puts a claimed job back under its name; false (job kept claimed) when a new job took that name. */
@@ -168,20 +175,25 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // Names are bytes; Node decodes one that is not UTF-8 with U+FFFD, and no
   // call could reach its file: it would lie in the spool, never run and never
   // said. Such a name is given an escaped one (Calls.escapeNames: bad\xffname
-  // becomes bad%FFname), and runs under it. One that cannot be given (its
-  // escaped name taken) is said once.
-  const unnamed = new Set<string>()
+  // becomes bad%FFname), and runs under it. Those that cannot be (the
+  // escaped name taken) are said in one line when there are new ones; only
+  // the ones still there are remembered.
+  let unnamed = new Set<string>()
   const named = (names: Array<string>) => {
     if (!names.some((n) => n.includes("\uFFFD") && !isHidden(n))) return Effect.succeed(names)
     return Effect.gen(function*() {
-      for (const { failed, name } of yield* io("escape names", spool, () => calls.escapeNames(spool))) {
-        if (failed === null) {
-          yield* Effect.logWarning("a name that is not UTF-8, renamed to one that is").pipe(Effect.annotateLogs({ job: name }))
-        } else if (!unnamed.has(name)) {
-          unnamed.add(name)
-          yield* Effect.logWarning("a name that is not UTF-8 could not be renamed; left").pipe(Effect.annotateLogs({ job: name, reason: failed }))
-        }
+      const escaped = yield* io("escape names", spool, () => calls.escapeNames(spool))
+      for (const { name } of escaped.filter((e) => e.failed === null)) {
+        yield* Effect.logWarning("a name that is not UTF-8, renamed to one that is").pipe(Effect.annotateLogs({ job: name }))
       }
+      const left = escaped.filter((e) => e.failed !== null)
+      const fresh = left.filter((e) => !unnamed.has(e.name))
+      if (fresh.length > 0) {
+        yield* Effect.logWarning("names that are not UTF-8 could not be renamed; left").pipe(
+          Effect.annotateLogs({ count: fresh.length, first: fresh[0]!.name, reason: fresh[0]!.failed })
+        )
+      }
+      unnamed = new Set(left.map((e) => e.name))
       return yield* io("list", spool, () => calls.readdir(spool))
     })
   }
@@ -208,18 +220,18 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   // startup the per-name effects cost more than the calls. In chunks, so that
   // on a network filesystem 64 calls overlap.
   const inspectAll = (names: ReadonlyArray<string>) =>
-    io("inspect", spool, async () => {
-      const found: Array<Candidate> = []
+    io("inspect", spool, async (): Promise<Inspected> => {
+      const jobs: Array<Candidate> = []
+      const others: Array<string> = []
       for (let i = 0; i < names.length; i += 64) {
-        const chunk = await Promise.all(names.slice(i, i + 64).map((name) =>
+        await Promise.all(names.slice(i, i + 64).map((name) =>
           calls.lstat(path.join(spool, name)).then(
-            (s): Candidate | null => (isJob(name, s) ? { name, readyAt: s.ctimeMs, uid: s.uid } : null),
-            () => null
+            (s) => void (isJob(name, s) ? jobs.push({ name, readyAt: s.ctimeMs, uid: s.uid }) : others.push(name)),
+            () => undefined
           )
         ))
-        for (const candidate of chunk) if (candidate !== null) found.push(candidate)
       }
-      return found
+      return { jobs, others }
     })
 
   // Only this process writes into its running folder (the node id is unique),

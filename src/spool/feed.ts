@@ -102,17 +102,15 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
         Effect.ignore
       )
 
-    // LOOKED inspected: the jobs among them queued, the others remembered.
+    // LOOKED inspected: the jobs among them queued, the others remembered
+    // (not a name that could not be looked at: gone, or failing now).
     const inspect = (looked: ReadonlyArray<string>) =>
       spool.inspectAll(looked).pipe(
-        Effect.tap((found) => {
-          const jobs = new Set(found.map((c) => c.name))
-          for (const name of looked) {
-            if (jobs.has(name)) notJobs.delete(name)
-            else if (!notJobs.has(name)) notJobs.set(name, dealt++ % slices)
-          }
+        Effect.tap(({ jobs, others }) => {
+          for (const job of jobs) notJobs.delete(job.name)
+          for (const name of others) if (!notJobs.has(name)) notJobs.set(name, dealt++ % slices)
         }),
-        Effect.flatMap(pending.offerAll),
+        Effect.flatMap(({ jobs }) => pending.offerAll(jobs)),
         logFailure,
         Effect.ignore
       )

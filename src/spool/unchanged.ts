@@ -25,7 +25,11 @@ interface Stamp {
   readonly settled: boolean
 }
 
-export const makeUnchanged = (calls: Calls, dir: string, now: () => number) => {
+/**
+ * NOW is the wall clock (what mtimes are in); ELAPSED a monotonic one, for
+ * the minute between listings (a clock stepped back must not stretch it).
+ */
+export const makeUnchanged = (calls: Calls, dir: string, now: () => number, elapsed: () => number = () => performance.now()) => {
   let last: Stamp | null = null
   return {
     /**
@@ -34,13 +38,14 @@ export const makeUnchanged = (calls: Calls, dir: string, now: () => number) => {
      */
     listing: async <A>(list: () => Promise<A>): Promise<A | null> => {
       const at = now()
+      const since = elapsed()
       const stat = await calls.stat(dir)
       if (
-        last !== null && last.settled && at - last.listedAt < LIST_EVERY_MS &&
+        last !== null && last.settled && since - last.listedAt < LIST_EVERY_MS &&
         stat.ino === last.ino && stat.mtimeMs === last.mtimeMs && stat.ctimeMs === last.ctimeMs
       ) return null
       const names = await list()
-      last = { ino: stat.ino, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, listedAt: at, settled: at - stat.mtimeMs >= SETTLED_MS }
+      last = { ino: stat.ino, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, listedAt: since, settled: at - stat.mtimeMs >= SETTLED_MS }
       return names
     }
   }

@@ -80,7 +80,7 @@ describe("a listing made again only when the folder may have changed (spool/unch
       m.mkdirs(SPOOL, 0o1777)
       let lists = 0
       const list = () => (lists++, m.calls.readdir(SPOOL))
-      const folder = makeUnchanged(m.calls, SPOOL, () => t)
+      const folder = makeUnchanged(m.calls, SPOOL, () => t, () => t)
       t += 5_000
       expect(await folder.listing(list)).toEqual([])
       t += 5_000
