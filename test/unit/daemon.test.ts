@@ -636,8 +636,8 @@ describe("pmjq cancel", () => {
   it.effect("a queued job whose file changed owner before the claim is not cancelled, and starts within -j like any job", () =>
     Effect.gen(function*() {
       const t = yield* setup
-      t.runner.plan("first", exits(0, "1 hour"))
-      t.runner.plan("second", exits(0, "1 hour"))
+      t.runner.plan("first", exits(0, "10 seconds"))
+      t.runner.plan("second", exits(0, "10 seconds"))
       yield* t.spool.submit("first", 1)
       yield* t.spool.submit("second", 2)
       const fiber = yield* t.start(daemonSettings({ maxJobs: 1, archiveDir: Option.some("/archive"), poll: "2 seconds" }))
@@ -651,7 +651,7 @@ describe("pmjq cancel", () => {
       expect(t.spool.released).toEqual(["second"])
       expect(t.archive.stored).toEqual([])
       expect(t.requests.pending).toEqual([])
-      yield* advance("1 hour")
+      yield* advance("10 seconds")
       expect(t.runner.spawns).toEqual(["first", "second"])
       yield* stop(fiber)
     }))
