@@ -71,6 +71,16 @@ export const watched = (child: cp.ChildProcess): Running => {
   return { child, output: () => ({ stdout, stderr }), exited }
 }
 
+/**
+ * A pmjq's own end: with --on-stop leave its spawners keep its stdout and
+ * stderr open while they run its jobs, so "close" would wait for them.
+ */
+export const exitOf = (running: Running) =>
+  new Promise<number | null>((resolve) => {
+    if (running.child.exitCode !== null) resolve(running.child.exitCode)
+    else running.child.once("exit", (code) => resolve(code))
+  })
+
 export const run = async (args: ReadonlyArray<string>, cwd: string) => {
   const running = start(args, cwd)
   const { code } = await running.exited

@@ -6,14 +6,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { lines, records, type Running, runsHere, start, submit, waitFor, workspace } from "./harness.js"
+import { exitOf, lines, records, type Running, runsHere, start, submit, waitFor, workspace } from "./harness.js"
 import { holdPid, rootMissing } from "./users.js"
-
-const exitOf = (running: Running) =>
-  new Promise<number | null>((resolve) => {
-    if (running.child.exitCode !== null) resolve(running.child.exitCode)
-    else running.child.once("exit", (code) => resolve(code))
-  })
 
 interface Beat {
   readonly pid: number

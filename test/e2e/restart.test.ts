@@ -3,15 +3,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, isAlive, lines, records, run, type Running, start, submit, waitFor, workspace } from "./harness.js"
+import { entries, exitOf, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
 
-// Its spawners keep pmjq's stdout and stderr open while they run its jobs:
-// "close" would wait for them; "exit" is pmjq's own end.
-const exitOf = (running: Running) =>
-  new Promise<number | null>((resolve) => {
-    if (running.child.exitCode !== null) resolve(running.child.exitCode)
-    else running.child.once("exit", (code) => resolve(code))
-  })
 
 const flagged = (ledger: string, name: string, flag: string, end: string) =>
   `echo ${name} >> ${ledger}; while [ ! -e ${flag} ]; do sleep 0.05; done; ${end}`
