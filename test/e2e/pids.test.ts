@@ -27,9 +27,10 @@ describe.runIf(runsHere("pid reuse", rootMissing))("(as root: takes a pid with n
     const pid = first.child.pid!
     first.child.kill("SIGTERM")
     expect(await exitOf(first)).toBe(0)
-    const holder = await holdPid(pid, "nobody")
+    let holder: Awaited<ReturnType<typeof holdPid>> | null = null
     let next: Running | null = null
     try {
+      holder = await holdPid(pid, "nobody")
       const heldAt = Date.now()
       expect(heartbeat()).toMatchObject({ pid, left: true })
       // A beat begun while the pid was the user's: the spawners did not take
@@ -47,7 +48,7 @@ describe.runIf(runsHere("pid reuse", rootMissing))("(as root: takes a pid with n
       expect(lines(t.ledger)).toHaveLength(1)
     } finally {
       fs.writeFileSync(gate, "")
-      holder.kill("SIGKILL")
+      holder?.kill("SIGKILL")
       next?.child.kill("SIGTERM")
     }
     if (next !== null) expect(await exitOf(next)).toBe(0)
