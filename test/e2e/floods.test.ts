@@ -54,6 +54,23 @@ describe.runIf(runsHere("floods of junk", rootMissing))("(as root: creates users
     expect((await daemon.exited).code).toBe(0)
   })
 
+  it("5,000 files that are not jobs: one of them made executable in place is run at once, the others left alone", async () => {
+    const t = sharedSpool("flood-nonjobs")
+    makeMany(MALLORY, t.spool, "touch", "data", 5000)
+    // Listed before dispatch starts, each looked at once and remembered as not a job.
+    const daemon = start(["--node-id", "f3", "--run-as-owner", "--poll", "1s", "-o", t.archive, t.spool], t.root)
+    try {
+      await waitFor("pmjq watching", () => /INFO watching/.test(daemon.output().stderr))
+      expect(asUser(MALLORY, ["sh", "-c", `cd ${t.spool} && printf '#!/bin/sh\necho ran\n' > data42 && chmod +x data42`]).status).toBe(0)
+      await waitFor("data42 run", () => records(t.archive).some((r) => r.name === "data42"))
+      expect(records(t.archive)).toMatchObject([{ name: "data42", outcome: "succeeded" }])
+      expect(entries(t.spool).filter((n) => n.startsWith("data"))).toHaveLength(4999)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
   it("1,050 files pmjq must refuse, older than another user's job: with --max-jobs-per-user they take their owner's turns only, and 1,000 of them are kept", async () => {
     const t = sharedSpool("flood-refusals")
     // World-writable: refused (as root, anyone could have changed them). Made
