@@ -60,9 +60,15 @@ const make = (settings: Dirs) => Effect.gen(function*() {
       return true
     })
 
+  const entriesOf = (uid: number) => {
+    const entries = kept.get(uid) ?? new Set<string>()
+    kept.set(uid, entries)
+    return entries
+  }
+
   const trim = (uid: number) =>
     oneAtATime.withPermits(1)(Effect.gen(function*() {
-      const entries = kept.get(uid) ?? new Set<string>()
+      const entries = entriesOf(uid)
       while (entries.size > KEEP) {
         const oldest = entries.values().next().value!
         entries.delete(oldest)
@@ -82,12 +88,6 @@ const make = (settings: Dirs) => Effect.gen(function*() {
         }
       }
     }))
-
-  const entriesOf = (uid: number) => {
-    const entries = kept.get(uid) ?? new Set<string>()
-    kept.set(uid, entries)
-    return entries
-  }
 
   const placed = (uid: number, entry: string) =>
     Effect.suspend(() => {

@@ -53,9 +53,8 @@ const readRequest = async (calls: Calls, file: string): Promise<Either.Either<Ca
 const make = (spool: string) =>
   Effect.gen(function*() {
     const calls = yield* Syscalls
-    const remove = (file: string): Effect.Effect<void> => Effect.promise(() => calls.unlink(file).catch(() => undefined))
-    // Whether FILE could be removed (what could not is looked at again, and counted again, next look).
-    const removedNow = (file: string): Effect.Effect<boolean> => Effect.promise(() => calls.unlink(file).then(() => true, () => false))
+    // Whether FILE could be removed (what could not is looked at again next look).
+    const remove = (file: string): Effect.Effect<boolean> => Effect.promise(() => calls.unlink(file).then(() => true, () => false))
     // How many folders named like requests the last look saw: said again
     // only when there are more (a user could otherwise fill the log).
     const folders = yield* Ref.make(0)
@@ -92,7 +91,7 @@ const make = (spool: string) =>
         const file = path.join(spool, entry.name)
         const request = yield* read(file)
         if (Either.isRight(request)) found.push(request.right)
-        else if (request.left !== "gone" && (yield* removedNow(file))) {
+        else if (request.left !== "gone" && (yield* remove(file))) {
           removed++
           example ??= { file, why: request.left }
         }
@@ -119,7 +118,7 @@ const make = (spool: string) =>
       return (name: string): ReadonlyArray<string> => held.get(name) ?? []
     })
 
-    return { cancels, done: (request: CancelRequest) => remove(request.file), holders }
+    return { cancels, done: (request: CancelRequest) => Effect.asVoid(remove(request.file)), holders }
   })
 
 export const RequestsLive = ({ spool }: { readonly spool: string }) => Layer.effect(Requests, make(spool))

@@ -50,6 +50,27 @@ export interface Inspected {
   readonly others: ReadonlyArray<string>
 }
 
+/**
+ * NAMES in SPOOL, each lstat'd through CALLS: the jobs among them, and the
+ * names seen not to be jobs (one that cannot be looked at is in neither). One
+ * promise for all the lstats, not an Effect each: with 100,000 queued at
+ * startup the per-name effects cost more than the calls. In chunks, so that
+ * on a network filesystem 64 calls overlap.
+ */
+export const inspectNames = async (calls: Calls, spool: string, names: ReadonlyArray<string>): Promise<Inspected> => {
+  const jobs: Array<Candidate> = []
+  const others: Array<string> = []
+  for (let i = 0; i < names.length; i += 64) {
+    await Promise.all(names.slice(i, i + 64).map((name) =>
+      calls.lstat(path.join(spool, name)).then(
+        (s) => void (isJob(name, s) ? jobs.push({ name, readyAt: s.ctimeMs, uid: s.uid }) : others.push(name)),
+        () => undefined
+      )
+    ))
+  }
+  return { jobs, others }
+}
+
 export interface SpoolSettings {
   readonly spool: string
   readonly node: string
@@ -216,23 +237,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
       ))
 
-  // One promise for all the lstats, not an Effect each: with 100,000 queued at
-  // startup the per-name effects cost more than the calls. In chunks, so that
-  // on a network filesystem 64 calls overlap.
-  const inspectAll = (names: ReadonlyArray<string>) =>
-    io("inspect", spool, async (): Promise<Inspected> => {
-      const jobs: Array<Candidate> = []
-      const others: Array<string> = []
-      for (let i = 0; i < names.length; i += 64) {
-        await Promise.all(names.slice(i, i + 64).map((name) =>
-          calls.lstat(path.join(spool, name)).then(
-            (s) => void (isJob(name, s) ? jobs.push({ name, readyAt: s.ctimeMs, uid: s.uid }) : others.push(name)),
-            () => undefined
-          )
-        ))
-      }
-      return { jobs, others }
-    })
+  const inspectAll = (names: ReadonlyArray<string>) => io("inspect", spool, () => inspectNames(calls, spool, names))
 
   // Only this process writes into its running folder (the node id is unique),
   // so what it holds there is known without asking the filesystem; the folder

@@ -11,9 +11,10 @@ import { decodeCancelRequest, decodeHeartbeat, decodeRecord } from "../decode.js
 import { ownDirProblem } from "../dirs.js"
 import { readRegularAsync } from "../files.js"
 import { iso, type JobRecord } from "../record.js"
-import { besideName, claimedName, entryOfRecord, isCancelRequest, isHidden, isJob, nodesDir, rejectedDir, runningRoot, stateDir } from "./layout.js"
+import { besideName, claimedName, entryOfRecord, isCancelRequest, isHidden, nodesDir, rejectedDir, runningRoot, stateDir } from "./layout.js"
 import type { Heartbeat } from "./Nodes.js"
 import { type Calls, Syscalls } from "../syscalls.js"
+import { inspectNames } from "./Spool.js"
 
 export interface SpoolView {
   readonly spool: string
@@ -58,6 +59,11 @@ const newest = async (dir: string, count: number, uid: number) => {
   return records.filter((r): r is JobRecord & { entry: string } => r !== null)
 }
 
+/** The nodes' heartbeats that pmjq (UID) wrote. */
+const heartbeats = async (spool: string, uid: number): Promise<Array<Heartbeat>> =>
+  (await Promise.all((await names(nodesDir(spool))).filter((n) => !isHidden(n)).map((n) =>
+    readPmjqFile(decodeHeartbeat, uid)(path.join(nodesDir(spool), n))))).filter((hb): hb is Heartbeat => hb !== null)
+
 /** pmjq's uid, as the owner of the spool's .pmjq; or why that folder cannot be believed. */
 export const stateOwner = async (state: string): Promise<Either.Either<number, string>> => {
   const stat = await fsp.lstat(state).catch(() => null)
@@ -87,9 +93,7 @@ export const recordDirs = (spool: string) =>
     const owner = await stateOwner(stateDir(spool))
     if (Either.isLeft(owner)) return null
     const uid = owner.right
-    const beats = await Promise.all((await names(nodesDir(spool))).filter((n) => !isHidden(n)).map((n) =>
-      readPmjqFile(decodeHeartbeat, uid)(path.join(nodesDir(spool), n))))
-    const dirs = beats.flatMap((hb) => (hb === null ? [] : [hb.archiveDir, hb.errorDir])).filter((d): d is string => d !== null)
+    const dirs = (await heartbeats(spool, uid)).flatMap((hb) => [hb.archiveDir, hb.errorDir]).filter((d): d is string => d !== null)
     return { uid, dirs: [...new Set([...dirs, rejectedDir(spool)])] }
   })
 
@@ -112,22 +116,6 @@ export const findRecord = (dirs: ReadonlyArray<string>, uid: number, job: Submit
     return null
   })
 
-/**
- * The queued among NAMES: one lstat each, through CALLS (direct on a local
- * disk, where a promise per call costs more than the call; 64 at once on a
- * network filesystem).
- */
-const queuedOf = async (calls: Calls, spool: string, names: ReadonlyArray<string>) => {
-  const found: Array<{ name: string; readyAt: number }> = []
-  for (let i = 0; i < names.length; i += 64) {
-    const chunk = await Promise.all(names.slice(i, i + 64).map((name) =>
-      calls.lstat(path.join(spool, name)).then((s) => (isJob(name, s) ? { name, readyAt: s.ctimeMs } : null), () => null)
-    ))
-    for (const q of chunk) if (q !== null) found.push(q)
-  }
-  return found.sort((a, b) => a.readyAt - b.readyAt)
-}
-
 export const viewSpool = (spool: string, lastCount = 10) =>
   Effect.flatMap(Syscalls, (calls) => Effect.promise(() => view(calls, spool, lastCount)))
 
@@ -135,7 +123,8 @@ const view = async (calls: Calls, spool: string, lastCount: number): Promise<Spo
     const now = Date.now()
     const state = stateDir(spool)
     const listed = await names(spool)
-    const queued = await queuedOf(calls, spool, listed.filter((n) => !isHidden(n)))
+    // Looked at as the daemon does (Spool.inspectNames), through the seam chosen for the spool's filesystem.
+    const queued = [...(await inspectNames(calls, spool, listed.filter((n) => !isHidden(n)))).jobs].sort((a, b) => a.readyAt - b.readyAt)
 
     const cancelling = (await Promise.all(listed.filter(isCancelRequest).map(async (name) => {
       const file = path.join(spool, name)
@@ -151,12 +140,10 @@ const view = async (calls: Calls, spool: string, lastCount: number): Promise<Spo
       return { spool, at: iso(now), queued: queued.map((q) => ({ name: q.name, readyAt: iso(q.readyAt) })), running: [], cancelling, nodes: [], finished: [], rejected: [], untrusted }
     }
     const uid = owner.right
-    const nodes = (await Promise.all((await names(nodesDir(spool))).filter((n) => !isHidden(n)).map(async (n) => {
-      const hb = await readPmjqFile(decodeHeartbeat, uid)(path.join(nodesDir(spool), n))
-      if (hb === null) return null
+    const nodes = (await heartbeats(spool, uid)).map((hb) => {
       const ageMs = Math.max(0, now - Date.parse(hb.beatAt))
       return { ...hb, ageMs, alive: ageMs <= hb.leaseMs }
-    }))).filter((n): n is Heartbeat & { alive: boolean; ageMs: number } => n !== null)
+    })
 
     const running = (await Promise.all((await names(runningRoot(spool))).map(async (node) => {
       const folder = path.join(runningRoot(spool), node)
