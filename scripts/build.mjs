@@ -29,3 +29,32 @@ await build({
 })
 // The spawner stays a separate, dependency-free process: see src/job/spawner.ts.
 await build({ ...common, entryPoints: ["src/job/spawner.ts"], outfile: "dist/spawner.js" })
+
+// Shell completions, captured from the built CLI itself (`--completions`), so
+// that they always know what this build's pmjq knows. dist/completions/ has
+// one file per shell: pmjq.bash, _pmjq (zsh's name for it) and pmjq.fish. The
+// npm package ships them (they are under dist/) and scripts/deb.mjs installs
+// them where each shell looks. In a block of its own, with its own imports, so
+// that its names clash with no other step's.
+{
+  const { execFileSync } = await import("node:child_process")
+  const { mkdirSync, writeFileSync } = await import("node:fs")
+  mkdirSync("dist/completions", { recursive: true })
+  for (const [shell, file] of [["bash", "pmjq.bash"], ["zsh", "_pmjq"], ["fish", "pmjq.fish"]]) {
+    const script = execFileSync(process.execPath, ["dist/bin.js", "--completions", shell], { encoding: "utf8" })
+    if (!script.includes("pmjq")) throw new Error(`pmjq --completions ${shell} printed no completion for pmjq`)
+    writeFileSync(`dist/completions/${file}`, script)
+  }
+}
+
+// The man page (issue #20). doc/pmjq.1 is written in man(7) macros, the
+// format man pages are written in: no converter between it and man(1). It is
+// copied to dist/pmjq.1 (package.json "man") with every @VERSION@ replaced by
+// the version in package.json (its .TH line, and what --version prints).
+// A block of its own, with its own imports, as the completions' above.
+{
+  const { readFileSync, writeFileSync } = await import("node:fs")
+  const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
+  const page = readFileSync(new URL("../doc/pmjq.1", import.meta.url), "utf8")
+  writeFileSync(new URL("../dist/pmjq.1", import.meta.url), page.replaceAll("@VERSION@", version))
+}
