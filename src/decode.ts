@@ -92,7 +92,19 @@ const HeartbeatSchema = Schema.Struct({
    */
   left: Schema.optional(Schema.Boolean),
   /** What its spawners speak (job/protocol.ts: SPAWNER_PROTOCOL); 1 before pmjq said. */
-  protocol: Schema.optionalWith(Count, { default: () => 1 })
+  protocol: Schema.optionalWith(Count, { default: () => 1 }),
+  /**
+   * What holds its queue back, for `pmjq status` to say why a job waits:
+   * -j (0: no cap), --max-jobs-per-user, -C (null: not given), the gate's
+   * load estimate (estimate.ts) as of the beat, and --run-as-owner (which
+   * decides what it refuses). Absent before pmjq wrote them: status then
+   * says it cannot tell.
+   */
+  maxJobs: Schema.optional(Count),
+  maxJobsPerUser: Schema.optional(Schema.NullOr(Count)),
+  cpuLimit: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.finite()))),
+  loadEstimate: Schema.optional(Schema.Number.pipe(Schema.finite())),
+  runAsOwner: Schema.optional(Schema.Boolean)
 })
 
 export type Heartbeat = typeof HeartbeatSchema.Type

@@ -14,6 +14,16 @@ export class SpoolMissing extends Data.TaggedError("SpoolMissing")<{
   }
 }
 
+/** A file or archive entry a command was given does not exist (EX_NOINPUT). */
+export class InputMissing extends Data.TaggedError("InputMissing")<{
+  readonly path: string
+  readonly what: string
+}> {
+  override get message() {
+    return `${this.what} ${this.path} does not exist`
+  }
+}
+
 /** A directory pmjq needs (archive, error, its own state) cannot be created (EX_CANTCREAT). */
 export class CannotCreateDirectory extends Data.TaggedError("CannotCreateDirectory")<{
   readonly path: string
@@ -146,7 +156,16 @@ export class CutOff extends Data.TaggedError("CutOff")<{
   }
 }
 
-export type StartupError = CutOff | SpoolMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt | NodeElsewhere | CannotServeMetrics
+/** A --drain in which a job did not succeed: exit status 1, like make(1); its last line said which. */
+export class DrainFailed extends Data.TaggedError("DrainFailed")<{
+  readonly failed: number
+}> {
+  override get message() {
+    return `${this.failed} drained ${this.failed === 1 ? "job" : "jobs"} did not succeed`
+  }
+}
+
+export type StartupError = DrainFailed | CutOff | SpoolMissing | InputMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt | NodeElsewhere | CannotServeMetrics
 
 /** sysexits(3) status for each startup error. */
 export const exitStatus = (error: StartupError): number => {
@@ -154,6 +173,7 @@ export const exitStatus = (error: StartupError): number => {
     case "UsageError":
       return 64
     case "SpoolMissing":
+    case "InputMissing":
       return 66
     case "CannotCreateDirectory":
       return 73
@@ -165,6 +185,8 @@ export const exitStatus = (error: StartupError): number => {
       return 75
     case "CannotServeMetrics":
       return 69
+    case "DrainFailed":
+      return 1
   }
 }
 
@@ -194,13 +216,15 @@ export const errnoCode = (error: unknown): string | undefined => (error instance
 
 const startupTags: ReadonlySet<string> = new Set([
   "SpoolMissing",
+  "InputMissing",
   "CannotCreateDirectory",
   "UsageError",
   "NotPermitted",
   "CannotAdopt",
   "NodeElsewhere",
   "CannotServeMetrics",
-  "CutOff"
+  "CutOff",
+  "DrainFailed"
 ])
 
 export const isStartupError = (u: unknown): u is StartupError =>

@@ -1,6 +1,7 @@
 /**
  * Live progress of a --drain on a terminal: one line on stderr, redrawn twice a
- * second, e.g. `drain: 120/500 done, 8 running, 42.0 jobs/s, about 9 s left`.
+ * second, e.g. `drain: 120/500 done (3 failed), 8 running, 42.0 jobs/s, about 9 s left`.
+ * Drawn once the queue is known (the first scan), so it never starts at 0/0.
  * Log lines clear it as they print (see log.ts); nothing of it reaches a file
  * or a pipe.
  */
@@ -8,6 +9,8 @@ import { Clock, Effect, Schedule } from "effect"
 
 export interface Counts {
   readonly done: number
+  /** Of the done, those that did not succeed. */
+  readonly failed: number
   readonly running: number
   readonly queued: number
 }
@@ -20,7 +23,8 @@ export const progressLine = (counts: Counts, elapsedMs: number): string => {
   const rate = elapsedMs > 0 ? (counts.done * 1000) / elapsedMs : 0
   const left = total - counts.done
   const eta = rate > 0 ? `, about ${duration(left / rate)} left` : ""
-  return `drain: ${counts.done}/${total} done, ${counts.running} running, ${rate.toFixed(1)} jobs/s${eta}`
+  const failed = counts.failed > 0 ? ` (${counts.failed} failed)` : ""
+  return `drain: ${counts.done}/${total} done${failed}, ${counts.running} running, ${rate.toFixed(1)} jobs/s${eta}`
 }
 
 /** Redraws the line every 500 ms until interrupted, then clears it. */
@@ -29,7 +33,8 @@ export const showProgress = (counts: Effect.Effect<Counts>) =>
     const started = yield* Clock.currentTimeMillis
     const draw = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      process.stderr.write(`\r\x1b[K${progressLine(yield* counts, now - started)}`)
+      const seen = yield* counts
+      if (seen.done + seen.running + seen.queued > 0) process.stderr.write(`\r\x1b[K${progressLine(seen, now - started)}`)
     })
     yield* draw.pipe(Effect.repeat(Schedule.spaced("500 millis")), Effect.ensuring(Effect.sync(() => process.stderr.write("\r\x1b[K"))))
   })

@@ -85,7 +85,7 @@ export const fakeSpool = Effect.gen(function*() {
           return file?.executable ? [{ name, readyAt: file.readyAt, uid: file.uid ?? 1000 }] : []
         })
         const others = names.filter((name) => files.has(name) && !files.get(name)!.executable)
-        return { jobs, others }
+        return { jobs, others, notExecutable: others }
       }),
     claim: (name) =>
       Effect.sync(() => {

@@ -4,55 +4,235 @@
  * failure exits with.
  *
  * The first word picks the command here rather than as @effect/cli
- * subcommands: with subcommands, a mistyped daemon option is reported as
- * "Invalid subcommand" instead of naming the option. `pmjq submit ... -- CMD
- * ARGS` is split at `--` here: the command is the job's, never options of pmjq's.
+ * subcommands, and the words are checked against the command's grammar before
+ * @effect/cli parses them (grammar.ts): a mistake is then named as the user
+ * wrote it, in one `pmjq:` line and a pointer to --help, like a Unix tool's.
+ * `pmjq submit ... -- CMD ARGS` is split at `--` here: the command is the
+ * job's, never options of pmjq's.
  */
-import { Command, ValidationError } from "@effect/cli"
-import { Cause, Console, Effect, Exit, Option } from "effect"
-import { exitStatus, isStartupError } from "../errors.js"
-import { CANCEL, cancelCommand } from "./cancel.js"
+import { CliConfig, Command, HelpDoc, ValidationError } from "@effect/cli"
+import * as Descriptor from "@effect/cli/CommandDescriptor"
+import { Cause, Console, Effect, Exit, Logger, LogLevel, Option } from "effect"
+import * as fs from "node:fs"
+import { DrainFailed, exitStatus, isStartupError, UsageError } from "../errors.js"
+import { cancelCommand } from "./cancel.js"
+import { completionScript, type Shell } from "./completions.js"
 import { daemonCommand } from "./daemon.js"
-import { printHelp, wantsHelp } from "./help.js"
+import { checkWords, closest, describeProblem, type Flag, grammarOf } from "./grammar.js"
+import { colourFor, type HelpPage, helpText, ungrouped, wantsHelp } from "./help.js"
+import { retryCommand } from "./retry.js"
 import { statusCommand } from "./status.js"
-import { RETRY, retryCommand } from "./retry.js"
 import { submitCommand } from "./submit.js"
 
-const STATUS = "pmjq status [--json] JOB-SPOOL"
-const SUBMIT = ["pmjq submit [--name NAME] [--wait] JOB-SPOOL FILE", "pmjq submit [--name NAME] [--wait] JOB-SPOOL -- CMD [ARGS...]"]
-const DAEMON = "pmjq [-C LOAD] [-o DIR] [options] JOB-SPOOL"
-const OTHERS = "pmjq --version | --completions bash|zsh|fish | --wizard"
+const SUBMIT_USAGE = "pmjq submit [--name NAME] [--wait] JOB-SPOOL FILE | -- CMD [ARG...]"
+const STATUS_USAGE = "pmjq status [--json] [--watch] JOB-SPOOL"
+const CANCEL_USAGE = "pmjq cancel [--mine] [--wait-for DURATION] JOB-SPOOL NAME..."
+const RETRY_USAGE = "pmjq retry [--wait] JOB-SPOOL ENTRY..."
+
+const EXIT_STATUS = [
+  "Exit status: 0 done; 1 a drained job did not succeed; 64 bad usage; 66 no such",
+  "spool or input; 73 cannot create; 75 try again later; 77 not permitted."
+]
+
+const DAEMON_PAGE: HelpPage = {
+  usage: [
+    "pmjq [options] JOB-SPOOL",
+    SUBMIT_USAGE,
+    STATUS_USAGE,
+    CANCEL_USAGE,
+    RETRY_USAGE,
+    "pmjq --version | --completions bash|zsh|fish"
+  ],
+  about: "Run each executable file dropped into JOB-SPOOL, oldest first, once.",
+  groups: [
+    ["The queue", ["--archive-dir", "--error-dir", "--max-jobs", "--drain", "--timeout", "--poll", "--grace", "--log-format", "--log-level"]],
+    ["The gate", ["--cpu-limit", "--limit-cmd", "--limit-after", "--idle-cmd", "--idle-after"]],
+    ["Users and security", ["--run-as-owner", "--allow-users", "--allow-groups", "--keep-env", "--job-nproc", "--max-jobs-per-user"]],
+    ["Cluster (many nodes on one spool)", ["--node-id", "--lease", "--orphans", "--max-attempts", "--on-stop"]],
+    ["Telemetry (traces: OTEL_EXPORTER_OTLP_ENDPOINT)", ["--metrics-listen", "--metrics-file"]]
+  ],
+  footer: [
+    "Commands:",
+    "  submit  queue a script or a command under a unique name",
+    "  status  the queue: what waits and why, what runs where, what ended",
+    "  cancel  stop queued or running jobs (your own; root: any)",
+    "  retry   queue archived jobs again",
+    "",
+    ...EXIT_STATUS,
+    "See 'pmjq COMMAND --help' and man pmjq."
+  ]
+}
+
+const subcommandPage = (usage: string, about: string, longNames: ReadonlyArray<string>, footer: ReadonlyArray<string>): HelpPage => ({
+  usage: [usage],
+  about,
+  groups: [["Options", longNames]],
+  footer: [...footer, "See man pmjq."]
+})
+
+/**
+ * A subcommand: its help, its grammar, and how it runs. Made by one generic
+ * function so that each keeps its own @effect/cli types inside.
+ */
+const tool = <Name extends string, R, E, A>(commandFor: (job: ReadonlyArray<string>) => Command.Command<Name, R, E, A>, page: HelpPage) => ({
+  page,
+  grammar: () => grammarOf(commandFor([])),
+  help: () => helpText(commandFor([]), page, colourFor(process.stdout)),
+  run: (name: string, words: ReadonlyArray<string>, job: ReadonlyArray<string>, version: string) => {
+    const command = commandFor(job)
+    return Effect.zipRight(checked(command, words), parseThenRun(command, name, words, version))
+  },
+  /** What the tests hold the page to: its text, and options it misses or names wrongly. */
+  check: () => ({ text: helpText(commandFor([]), page, false), ...ungrouped(commandFor([]), page) })
+})
+
+const TOOLS = {
+  submit: tool(submitCommand, subcommandPage(SUBMIT_USAGE, "Queue FILE, or the command after --, as a job under a unique name.", ["--name", "--wait"], [
+    "With --wait the name goes to stderr, the job's output to stdout and stderr,",
+    "and pmjq exits with the job's status: out=$(pmjq submit --wait SPOOL -- CMD).",
+    "Exit status: 66 when FILE does not exist."
+  ])),
+  status: tool(() => statusCommand, subcommandPage(STATUS_USAGE, "Show the queue: what waits and why, what runs where, the nodes, what ended.", ["--json", "--watch"], [])),
+  cancel: tool(() => cancelCommand, subcommandPage(CANCEL_USAGE, "Cancel queued or running jobs, named in full or by a unique prefix.", ["--mine", "--wait-for"], [
+    "Each line says what became of a job, once it is true.",
+    "Exit status: 0 all cancelled; 1 one had ended already, or no such job;",
+    "64 an ambiguous prefix (the matches listed); 77 not yours; 75 no node",
+    "took the request, or the job did not end, within --wait-for."
+  ])),
+  retry: tool(() => retryCommand, subcommandPage(RETRY_USAGE, "Queue archived jobs again, each under a fresh name, as their owner.", ["--wait"], [
+    "ENTRY is an archive entry, DIR/STAMP_NAME, as status shows it.",
+    "Exit status: 66 when an ENTRY does not exist."
+  ]))
+} as const
+
+type ToolName = keyof typeof TOOLS
+const isTool = (word: string | undefined): word is ToolName => word !== undefined && Object.hasOwn(TOOLS, word)
+const TOOL_NAMES = Object.keys(TOOLS) as ReadonlyArray<ToolName>
+
+const LEVELS = ["all", "trace", "debug", "info", "warning", "error", "fatal", "none"] as const
+
+/**
+ * --log-level, handled here rather than by @effect/cli (whose built-in is
+ * only seen first on the line, and unknown to the parse made here).
+ */
+const LOG_LEVEL: Flag = { names: ["--log-level"], value: "LEVEL", choices: LEVELS }
+const DAEMON_EXTRA = [[LOG_LEVEL, "debug, info (default), warning, error, none"]] as const
+
+/** WORDS without --log-level and its value, and the level asked for (info unless said). */
+const logLevelOf = (words: ReadonlyArray<string>) => {
+  const rest: Array<string> = []
+  let level: string = "info"
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!
+    if (word === "--log-level") level = words[++i] ?? ""
+    else if (word.startsWith("--log-level=")) level = word.slice("--log-level=".length)
+    else rest.push(word)
+  }
+  const known = LEVELS.find((l) => l === level)
+  return known === undefined
+    ? Effect.fail(new UsageError({ reason: `--log-level needs one of ${LEVELS.join("|")}${level === "" ? "" : `, not ${level}`}` }))
+    : Effect.succeed({ words: rest, level: LogLevel.fromLiteral(known === "warning" ? "Warning" : (known[0]!.toUpperCase() + known.slice(1)) as LogLevel.Literal) })
+}
+
+/** The grammar of every command, for the completion scripts. */
+export const grammars = () => [
+  ["", { ...grammarOf(daemonCommand), flags: [...grammarOf(daemonCommand).flags, LOG_LEVEL] }] as const,
+  ...TOOL_NAMES.map((name) => [name, TOOLS[name].grammar()] as const)
+]
+
+/** The text of a ValidationError of @effect/cli's, on one line, operands named as the usage lines name them. */
+const textOfValidation = (error: ValidationError.ValidationError) =>
+  "error" in error
+    ? HelpDoc.toAnsiText(error.error).replace(/\x1b\[[0-9;]*m/g, "").trim().split(/\s*\n\s*/).join(" ")
+      .replace(/^Missing argument <([a-z-]+)>$/, (_, name: string) => `missing ${name.toUpperCase()}`)
+    : "cannot parse the command line"
+
+/**
+ * Runs COMMAND on WORDS once they passed the grammar and @effect/cli's parse:
+ * the parse is made first on its own so that its failure is ours to word.
+ */
+const parseThenRun = <Name extends string, R, E, A>(command: Command.Command<Name, R, E, A>, name: string, words: ReadonlyArray<string>, version: string) =>
+  Descriptor.parse(command.descriptor, [name, ...words], CliConfig.defaultConfig).pipe(
+    Effect.mapError((error) => new UsageError({ reason: textOfValidation(error) })),
+    Effect.zipRight(Command.run(command, { name: name === "pmjq" ? "pmjq" : `pmjq ${name}`, version })(["node", "pmjq", ...words]))
+  )
+
+const checked = <Name extends string, R, E, A>(command: Command.Command<Name, R, E, A>, words: ReadonlyArray<string>) => {
+  const result = checkWords(grammarOf(command), words)
+  return "problem" in result ? Effect.fail(new UsageError({ reason: describeProblem(result.problem) })) : Effect.succeed(result.operands)
+}
+
+const isDirectory = (file: string) => {
+  try {
+    return fs.statSync(file).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+/** The daemon's words: one spool, and a hint when the spool looks like a mistyped command. */
+const daemon = (all: ReadonlyArray<string>, version: string) =>
+  Effect.gen(function*() {
+    const { level, words } = yield* logLevelOf(all)
+    const completions = words.indexOf("--completions")
+    if (completions >= 0) {
+      const shell = words[completions + 1]
+      if (shell !== "bash" && shell !== "zsh" && shell !== "fish") {
+        return yield* new UsageError({ reason: `--completions needs one of bash|zsh|fish${shell === undefined ? "" : `, not ${shell}`}` })
+      }
+      return yield* Console.log(completionScript(shell satisfies Shell, grammars()).trimEnd())
+    }
+    if (words.includes("--version")) return yield* Console.log(`pmjq ${version}`)
+    const result = checkWords(grammarOf(daemonCommand), words)
+    const operands = "problem" in result ? (result.problem._tag === "ExtraOperands" ? result.problem.all : []) : result.operands
+    const like = operands.length > 0 && !isDirectory(operands[0]!) ? closest(operands[0]!, TOOL_NAMES) : null
+    if (like !== null) return yield* new UsageError({ reason: `no such spool: ${operands[0]} (did you mean 'pmjq ${like}'?)` })
+    if ("problem" in result) {
+      return yield* new UsageError({
+        reason: result.problem._tag === "ExtraOperands"
+          ? `one JOB-SPOOL per pmjq, not ${result.problem.operands.length + 1}: start a pmjq for each spool`
+          : describeProblem(result.problem)
+      })
+    }
+    if (result.operands.length === 0) return yield* new UsageError({ reason: "missing JOB-SPOOL" })
+    return yield* parseThenRun(daemonCommand, "pmjq", words, version).pipe(Logger.withMinimumLogLevel(level))
+  })
+
+const subcommand = (name: ToolName, rest: ReadonlyArray<string>, version: string) => {
+  const dash = name === "submit" ? rest.indexOf("--") : -1
+  const words = dash >= 0 ? rest.slice(0, dash) : rest
+  const job = dash >= 0 ? rest.slice(dash + 1) : []
+  return wantsHelp(words) ? Console.log(TOOLS[name].help()) : TOOLS[name].run(name, words, job, version)
+}
 
 /** Runs the command ARGV (node, script, words...) names, printing one line for a failure of pmjq's. */
 export const run = (argv: ReadonlyArray<string>, version: string) => {
-  const [node = "node", script = "pmjq", tool, ...rest] = argv
-  const dash = rest.indexOf("--")
-  const sub = (words: ReadonlyArray<string>) => [node, script, ...words]
-  const simple = <Name extends string, R, E, A>(command: Command.Command<Name, R, E, A>, usage: string) =>
-    wantsHelp(rest) ? printHelp(command, [usage], version) : Command.run(command, { name: `pmjq ${tool}`, version })(sub(rest))
-  const command = tool === "status"
-    ? simple(statusCommand, STATUS)
-    : tool === "cancel"
-    ? simple(cancelCommand, CANCEL)
-    : tool === "retry"
-    ? simple(retryCommand, RETRY)
-    : tool === "submit"
-    ? ((words: ReadonlyArray<string>, job: ReadonlyArray<string>) =>
-      wantsHelp(words)
-        ? printHelp(submitCommand(job), SUBMIT, version)
-        : Command.run(submitCommand(job), { name: "pmjq submit", version })(sub(words)))(
-        dash >= 0 ? rest.slice(0, dash) : rest,
-        dash >= 0 ? rest.slice(dash + 1) : []
-      )
-    : wantsHelp(argv.slice(2))
-    ? printHelp(daemonCommand, [DAEMON, ...SUBMIT, STATUS, CANCEL, RETRY, OTHERS], version)
-    : Command.run(daemonCommand, { name: "pmjq", version })(argv)
+  const words = argv.slice(2)
+  const [first, ...rest] = words
+  const named = isTool(first) ? first : null
+  const command = Effect.gen(function*() {
+    if (named !== null) return yield* subcommand(named, rest, version)
+    if (wantsHelp(words)) return yield* Console.log(helpText(daemonCommand, DAEMON_PAGE, colourFor(process.stdout), DAEMON_EXTRA))
+    return yield* daemon(words, version)
+  })
+  const help = named === null ? "pmjq --help" : `pmjq ${named} --help`
   return command.pipe(
-    // @effect/cli has already printed its own usage errors; ours get one line.
-    Effect.tapError((error) => (ValidationError.isValidationError(error) ? Effect.void : Console.error(`pmjq: ${error.message}`))),
+    Effect.tapError((error) =>
+      error instanceof DrainFailed
+        ? Effect.void // its summary line said it
+        : ValidationError.isValidationError(error) || error instanceof UsageError
+        ? Console.error(`pmjq: ${ValidationError.isValidationError(error) ? textOfValidation(error) : error.message}\nTry '${help}' for more information.`)
+        : Console.error(`pmjq: ${error.message}`)
+    ),
     Effect.tapDefect((defect) => Console.error(`pmjq: internal error: ${Cause.pretty(Cause.die(defect))}`))
   )
 }
+
+/** Every help page as printed to a pipe, with what its groups miss or name wrongly: the tests hold them to their size and to the parser. */
+export const helpChecks = () => [
+  { name: "pmjq", text: helpText(daemonCommand, DAEMON_PAGE, false, DAEMON_EXTRA), ...ungrouped(daemonCommand, DAEMON_PAGE, DAEMON_EXTRA) },
+  ...TOOL_NAMES.map((name) => ({ name: `pmjq ${name}`, ...TOOLS[name].check() }))
+]
 
 const EX_SOFTWARE = 70
 

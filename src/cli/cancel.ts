@@ -2,26 +2,36 @@
  * `pmjq cancel [--mine] JOB-SPOOL [NAME...]`
  *
  * Leaves one request per job in the spool (spool/Requests.ts) for the nodes to
- * act on (features/Cancels.ts), then waits until a node has taken it, and says
- * what became of each job. Exit status: 0 when every job was cancelled; 1 when
- * one had nothing to cancel (it ended already, or there is no such job); 77
- * when one is not the caller's; 75 when no node took a request in time (it
- * stays, for the next node that looks).
+ * act on (features/Cancels.ts), waits until a node has taken it, then until
+ * the job's record says how it ended, and only then says what became of it:
+ * a job may end on its own between the request and the node's act, and a
+ * script must not be told "cancelled" of a job that succeeded. A NAME may be
+ * a unique prefix of a queued or running job's name (those `pmjq submit`
+ * makes are long); an exact name always wins. Exit status: 0 when every job
+ * was cancelled; 1 when one had nothing to cancel (it ended already, or there
+ * is no such job); 64 for a prefix of several jobs' names; 77 when one is not
+ * the caller's; 75 when no node took a request in time (it stays, for the
+ * next node that looks), or how a job ended is not known in time.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Duration, Effect } from "effect"
+import { Console, Duration, Effect, Either } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { isJobName } from "../decode.js"
+import { decodeRecord, isJobName } from "../decode.js"
 import { UsageError } from "../errors.js"
-import { createNew } from "../files.js"
-import { asideOf, cancelRequestName, claimedName, isHidden, isJob, runningRoot } from "../spool/layout.js"
+import { createNew, readRegularAsync } from "../files.js"
+import type { JobRecord } from "../record.js"
+import { asideOf, besideName, cancelRequestName, claimedName, isHidden, isJob, runningRoot, stateDir } from "../spool/layout.js"
 import { requireSpool } from "../spool/Spool.js"
+import { findRecord, isOwnRecord, recordDirs, stateOwner, type Submitted } from "../spool/view.js"
 import { duration } from "./options.js"
 
-/** Where job NAME is now, and whose it is. */
-type Place = { readonly at: "queued" | "running"; readonly file: string; readonly uid: number } | { readonly at: "nowhere" }
+/** Where job NAME is now, whose it is, and which file it is (its inode: what its record is known by). */
+type Place =
+  | { readonly at: "queued"; readonly file: string; readonly uid: number; readonly inode: number }
+  | { readonly at: "running"; readonly file: string; readonly uid: number; readonly inode: number; readonly node: string }
+  | { readonly at: "nowhere" }
 
 const lstatOrNull = (file: string) => {
   try {
@@ -41,21 +51,23 @@ const namesIn = (dir: string) => {
 
 /**
  * The jobs in the spool, queued or claimed by a node, with where each is:
- * those named `only` (one lstat each), or all of them.
+ * those whose name WANTED takes (looked at only then: one lstat each); with
+ * EXACTLY, only that name, and the spool is not listed (it may hold 100,000
+ * files, and a cancel looks ten times a second while it waits).
  */
-const jobsIn = (spool: string, only: string | null = null): Array<{ readonly name: string; readonly place: Place }> => {
+const jobsIn = (spool: string, wanted: (name: string) => boolean = () => true, exactly?: string): Array<{ readonly name: string; readonly place: Place }> => {
   const found: Array<{ name: string; place: Place }> = []
-  for (const name of only === null ? namesIn(spool) : [only]) {
+  for (const name of exactly === undefined ? namesIn(spool).filter(wanted) : [exactly]) {
     const file = path.join(spool, name)
     const stat = lstatOrNull(file)
-    if (stat !== null && isJob(name, stat)) found.push({ name, place: { at: "queued", file, uid: stat.uid } })
+    if (stat !== null && isJob(name, stat)) found.push({ name, place: { at: "queued", file, uid: stat.uid, inode: stat.ino } })
   }
   const root = runningRoot(spool)
   for (const node of namesIn(root)) {
-    for (const claimed of namesIn(path.join(root, node)).filter((n) => !isHidden(n) && (only === null || claimedName(n) === only))) {
+    for (const claimed of namesIn(path.join(root, node)).filter((n) => !isHidden(n) && wanted(claimedName(n)))) {
       const file = path.join(root, node, claimed)
       const stat = lstatOrNull(file)
-      if (stat !== null && stat.isFile()) found.push({ name: claimedName(claimed), place: { at: "running", file, uid: stat.uid } })
+      if (stat !== null && stat.isFile()) found.push({ name: claimedName(claimed), place: { at: "running", file, uid: stat.uid, inode: stat.ino, node } })
     }
   }
   return found
@@ -63,10 +75,28 @@ const jobsIn = (spool: string, only: string | null = null): Array<{ readonly nam
 
 /** Where a job NAME is: the caller's own first (several jobs may share a name: copies, nodes, users). */
 const placeOf = (spool: string, name: string, me: number): Place => {
-  const named = jobsIn(spool, name)
+  const named = jobsIn(spool, (n) => n === name, name)
   const mine = named.find((j) => j.place.at !== "nowhere" && (me === 0 || j.place.uid === me))
   return (mine ?? named[0])?.place ?? { at: "nowhere" }
 }
+
+// Enough to recognise the job meant; the rest is counted.
+const LISTED = 5
+
+/**
+ * The job GIVEN names: itself when a queued or running job has that name,
+ * else the one queued or running job whose name starts with it. Several are
+ * refused, naming them; none leaves GIVEN as it is (nothing to cancel).
+ */
+const resolveName = (spool: string, given: string) =>
+  Effect.gen(function*() {
+    if (!isJobName(given)) return yield* new UsageError({ reason: `not a job's name: ${given}` })
+    if (jobsIn(spool, (n) => n === given, given).length > 0) return given
+    const matches = [...new Set(jobsIn(spool, (n) => n.startsWith(given)).map((j) => j.name))].sort()
+    if (matches.length <= 1) return matches[0] ?? given
+    const more = matches.length > LISTED ? ` and ${matches.length - LISTED} more` : ""
+    return yield* new UsageError({ reason: `ambiguous job name ${given}: matches ${matches.slice(0, LISTED).join(", ")}${more}` })
+  })
 
 /** The request, written aside and renamed, so no node reads half of one. */
 const ask = (spool: string, uid: number, name: string) =>
@@ -90,9 +120,68 @@ const EX_NOTHING = 1
 const EX_TEMPFAIL = 75
 const EX_NOPERM = 77
 
+/** The job JOB as the spool has it now: the file queued, or its claim, or gone. */
+const whereIs = (spool: string, job: Submitted): Place =>
+  jobsIn(spool, (n) => n === job.name, job.name).find((j) => j.place.at !== "nowhere" && j.place.inode === job.inode)?.place ?? { at: "nowhere" }
+
+// Outcomes only pmjq judges, written over its spawner's record before
+// anything moves: final as soon as they are there.
+const PMJQS_OWN = new Set<JobRecord["outcome"]>(["cancelled", "timed-out", "interrupted", "rejected"])
+
+/**
+ * JOB's record, once it is final: beside its claim while it is archived, or in
+ * the archive and error dirs the nodes publish once it is gone from the spool.
+ * Only a record pmjq wrote (owned by the owner of .pmjq) of this very file
+ * counts. The one beside the claim is first its spawner's, written as the
+ * process ended, then pmjq's own when pmjq judges otherwise (a cancel, a
+ * time-out): it is final once archival has begun (a done mark), once it is
+ * pmjq's own, or when the job had ended before ASKED (no cancel could change
+ * it then: the job's own end, kept while its archival waits). "pending"
+ * while the job is queued or runs; null when it is gone and no record is kept
+ * (no -o or -e).
+ */
+const finalRecord = (spool: string, job: Submitted, asked: number) =>
+  Effect.gen(function*() {
+    const place = whereIs(spool, job)
+    const owner = yield* Effect.promise(() => stateOwner(stateDir(spool)))
+    if (Either.isLeft(owner)) return "pending" as const
+    if (place.at === "running") {
+      const folder = path.dirname(place.file)
+      const claimed = path.basename(place.file)
+      const text = yield* Effect.promise(() => readRegularAsync(path.join(folder, besideName(claimed, ".json")), owner.right).catch(() => null))
+      const record = text === null ? null : Either.getOrNull(decodeRecord(text))
+      if (record === null || !isOwnRecord(record, job)) return "pending" as const
+      const final = PMJQS_OWN.has(record.outcome) || Date.parse(record.endedAt) < asked || fs.existsSync(path.join(folder, besideName(claimed, ".done")))
+      return final ? record : "pending" as const
+    }
+    if (place.at === "queued") return "pending" as const
+    // Gone: archival places the entry before it clears the claim, so its record is there, if any is kept.
+    const dirs = yield* recordDirs(spool)
+    return dirs === null ? null : yield* findRecord(dirs.dirs, dirs.uid, job)
+  })
+
+const howItEnded = (record: JobRecord) =>
+  `${record.outcome}${record.exitCode !== null ? ` (exit status ${record.exitCode})` : record.signal !== null ? ` (${record.signal})` : ""}`
+
+/** What became of the job, from its record: said, and the exit status it makes. */
+const tell = (name: string, record: JobRecord & { readonly entry?: string }) =>
+  Effect.gen(function*() {
+    const where = record.entry === undefined ? "" : `; archived as ${record.entry}`
+    if (record.outcome !== "cancelled") {
+      yield* Console.error(`pmjq: ${name}: had already ended: ${howItEnded(record)}${where}; nothing changed`)
+      return EX_NOTHING
+    }
+    if (record.startedAt === null) {
+      yield* Console.log(`${name}: cancelled while queued: it never ran${where}`)
+    } else {
+      const end = record.signal !== null ? `ended by ${record.signal}` : `exited with status ${record.exitCode}`
+      yield* Console.log(`${name}: stopped while running: its process group was signalled, it ${end}${where}`)
+    }
+    return 0
+  })
+
 const cancelOne = (spool: string, me: number, name: string, patience: Duration.Duration) =>
   Effect.gen(function*() {
-    if (!isJobName(name)) return yield* new UsageError({ reason: `not a job's name: ${name}` })
     const place = placeOf(spool, name, me)
     if (place.at === "nowhere") {
       yield* Console.error(`pmjq: ${name}: not queued or running: it ended already, or there is no such job; nothing changed`)
@@ -102,39 +191,57 @@ const cancelOne = (spool: string, me: number, name: string, patience: Duration.D
       yield* Console.error(`pmjq: ${name}: not yours (its owner is uid ${place.uid}); nothing changed`)
       return EX_NOPERM
     }
+    const job: Submitted = { name, uid: place.uid, inode: place.inode }
+    const asked = Date.now()
     const request = yield* ask(spool, me, name)
-    const deadline = Date.now() + Duration.toMillis(patience)
+    const taken = Date.now() + Duration.toMillis(patience)
     while (fs.existsSync(request)) {
-      if (Date.now() > deadline) {
+      if (Date.now() > taken) {
         yield* Console.error(`pmjq: ${name}: no node has taken the request yet (is pmjq running on this spool?); it stays for the next one`)
         return EX_TEMPFAIL
       }
       yield* Effect.sleep("100 millis")
     }
-    // Taken. A queued job is archived as cancelled at once; a running one's
-    // node stops its process group (SIGTERM, SIGKILL after its --grace).
-    if (place.at === "queued" && placeOf(spool, name, me).at === "queued") {
+    // A node takes a request for a queued job once it has claimed it: one
+    // still queued was refused (the file is not the asker's).
+    if (place.at === "queued" && whereIs(spool, job).at === "queued") {
       yield* Console.error(`pmjq: ${name}: the node refused to cancel it`)
       return EX_NOPERM
     }
-    yield* Console.log(place.at === "queued" ? `${name}: cancelled` : `${name}: cancelling: its node stops its process group`)
-    return 0
+    // Taken: a queued job is archived as cancelled at once; a running one's
+    // node stops its process group (SIGTERM, SIGKILL after its --grace).
+    const ended = Date.now() + Duration.toMillis(patience)
+    for (;;) {
+      const record = yield* finalRecord(spool, job, asked)
+      if (record === null) {
+        yield* Console.error(`pmjq: ${name}: its node took the request and the job is gone, but no record says how it ended (none is kept without -o or -e)`)
+        return EX_TEMPFAIL
+      }
+      if (record !== "pending") return yield* tell(name, record)
+      if (Date.now() > ended) {
+        yield* Console.error(`pmjq: ${name}: its node is stopping it (SIGTERM, then SIGKILL after its --grace); it has not ended within --wait-for`)
+        return EX_TEMPFAIL
+      }
+      yield* Effect.sleep("100 millis")
+    }
   })
 
 export const cancelCommand = Command.make(
   "cancel",
   {
-    mine: Options.boolean("mine").pipe(Options.withDescription("Cancel all of your queued and running jobs.")),
-    patience: duration("wait-for", "30s", "How long to wait for a node to take each request."),
+    mine: Options.boolean("mine").pipe(Options.withDescription("cancel all of your queued and running jobs")),
+    patience: duration("wait-for", "30s", "how long to wait for a node to act, and for the end"),
     spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool of the jobs (required).")),
-    names: Args.text({ name: "name" }).pipe(Args.withDescription("A job's name, as `pmjq submit` printed it or `pmjq status` shows it."), Args.repeated)
+    names: Args.text({ name: "name" }).pipe(Args.withDescription("A job's name, as `pmjq submit` printed it or `pmjq status` shows it, or a unique prefix of it."), Args.repeated)
   },
   ({ mine, names, patience, spool }) =>
     Effect.gen(function*() {
       const dir = path.resolve(spool)
       yield* requireSpool(dir)
       const me = process.getuid?.() ?? 0
-      const wanted = mine ? [...new Set(jobsIn(dir).filter((j) => j.place.at !== "nowhere" && j.place.uid === me).map((j) => j.name)), ...names] : names
+      // Every name resolved before any request: an ambiguous one cancels nothing.
+      const given = yield* Effect.forEach(names, (name) => resolveName(dir, name))
+      const wanted = [...new Set([...(mine ? jobsIn(dir).filter((j) => j.place.at !== "nowhere" && j.place.uid === me).map((j) => j.name) : []), ...given])]
       if (wanted.length === 0) {
         if (mine) return yield* Console.log("no job of yours is queued or running")
         return yield* new UsageError({ reason: "name a job to cancel, or give --mine" })

@@ -3,7 +3,7 @@
  * seed's synopsis, plus the options issue #2 adds.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Effect, Option } from "effect"
+import { Console, Effect, Option } from "effect"
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
@@ -11,135 +11,135 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { asStartedByShebang } from "../allocator.js"
 import { type DaemonSettings, launch } from "../daemon.js"
+import type { Drained, Ending } from "../features/Config.js"
 import { resolveId } from "../job/Users.js"
-import { CutOff, NotPermitted, UsageError } from "../errors.js"
+import { CannotCreateDirectory, CutOff, describe, DrainFailed, errnoCode, NotPermitted, UsageError } from "../errors.js"
 import { logLayer } from "../log.js"
-import { rejectedDir } from "../spool/layout.js"
+import { attemptsDir, nodesDir, quarantineDir, rejectedDir, runningDir, runningRoot, stateDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
 import { mayTakeOver, successorId } from "../spool/succession.js"
 import { tracesFrom } from "../telemetry/settings.js"
-import { check, duration, listenAddress, optionalDuration } from "./options.js"
+import { asInteger, asNumber, check, duration, listenAddress, optionalDuration } from "./options.js"
 
 const SYNOPSIS = "pmjq [-C cpu-limit] [-o archive-dir] job-spool"
 
 const positiveNumber = (n: number) => Number.isFinite(n) && n > 0
 
+// Each description is the one line --help prints (cli/help.ts); the man page
+// and the README tell the rest.
 export const daemonOptions = {
-  // Optional here and checked in the handler: a required root argument would
-  // stop subcommands (pmjq status SPOOL) from parsing.
-  spool: Args.text({ name: "job-spool" }).pipe(
-    Args.withDescription("The directory to watch; jobs are the executable files written into it (required)."),
-    Args.optional
-  ),
-  cpuLimit: Options.float("cpu-limit").pipe(
+  // Optional here and checked in the handler, which says what is missing.
+  spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("the directory to watch"), Args.optional),
+  cpuLimit: Options.text("cpu-limit").pipe(
     Options.withPseudoName("LOAD"),
     Options.withAlias("C"),
-    Options.withDescription("Launch no job while the 1-minute load average (estimated, see README) is at or above this."),
+    Options.withDescription("start no job while the load is LOAD or more"),
+    asNumber("cpu-limit"),
     check("cpu-limit", positiveNumber, "a positive number"),
     Options.optional
   ),
   archiveDir: Options.text("archive-dir").pipe(
     Options.withPseudoName("DIR"),
     Options.withAlias("o"),
-    Options.withDescription("Archive each executed job here as STAMP_NAME, with .out, .err and .json (created if missing)."),
+    Options.withDescription("archive each job: STAMP_NAME, .out, .err, .json"),
     Options.optional
   ),
   errorDir: Options.text("error-dir").pipe(
     Options.withPseudoName("DIR"),
     Options.withAlias("e"),
-    Options.withDescription("Archive failed jobs here instead of the archive dir (created if missing)."),
+    Options.withDescription("archive the jobs that failed here instead"),
     Options.optional
   ),
-  maxJobs: Options.integer("max-jobs").pipe(
+  maxJobs: Options.text("max-jobs").pipe(
     Options.withPseudoName("N"),
     Options.withAlias("j"),
-    Options.withDescription("Run at most this many jobs at once; 0 means no cap. Default: the number of CPUs."),
-    Options.withDefault(os.availableParallelism()),
+    Options.withDescription("run at most N at once (default: CPUs; 0: no cap)"),
+    Options.withDefault(String(os.availableParallelism())),
+    asInteger("max-jobs"),
     check("max-jobs", (n: number) => n >= 0, "0 or more")
   ),
-  maxJobsPerUser: Options.integer("max-jobs-per-user").pipe(
+  maxJobsPerUser: Options.text("max-jobs-per-user").pipe(
     Options.withPseudoName("N"),
-    Options.withDescription("No user holds more than this many job slots while another user's job waits (a lone user may use every slot)."),
+    Options.withDescription("at most N slots a user while others wait"),
+    asInteger("max-jobs-per-user"),
     check("max-jobs-per-user", (n: number) => n >= 1, "1 or more"),
     Options.optional
   ),
-  poll: duration("poll", "2s", "Rescan the spool at least this often (notifications miss other machines' writes)."),
-  grace: duration("grace", "30s", "On SIGTERM/SIGINT, let running jobs finish this long before killing them; also a timed-out job's time between SIGTERM and SIGKILL.", "zero allowed"),
+  poll: duration("poll", "2s", "rescan at least this often (default 2s)"),
+  grace: duration("grace", "30s", "on SIGTERM, let jobs finish this long (30s)", "zero allowed"),
   idleCmd: Options.text("idle-cmd").pipe(
     Options.withPseudoName("CMD"),
-    Options.withDescription("Run this (with /bin/sh) once nothing has been queued or running for --idle-after; again after the next busy spell."),
+    Options.withDescription("run CMD (sh -c) once idle for --idle-after"),
     Options.optional
   ),
-  idleAfter: duration("idle-after", "10m", "How long the queue must be idle before --idle-cmd runs."),
+  idleAfter: duration("idle-after", "10m", "idle time before --idle-cmd (default 10m)"),
   limitCmd: Options.text("limit-cmd").pipe(
     Options.withPseudoName("CMD"),
-    Options.withDescription("Run this (with /bin/sh) once jobs have waited, held back by -C or -j, for --limit-after without a break."),
+    Options.withDescription("run CMD once -C or -j held jobs --limit-after"),
     Options.optional
   ),
-  limitAfter: duration("limit-after", "1m", "How long jobs must be held back before --limit-cmd runs."),
-  runAsOwner: Options.boolean("run-as-owner").pipe(
-    Options.withDescription("Run each job as its file's owner, with the owner's groups and HOME (root only).")
-  ),
+  limitAfter: duration("limit-after", "1m", "held time before --limit-cmd (default 1m)"),
+  runAsOwner: Options.boolean("run-as-owner").pipe(Options.withDescription("run each job as its file's owner (root only)")),
   allowUsers: Options.text("allow-users").pipe(
     Options.withPseudoName("USER,..."),
-    Options.withDescription("Run only files owned by these users (comma-separated names or uids); others are rejected."),
+    Options.withDescription("run only files owned by these users"),
     Options.optional
   ),
   allowGroups: Options.text("allow-groups").pipe(
     Options.withPseudoName("GROUP,..."),
-    Options.withDescription("Run only files whose owner is in one of these groups (comma-separated names or gids)."),
+    Options.withDescription("run only files whose owner is in these groups"),
     Options.optional
   ),
   keepEnv: Options.text("keep-env").pipe(
     Options.withPseudoName("NAME,..."),
-    Options.withDescription("With --run-as-owner, jobs get these variables of pmjq's environment too (comma-separated names); besides them, only PATH, HOME, USER, LOGNAME, SHELL, the locale, TZ and PMJQ_*."),
+    Options.withDescription("more variables for jobs run as their owner"),
     Options.optional
   ),
-  jobNproc: Options.integer("job-nproc").pipe(
+  jobNproc: Options.text("job-nproc").pipe(
     Options.withPseudoName("N"),
-    Options.withDescription("With --run-as-owner, each job's user may have at most N processes (RLIMIT_NPROC, by prlimit): one user's fork bomb cannot stop the others' jobs."),
+    Options.withDescription("at most N processes for each job's user"),
+    asInteger("job-nproc"),
     check("job-nproc", (n: number) => n >= 1, "1 or more"),
     Options.optional
   ),
-  timeout: optionalDuration("timeout", "Stop a job that runs longer than this (SIGTERM to its process group, SIGKILL after --grace): outcome timed-out."),
+  timeout: optionalDuration("timeout", "stop a job that runs longer (timed-out)"),
   onStop: Options.choice("on-stop", ["stop", "leave"]).pipe(
     Options.withDefault("stop" as const),
-    Options.withDescription("On SIGTERM/SIGINT: stop the running jobs (after --grace), or leave them running for the next pmjq with this --node-id to adopt (restarts and upgrades). Default: stop.")
+    Options.withDescription("on SIGTERM: stop jobs, or leave them to adopt")
   ),
-  drain: Options.boolean("drain").pipe(
-    Options.withDescription("Run what is queued, wait for running jobs, and exit 0 once the spool is empty.")
-  ),
+  drain: Options.boolean("drain").pipe(Options.withDescription("run what is queued, then exit (1 if one failed)")),
   nodeId: Options.text("node-id").pipe(
     Options.withPseudoName("ID"),
-    Options.withDescription("This node's name in the spool (default HOST-PID); unique among the nodes sharing it."),
+    Options.withDescription("this node's name in the spool (HOST-PID)"),
     check("node-id", (id: string) => /^[^/.\s][^/\s]{0,199}$/.test(id), "a name without '/' or spaces, not starting with '.'"),
     Options.optional
   ),
-  lease: duration("lease", "60s", "A node on another host whose heartbeat is older than this is dead, and its jobs recovered."),
+  lease: duration("lease", "60s", "a node silent this long is dead (60s)"),
   orphans: Options.choice("orphans", ["requeue", "fail"]).pipe(
     Options.withDefault("requeue" as const),
-    Options.withDescription("Jobs running on a node that died: queue them again (at-least-once), or fail them as interrupted. Default: requeue.")
+    Options.withDescription("a dead node's jobs: run them again, or fail")
   ),
-  maxAttempts: Options.integer("max-attempts").pipe(
+  maxAttempts: Options.text("max-attempts").pipe(
     Options.withPseudoName("N"),
-    Options.withDefault(3),
-    Options.withDescription("A job whose node died under it this many times goes to the error dir as interrupted. Default: 3."),
+    Options.withDefault("3"),
+    Options.withDescription("fail a job whose node died N times (3)"),
+    asInteger("max-attempts"),
     check("max-attempts", (n: number) => n >= 1, "1 or more")
   ),
   metricsListen: Options.text("metrics-listen").pipe(
     Options.withPseudoName("[ADDR:]PORT"),
-    Options.withDescription("Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR defaults to 127.0.0.1: give 0.0.0.0 to be scraped from other hosts)."),
+    Options.withDescription("serve Prometheus metrics (ADDR 127.0.0.1)"),
     listenAddress("metrics-listen"),
     Options.optional
   ),
   metricsFile: Options.text("metrics-file").pipe(
     Options.withPseudoName("FILE"),
-    Options.withDescription("Write Prometheus metrics to FILE every 5 s, atomically (for node_exporter's textfile collector: a name ending in .prom)."),
+    Options.withDescription("write Prometheus metrics to FILE every 5 s"),
     Options.optional
   ),
   logFormat: Options.choice("log-format", ["text", "json"]).pipe(
     Options.withDefault("text" as const),
-    Options.withDescription("One log line per job event on stderr, as text or JSON. Default: text.")
+    Options.withDescription("one log line per job event, text or JSON")
   )
 }
 
@@ -265,6 +265,56 @@ const settingsFrom = (options: Parsed) =>
     return settings
   })
 
+/**
+ * An archive or error dir pmjq could not write to is refused at start, not
+ * found out job by job: not permitted (77), or a read-only filesystem (73).
+ */
+const requireWritable = (dir: string, option: string) =>
+  Effect.try({
+    try: () => fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK),
+    catch: (e) =>
+      errnoCode(e) === "EROFS"
+        ? new CannotCreateDirectory({ path: dir, reason: `--${option} is on a read-only filesystem` })
+        : new NotPermitted({ reason: `cannot write to the ${option === "archive-dir" ? "archive" : "error"} dir ${dir}: ${describe(e)}` })
+  })
+
+/** DIR and its ancestors that do not exist, outermost first: what making DIR would create. */
+const missingChain = (dir: string): ReadonlyArray<string> => {
+  const missing: Array<string> = []
+  for (let at = dir; !fs.existsSync(at) && path.dirname(at) !== at; at = path.dirname(at)) missing.unshift(at)
+  return missing
+}
+
+/**
+ * The directories a start may make that are not there yet: the archive and
+ * error dirs (and parents), the spool's .pmjq and its running folders. A start refused after
+ * making them removes them again, innermost first and only while empty: a
+ * refused start leaves no trace, and what another pmjq has put in the same
+ * spool meanwhile is never touched (its files make the rmdir fail).
+ */
+const archivesMade = (settings: DaemonSettings) => [
+  ...Option.toArray(settings.archiveDir).flatMap(missingChain),
+  ...Option.toArray(settings.errorDir).flatMap(missingChain)
+]
+
+const stateMade = (settings: DaemonSettings) =>
+  [
+    stateDir(settings.spool),
+    ...[runningRoot, nodesDir, attemptsDir, rejectedDir, quarantineDir].map((dir) => dir(settings.spool)),
+    runningDir(settings.spool, settings.node)
+  ].filter((dir) => !fs.existsSync(dir))
+
+const removeIfEmpty = (dirs: ReadonlyArray<string>) =>
+  Effect.sync(() => {
+    for (const dir of [...dirs].reverse()) {
+      try {
+        fs.rmdirSync(dir)
+      } catch {
+        // Not empty, or gone: not this start's to remove.
+      }
+    }
+  })
+
 // Every check before anything is created: a refused start leaves no trace.
 const preflight = ({ archiveDir, errorDir, policy, spool }: DaemonSettings) =>
   Effect.gen(function*() {
@@ -274,7 +324,8 @@ const preflight = ({ archiveDir, errorDir, policy, spool }: DaemonSettings) =>
     // As root, a spool a user could take over lets them replace pmjq's own
     // state: refused. Otherwise users can only swap each other's jobs.
     yield* (policy.asRoot ? requireTrustedSpool(spool) : warnIfOpenSpool(spool))
-    yield* Effect.forEach([archiveDir, errorDir], Option.match({ onNone: () => Effect.void, onSome: ensureDirectory }))
+    yield* Effect.forEach([[archiveDir, "archive-dir"], [errorDir, "error-dir"]] as const, ([dir, option]) =>
+      Option.match(dir, { onNone: () => Effect.void, onSome: (dir) => Effect.zipRight(ensureDirectory(dir), requireWritable(dir, option)) }))
   })
 
 /**
@@ -304,20 +355,44 @@ const succeeding = (options: Parsed) => (settings: DaemonSettings) =>
     ? Effect.succeed(settings)
     : Effect.fail(new UsageError({ reason: `another pmjq has just taken over node ${settings.node}: two processes must not share a --node-id` }))
 
+/** --drain's last line, on stderr whatever it is: `drain: 41 jobs in 12.3 s: 40 succeeded, 1 failed (see DIR)`. */
+export const drainSummary = (drained: Drained, settings: Pick<DaemonSettings, "archiveDir" | "errorDir" | "spool">) => {
+  const jobs = drained.succeeded + drained.failed
+  const where = Option.getOrElse(Option.orElse(settings.errorDir, () => settings.archiveDir), () => `pmjq status ${settings.spool}`)
+  return `drain: ${jobs} ${jobs === 1 ? "job" : "jobs"} in ${(drained.elapsedMs / 1000).toFixed(1)} s: ${drained.succeeded} succeeded, ${drained.failed} failed` +
+    (drained.failed > 0 ? ` (see ${where})` : "")
+}
+
+/** What follows the daemon's own end: a restart in place, a cut-off's status, a drain's last line and status. */
+const afterEnd = (ended: Ending, settings: DaemonSettings): Effect.Effect<void, CutOff | DrainFailed> =>
+  ended === "restart"
+    ? startAgain(settings.node)
+    : ended === "cut-off"
+    ? Effect.fail(new CutOff({ spool: settings.spool }))
+    : Effect.zipRight(Console.error(drainSummary(ended, settings)), ended.failed > 0 ? Effect.fail(new DrainFailed({ failed: ended.failed })) : Effect.void)
+
+// Refused before the daemon ran: what the start made is taken back. (A node
+// cut off after running keeps its folders: its successor's to look at.)
+const refusedStart = (error: { readonly _tag: string }) => error._tag !== "CutOff"
+
 const run = (options: Parsed) =>
   // Heard from the start, never the default (which kills): the Restart
   // feature acts on the first once the daemon runs.
   Effect.sync(() => void process.on("SIGHUP", () => {})).pipe(
     Effect.zipRight(settingsFrom(options)),
-    Effect.tap(preflight),
-    Effect.flatMap(succeeding(options)),
-    Effect.flatMap((settings) =>
-      Effect.flatMap(launch(settings), (ended) =>
-        ended === "restart" ? startAgain(settings.node) : ended === "cut-off" ? Effect.fail(new CutOff({ spool: settings.spool })) : Effect.void)
-    ),
+    Effect.flatMap((settings) => {
+      const archives = archivesMade(settings)
+      const takeBack = (made: ReadonlyArray<string>) => (error: { readonly _tag: string }) => refusedStart(error) ? removeIfEmpty(made) : Effect.void
+      return preflight(settings).pipe(
+        Effect.zipRight(succeeding(options)(settings)),
+        Effect.tapError(takeBack(archives)),
+        Effect.flatMap((settings) => launch(settings).pipe(Effect.tapError(takeBack([...archives, ...stateMade(settings)])), Effect.map((ended) => ({ ended, settings })))),
+        Effect.flatMap(({ ended, settings }) => afterEnd(ended, settings))
+      )
+    }),
     Effect.provide(logLayer(options.logFormat))
   )
 
 export const daemonCommand = Command.make("pmjq", daemonOptions, run).pipe(
-  Command.withDescription("Watch a job spool and run the executable files that appear in it.")
+  Command.withDescription("Run each executable file dropped into JOB-SPOOL, oldest first, once.")
 )

@@ -20,7 +20,7 @@ const parsed = (name: string, zero: ZeroDuration) =>
 
 /** A DURATION option with a default; more than 0 unless `zero` is "zero allowed". */
 export const duration = (name: string, fallback: string, description: string, zero: ZeroDuration = "positive") =>
-  Options.text(name).pipe(Options.withPseudoName("DURATION"), Options.withDefault(fallback), Options.withDescription(`${description} Default: ${fallback}.`), parsed(name, zero))
+  Options.text(name).pipe(Options.withPseudoName("DURATION"), Options.withDefault(fallback), Options.withDescription(description), parsed(name, zero))
 
 /** A DURATION option that may be left out; when given, more than 0. */
 export const optionalDuration = (name: string, description: string) =>
@@ -44,3 +44,19 @@ export const listenAddress = (name: string) =>
   Options.mapEffect((text: string) =>
     Either.match(parseListen(text), { onLeft: (message) => Effect.fail(invalid(`--${name}: ${message}`)), onRight: Effect.succeed })
   )
+
+/**
+ * Text to a whole number, said as such when it is not one (@effect/cli's own
+ * integer says "'abc' is not a integer", without naming the option).
+ */
+export const asInteger = (name: string) =>
+  Options.mapEffect((text: string) =>
+    /^[+-]?\d+$/.test(text.trim()) ? Effect.succeed(Number(text)) : Effect.fail(invalid(`--${name} needs an integer, not '${text}'`))
+  )
+
+/** Text to a number, possibly with a fraction (a load). */
+export const asNumber = (name: string) =>
+  Options.mapEffect((text: string) => {
+    const n = Number(text)
+    return text.trim() !== "" && Number.isFinite(n) ? Effect.succeed(n) : Effect.fail(invalid(`--${name} needs a number, not '${text}'`))
+  })

@@ -12,7 +12,7 @@ import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { decodeRecord } from "../decode.js"
-import { NotPermitted, UsageError } from "../errors.js"
+import { describe, errnoCode, InputMissing, NotPermitted, UsageError } from "../errors.js"
 import { readRegular, Untrusted } from "../files.js"
 import { entryFiles, stateDir } from "../spool/layout.js"
 import { requireSpool } from "../spool/Spool.js"
@@ -45,6 +45,17 @@ const readPmjqRecord = (file: string, pmjq: number) => {
   }
 }
 
+// An ENTRY that is not there is EX_NOINPUT (66), told apart from one that is
+// there but cannot be retried (64).
+const requireEntry = (entry: string) =>
+  Effect.try({
+    try: () => fs.lstatSync(entryFiles(entry).script),
+    catch: (e) =>
+      errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR"
+        ? new InputMissing({ what: "archive entry", path: entry })
+        : new UsageError({ reason: `cannot retry ${entry}: ${describe(e)}` })
+  })
+
 const readEntry = (entry: string, pmjq: number) =>
   Effect.try({
     try: () => {
@@ -71,15 +82,16 @@ const readEntry = (entry: string, pmjq: number) =>
 export const retryCommand = Command.make(
   "retry",
   {
-    wait: Options.boolean("wait").pipe(Options.withDescription("Wait for each new job to run; print its output; exit with its status.")),
-    spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool to submit to (required).")),
-    entries: Args.text({ name: "entry" }).pipe(Args.withDescription("An archive entry: DIR/STAMP_NAME, the job's script beside its .json record."), Args.atLeast(1))
+    wait: Options.boolean("wait").pipe(Options.withDescription("wait for each job; print its output; exit as it did")),
+    spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("the spool to submit to")),
+    entries: Args.text({ name: "entry" }).pipe(Args.withDescription("an archive entry, DIR/STAMP_NAME"), Args.atLeast(1))
   },
   ({ entries, spool, wait }) =>
     Effect.gen(function*() {
       const dir = path.resolve(spool)
       yield* requireSpool(dir)
       const me = process.getuid?.() ?? 0
+      yield* Effect.forEach(entries, (entry) => requireEntry(path.resolve(entry)), { discard: true })
       const pmjq = yield* pmjqUid(dir)
       for (const entry of entries) {
         const found = yield* readEntry(path.resolve(entry), pmjq)

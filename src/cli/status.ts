@@ -1,7 +1,11 @@
-/** `pmjq status JOB-SPOOL [--json]`: the queue at a glance; reads the spool, never changes it. */
+/**
+ * `pmjq status JOB-SPOOL [--json] [--watch]`: the queue at a glance, and why
+ * each job waits; reads the spool, never changes it.
+ */
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect } from "effect"
+import { Console, type Duration, Effect, Schedule } from "effect"
 import * as path from "node:path"
+import { Users } from "../job/Users.js"
 import { escapeJson } from "../log.js"
 import { visible } from "../text.js"
 import { requireSpool } from "../spool/Spool.js"
@@ -18,17 +22,27 @@ const table = (rawRows: ReadonlyArray<ReadonlyArray<string>>) => {
   return rows.map((r) => "  " + r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")
 }
 
+/** How many of each reason: `slots 40, refused 2`. */
+const tally = (reasons: ReadonlyArray<string>) =>
+  [...reasons.reduce((counts, r) => counts.set(r, (counts.get(r) ?? 0) + 1), new Map<string, number>())].map(([r, n]) => `${visible(r)} ${n}`).join(", ")
+
 export const render = (v: SpoolView): string => {
   const now = Date.parse(v.at)
   const out: Array<string> = [`spool ${visible(v.spool)} at ${v.at}`, ""]
   if (v.untrusted !== null) out.push(`pmjq's state is not shown: ${visible(v.untrusted)} (it is not pmjq's own)`, "")
-  const oldest = v.queued[0]
-  out.push(`queued: ${v.queued.length}${oldest === undefined ? "" : `, oldest ${ago(now - Date.parse(oldest.readyAt))} (${visible(oldest.name)})`}`)
-  if (v.queued.length > 0) out.push(table([["NAME", "WAITING"], ...v.queued.slice(0, 5).map((q) => [q.name, ago(now - Date.parse(q.readyAt))])]))
-  if (v.queued.length > 5) out.push(`  ... and ${v.queued.length - 5} more`)
+  // The oldest job that may run: a file that will not is counted apart.
+  const oldest = v.queued.find((q) => q.reason !== "refused")
+  const refused = v.queued.filter((q) => q.reason === "refused").length
+  out.push(`queued: ${v.queued.length}${refused > 0 ? ` (${refused} refused)` : ""}${oldest === undefined ? "" : `, oldest ${ago(now - Date.parse(oldest.readyAt))} (${visible(oldest.name)})`}`)
+  if (v.queued.length > 0) {
+    out.push(table([["NAME", "USER", "WAITING", "REASON"], ...v.queued.slice(0, 5).map((q) => [q.name, q.user, ago(now - Date.parse(q.readyAt)), q.detail])]))
+  }
+  if (v.queued.length > 5) out.push(`  ... and ${v.queued.length - 5} more (${tally(v.queued.slice(5).map((q) => q.reason))})`)
   out.push("", `running: ${v.running.length}`)
   if (v.running.length > 0) {
-    out.push(table([["NAME", "NODE", "PID", "FOR", "STATE"], ...v.running.map((r) => [r.name, r.node, r.pid === null ? "-" : String(r.pid), ago(r.forMs), r.state])]))
+    out.push(table([["NAME", "USER", "NODE", "PID", "FOR", "STATE"], ...v.running.map((r) => [
+      r.name, r.user, r.node, r.pid === null ? "-" : String(r.pid), ago(r.forMs), r.state
+    ])]))
   }
   if (v.cancelling.length > 0) {
     out.push("", `cancelling: ${v.cancelling.length}`)
@@ -52,18 +66,40 @@ export const render = (v: SpoolView): string => {
   return out.join("\n")
 }
 
+// What watch(1) and top do: home, then clear, then the frame, in one write.
+const REDRAW = "\u001b[H\u001b[2J"
+
+/**
+ * FRAME now and then EVERY (a fixed rate: a slow frame does not push the
+ * next ones later), until interrupted: Ctrl-C, which exits 0.
+ */
+export const watchEvery = <E, R>(frame: Effect.Effect<void, E, R>, every: Duration.DurationInput) =>
+  Effect.repeat(frame, Schedule.fixed(every))
+
+const show = (dir: string, json: boolean, frame: "once" | "redraw" | "stream") =>
+  Effect.gen(function*() {
+    const view = yield* viewSpool(dir).pipe(Effect.provide(Syscalls.forDirectories([dir])))
+    // JSON.stringify escapes C0 controls; escapeJson the rest (DEL, C1).
+    // Watched as JSON: one object a line, for a reader that takes lines.
+    if (json) return yield* Console.log(escapeJson(frame === "once" ? JSON.stringify(view, null, 2) : JSON.stringify(view)))
+    yield* Console.log(frame === "redraw" ? REDRAW + render(view) : frame === "stream" ? render(view) + "\n" : render(view))
+  })
+
 export const statusCommand = Command.make(
   "status",
   {
     spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool to look at (required).")),
-    json: Options.boolean("json").pipe(Options.withDescription("One JSON object: queued, running, nodes, finished, rejected."))
+    json: Options.boolean("json").pipe(Options.withDescription("one JSON object: queued, running, nodes, finished, rejected")),
+    watch: Options.boolean("watch").pipe(Options.withDescription("redraw every second until Ctrl-C (a pipe: a view a second)"))
   },
-  ({ json, spool }) =>
+  ({ json, spool, watch }) =>
     Effect.gen(function*() {
       const dir = path.resolve(spool)
       yield* requireSpool(dir)
-      const view = yield* viewSpool(dir).pipe(Effect.provide(Syscalls.forDirectories([dir])))
-      // JSON.stringify escapes C0 controls; escapeJson the rest (DEL, C1).
-      yield* Console.log(json ? escapeJson(JSON.stringify(view, null, 2)) : render(view))
-    })
-).pipe(Command.withDescription("Show the queue: queued, running, nodes, the latest finished and rejected jobs. Reads only."))
+      if (!watch) return yield* show(dir, json, "once")
+      // A terminal is redrawn in place; a pipe or a file gets each view after
+      // the last, with no escapes in it (a log of the queue, or `| head`).
+      const frame = !json && process.stdout.isTTY === true ? "redraw" : "stream"
+      yield* watchEvery(show(dir, json, frame), "1 second")
+    }).pipe(Effect.provide(Users.Live))
+).pipe(Command.withDescription("Show the queue: what waits and why, what runs where, the nodes, what ended. Reads only."))

@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { UsageError } from "../errors.js"
+import { describe, errnoCode, InputMissing, NotPermitted, UsageError } from "../errors.js"
 import { createNew, type Ownership } from "../files.js"
 import { submitAside, submittedName } from "../spool/layout.js"
 import type { JobRecord } from "../record.js"
@@ -45,6 +45,19 @@ export const jobText = (
   if (!shell) return form.text
   return shebang === null ? `#!/bin/sh\n${context}\n${form.text}` : [shebang, context, ...lines.slice(1)].join("\n")
 }
+
+// A FILE that is not there is EX_NOINPUT (66), as for cat(1); one there but
+// unreadable is the caller's to fix (77).
+const readInput = (file: string) =>
+  Effect.try({
+    try: () => fs.readFileSync(file, "utf8"),
+    catch: (e) =>
+      errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR"
+        ? new InputMissing({ what: "file", path: file })
+        : errnoCode(e) === "EACCES" || errnoCode(e) === "EPERM"
+        ? new NotPermitted({ reason: `cannot read ${file}: permission denied` })
+        : new UsageError({ reason: `cannot read ${file}: ${describe(e)}` })
+  })
 
 /** BASE-STAMP-HOST-PID-RANDOM, with only [A-Za-z0-9._-] and no leading dot. */
 export const uniqueName = (base: string) => submittedName(base, new Date(), os.hostname(), process.pid, randomBytes(3).toString("hex"))
@@ -133,8 +146,9 @@ export const enqueue = (dir: string, base: string, text: string, wait: boolean, 
   Effect.gen(function*() {
     const job = uniqueName(base)
     const inode = yield* write(dir, job, text, owner)
-    yield* Console.log(job)
-    if (!wait) return
+    // With --wait, stdout is the job's output alone: out=$(pmjq submit --wait ...).
+    if (!wait) return yield* Console.log(job)
+    yield* Console.error(job)
     const record = yield* waitFor(dir, { name: job, uid: owner?.uid ?? process.getuid?.() ?? 0, inode })
     if (record.outcome === "rejected") {
       yield* Console.error(`pmjq: ${job} was rejected: ${record.reason ?? ""}`)
@@ -157,13 +171,13 @@ export const submitCommand = (command: ReadonlyArray<string>) =>
     {
       name: Options.text("name").pipe(
         Options.withPseudoName("NAME"),
-        Options.withDescription("Base of the job's name. Default: the file's or the command's name."),
+        Options.withDescription("the name's start (default: the file's or command's)"),
         Options.optional
       ),
-      wait: Options.boolean("wait").pipe(Options.withDescription("Wait for the job to run; print its output; exit with its status.")),
-      spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool to submit to (required).")),
+      wait: Options.boolean("wait").pipe(Options.withDescription("wait for the job; print its output; exit as it did")),
+      spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("the spool to submit to")),
       file: Args.text({ name: "file" }).pipe(
-        Args.withDescription("The script to submit; or, after --, a command and its arguments."),
+        Args.withDescription("the script to submit"),
         Args.optional
       )
     },
@@ -177,9 +191,9 @@ export const submitCommand = (command: ReadonlyArray<string>) =>
         const from = process.cwd()
         const umask = currentUmask()
         const text = Option.isSome(file)
-          ? jobText(from, { file: file.value, text: yield* Effect.try({ try: () => fs.readFileSync(file.value, "utf8"), catch: () => new UsageError({ reason: `cannot read ${file.value}` }) }) }, umask)
+          ? jobText(from, { file: file.value, text: yield* readInput(file.value) }, umask)
           : jobText(from, { command }, umask)
         const base = Option.getOrElse(name, () => (Option.isSome(file) ? path.basename(file.value) : path.basename(command[0]!)))
         yield* enqueue(dir, base, text, wait, null)
       })
-  ).pipe(Command.withDescription("Submit a file or a command as a job, atomically, under a unique name."))
+  ).pipe(Command.withDescription("Queue FILE, or the command after --, as a job under a unique name."))

@@ -30,11 +30,20 @@ export interface DaemonSettings extends JobSettings, RecoverySettings, HookSetti
 
 export class DaemonConfig extends Context.Tag("pmjq/DaemonConfig")<DaemonConfig, DaemonSettings>() {}
 
+/** What a --drain did, for its last line and its exit status. */
+export interface Drained {
+  readonly _tag: "Drained"
+  readonly succeeded: number
+  /** Ended any other way: failed, timed out, cancelled, rejected, interrupted. */
+  readonly failed: number
+  readonly elapsedMs: number
+}
+
 /**
  * Why the daemon ended by itself: its --drain ran dry, SIGHUP asked for a
  * restart in place, or it was cut off from the spool (Heartbeat).
  */
-export type Ending = "drained" | "restart" | "cut-off"
+export type Ending = Drained | "restart" | "cut-off"
 
 /**
  * Completed when the daemon's work is over by itself (a --drain that ran dry,

@@ -4,12 +4,12 @@
  * with --max-jobs-per-user the oldest whose owner is under the cap). With
  * --drain it ends once the spool is empty and nothing runs, and says so (Finished).
  */
-import { Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
+import { Clock, Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
 import { Gate } from "../gate/Gate.js"
 import type { Accepts } from "../spool/Pending.js"
 import { Spool } from "../spool/Spool.js"
 import { Cancels } from "./Cancels.js"
-import { DaemonConfig, Finished } from "./Config.js"
+import { DaemonConfig, type Drained, Finished } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Jobs } from "./Jobs.js"
 import { Running } from "./Running.js"
@@ -67,6 +67,7 @@ const make = Effect.gen(function*() {
   })
 
   const loop = Effect.gen(function*() {
+    const startedAt = yield* Clock.currentTimeMillis
     yield* cancels.ready
     yield* Effect.logInfo("watching").pipe(Effect.annotateLogs({ spool: spool.path, node: settings.node, queued: yield* pending.size }))
     // The gate is asked about the moment a job would start, never about a
@@ -100,10 +101,17 @@ const make = Effect.gen(function*() {
       if (!(yield* jobs.launch(candidate, freeSlot))) yield* feed.catchUp
     }
     yield* Effect.logInfo("drained").pipe(Effect.annotateLogs({ claimed: yield* Ref.get(running.won), lostRaces: yield* Ref.get(running.lost) }))
+    const report: Drained = {
+      _tag: "Drained",
+      succeeded: yield* Ref.get(running.succeeded),
+      failed: yield* Ref.get(running.failed),
+      elapsedMs: (yield* Clock.currentTimeMillis) - startedAt
+    }
+    return report
   })
 
   const finished = yield* Finished
-  yield* Effect.forkScoped(Effect.exit(Effect.as(loop, "drained" as const)).pipe(Effect.flatMap((exit) => Deferred.done(finished, exit))))
+  yield* Effect.forkScoped(Effect.exit(loop).pipe(Effect.flatMap((exit) => Deferred.done(finished, exit))))
 })
 
 export const Dispatcher = Layer.scopedDiscard(make)

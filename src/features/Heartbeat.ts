@@ -18,6 +18,7 @@
  */
 import { Clock, Deferred, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { NodeElsewhere } from "../errors.js"
+import { Gate } from "../gate/Gate.js"
 import { LoadAverage } from "../gate/LoadAverage.js"
 import { SPAWNER_PROTOCOL } from "../job/protocol.js"
 import { ProcessRunner } from "../job/Runner.js"
@@ -34,6 +35,7 @@ export const heartbeatNow = Effect.gen(function*() {
   const settings = yield* DaemonConfig
   const runner = yield* ProcessRunner
   const load = yield* LoadAverage
+  const gate = yield* Gate
   const running = yield* Running
   // Adopted jobs run under the spawners of the pmjq before: with those
   // listed, this node is not taken for dead while they run. Every process
@@ -59,6 +61,13 @@ export const heartbeatNow = Effect.gen(function*() {
     running: yield* Ref.get(running.active),
     load: yield* load.oneMinute,
     protocol: SPAWNER_PROTOCOL,
+    // What holds the queue back here, for `pmjq status` to say why a job
+    // waits: a few numbers a beat, never a write per job.
+    maxJobs: settings.maxJobs,
+    maxJobsPerUser: Option.getOrNull(settings.maxJobsPerUser),
+    cpuLimit: Option.getOrNull(settings.cpuLimit),
+    loadEstimate: yield* gate.estimate,
+    runAsOwner: settings.policy.runAsOwner,
     jobs: [...HashMap.toEntries(yield* Ref.get(running.pids))].map(([name, { pid, startTicks }]) =>
       startTicks === null ? { name, pid } : { name, pid, startTicks }
     )

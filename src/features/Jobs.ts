@@ -94,9 +94,11 @@ const make = Effect.gen(function*() {
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
       const claimed = path.basename(claim.value.path)
       const started = (job: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, job)), told.started)
+      const judged = (record: JobRecord) =>
+        Effect.zipRight(Ref.update(record.outcome === "succeeded" ? running.succeeded : running.failed, (n) => n + 1), told.finished(record))
       const run = (slot: Effect.Effect<void>, cancel: Option.Option<string>) =>
         enroll(claim.value, uid, slot, cancel, (ended, { cancel, waiting }) =>
-          runJob(claim.value, settings, { processEnded: ended, keep, started, finished: told.finished, archived, phase: told.phase, cancel, waiting }).pipe(
+          runJob(claim.value, settings, { processEnded: ended, keep, started, finished: judged, archived, phase: told.phase, cancel, waiting }).pipe(
             told.within,
             Effect.ensuring(told.end)
           ))

@@ -10,7 +10,7 @@ const make = Effect.gen(function*() {
   if (!settings.progress) return
   const { pending } = yield* JobQueue
   const running = yield* Running
-  yield* showProgress(Effect.all({ done: Ref.get(running.finished), running: Ref.get(running.active), queued: pending.size })).pipe(Effect.forkScoped)
+  yield* showProgress(Effect.all({ done: Ref.get(running.finished), failed: Ref.get(running.failed), running: Ref.get(running.active), queued: pending.size })).pipe(Effect.forkScoped)
 })
 
 export const Progress = Layer.scopedDiscard(make)

@@ -24,7 +24,7 @@ import type { Claim } from "../spool/Spool.js"
 export class Running extends Context.Tag("pmjq/Running")<Running, {
   /** Claimed jobs whose process has not ended yet: what -j counts. */
   readonly processes: Ref.Ref<number>
-  /** The same by owner (the uid the queue knew each job by): what --max-jobs-per-user counts. */
+  /** The same by owner (the uid the queue knew each job by): what --max-jobs-per-user counts; 0 for an owner seen whose jobs ended. */
   readonly byOwner: Ref.Ref<HashMap.HashMap<number, number>>
   /** Jobs being run or archived (their fibers). */
   readonly active: Ref.Ref<number>
@@ -37,6 +37,9 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
   readonly won: Ref.Ref<number>
   readonly lost: Ref.Ref<number>
   readonly finished: Ref.Ref<number>
+  /** Of the finished jobs, by their record: what --drain's last line and exit status tell. */
+  readonly succeeded: Ref.Ref<number>
+  readonly failed: Ref.Ref<number>
   /** Other nodes that looked alive at the last recovery round. */
   readonly peers: Ref.Ref<number>
   /** Claimed jobs by claimed file name, until archived. */
@@ -54,16 +57,18 @@ export class Running extends Context.Tag("pmjq/Running")<Running, {
       won: Ref.make(0),
       lost: Ref.make(0),
       finished: Ref.make(0),
+      succeeded: Ref.make(0),
+      failed: Ref.make(0),
       peers: Ref.make(0),
       held: Ref.make(HashMap.empty<string, HeldJob>())
     })
   )
 }
 
-const countOwner = (by: 1 | -1) => (uid: number) => (counts: HashMap.HashMap<number, number>) => {
-  const n = Option.getOrElse(HashMap.get(counts, uid), () => 0) + by
-  return n === 0 ? HashMap.remove(counts, uid) : HashMap.set(counts, uid, n)
-}
+// A user whose jobs all ended stays, at 0: the metrics keep a series for each
+// user seen, however short their jobs were (one per user, not per job).
+const countOwner = (by: 1 | -1) => (uid: number) => (counts: HashMap.HashMap<number, number>) =>
+  HashMap.set(counts, uid, Option.getOrElse(HashMap.get(counts, uid), () => 0) + by)
 
 /** A job's process started (its owner's uid as the queue knew it). */
 export const processStarted = (running: Running["Type"], uid: number) =>

@@ -31,18 +31,30 @@ const make = Effect.gen(function*() {
   lag.enable()
   yield* Effect.addFinalizer(() => Effect.sync(() => lag.disable()))
 
-  // A user whose last job ended is set to 0, not left at their last count.
-  const shown = yield* Ref.make<ReadonlySet<string>>(new Set())
-  const userName = (uid: number) => Effect.map(users.account(uid), Option.match({ onNone: () => String(uid), onSome: (a) => a.name }))
+  // Every user this node ran a job of (Running.byOwner keeps them at 0), so a
+  // series never vanishes once its user is idle: a dashboard shows 0, not "no data".
+  // A name found is kept: every user seen is sampled every time, and asking
+  // again would fork getent for each of them once a minute.
+  const names = new Map<number, string>()
+  const userName = (uid: number) =>
+    Effect.suspend(() => {
+      const known = names.get(uid)
+      if (known !== undefined) return Effect.succeed(known)
+      return Effect.map(users.account(uid), Option.match({
+        onNone: () => String(uid),
+        onSome: (a) => {
+          names.set(uid, a.name)
+          return a.name
+        }
+      }))
+    })
   const sampleRunning = Effect.gen(function*() {
     const counts = new Map<string, number>()
     for (const [uid, n] of HashMap.toEntries(yield* Ref.get(running.byOwner))) {
       const name = yield* userName(uid)
       counts.set(name, (counts.get(name) ?? 0) + n)
     }
-    for (const name of yield* Ref.get(shown)) if (!counts.has(name)) counts.set(name, 0)
     yield* Effect.forEach(counts, ([name, n]) => Metric.set(Metric.tagged(M.jobsRunning, "user", name), n), { discard: true })
-    yield* Ref.set(shown, new Set([...counts].filter(([, n]) => n > 0).map(([name]) => name)))
   })
 
   const sample = Effect.gen(function*() {

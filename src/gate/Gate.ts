@@ -1,6 +1,7 @@
 /**
  * The CPU gate: a sampler on a Schedule keeps the latest load sample in a Ref, and
- * dispatch waits on `whenOpen` before each launch. Without `-C` the gate is always open.
+ * dispatch waits on `whenOpen` before each launch. Without `-C` the gate is always open
+ * (the estimate is kept all the same).
  */
 import { Clock, Context, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
 import { estimateLoad, gateIsOpen, type LoadSample } from "./estimate.js"
@@ -19,31 +20,27 @@ export class Gate extends Context.Tag("pmjq/Gate")<
     readonly whenOpen: Effect.Effect<void>
     /** Tells the gate a job started; the returned effect tells it the job ended. */
     readonly started: Effect.Effect<Effect.Effect<void>>
-    /** The current estimate (0 when there is no limit), for logs and status. */
+    /** The current estimate, with or without a limit, for the metrics and the heartbeat. */
     readonly estimate: Effect.Effect<number>
     /** Whether a job may start now. */
     readonly isOpen: Effect.Effect<boolean>
   }
 >() {
-  static readonly layer = (settings: GateSettings) =>
-    Layer.scoped(
-      Gate,
-      Option.match(settings.cpuLimit, {
-        onNone: () => Effect.succeed(Gate.of({ whenOpen: Effect.void, started: Effect.succeed(Effect.void), estimate: Effect.succeed(0), isOpen: Effect.succeed(true) })),
-        onSome: (limit) => makeLimited(limit, settings.sampleEvery)
-      })
-    )
+  static readonly layer = (settings: GateSettings) => Layer.scoped(Gate, make(settings.cpuLimit, settings.sampleEvery))
 }
 
-const makeLimited = Effect.fn("Gate.make")(function*(limit: number, sampleEvery: Duration.DurationInput) {
+// The estimate is kept without -C too: the metrics and `pmjq status` show it,
+// and an operator picks a -C by it.
+const make = Effect.fn("Gate.make")(function*(cpuLimit: Option.Option<number>, sampleEvery: Duration.DurationInput) {
   const load = yield* LoadAverage
   const takeSample = Effect.zipWith(load.oneMinute, Clock.currentTimeMillis, (oneMinute, sampledAt): LoadSample => ({
     oneMinute,
     sampledAt
   }))
   const sample = yield* Ref.make(yield* takeSample)
-  // Start times of the jobs this node is running, keyed by a launch counter.
-  const running = yield* Ref.make(new Map<number, number>())
+  // Start times of the jobs this node is running, keyed by a launch counter;
+  // changed in place, so a start or an end costs the same however many run.
+  const running = new Map<number, number>()
   let launches = 0
 
   yield* takeSample.pipe(
@@ -53,23 +50,21 @@ const makeLimited = Effect.fn("Gate.make")(function*(limit: number, sampleEvery:
     Effect.forkScoped
   )
 
-  const estimate = Effect.zipWith(Ref.get(sample), Ref.get(running), (s, r) => estimateLoad(s, r.values()))
-  const isOpen = Effect.map(estimate, (e) => gateIsOpen(limit, e))
+  const estimate = Effect.map(Ref.get(sample), (s) => estimateLoad(s, running.values()))
+  const isOpen = Option.match(cpuLimit, {
+    onNone: () => Effect.succeed(true),
+    onSome: (limit) => Effect.map(estimate, (e) => gateIsOpen(limit, e))
+  })
 
-  const whenOpen = isOpen.pipe(
+  const whenOpen = Option.isNone(cpuLimit) ? Effect.void : isOpen.pipe(
     Effect.repeat({ until: (open) => open, schedule: Schedule.spaced(sampleEvery) }),
     Effect.asVoid
   )
 
   const started = Effect.gen(function*() {
     const id = launches++
-    const now = yield* Clock.currentTimeMillis
-    yield* Ref.update(running, (m) => new Map(m).set(id, now))
-    return Ref.update(running, (m) => {
-      const next = new Map(m)
-      next.delete(id)
-      return next
-    })
+    running.set(id, yield* Clock.currentTimeMillis)
+    return Effect.sync(() => void running.delete(id))
   })
 
   return Gate.of({ whenOpen, started, estimate, isOpen })

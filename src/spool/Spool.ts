@@ -22,7 +22,7 @@ import { ensureArchiveDir, listOrEmpty, ownDirsBelow, spoolProblem, UntrustedDir
 import { factsOf, type FileFacts } from "../files.js"
 import { BESIDE, besideClaim, claimName, isHidden, isJob, notesAside, notesFile, runningDir, runningRoot, stateDir, stateParts } from "./layout.js"
 import { makeTrustedReader } from "./quarantine.js"
-import { type Calls, Syscalls, threadedCalls } from "../syscalls.js"
+import { type Calls, type Stat, Syscalls, threadedCalls } from "../syscalls.js"
 import { makeUnchanged } from "./unchanged.js"
 import type { Candidate } from "./Pending.js"
 
@@ -48,6 +48,8 @@ export interface Claim {
 export interface Inspected {
   readonly jobs: ReadonlyArray<Candidate>
   readonly others: ReadonlyArray<string>
+  /** Of the others, the regular files without an execute bit: their owners are told how to run them (once, spool/feed.ts). */
+  readonly notExecutable: ReadonlyArray<string>
 }
 
 /**
@@ -57,18 +59,33 @@ export interface Inspected {
  * startup the per-name effects cost more than the calls. In chunks, so that
  * on a network filesystem 64 calls overlap.
  */
-export const inspectNames = async (calls: Calls, spool: string, names: ReadonlyArray<string>): Promise<Inspected> => {
+export const inspectNames = async (
+  calls: Calls, spool: string, names: ReadonlyArray<string>,
+  /** Told what each name's lstat saw (`pmjq status` says why a file waits); the daemon passes none. */
+  seen?: (name: string, stat: Stat) => void
+): Promise<Inspected> => {
   const jobs: Array<Candidate> = []
   const others: Array<string> = []
+  const notExecutable: Array<string> = []
+  const other = (name: string, s: Stat) => {
+    others.push(name)
+    if (s.isFile() && !isHidden(name)) notExecutable.push(name)
+  }
+  const job = (name: string, s: Stat) => {
+    jobs.push({ name, readyAt: s.ctimeMs, uid: s.uid })
+  }
   for (let i = 0; i < names.length; i += 64) {
     await Promise.all(names.slice(i, i + 64).map((name) =>
       calls.lstat(path.join(spool, name)).then(
-        (s) => void (isJob(name, s) ? jobs.push({ name, readyAt: s.ctimeMs, uid: s.uid }) : others.push(name)),
+        (s) => {
+          seen?.(name, s)
+          return isJob(name, s) ? job(name, s) : other(name, s)
+        },
         () => undefined
       )
     ))
   }
-  return { jobs, others }
+  return { jobs, others, notExecutable }
 }
 
 export interface SpoolSettings {

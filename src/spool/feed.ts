@@ -87,6 +87,8 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
     // that looks at it again; names gone from the listing are dropped.
     const slices = Math.max(1, Math.ceil(Duration.toMillis(NOT_JOBS_AGAIN) / Duration.toMillis(poll)))
     const notJobs = new Map<string, number>()
+    // Files without an execute bit whose owner was told so: once each, while the name stays.
+    const told = new Set<string>()
     let rescans = 0
     let dealt = 0
 
@@ -106,9 +108,14 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
     // (not a name that could not be looked at: gone, or failing now).
     const inspect = (looked: ReadonlyArray<string>) =>
       spool.inspectAll(looked).pipe(
-        Effect.tap(({ jobs, others }) => {
-          for (const job of jobs) notJobs.delete(job.name)
+        Effect.tap(({ jobs, notExecutable, others }) => {
+          for (const job of jobs) notJobs.delete(job.name), told.delete(job.name)
           for (const name of others) if (!notJobs.has(name)) notJobs.set(name, dealt++ % slices)
+          const untold = notExecutable.filter((name) => !told.has(name))
+          for (const name of untold) told.add(name)
+          return Effect.forEach(untold, (name) => Effect.logWarning(`not executable: chmod +x ${name} to run it`).pipe(Effect.annotateLogs({ job: name })), {
+            discard: true
+          })
         }),
         Effect.flatMap(({ jobs }) => pending.offerAll(jobs)),
         logFailure,
@@ -122,6 +129,7 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
       Effect.suspend(() => {
         const present = new Set(names)
         for (const name of notJobs.keys()) if (!present.has(name)) notJobs.delete(name)
+        for (const name of told) if (!present.has(name)) told.delete(name)
         const slice = rescans++ % slices
         return Effect.zipRight(pending.retain(present), inspect(names.filter((n) => !pending.has(n) && (notJobs.get(n) ?? slice) === slice)))
       })

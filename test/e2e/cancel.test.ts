@@ -16,13 +16,15 @@ describe("pmjq cancel", () => {
       const waiting = start(["submit", "--wait", "--name", "long", t.spool, "--", "sh", "-c", `sleep 600 & echo $! > ${t.ledger}; echo started; wait`], t.root)
       await waitFor("the job's child", () => lines(t.ledger).length === 1)
       const child = pidIn(t.ledger)
-      const name = waiting.output().stdout.split("\n")[0]!
+      // With --wait, the name is on stderr: stdout is the job's alone.
+      const name = waiting.output().stderr.split("\n")[0]!
       const cancelled = await run(["cancel", t.spool, name], t.root)
       expect(cancelled.code).toBe(0)
-      expect(cancelled.stdout).toMatch(new RegExp(`^${name}: (cancelling|cancelled)`))
+      // Said once it is true: the record is there, and says so.
+      expect(cancelled.stdout).toMatch(new RegExp(`^${name}: stopped while running: its process group was signalled, it ended by SIGTERM(; archived as ${t.errors}/\\S+_${name})?\n$`))
       const waited = await waiting.exited
       expect(waited.code).toBe(143)
-      expect(waiting.output().stdout).toBe(`${name}\nstarted\n`)
+      expect(waiting.output().stdout).toBe("started\n")
       expect(waiting.output().stderr).toMatch(new RegExp(`pmjq: ${name} was cancelled by \\S+; its process group was stopped \\(SIGTERM\\)\\n$`))
       await waitFor("the job's child gone", () => !isAlive(child))
       expect(records(t.errors)).toMatchObject([{ name, outcome: "cancelled", signal: "SIGTERM" }])
@@ -47,7 +49,8 @@ describe("pmjq cancel", () => {
       submit(t.spool, "second", `echo second >> ${t.ledger}`)
       const cancelled = await run(["cancel", t.spool, "second"], t.root)
       expect(cancelled.code).toBe(0)
-      expect(cancelled.stdout).toBe("second: cancelled\n")
+      // Where it was archived, when its record is read there (not yet beside its claim).
+      expect(cancelled.stdout).toMatch(new RegExp(`^second: cancelled while queued: it never ran(; archived as ${t.errors}/\\S+_second)?\n$`))
       await waitFor("the cancelled job's record", () => records(t.errors).length === 1)
       expect(records(t.errors)).toMatchObject([{ name: "second", outcome: "cancelled", pid: null, startedAt: null }])
       expect(fs.existsSync(path.join(t.spool, "second"))).toBe(false)
@@ -82,6 +85,66 @@ describe("pmjq cancel", () => {
       busy.child.kill("SIGTERM")
     }
     expect((await busy.exited).code).toBe(0)
+  })
+
+  it("a unique prefix of a running job's name is enough", async () => {
+    const t = workspace("cancel-prefix")
+    const name = "render-20261129T101500Z-build1-4242-a1b2c3"
+    const daemon = start(["--node-id", "c1", "--grace", "1s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      submit(t.spool, name, `echo $$ >> ${t.ledger}; sleep 600`)
+      submit(t.spool, "other-job", `sleep 600`)
+      await waitFor("the job", () => lines(t.ledger).length === 1)
+      const cancelled = await run(["cancel", t.spool, "render-2026"], t.root)
+      expect(cancelled.stderr).toBe("")
+      expect(cancelled.code).toBe(0)
+      expect(cancelled.stdout).toMatch(new RegExp(`^${name}: stopped while running: its process group was signalled, it ended by SIGTERM(; archived as \\S+_${name})?\n$`))
+      expect(records(t.errors)).toMatchObject([{ name, outcome: "cancelled" }])
+      expect(isAlive(pidIn(t.ledger))).toBe(false)
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("a prefix of several jobs' names is refused (64), naming five of them, and nothing is asked; an exact name wins over prefixes", async () => {
+    const t = workspace("cancel-ambiguous")
+    for (let i = 1; i <= 7; i++) submit(t.spool, `job-${i}`, "true")
+    submit(t.spool, "job", "true")
+    const requests = () => fs.readdirSync(t.spool).filter((n) => n.startsWith(".pmjq-cancel-"))
+
+    const two = await run(["cancel", t.spool, "job-", "job-7"], t.root)
+    expect(two.code).toBe(64)
+    expect(two.stderr.split("\n")[0]).toBe("pmjq: ambiguous job name job-: matches job-1, job-2, job-3, job-4, job-5 and 2 more")
+    expect(requests()).toEqual([])
+    // No node runs here: the request is left, and it names the exact job.
+    const exact = await run(["cancel", "--wait-for", "0.2s", t.spool, "job"], t.root)
+    expect(exact.code).toBe(75)
+    expect(requests().map((n) => JSON.parse(fs.readFileSync(path.join(t.spool, n), "utf8")).name)).toEqual(["job"])
+  })
+
+  it("says what its node did only once it is true: a job that had ended (its archival pending) is not called cancelled", async () => {
+    const t = workspace("cancel-ended")
+    const daemon = start(["--node-id", "c1", "-o", t.archive, t.spool], t.root)
+    try {
+      await waitFor("pmjq watching", () => daemon.output().stderr.includes("watching"))
+      // An archive dir that cannot be made: the ended job waits in its running folder, record and all.
+      fs.rmSync(t.archive, { recursive: true, force: true })
+      fs.writeFileSync(t.archive, "not a folder\n")
+      submit(t.spool, "quick", "true")
+      await waitFor("its archival failing", () => daemon.output().stderr.includes("not archived yet"))
+      expect(fs.existsSync(path.join(t.spool, ".pmjq/running/c1/.quick.json"))).toBe(true)
+      const cancelled = await run(["cancel", t.spool, "quick"], t.root)
+      expect(cancelled.stdout).toBe("")
+      expect(cancelled.stderr).toBe("pmjq: quick: had already ended: succeeded (exit status 0); nothing changed\n")
+      expect(cancelled.code).toBe(1)
+      fs.rmSync(t.archive)
+      await waitFor("archived once the dir can be made", () => records(t.archive).length === 1)
+      expect(records(t.archive)).toMatchObject([{ name: "quick", outcome: "succeeded" }])
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
   })
 
   it("no node running: the request stays, and the command says so (75)", async () => {
@@ -191,7 +254,7 @@ describe("pmjq retry", () => {
       fs.writeFileSync(flag, "")
       const retried = await run(["retry", "--wait", t.spool, path.join(t.errors, failed.entry)], t.root)
       expect(retried.code).toBe(0)
-      const name = retried.stdout.split("\n")[0]!
+      const name = retried.stderr.split("\n")[0]!
       expect(name).toMatch(/^flaky-\d{8}T\d{6}Z-/)
       expect(name).not.toBe(failed.name)
       expect(lines(t.ledger)).toEqual(["run", "run"])
@@ -199,8 +262,8 @@ describe("pmjq retry", () => {
       // The archived entry is left as it was.
       expect(fs.existsSync(path.join(t.errors, failed.entry))).toBe(true)
       const missing = await run(["retry", t.spool, path.join(t.errors, "no-such-entry")], t.root)
-      expect(missing.code).toBe(64)
-      expect(missing.stderr).toMatch(/^pmjq: cannot retry .*no-such-entry: /)
+      expect(missing.code).toBe(66)
+      expect(missing.stderr).toBe(`pmjq: archive entry ${path.join(t.errors, "no-such-entry")} does not exist\n`)
     } finally {
       daemon.child.kill("SIGTERM")
     }

@@ -8,9 +8,11 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
-import { describe, expect, it } from "vitest"
-import { BIN, has, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { BIN, has, records, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
+import { addUsers, removeUsers, rootMissing, sharedSpool, submitAs } from "./users.js"
 
 const ROOT = path.resolve(import.meta.dirname, "../..")
 const hasPromtool = runsHere("metrics checked by promtool", has("promtool") ? null : "needs promtool (Debian package prometheus, which .ci/run installs)")
@@ -126,6 +128,39 @@ describe("metrics", () => {
     await daemon.exited
   })
 
+  it("without -C the load estimate is still reported (a running job counts 1 in it); a user's running jobs read 0 once idle, not \"no data\"", async () => {
+    const t = workspace("metrics-idle")
+    const release = path.join(t.root, "release")
+    const port = await freePort()
+    const me = os.userInfo().username
+    const daemon = start(["-o", t.archive, "--grace", "1s", "--metrics-listen", String(port), t.spool], t.root)
+    try {
+      submit(t.spool, "slow", `while [ ! -e "${release}" ]; do sleep 0.1; done`)
+      let text = ""
+      // A sample (every 2 s) taken while it runs.
+      await waitFor("a sample with the job running", async () => {
+        text = await scrape(port).catch(() => "")
+        return value(text, `pmjq_jobs_running{user="${me}"}`) === 1
+      })
+      // The gate's estimate: the load average and the job it started, which the average may not show yet.
+      expect(value(text, "pmjq_load_estimate")).toBeGreaterThanOrEqual(1)
+      // Every metric of pmjq's is in the README's table.
+      const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8")
+      const names = new Set([...samples(text).keys()].map((series) => series.replace(/\{.*$/, "").replace(/_(bucket|sum|count)$/, "")).filter((n) => n.startsWith("pmjq_")))
+      expect(names.size).toBeGreaterThan(10)
+      expect([...names].filter((name) => !readme.includes(`\`${name}\``))).toEqual([])
+      fs.writeFileSync(release, "")
+      await waitFor("a sample with it ended", async () => {
+        text = await scrape(port).catch(() => "")
+        return value(text, "pmjq_jobs_finished_total{outcome=\"succeeded\"}") === 1 && samples(text).get(`pmjq_jobs_running{user="${me}"}`) === 0
+      })
+    } finally {
+      fs.writeFileSync(release, "")
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
   it("anyone may connect to the port: 300 silent connections cost pmjq at most 16 descriptors and are closed in seconds, pipelined requests get one answer and 503s, jobs run meanwhile", async () => {
     const t = workspace("metrics-flood")
     const port = await freePort()
@@ -205,6 +240,35 @@ describe("metrics", () => {
   })
 })
 
+const QUICK = "pmjq-ma"
+describe.runIf(runsHere("metrics of another user's jobs", rootMissing))("(as root: creates a user) metrics by user", () => {
+  beforeAll(() => addUsers([QUICK]))
+  afterAll(() => removeUsers([QUICK]))
+
+  it("a user whose only job ran between two samples still gets a pmjq_jobs_running series, at 0", async () => {
+    const t = sharedSpool("metrics-quick")
+    const release = path.join(t.root, "release")
+    const port = await freePort()
+    const daemon = start(["--run-as-owner", "-j", "1", "-o", t.archive, "--grace", "1s", "--metrics-listen", String(port), t.spool], t.root)
+    try {
+      submitAs(QUICK, t.spool, "quick", "true")
+      await waitFor("the quick job archived", () => records(t.archive).length === 1)
+      // Started after the quick one ended: a sample that shows it came after that end.
+      submit(t.spool, "slow", `while [ ! -e "${release}" ]; do sleep 0.1; done`)
+      let text = ""
+      await waitFor("a sample with root's job running", async () => {
+        text = await scrape(port).catch(() => "")
+        return value(text, 'pmjq_jobs_running{user="root"}') === 1
+      })
+      expect(samples(text).get(`pmjq_jobs_running{user="${QUICK}"}`)).toBe(0)
+    } finally {
+      fs.writeFileSync(release, "")
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+})
+
 interface OtlpSpan {
   readonly traceId: string
   readonly spanId: string
@@ -268,7 +332,8 @@ describe("traces", () => {
       stdio: "ignore"
     })
     const code = await new Promise((resolve) => daemon.once("close", resolve))
-    expect(code).toBe(0)
+    // "bad" failed: the drain says so in its status.
+    expect(code).toBe(1)
     await waitFor("every send settled (arrived, or dropped as cut short)", far.settled)
     far.close()
     receiver.close()

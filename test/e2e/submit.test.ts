@@ -8,7 +8,7 @@ import { BIN, records, run, start, submit, waitFor, waitWhileProgressing, worksp
 const NAME = /^[A-Za-z0-9._-]+-\d{8}T\d{6}Z-[A-Za-z0-9_-]+-\d+-[0-9a-f]{6}$/
 
 describe("pmjq submit", () => {
-  it("--wait: the command's exact arguments, the submitter's directory, and the job's exit status", async () => {
+  it("--wait: the command's exact arguments, the submitter's directory, and the job's exit status; its name on stderr, stdout the job's alone", async () => {
     const t = workspace("submit-wait")
     const from = path.join(t.root, "a dir with spaces")
     fs.mkdirSync(from)
@@ -16,12 +16,18 @@ describe("pmjq submit", () => {
     try {
       const ok = await run(["submit", "--wait", t.spool, "--", "sh", "-c", `printf '%s|' "$@"; pwd`, "sh", "a b", "it's", "$HOME", '"q"'], from)
       expect(ok.code).toBe(0)
-      const [name, ...output] = ok.stdout.split("\n")
-      expect(name).toMatch(NAME)
-      expect(output.join("\n")).toBe(`a b|it's|$HOME|"q"|${from}\n`)
+      // out=$(pmjq submit --wait ...) gets the job's output and nothing else.
+      expect(ok.stdout).toBe(`a b|it's|$HOME|"q"|${from}\n`)
+      expect(ok.stderr.trim()).toMatch(NAME)
       const three = await run(["submit", "--wait", t.spool, "--", "sh", "-c", "echo to stderr >&2; exit 3"], from)
       expect(three.code).toBe(3)
-      expect(three.stderr).toBe("to stderr\n")
+      const [name, ...rest] = three.stderr.split("\n")
+      expect(name).toMatch(NAME)
+      expect(rest.join("\n")).toBe("to stderr\n")
+      // Without --wait, the name is what stdout says.
+      const queued = await run(["submit", t.spool, "--", "true"], from)
+      expect(queued.stdout.trim()).toMatch(NAME)
+      expect(queued.stderr).toBe("")
       const killed = await run(["submit", "--wait", t.spool, "--", "sh", "-c", "kill -KILL $$"], from)
       expect(killed.code).toBe(137)
     } finally {
@@ -35,17 +41,17 @@ describe("pmjq submit", () => {
     const daemon = start(["--node-id", "m1", "-j", "1", "-o", t.archive, "-e", t.errors, t.spool], t.root)
     try {
       const waiting = start(["submit", "--wait", "--name", "first", t.spool, "--", "sh", "-c", "echo mine"], t.root)
-      await waitFor("its name printed", () => waiting.output().stdout.length > 0)
+      await waitFor("its name printed", () => waiting.output().stderr.length > 0)
       // Stopped before it has seen the record: 210 newer entries land meanwhile
       // (before, it looked at the 200 newest of each dir only, and waited for ever).
       waiting.child.kill("SIGSTOP")
       for (let i = 0; i < 210; i++) submit(t.spool, `after-${String(i).padStart(3, "0")}`, "true")
       await waitWhileProgressing("all archived", () => records(t.archive).length === 211, () => records(t.archive).length)
-      expect(records(t.archive)[0]).toMatchObject({ name: waiting.output().stdout.split("\n")[0] })
+      expect(records(t.archive)[0]).toMatchObject({ name: waiting.output().stderr.split("\n")[0] })
       waiting.child.kill("SIGCONT")
       const { code } = await waiting.exited
       expect(code).toBe(0)
-      expect(waiting.output().stdout.split("\n")[1]).toBe("mine")
+      expect(waiting.output().stdout).toBe("mine\n")
     } finally {
       daemon.child.kill("SIGTERM")
     }
@@ -59,7 +65,7 @@ describe("pmjq submit", () => {
     try {
       const result = await run(["submit", "--wait", t.spool, "--", "true"], t.root)
       expect(result.code).toBe(1)
-      expect(result.stderr).toMatch(/^pmjq: true-\S+ was rejected: refused: owner uid \d+ is not in --allow-users or --allow-groups\n$/)
+      expect(result.stderr).toMatch(/^(true-\S+)\npmjq: \1 was rejected: refused: owner uid \d+ is not in --allow-users or --allow-groups\n$/)
     } finally {
       daemon.child.kill("SIGTERM")
     }
@@ -80,7 +86,10 @@ describe("pmjq submit", () => {
     expect((await run(["submit", t.spool, script], gone)).code).toBe(0)
     fs.rmdirSync(gone)
     expect(fs.readdirSync(t.spool).filter((n) => !n.startsWith(".")).length).toBe(2)
-    expect((await run(["-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)).code).toBe(0)
+    // One of the two failed: the drain says so, and exits 1.
+    const drain = await run(["-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)
+    expect(drain.code).toBe(1)
+    expect(drain.stderr).toMatch(new RegExp(`\ndrain: 2 jobs in \\d+\\.\\d s: 1 succeeded, 1 failed \\(see ${t.errors}\\)\n$`))
     const done = records(t.archive)
     expect(done).toHaveLength(1)
     expect(fs.readFileSync(path.join(t.archive, done[0]!.entry + ".out"), "utf8")).toBe(`${from}\n`)
@@ -109,6 +118,17 @@ describe("pmjq submit", () => {
     const t = workspace("submit-usage")
     const result = await run(["submit", t.spool], t.root)
     expect(result.code).toBe(64)
-    expect(result.stderr.trim()).toBe("pmjq: give a FILE, or -- and a command: pmjq submit JOB-SPOOL FILE | pmjq submit JOB-SPOOL -- CMD [ARGS...]")
+    expect(result.stderr.trim().split("\n")).toEqual([
+      "pmjq: give a FILE, or -- and a command: pmjq submit JOB-SPOOL FILE | pmjq submit JOB-SPOOL -- CMD [ARGS...]",
+      "Try 'pmjq submit --help' for more information."
+    ])
+  })
+
+  it("a FILE that does not exist: status 66 (EX_NOINPUT), and nothing queued", async () => {
+    const t = workspace("submit-noinput")
+    const result = await run(["submit", t.spool, path.join(t.root, "no-such-script")], t.root)
+    expect(result.code).toBe(66)
+    expect(result.stderr).toBe(`pmjq: file ${path.join(t.root, "no-such-script")} does not exist\n`)
+    expect(fs.readdirSync(t.spool)).toEqual([])
   })
 })

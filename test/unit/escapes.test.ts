@@ -65,8 +65,8 @@ const record = (name: string, reason: string | null) => ({
 const view: SpoolView = {
   spool: "/spool",
   at,
-  queued: [{ name: TITLE, readyAt: at }, { name: C1, readyAt: at }],
-  running: [{ name: TITLE, node: "n\u001b[2J1", claimedAt: at, forMs: 5, pid: 7, state: "running" }],
+  queued: [{ name: TITLE, readyAt: at, uid: 1000, user: "u", reason: "next", detail: "next" }, { name: C1, readyAt: at, uid: 1000, user: "u", reason: "next", detail: "next" }],
+  running: [{ name: TITLE, node: "n\u001b[2J1", claimedAt: at, forMs: 5, pid: 7, state: "running", uid: 1000, user: "u" }],
   cancelling: [{ name: C1, uid: 1000 }],
   nodes: [],
   finished: [record(TITLE, null)],

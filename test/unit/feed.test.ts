@@ -72,6 +72,37 @@ describe("the feed's rescans", () => {
     }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none))))
 })
 
+describe("a file without an execute bit", () => {
+  it.effect("is said once in the log, not at each rescan nor after a notification; again only once it is gone and back", () =>
+    Effect.gen(function*() {
+      const { calls, m } = yield* setup
+      const said: Array<string> = []
+      const logger = Logger.make(({ message }) => {
+        const text = Array.isArray(message) ? message.join(" ") : String(message)
+        if (text.startsWith("not executable")) said.push(text)
+      })
+      const pending = yield* makePending()
+      const feed = yield* makeFeed(pending, Effect.void, "1 second").pipe(
+        Effect.provide(SpoolLive({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, calls))))
+      )
+      yield* Effect.gen(function*() {
+        for (let i = 0; i < 120; i++) yield* feed.scan
+        yield* feed.handle({ _tag: "Touched", name: "data3" })
+        for (let i = 0; i < 5; i++) yield* feed.scan
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      expect(said).toHaveLength(NOT_JOBS)
+      expect(new Set(said).size).toBe(NOT_JOBS)
+      expect(said).toContain("not executable: chmod +x data3 to run it")
+      // Gone, then written again: a new file, said again.
+      yield* Effect.promise(() => m.calls.unlink(`${SPOOL}/data3`))
+      yield* feed.scan.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      m.write(`${SPOOL}/data3`, "", 0o644, { uid: 1001, gid: 1001 })
+      yield* feed.scan.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      expect(said.filter((s) => s === "not executable: chmod +x data3 to run it")).toHaveLength(2)
+      expect(said).toHaveLength(NOT_JOBS + 1)
+    }))
+})
+
 describe("a listing made again only when the folder may have changed (spool/unchanged.ts)", () => {
   it.effect("unchanged mtime: no listing; a name made, a recent mtime, or a minute gone: listed", () =>
     Effect.promise(async () => {

@@ -1,7 +1,8 @@
-/** What the operator's settings for metrics and traces mean (src/cli/options.ts, src/telemetry/tracing.ts). */
-import { Either, Option } from "effect"
+/** What the operator's settings for metrics and traces mean (src/cli/options.ts, src/telemetry/tracing.ts), and what the gauges keep. */
+import { Effect, Either, HashMap, Option, Ref } from "effect"
 import { describe, expect, it } from "vitest"
 import { parseListen } from "../../src/cli/options.js"
+import { processEnded, processStarted, Running } from "../../src/features/Running.js"
 import { tracesFrom } from "../../src/telemetry/settings.js"
 
 describe("--metrics-listen", () => {
@@ -34,5 +35,20 @@ describe("traces from the OpenTelemetry variables", () => {
     expect(tracesFrom({ ...on, OTEL_TRACES_EXPORTER: "none" })).toEqual(Option.none())
     expect(tracesFrom({ ...on, OTEL_SERVICE_NAME: "batch", OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20abc, x-team=ops,broken" }))
       .toEqual(Option.some({ url: "http://c:4318/v1/traces", serviceName: "batch", headers: { authorization: "Bearer abc", "x-team": "ops" } }))
+  })
+})
+
+describe("pmjq_jobs_running by user", () => {
+  it("a user whose jobs all ended stays counted, at 0: the sampler keeps their series (a dashboard shows 0, not \"no data\")", () => {
+    const counts = Effect.runSync(Effect.gen(function*() {
+      const running = yield* Running
+      yield* processStarted(running, 1000)
+      yield* processStarted(running, 1001)
+      yield* processStarted(running, 1001)
+      yield* processEnded(running, 1000)
+      yield* processEnded(running, 1001)
+      return [...HashMap.toEntries(yield* Ref.get(running.byOwner))].sort()
+    }).pipe(Effect.provide(Running.layer)))
+    expect(counts).toEqual([[1000, 0], [1001, 1]])
   })
 })
