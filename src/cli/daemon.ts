@@ -364,12 +364,18 @@ export const drainSummary = (drained: Drained, settings: Pick<DaemonSettings, "a
 }
 
 /** What follows the daemon's own end: a restart in place, a cut-off's status, a drain's last line and status. */
-const afterEnd = (ended: Ending, settings: DaemonSettings): Effect.Effect<void, CutOff | DrainFailed> =>
+const afterEnd = (ended: Ending, settings: DaemonSettings, logFormat: "text" | "json"): Effect.Effect<void, CutOff | DrainFailed> =>
   ended === "restart"
     ? startAgain(settings.node)
     : ended === "cut-off"
     ? Effect.fail(new CutOff({ spool: settings.spool }))
-    : Effect.zipRight(Console.error(drainSummary(ended, settings)), ended.failed > 0 ? Effect.fail(new DrainFailed({ failed: ended.failed })) : Effect.void)
+    : Effect.zipRight(
+      // With --log-format json, stderr stays one JSON object a line.
+      logFormat === "json"
+        ? Effect.logInfo(drainSummary(ended, settings)).pipe(Effect.annotateLogs({ succeeded: ended.succeeded, failed: ended.failed, elapsedMs: ended.elapsedMs }))
+        : Console.error(drainSummary(ended, settings)),
+      ended.failed > 0 ? Effect.fail(new DrainFailed({ failed: ended.failed })) : Effect.void
+    )
 
 // Refused before the daemon ran: what the start made is taken back. (A node
 // cut off after running keeps its folders: its successor's to look at.)
@@ -387,7 +393,7 @@ const run = (options: Parsed) =>
         Effect.zipRight(succeeding(options)(settings)),
         Effect.tapError(takeBack(archives)),
         Effect.flatMap((settings) => launch(settings).pipe(Effect.tapError(takeBack([...archives, ...stateMade(settings)])), Effect.map((ended) => ({ ended, settings })))),
-        Effect.flatMap(({ ended, settings }) => afterEnd(ended, settings))
+        Effect.flatMap(({ ended, settings }) => afterEnd(ended, settings, options.logFormat))
       )
     }),
     Effect.provide(logLayer(options.logFormat))

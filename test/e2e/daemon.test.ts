@@ -142,7 +142,7 @@ describe("pmjq daemon", () => {
     submit(t.spool, "killed", "kill -KILL $$")
     fs.writeFileSync(path.join(t.spool, "no-interpreter"), "#!/nonexistent/interpreter\n", { mode: 0o755 })
     const result = await run(["-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)
-    expect(result.code).toBe(0)
+    expect(result.code).toBe(1)
     expect(records(t.archive).map((r) => r.name)).toEqual(["fine"])
     const failed = Object.fromEntries(records(t.errors).map((r) => [r.name, r]))
     expect(Object.keys(failed).sort()).toEqual(["exit-3", "killed", "no-interpreter"])
@@ -171,7 +171,7 @@ describe("pmjq daemon", () => {
     submit(t.spool, "fine", "echo fine-out\necho fine-err >&2")
     submit(t.spool, "broken", "echo broken-out\nexit 4")
     const result = await run(["-j", "1", "-e", t.errors, "--drain", t.spool], t.root)
-    expect(result.code).toBe(0)
+    expect(result.code).toBe(1)
     expect(result.stdout).toContain("fine-out\n")
     expect(result.stderr).toContain("fine-err\n")
     expect(result.stdout).not.toContain("broken-out")
@@ -187,12 +187,14 @@ describe("pmjq daemon", () => {
     const t = setup("json-log")
     submit(t.spool, "a job", "exit 2")
     const result = await run(["--log-format", "json", "-o", t.archive, "--drain", t.spool], t.root)
-    expect(result.code).toBe(0)
+    expect(result.code).toBe(1)
     const lines = result.stderr.trim().split("\n").map((line) => JSON.parse(line))
     for (const line of lines) expect(Object.keys(line)).toEqual(expect.arrayContaining(["time", "level", "message"]))
     const events = lines.filter((l) => l.job === "a job").map((l) => l.message)
     expect(events).toEqual(["claimed", "started", "finished", "archived"])
     expect(lines.find((l) => l.message === "finished")).toMatchObject({ outcome: "failed", exitCode: 2 })
+    // The drain's last line too, as a JSON object.
+    expect(lines.at(-1)).toMatchObject({ level: "INFO", message: expect.stringMatching(/^drain: 1 job in \d+\.\d s: 0 succeeded, 1 failed/), succeeded: 0, failed: 1 })
   })
 
   it("on SIGTERM lets a running job finish, archives it, and exits 0", async () => {
@@ -241,7 +243,7 @@ describe("pmjq daemon", () => {
 })
 
 describe("--drain progress", () => {
-  it("on a terminal, a live line on stderr; in a pipe or a file, none of it", async () => {
+  it("on a terminal, a live line on stderr; in a pipe or a file, none of it, only the last line", async () => {
     const t = setup("progress")
     for (let i = 0; i < 12; i++) submit(t.spool, `job-${i}`, "sleep 0.2")
     // script(1) gives pmjq a pseudo-terminal, as a user's shell would.
@@ -255,7 +257,7 @@ describe("--drain progress", () => {
     for (let i = 0; i < 4; i++) submit(u.spool, `job-${i}`, "sleep 0.2")
     const piped = await run(["-j", "2", "-o", u.archive, "--drain", u.spool], u.root)
     expect(piped.code).toBe(0)
-    expect(piped.stderr).not.toContain("drain:")
+    expect(piped.stderr.split("\n").filter((l) => l.includes("drain:"))).toEqual([expect.stringMatching(/^drain: 4 jobs in \d+\.\d s: 4 succeeded, 0 failed$/)])
     expect(piped.stderr).not.toContain("\x1b[K")
   })
 })

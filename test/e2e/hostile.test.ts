@@ -42,7 +42,7 @@ describe("hostile input", () => {
     const result = await run(["-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)
     const left = entries(t.spool).filter((n) => !n.startsWith("."))
     server.close() // (which removes its socket file)
-    expect(result.code).toBe(0)
+    expect(result.code).toBe(1)
 
     // Folders are left alone. Symlinks (never followed), FIFOs and sockets with
     // an execute bit are refused: moved to the error dir, never run.
@@ -112,7 +112,7 @@ describe("hostile input", () => {
     const childPid = path.join(t.root, "child.pid")
     submit(t.spool, "endless", `sh -c 'trap "" TERM; while :; do sleep 1; done' &\necho $! > "${childPid}"\nwait`)
     const result = await run(["-o", t.archive, "-e", t.errors, "--timeout", "1s", "--grace", "1s", "--drain", t.spool], t.root)
-    expect(result.code).toBe(0)
+    expect(result.code).toBe(1)
     expect(records(t.errors)).toMatchObject([{ name: "endless", outcome: "timed-out" }])
     expect(records(t.errors)[0]!.reason).toMatch(/^ran longer than --timeout 1s; its process group was stopped/)
     expect(result.stderr).toContain("WARN timed out; stopping its process group job=endless timeout=1s")

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { lines, records, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
 import { addUsers, removeUsers, rootMissing, sharedSpool, submitAs } from "./users.js"
 
-describe("values that make no sense are refused: exit 64, one line, nothing created", () => {
+describe("values that make no sense are refused: exit 64, one pmjq: line and one pointing at --help, nothing created", () => {
   const t = workspace("limits-values")
   fs.symlinkSync(t.spool, path.join(t.root, "link"))
   fs.mkdirSync(path.join(t.root, "other"))
@@ -19,20 +19,21 @@ describe("values that make no sense are refused: exit 64, one line, nothing crea
     ["-o inside the spool", ["-o", path.join(t.spool, "sub")], /^pmjq: --archive-dir must not be the spool or inside it/],
     ["-o reaching the spool through ..", ["-o", path.join(t.root, "other", "..", "spool", "x")], /^pmjq: --archive-dir must not be the spool or inside it/],
     ["-e through a symlink into the spool", ["-e", path.join(t.root, "link", "errors")], /^pmjq: --error-dir must not be the spool or inside it/],
-    ["--poll 0", ["--poll", "0"], /^--poll must be more than 0, not 0$/],
-    ["--lease 0", ["--lease", "0"], /^--lease must be more than 0, not 0$/],
-    ["--timeout 0", ["--timeout", "0"], /^--timeout must be more than 0, not 0$/],
-    ["--idle-after 0ms", ["--idle-after", "0ms"], /^--idle-after must be more than 0, not 0ms$/],
-    ["--limit-after 0.0001 (0 once in ms)", ["--limit-after", "0.0001"], /^--limit-after must be more than 0/],
-    ["--timeout 600h (25 days)", ["--timeout", "600h"], /^--timeout must be at most 24 days/],
-    ["--grace 600h", ["--grace", "600h"], /^--grace must be at most 24 days/],
-    ["--max-jobs-per-user 0", ["--max-jobs-per-user", "0"], /^--max-jobs-per-user must be 1 or more, not 0$/]
+    ["--poll 0", ["--poll", "0"], /^pmjq: --poll must be more than 0, not 0$/],
+    ["--lease 0", ["--lease", "0"], /^pmjq: --lease must be more than 0, not 0$/],
+    ["--timeout 0", ["--timeout", "0"], /^pmjq: --timeout must be more than 0, not 0$/],
+    ["--idle-after 0ms", ["--idle-after", "0ms"], /^pmjq: --idle-after must be more than 0, not 0ms$/],
+    ["--limit-after 0.0001 (0 once in ms)", ["--limit-after", "0.0001"], /^pmjq: --limit-after must be more than 0/],
+    ["--timeout 600h (25 days)", ["--timeout", "600h"], /^pmjq: --timeout must be at most 24 days/],
+    ["--grace 600h", ["--grace", "600h"], /^pmjq: --grace must be at most 24 days/],
+    ["--max-jobs-per-user 0", ["--max-jobs-per-user", "0"], /^pmjq: --max-jobs-per-user must be 1 or more, not 0$/]
   ] as const)("%s", async (_, args, message) => {
     const result = await run([...args, t.spool], t.root)
     expect(result.code).toBe(64)
     const said = result.stderr.trim().split("\n")
-    expect(said).toHaveLength(1)
+    expect(said).toHaveLength(2)
     expect(said[0]).toMatch(message)
+    expect(said[1]).toBe("Try 'pmjq --help' for more information.")
     expect(fs.existsSync(path.join(t.spool, ".pmjq"))).toBe(false)
     expect(fs.existsSync(path.join(t.spool, "sub"))).toBe(false)
   })

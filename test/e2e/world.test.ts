@@ -258,24 +258,25 @@ describe.runIf(runsHere("a job run as its owner", rootMissing))("(as root: creat
     const t = sharedSpool("wrapped-exec")
     submitAs(WA, t.spool, "no-interpreter", "#!/no/such/interpreter\necho never\n")
     const result = await run(["--run-as-owner", "--job-nproc", "50", "-o", t.archive, "-e", t.errors, "--drain", t.spool], t.root)
-    expect(result.code).toBe(0)
+    expect(result.code).toBe(1)
     expect(records(t.errors)).toMatchObject([{ name: "no-interpreter", outcome: "failed", exitCode: 127 }])
     expect(fs.readFileSync(entryOf(t.errors, "no-interpreter") + ".err", "utf8")).toMatch(/setpriv: .*No such file or directory/)
   })
 })
 
 describe("--keep-env and --job-nproc on the command line", () => {
-  it("--job-nproc without --run-as-owner is refused in one line (exit 64); so are a bad count and a bad variable name", async () => {
+  it("--job-nproc without --run-as-owner is refused in one line and a pointer to --help (exit 64); so are a bad count and a bad variable name", async () => {
     const t = workspace("nproc-alone")
     const alone = await run(["--job-nproc", "20", t.spool], t.root)
     expect(alone.code).toBe(64)
     expect(alone.stderr.trim().split("\n")).toEqual([
-      "pmjq: --job-nproc needs --run-as-owner: it limits the processes of each job's user, and root ignores the limit"
+      "pmjq: --job-nproc needs --run-as-owner: it limits the processes of each job's user, and root ignores the limit",
+      "Try 'pmjq --help' for more information."
     ])
     expect((await run(["--job-nproc", "0", t.spool], t.root)).code).toBe(64)
     const badName = await run(["--keep-env", "HTTP_PROXY,NO SUCH", t.spool], t.root)
     expect(badName.code).toBe(64)
-    expect(badName.stderr.trim()).toBe("pmjq: --keep-env: not a variable name: NO SUCH")
+    expect(badName.stderr.trim().split("\n")[0]).toBe("pmjq: --keep-env: not a variable name: NO SUCH")
   })
 })
 
