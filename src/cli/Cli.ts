@@ -15,11 +15,12 @@ import * as Descriptor from "@effect/cli/CommandDescriptor"
 import { Cause, Console, Effect, Exit, Logger, LogLevel, Option } from "effect"
 import * as fs from "node:fs"
 import { DrainFailed, exitStatus, isStartupError, UsageError } from "../errors.js"
+import { visible } from "../text.js"
 import { cancelCommand } from "./cancel.js"
 import { completionScript, type Shell } from "./completions.js"
 import { daemonCommand } from "./daemon.js"
-import { checkWords, closest, describeProblem, type Flag, grammarOf } from "./grammar.js"
-import { colourFor, type HelpPage, helpText, ungrouped, wantsHelp } from "./help.js"
+import { checkWords, closest, describeProblem, type Flag, type Grammar, grammarOf, without } from "./grammar.js"
+import { colourFor, type HelpPage, helpText, ungrouped } from "./help.js"
 import { retryCommand } from "./retry.js"
 import { statusCommand } from "./status.js"
 import { submitCommand } from "./submit.js"
@@ -80,7 +81,12 @@ const tool = <Name extends string, R, E, A>(commandFor: (job: ReadonlyArray<stri
   help: () => helpText(commandFor([]), page, colourFor(process.stdout)),
   run: (name: string, words: ReadonlyArray<string>, job: ReadonlyArray<string>, version: string) => {
     const command = commandFor(job)
-    return Effect.zipRight(checked(command, words), parseThenRun(command, name, words, version))
+    const checked = checkWords(withFlags(grammarOf(command), [HELP]), words)
+    return checked.given.some((g) => g.name === "--help")
+      ? Console.log(helpText(command, page, colourFor(process.stdout)))
+      : checked.problem !== null
+      ? Effect.fail(new UsageError({ reason: describeProblem(checked.problem) }))
+      : parseThenRun(command, name, words, version)
   },
   /** What the tests hold the page to: its text, and options it misses or names wrongly. */
   check: () => ({ text: helpText(commandFor([]), page, false), ...ungrouped(commandFor([]), page) })
@@ -118,20 +124,19 @@ const LEVELS = ["all", "trace", "debug", "info", "warning", "error", "fatal", "n
 const LOG_LEVEL: Flag = { names: ["--log-level"], value: "LEVEL", choices: LEVELS }
 const DAEMON_EXTRA = [[LOG_LEVEL, "debug, info (default), warning, error, none"]] as const
 
-/** WORDS without --log-level and its value, and the level asked for (info unless said). */
-const logLevelOf = (words: ReadonlyArray<string>) => {
-  const rest: Array<string> = []
-  let level: string = "info"
-  for (let i = 0; i < words.length; i++) {
-    const word = words[i]!
-    if (word === "--log-level") level = words[++i] ?? ""
-    else if (word.startsWith("--log-level=")) level = word.slice("--log-level=".length)
-    else rest.push(word)
-  }
-  const known = LEVELS.find((l) => l === level)
+// Answered here, before any parse.
+const HELP: Flag = { names: ["-h", "--help"], value: null, choices: [] }
+const VERSION: Flag = { names: ["--version"], value: null, choices: [] }
+const COMPLETIONS: Flag = { names: ["--completions"], value: "SHELL", choices: ["bash", "zsh", "fish"] }
+
+const withFlags = (grammar: Grammar, flags: ReadonlyArray<Flag>): Grammar => ({ ...grammar, flags: [...grammar.flags, ...flags] })
+
+/** The level --log-level asks for (info unless given). */
+const logLevelOf = (given: string | null) => {
+  const known = LEVELS.find((l) => l === (given ?? "info"))
   return known === undefined
-    ? Effect.fail(new UsageError({ reason: `--log-level needs one of ${LEVELS.join("|")}${level === "" ? "" : `, not ${level}`}` }))
-    : Effect.succeed({ words: rest, level: LogLevel.fromLiteral(known === "warning" ? "Warning" : (known[0]!.toUpperCase() + known.slice(1)) as LogLevel.Literal) })
+    ? Effect.fail(new UsageError({ reason: `--log-level needs one of ${LEVELS.join("|")}, not ${given}` }))
+    : Effect.succeed(LogLevel.fromLiteral(known === "warning" ? "Warning" : (known[0]!.toUpperCase() + known.slice(1)) as LogLevel.Literal))
 }
 
 /** The grammar of every command, for the completion scripts. */
@@ -157,11 +162,6 @@ const parseThenRun = <Name extends string, R, E, A>(command: Command.Command<Nam
     Effect.zipRight(Command.run(command, { name: name === "pmjq" ? "pmjq" : `pmjq ${name}`, version })(["node", "pmjq", ...words]))
   )
 
-const checked = <Name extends string, R, E, A>(command: Command.Command<Name, R, E, A>, words: ReadonlyArray<string>) => {
-  const result = checkWords(grammarOf(command), words)
-  return "problem" in result ? Effect.fail(new UsageError({ reason: describeProblem(result.problem) })) : Effect.succeed(result.operands)
-}
-
 const isDirectory = (file: string) => {
   try {
     return fs.statSync(file).isDirectory()
@@ -171,38 +171,37 @@ const isDirectory = (file: string) => {
 }
 
 /** The daemon's words: one spool, and a hint when the spool looks like a mistyped command. */
-const daemon = (all: ReadonlyArray<string>, version: string) =>
+const daemon = (words: ReadonlyArray<string>, version: string) =>
   Effect.gen(function*() {
-    const { level, words } = yield* logLevelOf(all)
-    const completions = words.indexOf("--completions")
-    if (completions >= 0) {
-      const shell = words[completions + 1]
-      if (shell !== "bash" && shell !== "zsh" && shell !== "fish") {
-        return yield* new UsageError({ reason: `--completions needs one of bash|zsh|fish${shell === undefined ? "" : `, not ${shell}`}` })
-      }
+    const checked = checkWords(withFlags(grammarOf(daemonCommand), [LOG_LEVEL, HELP, VERSION, COMPLETIONS]), words)
+    const asked = (name: string) => checked.given.find((g) => g.name === name)
+    if (asked("--help") !== undefined) return yield* Console.log(helpText(daemonCommand, DAEMON_PAGE, colourFor(process.stdout), DAEMON_EXTRA))
+    if (asked("--version") !== undefined) return yield* Console.log(`pmjq ${version}`)
+    const shell = asked("--completions")?.value
+    if (shell !== undefined) {
+      if (shell !== "bash" && shell !== "zsh" && shell !== "fish") return yield* new UsageError({ reason: `--completions needs one of bash|zsh|fish, not ${shell}` })
       return yield* Console.log(completionScript(shell satisfies Shell, grammars()).trimEnd())
     }
-    if (words.includes("--version")) return yield* Console.log(`pmjq ${version}`)
-    const result = checkWords(grammarOf(daemonCommand), words)
-    const operands = "problem" in result ? (result.problem._tag === "ExtraOperands" ? result.problem.all : []) : result.operands
-    const like = operands.length > 0 && !isDirectory(operands[0]!) ? closest(operands[0]!, TOOL_NAMES) : null
-    if (like !== null) return yield* new UsageError({ reason: `no such spool: ${operands[0]} (did you mean 'pmjq ${like}'?)` })
-    if ("problem" in result) {
+    const spool = checked.operands[0]
+    const like = spool !== undefined && !isDirectory(spool) ? closest(spool, TOOL_NAMES) : null
+    if (like !== null) return yield* new UsageError({ reason: `no such spool: ${spool} (did you mean 'pmjq ${like}'?)` })
+    if (checked.problem !== null) {
       return yield* new UsageError({
-        reason: result.problem._tag === "ExtraOperands"
-          ? `one JOB-SPOOL per pmjq, not ${result.problem.operands.length + 1}: start a pmjq for each spool`
-          : describeProblem(result.problem)
+        reason: checked.problem._tag === "ExtraOperands"
+          ? `one JOB-SPOOL per pmjq, not ${checked.operands.length}: start a pmjq for each spool`
+          : describeProblem(checked.problem)
       })
     }
-    if (result.operands.length === 0) return yield* new UsageError({ reason: "missing JOB-SPOOL" })
-    return yield* parseThenRun(daemonCommand, "pmjq", words, version).pipe(Logger.withMinimumLogLevel(level))
+    if (spool === undefined) return yield* new UsageError({ reason: "missing JOB-SPOOL" })
+    const level = yield* logLevelOf(asked("--log-level")?.value ?? null)
+    return yield* parseThenRun(daemonCommand, "pmjq", without(words, checked, "--log-level"), version).pipe(Logger.withMinimumLogLevel(level))
   })
 
 const subcommand = (name: ToolName, rest: ReadonlyArray<string>, version: string) => {
   const dash = name === "submit" ? rest.indexOf("--") : -1
   const words = dash >= 0 ? rest.slice(0, dash) : rest
   const job = dash >= 0 ? rest.slice(dash + 1) : []
-  return wantsHelp(words) ? Console.log(TOOLS[name].help()) : TOOLS[name].run(name, words, job, version)
+  return TOOLS[name].run(name, words, job, version)
 }
 
 /** Runs the command ARGV (node, script, words...) names, printing one line for a failure of pmjq's. */
@@ -212,7 +211,6 @@ export const run = (argv: ReadonlyArray<string>, version: string) => {
   const named = isTool(first) ? first : null
   const command = Effect.gen(function*() {
     if (named !== null) return yield* subcommand(named, rest, version)
-    if (wantsHelp(words)) return yield* Console.log(helpText(daemonCommand, DAEMON_PAGE, colourFor(process.stdout), DAEMON_EXTRA))
     return yield* daemon(words, version)
   })
   const help = named === null ? "pmjq --help" : `pmjq ${named} --help`
@@ -221,8 +219,8 @@ export const run = (argv: ReadonlyArray<string>, version: string) => {
       error instanceof DrainFailed
         ? Effect.void // its summary line said it
         : ValidationError.isValidationError(error) || error instanceof UsageError
-        ? Console.error(`pmjq: ${ValidationError.isValidationError(error) ? textOfValidation(error) : error.message}\nTry '${help}' for more information.`)
-        : Console.error(`pmjq: ${error.message}`)
+        ? Console.error(`pmjq: ${visible(ValidationError.isValidationError(error) ? textOfValidation(error) : error.message)}\nTry '${help}' for more information.`)
+        : Console.error(`pmjq: ${visible(error.message)}`)
     ),
     Effect.tapDefect((defect) => Console.error(`pmjq: internal error: ${Cause.pretty(Cause.die(defect))}`))
   )

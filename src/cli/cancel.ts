@@ -25,6 +25,7 @@ import type { JobRecord } from "../record.js"
 import { asideOf, besideName, cancelRequestName, claimedName, isHidden, isJob, runningRoot, stateDir } from "../spool/layout.js"
 import { requireSpool } from "../spool/Spool.js"
 import { findRecord, isOwnRecord, recordDirs, stateOwner, type Submitted } from "../spool/view.js"
+import { visible } from "../text.js"
 import { duration } from "./options.js"
 
 /** Where job NAME is now, whose it is, and which file it is (its inode: what its record is known by). */
@@ -85,17 +86,21 @@ const LISTED = 5
 
 /**
  * The job GIVEN names: itself when a queued or running job has that name,
- * else the one queued or running job whose name starts with it. Several are
- * refused, naming them; none leaves GIVEN as it is (nothing to cancel).
+ * else the one queued or running job of the caller's (ME) whose name starts
+ * with it. Only one's own jobs are matched by a prefix: another user's job
+ * must be named in full (root's `cancel backup`, once its own backup ended,
+ * must not stop bob's backup-db), and no one can make a prefix of yours
+ * ambiguous by naming a job like it. Several are refused, naming them; none
+ * leaves GIVEN as it is (nothing to cancel).
  */
-const resolveName = (spool: string, given: string) =>
+const resolveName = (spool: string, given: string, me: number) =>
   Effect.gen(function*() {
-    if (!isJobName(given)) return yield* new UsageError({ reason: `not a job's name: ${given}` })
+    if (!isJobName(given)) return yield* new UsageError({ reason: `not a job's name: ${visible(given)}` })
     if (jobsIn(spool, (n) => n === given, given).length > 0) return given
-    const matches = [...new Set(jobsIn(spool, (n) => n.startsWith(given)).map((j) => j.name))].sort()
+    const matches = [...new Set(jobsIn(spool, (n) => n.startsWith(given)).filter((j) => j.place.at !== "nowhere" && j.place.uid === me).map((j) => j.name))].sort()
     if (matches.length <= 1) return matches[0] ?? given
     const more = matches.length > LISTED ? ` and ${matches.length - LISTED} more` : ""
-    return yield* new UsageError({ reason: `ambiguous job name ${given}: matches ${matches.slice(0, LISTED).join(", ")}${more}` })
+    return yield* new UsageError({ reason: `ambiguous job name ${visible(given)}: matches ${matches.slice(0, LISTED).map((m) => visible(m)).join(", ")}${more}` })
   })
 
 /** The request, written aside and renamed, so no node reads half of one. */
@@ -168,14 +173,14 @@ const tell = (name: string, record: JobRecord & { readonly entry?: string }) =>
   Effect.gen(function*() {
     const where = record.entry === undefined ? "" : `; archived as ${record.entry}`
     if (record.outcome !== "cancelled") {
-      yield* Console.error(`pmjq: ${name}: had already ended: ${howItEnded(record)}${where}; nothing changed`)
+      yield* Console.error(`pmjq: ${visible(name)}: had already ended: ${howItEnded(record)}${visible(where)}; nothing changed`)
       return EX_NOTHING
     }
     if (record.startedAt === null) {
-      yield* Console.log(`${name}: cancelled while queued: it never ran${where}`)
+      yield* Console.log(`${visible(name)}: cancelled while queued: it never ran${visible(where)}`)
     } else {
       const end = record.signal !== null ? `ended by ${record.signal}` : `exited with status ${record.exitCode}`
-      yield* Console.log(`${name}: stopped while running: its process group was signalled, it ${end}${where}`)
+      yield* Console.log(`${visible(name)}: stopped while running: its process group was signalled, it ${end}${visible(where)}`)
     }
     return 0
   })
@@ -184,11 +189,11 @@ const cancelOne = (spool: string, me: number, name: string, patience: Duration.D
   Effect.gen(function*() {
     const place = placeOf(spool, name, me)
     if (place.at === "nowhere") {
-      yield* Console.error(`pmjq: ${name}: not queued or running: it ended already, or there is no such job; nothing changed`)
+      yield* Console.error(`pmjq: ${visible(name)}: not queued or running: it ended already, or there is no such job; nothing changed`)
       return EX_NOTHING
     }
     if (me !== 0 && place.uid !== me) {
-      yield* Console.error(`pmjq: ${name}: not yours (its owner is uid ${place.uid}); nothing changed`)
+      yield* Console.error(`pmjq: ${visible(name)}: not yours (its owner is uid ${place.uid}); nothing changed`)
       return EX_NOPERM
     }
     const job: Submitted = { name, uid: place.uid, inode: place.inode }
@@ -197,7 +202,7 @@ const cancelOne = (spool: string, me: number, name: string, patience: Duration.D
     const taken = Date.now() + Duration.toMillis(patience)
     while (fs.existsSync(request)) {
       if (Date.now() > taken) {
-        yield* Console.error(`pmjq: ${name}: no node has taken the request yet (is pmjq running on this spool?); it stays for the next one`)
+        yield* Console.error(`pmjq: ${visible(name)}: no node has taken the request yet (is pmjq running on this spool?); it stays for the next one`)
         return EX_TEMPFAIL
       }
       yield* Effect.sleep("100 millis")
@@ -205,7 +210,7 @@ const cancelOne = (spool: string, me: number, name: string, patience: Duration.D
     // A node takes a request for a queued job once it has claimed it: one
     // still queued was refused (the file is not the asker's).
     if (place.at === "queued" && whereIs(spool, job).at === "queued") {
-      yield* Console.error(`pmjq: ${name}: the node refused to cancel it`)
+      yield* Console.error(`pmjq: ${visible(name)}: the node refused to cancel it`)
       return EX_NOPERM
     }
     // Taken: a queued job is archived as cancelled at once; a running one's
@@ -214,12 +219,12 @@ const cancelOne = (spool: string, me: number, name: string, patience: Duration.D
     for (;;) {
       const record = yield* finalRecord(spool, job, asked)
       if (record === null) {
-        yield* Console.error(`pmjq: ${name}: its node took the request and the job is gone, but no record says how it ended (none is kept without -o or -e)`)
+        yield* Console.error(`pmjq: ${visible(name)}: its node took the request and the job is gone, but no record says how it ended (none is kept without -o or -e)`)
         return EX_TEMPFAIL
       }
       if (record !== "pending") return yield* tell(name, record)
       if (Date.now() > ended) {
-        yield* Console.error(`pmjq: ${name}: its node is stopping it (SIGTERM, then SIGKILL after its --grace); it has not ended within --wait-for`)
+        yield* Console.error(`pmjq: ${visible(name)}: its node is stopping it (SIGTERM, then SIGKILL after its --grace); it has not ended within --wait-for`)
         return EX_TEMPFAIL
       }
       yield* Effect.sleep("100 millis")
@@ -240,7 +245,7 @@ export const cancelCommand = Command.make(
       yield* requireSpool(dir)
       const me = process.getuid?.() ?? 0
       // Every name resolved before any request: an ambiguous one cancels nothing.
-      const given = yield* Effect.forEach(names, (name) => resolveName(dir, name))
+      const given = yield* Effect.forEach(names, (name) => resolveName(dir, name, process.getuid?.() ?? 0))
       const wanted = [...new Set([...(mine ? jobsIn(dir).filter((j) => j.place.at !== "nowhere" && j.place.uid === me).map((j) => j.name) : []), ...given])]
       if (wanted.length === 0) {
         if (mine) return yield* Console.log("no job of yours is queued or running")

@@ -6,16 +6,19 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { asStartedByShebang } from "../allocator.js"
+import { verifyFileFolder } from "../dirs.js"
+import { threadedCalls } from "../syscalls.js"
 import { type DaemonSettings, launch } from "../daemon.js"
 import type { Drained, Ending } from "../features/Config.js"
 import { resolveId } from "../job/Users.js"
-import { CannotCreateDirectory, CutOff, describe, DrainFailed, errnoCode, NotPermitted, UsageError } from "../errors.js"
+import { CannotCreateDirectory, CannotServeMetrics, CutOff, describe, DrainFailed, errnoCode, NotPermitted, UsageError } from "../errors.js"
 import { logLayer } from "../log.js"
-import { attemptsDir, nodesDir, quarantineDir, rejectedDir, runningDir, runningRoot, stateDir } from "../spool/layout.js"
+import { rejectedDir } from "../spool/layout.js"
 import { ensureDirectory, requireSpool, requireTrustedSpool } from "../spool/Spool.js"
 import { mayTakeOver, successorId } from "../spool/succession.js"
 import { tracesFrom } from "../telemetry/settings.js"
@@ -267,56 +270,43 @@ const settingsFrom = (options: Parsed) =>
 
 /**
  * An archive or error dir pmjq could not write to is refused at start, not
- * found out job by job: not permitted (77), or a read-only filesystem (73).
+ * found out job by job: not permitted (77); a read-only filesystem or any
+ * other failure (73).
  */
 const requireWritable = (dir: string, option: string) =>
   Effect.try({
     try: () => fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK),
     catch: (e) =>
-      errnoCode(e) === "EROFS"
-        ? new CannotCreateDirectory({ path: dir, reason: `--${option} is on a read-only filesystem` })
-        : new NotPermitted({ reason: `cannot write to the ${option === "archive-dir" ? "archive" : "error"} dir ${dir}: ${describe(e)}` })
+      errnoCode(e) === "EACCES" || errnoCode(e) === "EPERM"
+        ? new NotPermitted({ reason: `cannot write to the ${option === "archive-dir" ? "archive" : "error"} dir ${dir}: ${describe(e)}` })
+        : new CannotCreateDirectory({ path: dir, reason: errnoCode(e) === "EROFS" ? `--${option} is on a read-only filesystem` : describe(e) })
   })
 
-/** DIR and its ancestors that do not exist, outermost first: what making DIR would create. */
-const missingChain = (dir: string): ReadonlyArray<string> => {
-  const missing: Array<string> = []
-  for (let at = dir; !fs.existsSync(at) && path.dirname(at) !== at; at = path.dirname(at)) missing.unshift(at)
-  return missing
-}
-
 /**
- * The directories a start may make that are not there yet: the archive and
- * error dirs (and parents), the spool's .pmjq and its running folders. A start refused after
- * making them removes them again, innermost first and only while empty: a
- * refused start leaves no trace, and what another pmjq has put in the same
- * spool meanwhile is never touched (its files make the rmdir fail).
+ * --metrics-listen and --metrics-file, tried before anything is made: a port
+ * taken or a folder refused is found while the spool is as it was (the
+ * exporter binds and checks again when it starts; a port taken in between
+ * is still refused, only after .pmjq is made).
  */
-const archivesMade = (settings: DaemonSettings) => [
-  ...Option.toArray(settings.archiveDir).flatMap(missingChain),
-  ...Option.toArray(settings.errorDir).flatMap(missingChain)
-]
-
-const stateMade = (settings: DaemonSettings) =>
-  [
-    stateDir(settings.spool),
-    ...[runningRoot, nodesDir, attemptsDir, rejectedDir, quarantineDir].map((dir) => dir(settings.spool)),
-    runningDir(settings.spool, settings.node)
-  ].filter((dir) => !fs.existsSync(dir))
-
-const removeIfEmpty = (dirs: ReadonlyArray<string>) =>
-  Effect.sync(() => {
-    for (const dir of [...dirs].reverse()) {
-      try {
-        fs.rmdirSync(dir)
-      } catch {
-        // Not empty, or gone: not this start's to remove.
-      }
+const metricsPossible = (metrics: DaemonSettings["metrics"]) =>
+  Effect.gen(function*() {
+    for (const file of Option.toArray(metrics.file)) {
+      yield* Effect.tryPromise({
+        try: () => verifyFileFolder(threadedCalls, path.dirname(file)),
+        catch: (e) => new CannotServeMetrics({ reason: `--metrics-file ${file}: ${describe(e)}` })
+      })
+    }
+    for (const { host, port } of Option.toArray(metrics.listen)) {
+      yield* Effect.async<void, CannotServeMetrics>((resume) => {
+        const probe = net.createServer()
+        probe.once("error", (e) => resume(Effect.fail(new CannotServeMetrics({ reason: `--metrics-listen ${host}:${port}: ${describe(e)}` }))))
+        probe.listen({ host, port }, () => probe.close(() => resume(Effect.void)))
+      })
     }
   })
 
 // Every check before anything is created: a refused start leaves no trace.
-const preflight = ({ archiveDir, errorDir, policy, spool }: DaemonSettings) =>
+const preflight = ({ archiveDir, errorDir, metrics, policy, spool }: DaemonSettings) =>
   Effect.gen(function*() {
     yield* requireSpool(spool)
     yield* refuseInsideSpool(spool, "archive-dir", archiveDir)
@@ -324,8 +314,11 @@ const preflight = ({ archiveDir, errorDir, policy, spool }: DaemonSettings) =>
     // As root, a spool a user could take over lets them replace pmjq's own
     // state: refused. Otherwise users can only swap each other's jobs.
     yield* (policy.asRoot ? requireTrustedSpool(spool) : warnIfOpenSpool(spool))
-    yield* Effect.forEach([[archiveDir, "archive-dir"], [errorDir, "error-dir"]] as const, ([dir, option]) =>
-      Option.match(dir, { onNone: () => Effect.void, onSome: (dir) => Effect.zipRight(ensureDirectory(dir), requireWritable(dir, option)) }))
+    yield* metricsPossible(metrics)
+    const dirs = [[archiveDir, "archive-dir"], [errorDir, "error-dir"]] as const
+    // Those there already are checked before either is made.
+    for (const [dir, option] of dirs) if (Option.isSome(dir) && fs.existsSync(dir.value)) yield* requireWritable(dir.value, option)
+    for (const [dir, option] of dirs) if (Option.isSome(dir)) yield* Effect.zipRight(ensureDirectory(dir.value), requireWritable(dir.value, option))
   })
 
 /**
@@ -377,25 +370,14 @@ const afterEnd = (ended: Ending, settings: DaemonSettings, logFormat: "text" | "
       ended.failed > 0 ? Effect.fail(new DrainFailed({ failed: ended.failed })) : Effect.void
     )
 
-// Refused before the daemon ran: what the start made is taken back. (A node
-// cut off after running keeps its folders: its successor's to look at.)
-const refusedStart = (error: { readonly _tag: string }) => error._tag !== "CutOff"
-
 const run = (options: Parsed) =>
   // Heard from the start, never the default (which kills): the Restart
   // feature acts on the first once the daemon runs.
   Effect.sync(() => void process.on("SIGHUP", () => {})).pipe(
     Effect.zipRight(settingsFrom(options)),
-    Effect.flatMap((settings) => {
-      const archives = archivesMade(settings)
-      const takeBack = (made: ReadonlyArray<string>) => (error: { readonly _tag: string }) => refusedStart(error) ? removeIfEmpty(made) : Effect.void
-      return preflight(settings).pipe(
-        Effect.zipRight(succeeding(options)(settings)),
-        Effect.tapError(takeBack(archives)),
-        Effect.flatMap((settings) => launch(settings).pipe(Effect.tapError(takeBack([...archives, ...stateMade(settings)])), Effect.map((ended) => ({ ended, settings })))),
-        Effect.flatMap(({ ended, settings }) => afterEnd(ended, settings, options.logFormat))
-      )
-    }),
+    Effect.tap(preflight),
+    Effect.flatMap(succeeding(options)),
+    Effect.flatMap((settings) => Effect.flatMap(launch(settings), (ended) => afterEnd(ended, settings, options.logFormat))),
     Effect.provide(logLayer(options.logFormat))
   )
 

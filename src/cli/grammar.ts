@@ -105,12 +105,41 @@ export const closest = (word: string, candidates: ReadonlyArray<string>): string
 // load; a negative one is refused by its own check, with its own message).
 const looksLikeOption = (word: string) => word.length > 1 && word.startsWith("-") && !/^-\d/.test(word)
 
-/** Checks WORDS against GRAMMAR: the first problem, or the operands (the words that are neither options nor their values). */
-export const checkWords = (grammar: Grammar, words: ReadonlyArray<string>): { readonly problem: Problem } | { readonly operands: ReadonlyArray<string> } => {
+export interface Given {
+  readonly name: string
+  readonly value: string | null
+  /** The index of the option's word, and how many words it takes (2 with a separate value). */
+  readonly at: number
+  readonly width: 1 | 2
+}
+
+/** What the words of a command line are, as the grammar tells them apart. */
+export interface Checked {
+  /** The words that are neither options nor their values, in order. */
+  readonly operands: ReadonlyArray<string>
+  /** The options given (by long name), each with its value (null for a switch) and where it is in the words. */
+  readonly given: ReadonlyArray<Given>
+  /** The first thing wrong, or null. */
+  readonly problem: Problem | null
+}
+
+/**
+ * Checks WORDS against GRAMMAR. A `--` ends the options: what follows is
+ * operands only (a job named `-x` can be named). Words are told apart as the
+ * parser will: `--idle-cmd --version` is an option and its value, never a
+ * request for the version.
+ */
+export const checkWords = (grammar: Grammar, words: ReadonlyArray<string>): Checked => {
   const byName = new Map(grammar.flags.flatMap((flag) => flag.names.map((name) => [name, flag] as const)))
   const operands: Array<string> = []
+  const given: Array<Given> = []
+  const done = (problem: Problem | null): Checked => ({ operands, given, problem })
   for (let i = 0; i < words.length; i++) {
     const word = words[i]!
+    if (word === "--") {
+      operands.push(...words.slice(i + 1))
+      break
+    }
     if (!looksLikeOption(word)) {
       operands.push(word)
       continue
@@ -118,26 +147,37 @@ export const checkWords = (grammar: Grammar, words: ReadonlyArray<string>): { re
     const equals = word.startsWith("--") ? word.indexOf("=") : -1
     const name = equals > 0 ? word.slice(0, equals) : word
     const flag = byName.get(name)
-    if (flag === undefined) return { problem: { _tag: "UnknownOption", word: name, like: closest(name, [...byName.keys()]) } }
+    if (flag === undefined) return done({ _tag: "UnknownOption", word: name, like: closest(name, [...byName.keys()].filter((n) => n.startsWith("--"))) })
     if (flag.value === null) {
-      if (equals > 0) return { problem: { _tag: "ValueGiven", flag: name } }
+      if (equals > 0) return done({ _tag: "ValueGiven", flag: name })
+      given.push({ name: flag.names.at(-1)!, value: null, at: i, width: 1 })
       continue
     }
-    if (equals > 0) continue
+    if (equals > 0) {
+      given.push({ name: flag.names.at(-1)!, value: word.slice(equals + 1), at: i, width: 1 })
+      continue
+    }
     const next = words[i + 1]
-    if (next === undefined || byName.has(next.split("=")[0]!)) return { problem: { _tag: "NoValue", flag: name, value: flag.value } }
+    if (next === undefined || byName.has(next.split("=")[0]!)) return done({ _tag: "NoValue", flag: name, value: flag.value })
+    given.push({ name: flag.names.at(-1)!, value: next, at: i, width: 2 })
     i++
   }
   const required = grammar.operands.filter((o) => !o.optional)
-  if (operands.length < required.length) return { problem: { _tag: "MissingOperand", operand: required[operands.length]!.name } }
+  if (operands.length < required.length) return done({ _tag: "MissingOperand", operand: required[operands.length]!.name })
   if (!grammar.operands.some((o) => o.repeated) && operands.length > grammar.operands.length) {
-    return { problem: { _tag: "ExtraOperands", operands: operands.slice(grammar.operands.length), all: operands } }
+    return done({ _tag: "ExtraOperands", operands: operands.slice(grammar.operands.length), all: operands })
   }
-  return { operands }
+  return done(null)
 }
 
 const article = (value: string) =>
   (value.length === 1 ? /^[AEFHILMNORSX]/ : /^[AEIOU]/).test(value) ? `an ${value}` : `a ${value}`
+
+/** WORDS without the options named NAME (and their values). */
+export const without = (words: ReadonlyArray<string>, checked: Checked, name: string) => {
+  const dropped = new Set(checked.given.filter((g) => g.name === name).flatMap((g) => (g.width === 2 ? [g.at, g.at + 1] : [g.at])))
+  return words.filter((_, i) => !dropped.has(i))
+}
 
 /** One line saying what is wrong, without the `pmjq:` it is printed after. */
 export const describeProblem = (problem: Problem): string => {

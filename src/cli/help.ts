@@ -92,6 +92,3 @@ export const ungrouped = <Name extends string, R, E, A>(command: Command.Command
   const grouped = page.groups.flatMap(([, names]) => names)
   return { missing: longs.filter((long) => !grouped.includes(long)), unknown: grouped.filter((long) => !longs.includes(long)) }
 }
-
-/** Whether the command line asks for help (then nothing else is run). */
-export const wantsHelp = (args: ReadonlyArray<string>) => args.some((a) => a === "--help" || a === "-h")

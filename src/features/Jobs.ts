@@ -16,7 +16,7 @@ import type { JobRecord } from "../record.js"
 import { DaemonConfig } from "./Config.js"
 import { RefusalsKept } from "../job/RefusalsKept.js"
 import { JobQueue } from "./JobQueue.js"
-import { type HeldJob, processEnded, processStarted, Running } from "./Running.js"
+import { type HeldJob, processEnded, processStarted, recordMade, Running } from "./Running.js"
 
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
@@ -95,7 +95,7 @@ const make = Effect.gen(function*() {
       const claimed = path.basename(claim.value.path)
       const started = (job: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, job)), told.started)
       const judged = (record: JobRecord) =>
-        Effect.zipRight(Ref.update(record.outcome === "succeeded" ? running.succeeded : running.failed, (n) => n + 1), told.finished(record))
+        Effect.zipRight(recordMade(running, record.outcome), told.finished(record))
       const run = (slot: Effect.Effect<void>, cancel: Option.Option<string>) =>
         enroll(claim.value, uid, slot, cancel, (ended, { cancel, waiting }) =>
           runJob(claim.value, settings, { processEnded: ended, keep, started, finished: judged, archived, phase: told.phase, cancel, waiting }).pipe(

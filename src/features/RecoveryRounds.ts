@@ -16,11 +16,12 @@ import { claimedName } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
 import { type Claim } from "../spool/Spool.js"
 import { ProcessRunner } from "../job/Runner.js"
+import type { JobRecord } from "../record.js"
 import { jobEnded } from "../telemetry/metrics.js"
 import { metricsWanted } from "../telemetry/settings.js"
 import { DaemonConfig } from "./Config.js"
 import { Jobs } from "./Jobs.js"
-import { Running } from "./Running.js"
+import { recordMade, Running } from "./Running.js"
 
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
@@ -31,7 +32,9 @@ const make = Effect.gen(function*() {
   const recovery = yield* makeRecovery(settings)
   const folder = nodes.ownFolder
   // An adopted job's end counted as any job's, when metrics are exported (a restart in place adopts every running job).
-  const countEnd = metricsWanted(settings.metrics) ? jobEnded : () => Effect.void
+  const metricsEnd = metricsWanted(settings.metrics) ? jobEnded : () => Effect.void
+  // An adopted job is this node's as much as one it started: --drain counts it.
+  const countEnd = (record: JobRecord) => Effect.zipRight(recordMade(running, record.outcome), metricsEnd(record))
 
   const adopt = (job: Adoptable) =>
     Effect.uninterruptible(Effect.gen(function*() {

@@ -77,3 +77,7 @@ export const processStarted = (running: Running["Type"], uid: number) =>
 /** A job's process ended (or never started). */
 export const processEnded = (running: Running["Type"], uid: number) =>
   Effect.zipRight(Ref.update(running.processes, (n) => n - 1), Ref.update(running.byOwner, countOwner(-1)(uid)))
+
+/** A job of this node has its record: counted as succeeded or not, for --drain's last line and status. */
+export const recordMade = (running: Running["Type"], outcome: string) =>
+  Ref.update(outcome === "succeeded" ? running.succeeded : running.failed, (n) => n + 1)

@@ -43,14 +43,15 @@ const make = Effect.fn("Gate.make")(function*(cpuLimit: Option.Option<number>, s
   const running = new Map<number, number>()
   let launches = 0
 
-  yield* takeSample.pipe(
-    Effect.flatMap((s) => Ref.set(sample, s)),
-    Effect.repeat(Schedule.spaced(sampleEvery)),
-    Effect.delay(sampleEvery),
-    Effect.forkScoped
-  )
-
-  const estimate = Effect.map(Ref.get(sample), (s) => estimateLoad(s, running.values()))
+  const resample = Effect.flatMap(takeSample, (s) => Ref.set(sample, s))
+  // With -C the gate needs a recent sample at each launch: one a sampleEvery.
+  // Without, only the metrics and the heartbeat ask, every few seconds: a
+  // sample when asked, and no timer on an idle node.
+  if (Option.isSome(cpuLimit)) {
+    yield* resample.pipe(Effect.repeat(Schedule.spaced(sampleEvery)), Effect.delay(sampleEvery), Effect.forkScoped)
+  }
+  const current = Option.isSome(cpuLimit) ? Ref.get(sample) : Effect.zipRight(resample, Ref.get(sample))
+  const estimate = Effect.map(current, (s) => estimateLoad(s, running.values()))
   const isOpen = Option.match(cpuLimit, {
     onNone: () => Effect.succeed(true),
     onSome: (limit) => Effect.map(estimate, (e) => gateIsOpen(limit, e))

@@ -76,6 +76,24 @@ const catchUp = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(turn))
 })
 
+// A name is the user's text: shell-quoted in the advice (safe to paste), and
+// the job= field is the logger's, escaped. At most TOLD_EACH_LOOK lines a
+// look, then one for the rest: a user making 5,000 such files at once costs
+// the log a dozen lines, not 5,000.
+const TOLD_EACH_LOOK = 10
+const pastable = (name: string) => {
+  const path = name.startsWith("-") ? `./${name}` : name
+  return /^[A-Za-z0-9._+,@%:/-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`
+}
+const tellNotExecutable = (names: ReadonlyArray<string>) =>
+  Effect.zipRight(
+    Effect.forEach(names.slice(0, TOLD_EACH_LOOK), (name) =>
+      Effect.logWarning(`not executable: chmod +x ${pastable(name)} to run it`).pipe(Effect.annotateLogs({ job: name })), { discard: true }),
+    names.length > TOLD_EACH_LOOK
+      ? Effect.logWarning(`not executable: ${names.length - TOLD_EACH_LOOK} more files (chmod +x each to run it)`)
+      : Effect.void
+  )
+
 /** How long a listed name that is not a job may go without a look (one --poll, when longer). */
 export const NOT_JOBS_AGAIN = Duration.minutes(1)
 
@@ -109,13 +127,14 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
     const inspect = (looked: ReadonlyArray<string>) =>
       spool.inspectAll(looked).pipe(
         Effect.tap(({ jobs, notExecutable, others }) => {
-          for (const job of jobs) notJobs.delete(job.name), told.delete(job.name)
+          for (const job of jobs) {
+            notJobs.delete(job.name)
+            told.delete(job.name)
+          }
           for (const name of others) if (!notJobs.has(name)) notJobs.set(name, dealt++ % slices)
           const untold = notExecutable.filter((name) => !told.has(name))
           for (const name of untold) told.add(name)
-          return Effect.forEach(untold, (name) => Effect.logWarning(`not executable: chmod +x ${name} to run it`).pipe(Effect.annotateLogs({ job: name })), {
-            discard: true
-          })
+          return tellNotExecutable(untold)
         }),
         Effect.flatMap(({ jobs }) => pending.offerAll(jobs)),
         logFailure,

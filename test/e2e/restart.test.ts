@@ -55,6 +55,25 @@ describe("--on-stop leave", () => {
     expect(await exitOf(third)).toBe(0)
   })
 
+  it("a --drain that adopts a job counts it: one left running fails, the drain says so and exits 1", async () => {
+    const t = workspace("leave-drain")
+    const flag = path.join(t.root, "flag")
+    const first = start(["--node-id", "d1", "--on-stop", "leave", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    submit(t.spool, "left", flagged(t.ledger, "left", flag, "exit 3"))
+    await waitFor("its pid known", () => /INFO started job=left/.test(first.output().stderr))
+    first.child.kill("SIGTERM")
+    expect(await exitOf(first)).toBe(0)
+    const drain = start(["--node-id", "d1", "--drain", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    try {
+      await waitFor("adopted", () => /adopted: left running by the pmjq before job=left/.test(drain.output().stderr))
+    } finally {
+      fs.writeFileSync(flag, "")
+    }
+    expect(await exitOf(drain)).toBe(1)
+    expect(drain.output().stderr.trimEnd().split("\n").at(-1)).toMatch(new RegExp(`^drain: 1 job in \\d+\\.\\d s: 0 succeeded, 1 failed \\(see ${t.errors}\\)$`))
+    expect(records(t.errors)).toMatchObject([{ name: "left", outcome: "failed", exitCode: 3 }])
+  })
+
   it("after a SIGKILL its jobs run on, its heartbeat kept fresh: another node does not requeue them while their spawner lives", async () => {
     const t = workspace("leave-kill")
     const flag = path.join(t.root, "flag")

@@ -8,14 +8,17 @@ import { colourFor } from "../../src/cli/help.js"
 
 const daemon = grammars().find(([name]) => name === "")![1]
 const problem = (grammar: Grammar, words: ReadonlyArray<string>) => {
-  const result = checkWords(grammar, words)
-  return "problem" in result ? describeProblem(result.problem) : null
+  const { problem } = checkWords(grammar, words)
+  return problem === null ? null : describeProblem(problem)
 }
 
 describe("the words of a command line", () => {
   it("are options the parser knows, with their values, and the operands the command takes", () => {
-    expect(checkWords(daemon, ["-C", "2", "-o", "archive", "spool", "--drain"])).toEqual({ operands: ["spool"] })
-    expect(checkWords(daemon, ["--archive-dir=archive", "-C", "-1", "spool"])).toEqual({ operands: ["spool"] })
+    expect(checkWords(daemon, ["-C", "2", "-o", "archive", "spool", "--drain"])).toMatchObject({ operands: ["spool"], problem: null })
+    expect(checkWords(daemon, ["--archive-dir=archive", "-C", "-1", "spool"])).toMatchObject({ operands: ["spool"], problem: null })
+    // A value is a value, whatever it looks like; after --, every word is an operand.
+    expect(checkWords(daemon, ["--idle-cmd", "--version", "spool"])).toMatchObject({ operands: ["spool"], given: [{ name: "--idle-cmd", value: "--version" }], problem: null })
+    expect(checkWords(daemon, ["--drain", "--", "-spool"])).toMatchObject({ operands: ["-spool"], problem: null })
     expect(problem(daemon, ["--bogus", "spool"])).toBe("unknown option --bogus")
     expect(problem(daemon, ["spool", "--drain", "-o"])).toBe("-o needs a DIR")
     expect(problem(daemon, ["-j"])).toBe("-j needs an N")
