@@ -22,6 +22,13 @@ import { exitCode, run } from "./cli/Cli.js"
 
 restoreEnvironment()
 
+// `pmjq status --watch | head`: once the reader is gone, there is no one to
+// tell anything; end quietly, as a Unix filter does on SIGPIPE.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0)
+  throw error
+})
+
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
 
 // Only what @effect/cli needs, imported by subpath: the platform-node barrel

@@ -31,11 +31,11 @@ ${
     uniqueCases.map((f) => {
       const kind = valueKind(f)
       const action = kind === "dir"
-        ? `COMPREPLY=($(compgen -d -- "$cur"))`
+        ? `mapfile -t COMPREPLY < <(compgen -d -- "$cur")`
         : kind === "file"
-        ? `COMPREPLY=($(compgen -f -- "$cur"))`
+        ? `mapfile -t COMPREPLY < <(compgen -f -- "$cur")`
         : kind === "choice"
-        ? `COMPREPLY=($(compgen -W "${f.choices.join(" ")}" -- "$cur"))`
+        ? `mapfile -t COMPREPLY < <(compgen -W "${f.choices.join(" ")}" -- "$cur")`
         : `COMPREPLY=()`
       return `    ${f.names.join("|")}) ${action}; return ;;`
     }).join("\n")
@@ -45,12 +45,13 @@ ${
   case $command in
 ${grammars.map(([name, g]) => `    ${name === "" ? '""' : name}) options="${allNames(g)}${name === "" ? " --version --completions" : ""}" ;;`).join("\n")}
   esac
+  # One name a line, never split on blanks nor globbed: a folder "my dir" stays whole.
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W "$options" -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -W "$options" -- "$cur")
   elif [[ -z $command && $COMP_CWORD -eq 1 ]]; then
-    COMPREPLY=($(compgen -W "${subcommands.join(" ")}" -- "$cur") $(compgen -d -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -W "${subcommands.join(" ")}" -- "$cur"; compgen -d -- "$cur")
   else
-    COMPREPLY=($(compgen -f -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -f -- "$cur")
   fi
 }
 complete -o filenames -F _pmjq pmjq

@@ -326,10 +326,28 @@ const parentOf = (pid: number): { readonly ppid: number } | null => {
   }
 }
 
-/** A NUL-separated /proc file of PID's (cmdline, environ); null when it cannot be read (gone, or another user's environ). */
+// A process's argv and environment can be megabytes: only the start is read.
+const PROC_READ_MAX = 64 * 1024
+
+/** The start of a NUL-separated /proc file of PID's (cmdline, environ); null when it cannot be read (gone, or another user's environ). */
 const procList = (pid: number, file: "cmdline" | "environ"): ReadonlyArray<string> | null => {
+  let fd: number | null = null
   try {
-    return fs.readFileSync(`/proc/${pid}/${file}`, "utf8").split("\0")
+    fd = fs.openSync(`/proc/${pid}/${file}`, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    const buffer = Buffer.alloc(PROC_READ_MAX)
+    const read = fs.readSync(fd, buffer, 0, PROC_READ_MAX, 0)
+    return buffer.subarray(0, read).toString("utf8").split("\0")
+  } catch {
+    return null
+  } finally {
+    if (fd !== null) fs.closeSync(fd)
+  }
+}
+
+/** The uid a process runs as (the owner of its /proc folder); null when gone. */
+const uidOf = (pid: number): number | null => {
+  try {
+    return fs.statSync(`/proc/${pid}`).uid
   } catch {
     return null
   }
@@ -364,10 +382,13 @@ const spawnedBy = (spawners: ReadonlyArray<ProcessId>): Array<number> => {
  * PMJQ_JOB=NAME (readable by root and the job's owner only). Null unless
  * exactly one is.
  */
-const jobProcess = (children: ReadonlyArray<number>, tail: string, name: string): number | null => {
+const jobProcess = (children: ReadonlyArray<number>, tail: string, name: string, runsAs: number): number | null => {
   const only = (pids: ReadonlyArray<number>) => (pids.length === 1 ? pids[0]! : null)
-  return only(children.filter((pid) => procList(pid, "cmdline")?.some((a) => a.endsWith(tail)) === true)) ??
-    only(children.filter((pid) => procList(pid, "environ")?.includes(`PMJQ_JOB=${name}`) === true))
+  // Only processes running as the job does: another user's job could name
+  // this one in its argv or environment, and be shown as it.
+  const owners = children.filter((pid) => uidOf(pid) === runsAs)
+  return only(owners.filter((pid) => procList(pid, "cmdline")?.some((a) => a.endsWith(tail)) === true)) ??
+    only(owners.filter((pid) => procList(pid, "environ")?.includes(`PMJQ_JOB=${name}`) === true))
 }
 
 interface Seen {
@@ -431,7 +452,9 @@ const claimsIn = async (spool: string, beats: ReadonlyArray<Beat>, now: number):
     const missing = running.filter((r) => r.node === hb.node && r.pid === null && r.state === "running")
     if (missing.length === 0) continue
     const children = spawnedBy(hb.spawners!)
-    for (const r of missing) r.pid = jobProcess(children, `/${path.basename(stateDir(spool))}/running/${hb.node}/${r.claimed}`, r.name)
+    // A job runs as its file's owner under --run-as-owner, else as pmjq.
+    const runsAs = (r: Claimed) => (hb.runAsOwner === true ? r.uid : uidOf(hb.pid))
+    for (const r of missing) r.pid = jobProcess(children, `/${path.basename(stateDir(spool))}/running/${hb.node}/${r.claimed}`, r.name, runsAs(r) ?? -1)
   }
   return running
 }

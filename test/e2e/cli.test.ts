@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { has, publicBin, run, runsHere, tempDir, workspace } from "./harness.js"
+import { BIN, has, publicBin, run, runsHere, tempDir, workspace } from "./harness.js"
 import { addUsers, asUser, removeUsers, rootMissing } from "./users.js"
 
 const HINT = "Try 'pmjq --help' for more information."
@@ -128,6 +128,14 @@ describe("command line", () => {
 describe("help, version and completions", () => {
   const dir = tempDir("help")
 
+  it("pmjq status --watch | head: ends quietly with the reader", () => {
+    fs.mkdirSync(path.join(dir, "watched"), { recursive: true })
+    const piped = cp.spawnSync("sh", ["-c", `${process.execPath} ${BIN} status --watch watched | head -n 1`], { cwd: dir, encoding: "utf8", timeout: 60_000 })
+    expect(piped.stdout).toMatch(/^spool .*watched at /)
+    expect(piped.stderr).toBe("")
+    expect(piped.status).toBe(0)
+  })
+
   it("--version prints one line", async () => {
     const pkg = JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, "../../package.json"), "utf8"))
     const version = await run(["--version"], dir)
@@ -187,6 +195,9 @@ describe("help, version and completions", () => {
     expect(complete("--archive")).toEqual(["--archive-dir"])
     // A subcommand's options are not the daemon's.
     expect(complete("submit", "--arch")).toEqual([""])
+    // A folder with a blank in its name is one completion, whole.
+    fs.mkdirSync(path.join(dir, "my spool"), { recursive: true })
+    expect(complete("-o", "my")).toEqual(["my spool"])
   })
 
   it.each(["zsh", "fish"])("%s completions name every subcommand and their options", async (shell) => {
