@@ -18,8 +18,9 @@ export interface Counts {
 const duration = (seconds: number) =>
   seconds < 90 ? `${Math.ceil(seconds)} s` : seconds < 5400 ? `${Math.round(seconds / 60)} min` : `${(seconds / 3600).toFixed(1)} h`
 
-export const progressLine = (counts: Counts, elapsedMs: number): string => {
-  const total = counts.done + counts.running + counts.queued
+/** The line for COUNTS after ELAPSEDMS; TOTAL when more is known than the counts show (see showProgress). */
+export const progressLine = (counts: Counts, elapsedMs: number, atLeast = 0): string => {
+  const total = Math.max(atLeast, counts.done + counts.running + counts.queued)
   const rate = elapsedMs > 0 ? (counts.done * 1000) / elapsedMs : 0
   const left = total - counts.done
   const eta = rate > 0 ? `, about ${duration(left / rate)} left` : ""
@@ -31,10 +32,14 @@ export const progressLine = (counts: Counts, elapsedMs: number): string => {
 export const showProgress = (counts: Effect.Effect<Counts>) =>
   Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
+    // A job being claimed has left the queue and is not running yet: the
+    // total the counts add up to dips by it. A drain's total only grows.
+    let total = 0
     const draw = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const seen = yield* counts
-      if (seen.done + seen.running + seen.queued > 0) process.stderr.write(`\r\x1b[K${progressLine(seen, now - started)}`)
+      total = Math.max(total, seen.done + seen.running + seen.queued)
+      if (total > 0) process.stderr.write(`\r\x1b[K${progressLine(seen, now - started, total)}`)
     })
     yield* draw.pipe(Effect.repeat(Schedule.spaced("500 millis")), Effect.ensuring(Effect.sync(() => process.stderr.write("\r\x1b[K"))))
   })

@@ -251,6 +251,8 @@ describe("--drain progress", () => {
     const tty = cp.spawnSync("script", ["-qfec", command, "/dev/null"], { cwd: t.root, encoding: "utf8" })
     expect(tty.status).toBe(0)
     expect(tty.stdout).toMatch(/drain: \d+\/12 done, \d running, \d+\.\d jobs\/s/)
+    // It knows the total from its first line: never 0/0, never less than 12.
+    expect([...tty.stdout.matchAll(/drain: \d+\/(\d+) done/g)].map((m) => Number(m[1])).every((total) => total === 12)).toBe(true)
     expect(records(t.archive)).toHaveLength(12)
 
     const u = setup("no-progress")
