@@ -170,32 +170,38 @@ const isDirectory = (file: string) => {
   }
 }
 
-/** The daemon's words: one spool, and a hint when the spool looks like a mistyped command. */
-const daemon = (words: ReadonlyArray<string>, version: string) =>
-  Effect.gen(function*() {
-    const checked = checkWords(withFlags(grammarOf(daemonCommand), [LOG_LEVEL, HELP, VERSION, COMPLETIONS]), words)
-    const asked = (name: string) => checked.given.find((g) => g.name === name)
-    if (asked("--help") !== undefined) return yield* Console.log(helpText(daemonCommand, DAEMON_PAGE, colourFor(process.stdout), DAEMON_EXTRA))
-    if (asked("--version") !== undefined) return yield* Console.log(`pmjq ${version}`)
-    const shell = asked("--completions")?.value
-    if (shell !== undefined) {
-      if (shell !== "bash" && shell !== "zsh" && shell !== "fish") return yield* new UsageError({ reason: `--completions needs one of bash|zsh|fish, not ${shell}` })
-      return yield* Console.log(completionScript(shell satisfies Shell, grammars()).trimEnd())
-    }
-    const spool = checked.operands[0]
-    const like = spool !== undefined && !isDirectory(spool) ? closest(spool, TOOL_NAMES) : null
-    if (like !== null) return yield* new UsageError({ reason: `no such spool: ${spool} (did you mean 'pmjq ${like}'?)` })
-    if (checked.problem !== null) {
-      return yield* new UsageError({
-        reason: checked.problem._tag === "ExtraOperands"
-          ? `one JOB-SPOOL per pmjq, not ${checked.operands.length}: start a pmjq for each spool`
-          : describeProblem(checked.problem)
-      })
-    }
-    if (spool === undefined) return yield* new UsageError({ reason: "missing JOB-SPOOL" })
-    const level = yield* logLevelOf(asked("--log-level")?.value ?? null)
-    return yield* parseThenRun(daemonCommand, "pmjq", without(words, checked, "--log-level"), version).pipe(Logger.withMinimumLogLevel(level))
-  })
+/**
+ * The daemon's words: one spool, and a hint when the spool looks like a
+ * mistyped command. Told apart before any effect runs; what is wrong is
+ * refused before @effect/cli parses.
+ */
+const daemon = (words: ReadonlyArray<string>, version: string) => {
+  const checked = checkWords(withFlags(grammarOf(daemonCommand), [LOG_LEVEL, HELP, VERSION, COMPLETIONS]), words)
+  const asked = (name: string) => checked.given.find((g) => g.name === name)
+  const refuse = (reason: string) => Effect.fail(new UsageError({ reason }))
+  if (asked("--help") !== undefined) return Console.log(helpText(daemonCommand, DAEMON_PAGE, colourFor(process.stdout), DAEMON_EXTRA))
+  if (asked("--version") !== undefined) return Console.log(`pmjq ${version}`)
+  const shell = asked("--completions")?.value
+  if (shell !== undefined) {
+    return shell === "bash" || shell === "zsh" || shell === "fish"
+      ? Console.log(completionScript(shell satisfies Shell, grammars()).trimEnd())
+      : refuse(`--completions needs one of bash|zsh|fish, not ${shell}`)
+  }
+  const spool = checked.operands[0]
+  const like = spool !== undefined && !isDirectory(spool) ? closest(spool, TOOL_NAMES) : null
+  if (like !== null) return refuse(`no such spool: ${spool} (did you mean 'pmjq ${like}'?)`)
+  if (checked.problem !== null) {
+    return refuse(
+      checked.problem._tag === "ExtraOperands"
+        ? `one JOB-SPOOL per pmjq, not ${checked.operands.length}: start a pmjq for each spool`
+        : describeProblem(checked.problem)
+    )
+  }
+  if (spool === undefined) return refuse("missing JOB-SPOOL")
+  const rest = without(words, checked, "--log-level")
+  return Effect.flatMap(logLevelOf(asked("--log-level")?.value ?? null), (level) =>
+    parseThenRun(daemonCommand, "pmjq", rest, version).pipe(Logger.withMinimumLogLevel(level)))
+}
 
 const subcommand = (name: ToolName, rest: ReadonlyArray<string>, version: string) => {
   const dash = name === "submit" ? rest.indexOf("--") : -1
@@ -209,10 +215,10 @@ export const run = (argv: ReadonlyArray<string>, version: string) => {
   const words = argv.slice(2)
   const [first, ...rest] = words
   const named = isTool(first) ? first : null
-  const command = Effect.gen(function*() {
-    if (named !== null) return yield* subcommand(named, rest, version)
-    return yield* daemon(words, version)
-  })
+  type Either = ReturnType<typeof subcommand> | ReturnType<typeof daemon>
+  const command: Effect.Effect<void, Effect.Effect.Error<Either>, Effect.Effect.Context<Either>> = named !== null
+    ? Effect.suspend(() => subcommand(named, rest, version))
+    : Effect.suspend(() => daemon(words, version))
   const help = named === null ? "pmjq --help" : `pmjq ${named} --help`
   return command.pipe(
     Effect.tapError((error) =>
