@@ -16,21 +16,29 @@ export const isZombie = (pid: number): boolean => {
 }
 
 /**
- * When PID started, in clock ticks since boot (field 22 of /proc/PID/stat):
- * with the pid, what tells a process from a later one that reused its pid.
- * Null when it is gone or there is no /proc.
+ * Field N (1-based, N >= 3) of /proc/PID/stat, as a number; null when PID is
+ * gone, there is no /proc, or the field is not a number. Counted after the
+ * command name, which may itself hold ") ".
  */
-export const startTicks = (pid: number): number | null => {
+const statField = (pid: number, n: number): number | null => {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    // Fields from the 3rd (state) on: the start time is the 22nd.
-    const ticks = Number(fields[22 - 3])
-    return Number.isInteger(ticks) ? ticks : null
+    const value = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[n - 3])
+    return Number.isInteger(value) ? value : null
   } catch {
     return null
   }
 }
+
+/**
+ * When PID started, in clock ticks since boot (field 22 of /proc/PID/stat):
+ * with the pid, what tells a process from a later one that reused its pid.
+ * Null when it is gone or there is no /proc.
+ */
+export const startTicks = (pid: number): number | null => statField(pid, 22)
+
+/** PID's parent (field 4 of /proc/PID/stat); null when it is gone. */
+export const parentOf = (pid: number): number | null => statField(pid, 4)
 
 /** The process PID that started at TICKS is still there (not a later one with its pid, not a zombie). */
 export const isSameProcess = (pid: number, ticks: number) => startTicks(pid) === ticks && !isZombie(pid)

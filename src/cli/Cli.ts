@@ -141,7 +141,7 @@ const logLevelOf = (given: string | null) => {
 
 /** The grammar of every command, for the completion scripts. */
 export const grammars = () => [
-  ["", { ...grammarOf(daemonCommand), flags: [...grammarOf(daemonCommand).flags, LOG_LEVEL] }] as const,
+  ["", withFlags(grammarOf(daemonCommand), [LOG_LEVEL])] as const,
   ...TOOL_NAMES.map((name) => [name, TOOLS[name].grammar()] as const)
 ]
 

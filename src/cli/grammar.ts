@@ -77,7 +77,7 @@ export type Problem =
   | { readonly _tag: "NoValue"; readonly flag: string; readonly value: string }
   | { readonly _tag: "ValueGiven"; readonly flag: string }
   | { readonly _tag: "MissingOperand"; readonly operand: string }
-  | { readonly _tag: "ExtraOperands"; readonly operands: ReadonlyArray<string>; readonly all: ReadonlyArray<string> }
+  | { readonly _tag: "ExtraOperands"; readonly operands: ReadonlyArray<string> }
 
 /** Edit distance, for "did you mean": short words only, so quadratic is fine. */
 export const distance = (a: string, b: string): number => {
@@ -165,7 +165,7 @@ export const checkWords = (grammar: Grammar, words: ReadonlyArray<string>): Chec
   const required = grammar.operands.filter((o) => !o.optional)
   if (operands.length < required.length) return done({ _tag: "MissingOperand", operand: required[operands.length]!.name })
   if (!grammar.operands.some((o) => o.repeated) && operands.length > grammar.operands.length) {
-    return done({ _tag: "ExtraOperands", operands: operands.slice(grammar.operands.length), all: operands })
+    return done({ _tag: "ExtraOperands", operands: operands.slice(grammar.operands.length) })
   }
   return done(null)
 }

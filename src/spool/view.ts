@@ -14,7 +14,7 @@ import { ownDirProblem } from "../dirs.js"
 import { factsOf, type FileFacts, readRegularAsync } from "../files.js"
 import { refusal } from "../job/refusal.js"
 import { Users } from "../job/Users.js"
-import { isSameProcess, type ProcessId } from "../proc.js"
+import { isSameProcess, parentOf, type ProcessId } from "../proc.js"
 import { iso, type JobRecord } from "../record.js"
 import { besideName, claimedName, entryOfRecord, isCancelRequest, isHidden, isJob, nodesDir, rejectedDir, runningRoot, stateDir } from "./layout.js"
 import type { Heartbeat } from "./Nodes.js"
@@ -315,17 +315,6 @@ const refusedBy = (facts: FileFacts | undefined, pmjq: number | null, nodes: Rea
   return why.every((w) => w !== null) ? `${why[0]!}; rejected when claimed, never run, unless the file changes` : null
 }
 
-/** /proc/PID/stat: its parent and its start time (proc.ts); null when gone or unreadable. */
-const parentOf = (pid: number): { readonly ppid: number } | null => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-    return Number.isInteger(ppid) ? { ppid } : null
-  } catch {
-    return null
-  }
-}
-
 // A process's argv and environment can be megabytes: only the start is read.
 const PROC_READ_MAX = 64 * 1024
 
@@ -370,7 +359,7 @@ const spawnedBy = (spawners: ReadonlyArray<ProcessId>): Array<number> => {
   }
   return pids.filter((pid) => {
     const parent = parentOf(pid)
-    return parent !== null && parents.has(parent.ppid)
+    return parent !== null && parents.has(parent)
   })
 }
 
