@@ -230,7 +230,11 @@ describe.each(Object.entries(setups))("%s", (_, setup) => {
     for (const name of names) submit(spool, name, body(name))
     const archive = (m: string) => path.join(root, `archive-${m}`)
     const on = (m: string, mount: 0 | 1, more: ReadonlyArray<string> = []) =>
-      startOn(`host-${m}`, ["--node-id", m, "-j", "4", "-o", archive(m), "--poll", "1s", "--lease", "6s", ...more, path.join(volume.mounts[mount], "crash")], root)
+      // A lease of 10 s: a node that cannot write its heartbeat for half of it
+      // stops (cut off). With 6 s, one MooseFS write stalled 1.5 s on a loaded
+      // CI machine cut the survivor itself off (a CI failure, not the crash
+      // this test makes).
+      startOn(`host-${m}`, ["--node-id", m, "-j", "4", "-o", archive(m), "--poll", "1s", "--lease", "10s", ...more, path.join(volume.mounts[mount], "crash")], root)
     const survivor = on("b", 1)
     const victims: Array<Running> = []
     const ended = () => runs(ledger).filter((r) => r.end !== null && !r.cut).length
