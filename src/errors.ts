@@ -24,6 +24,57 @@ export class InputMissing extends Data.TaggedError("InputMissing")<{
   }
 }
 
+/**
+ * `pmjq log`: no job of that name is queued or running on the spool, nor
+ * archived in a dir a node publishes (EX_NOINPUT).
+ */
+export class NoSuchJob extends Data.TaggedError("NoSuchJob")<{
+  readonly name: string
+  readonly spool: string
+}> {
+  override get message() {
+    return `${this.name}: no such job: not queued or running on ${this.spool}, nor archived where its nodes archive (their archive and error dirs, as their heartbeats say)`
+  }
+}
+
+/**
+ * `pmjq log`: the job's node keeps no output in files (no -o, no -e: it goes
+ * to the node's own log), so there is none to read (EX_NOINPUT).
+ */
+export class OutputNotKept extends Data.TaggedError("OutputNotKept")<{
+  readonly name: string
+  readonly node: string
+}> {
+  override get message() {
+    return `${this.name}: its output is not kept: node ${this.node} runs jobs without -o or -e, and their output goes to its log`
+  }
+}
+
+/**
+ * `pmjq log`: a job's output file that cannot be read: not the job's (a
+ * symlink, not a regular file, another owner's) or not the caller's to read
+ * (EX_NOPERM); or an I/O error (EX_TEMPFAIL: a network filesystem may answer
+ * again).
+ */
+export class OutputUnreadable extends Data.TaggedError("OutputUnreadable")<{
+  readonly file: string
+  readonly reason: string
+  readonly denied: boolean
+}> {
+  override get message() {
+    return `cannot read ${this.file}: ${this.reason}`
+  }
+}
+
+/**
+ * An output file `pmjq log` had open is lost to it: ESTALE once another NFS
+ * client removed it (the node that archived it), or another I/O error. Never
+ * seen by a user: the follower reads the archived copy from where it stood.
+ */
+export class OutputLost extends Data.TaggedError("OutputLost")<{
+  readonly reason: string
+}> {}
+
 /** A directory pmjq needs (archive, error, its own state) cannot be created (EX_CANTCREAT). */
 export class CannotCreateDirectory extends Data.TaggedError("CannotCreateDirectory")<{
   readonly path: string
@@ -165,7 +216,20 @@ export class DrainFailed extends Data.TaggedError("DrainFailed")<{
   }
 }
 
-export type StartupError = DrainFailed | CutOff | SpoolMissing | InputMissing | CannotCreateDirectory | UsageError | NotPermitted | CannotAdopt | NodeElsewhere | CannotServeMetrics
+export type StartupError =
+  | DrainFailed
+  | CutOff
+  | SpoolMissing
+  | InputMissing
+  | NoSuchJob
+  | OutputNotKept
+  | OutputUnreadable
+  | CannotCreateDirectory
+  | UsageError
+  | NotPermitted
+  | CannotAdopt
+  | NodeElsewhere
+  | CannotServeMetrics
 
 /** sysexits(3) status for each startup error. */
 export const exitStatus = (error: StartupError): number => {
@@ -174,7 +238,11 @@ export const exitStatus = (error: StartupError): number => {
       return 64
     case "SpoolMissing":
     case "InputMissing":
+    case "NoSuchJob":
+    case "OutputNotKept":
       return 66
+    case "OutputUnreadable":
+      return error.denied ? 77 : 75
     case "CannotCreateDirectory":
       return 73
     case "NotPermitted":
@@ -217,6 +285,9 @@ export const errnoCode = (error: unknown): string | undefined => (error instance
 const startupTags: ReadonlySet<string> = new Set([
   "SpoolMissing",
   "InputMissing",
+  "NoSuchJob",
+  "OutputNotKept",
+  "OutputUnreadable",
   "CannotCreateDirectory",
   "UsageError",
   "NotPermitted",

@@ -22,64 +22,12 @@ import { decodeRecord, isJobName } from "../decode.js"
 import { UsageError } from "../errors.js"
 import { createNew, readRegularAsync } from "../files.js"
 import type { JobRecord } from "../record.js"
-import { asideOf, besideName, cancelRequestName, claimedName, isHidden, isJob, runningRoot, stateDir } from "../spool/layout.js"
+import { asideOf, besideName, cancelRequestName, stateDir } from "../spool/layout.js"
+import { jobsIn, placeOf, whereIs } from "../spool/places.js"
 import { requireSpool } from "../spool/Spool.js"
 import { findRecord, isOwnRecord, recordDirs, stateOwner, type Submitted } from "../spool/view.js"
 import { visible } from "../text.js"
 import { duration } from "./options.js"
-
-/** Where job NAME is now, whose it is, and which file it is (its inode: what its record is known by). */
-type Place =
-  | { readonly at: "queued"; readonly file: string; readonly uid: number; readonly inode: number }
-  | { readonly at: "running"; readonly file: string; readonly uid: number; readonly inode: number; readonly node: string }
-  | { readonly at: "nowhere" }
-
-const lstatOrNull = (file: string) => {
-  try {
-    return fs.lstatSync(file)
-  } catch {
-    return null
-  }
-}
-
-const namesIn = (dir: string) => {
-  try {
-    return fs.readdirSync(dir)
-  } catch {
-    return []
-  }
-}
-
-/**
- * The jobs in the spool, queued or claimed by a node, with where each is:
- * those whose name WANTED takes (looked at only then: one lstat each); with
- * EXACTLY, only that name, and the spool is not listed (it may hold 100,000
- * files, and a cancel looks ten times a second while it waits).
- */
-const jobsIn = (spool: string, wanted: (name: string) => boolean = () => true, exactly?: string): Array<{ readonly name: string; readonly place: Place }> => {
-  const found: Array<{ name: string; place: Place }> = []
-  for (const name of exactly === undefined ? namesIn(spool).filter(wanted) : [exactly]) {
-    const file = path.join(spool, name)
-    const stat = lstatOrNull(file)
-    if (stat !== null && isJob(name, stat)) found.push({ name, place: { at: "queued", file, uid: stat.uid, inode: stat.ino } })
-  }
-  const root = runningRoot(spool)
-  for (const node of namesIn(root)) {
-    for (const claimed of namesIn(path.join(root, node)).filter((n) => !isHidden(n) && wanted(claimedName(n)))) {
-      const file = path.join(root, node, claimed)
-      const stat = lstatOrNull(file)
-      if (stat !== null && stat.isFile()) found.push({ name: claimedName(claimed), place: { at: "running", file, uid: stat.uid, inode: stat.ino, node } })
-    }
-  }
-  return found
-}
-
-/** Where a job NAME is: the caller's own first (several jobs may share a name: copies, nodes, users). */
-const placeOf = (spool: string, name: string, me: number): Place => {
-  const named = jobsIn(spool, (n) => n === name, name)
-  const mine = named.find((j) => j.place.at !== "nowhere" && (me === 0 || j.place.uid === me))
-  return (mine ?? named[0])?.place ?? { at: "nowhere" }
-}
 
 // Enough to recognise the job meant; the rest is counted.
 const LISTED = 5
@@ -124,10 +72,6 @@ const ask = (spool: string, uid: number, name: string) =>
 const EX_NOTHING = 1
 const EX_TEMPFAIL = 75
 const EX_NOPERM = 77
-
-/** The job JOB as the spool has it now: the file queued, or its claim, or gone. */
-const whereIs = (spool: string, job: Submitted): Place =>
-  jobsIn(spool, (n) => n === job.name, job.name).find((j) => j.place.at !== "nowhere" && j.place.inode === job.inode)?.place ?? { at: "nowhere" }
 
 // Outcomes only pmjq judges, written over its spawner's record before
 // anything moves: final as soon as they are there.
