@@ -9,11 +9,13 @@
  * Each fires once per episode: again only after the state has ended and come
  * back. A sampler on a Schedule looks at the daemon every second; a command
  * runs in its own fiber, so a slow or failing one never holds up dispatch.
+ * The HookRunner here also runs --on-finish's commands (finishHooks.ts).
  */
-import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, FiberId, Layer, Option, Schedule } from "effect"
 import * as cp from "node:child_process"
 import * as readline from "node:readline"
-import { hookFired } from "./telemetry/metrics.js"
+import { identify, type ProcessId, signalGroupOf } from "./proc.js"
+import { hookFailed, hookFired } from "./telemetry/metrics.js"
 
 export type Limit = "load" | "max-jobs"
 
@@ -55,31 +57,101 @@ export const step = (episode: Episode, active: boolean, now: number, afterMs: nu
   return { next: { since, fired: episode.fired || fire }, fire }
 }
 
-/** Runs a hook command with /bin/sh; its output goes to pmjq's log. */
+/** How a hook command ended: its exit, or why it could not start. */
+export type HookEnd =
+  | { readonly _tag: "Exited"; readonly exitCode: number | null; readonly signal: NodeJS.Signals | null }
+  | { readonly _tag: "NotStarted"; readonly reason: string }
+
+export const hookSucceeded = (end: HookEnd) => end._tag === "Exited" && end.exitCode === 0
+
+/** A hook's process, as the runner follows it. */
+interface HookProcess {
+  readonly child: cp.ChildProcess | null
+  /** Its process group's leader (null when it did not start). */
+  readonly leader: ProcessId | null
+  /** Completed once it ended and its output is closed, or it could not start. */
+  readonly ended: Deferred.Deferred<HookEnd>
+  /** Its output lines so far, to log (logged from a fiber, not from Node's callbacks). */
+  readonly lines: Array<Effect.Effect<void>>
+}
+
+const spawnHook = (hook: string, command: string, env: Readonly<Record<string, string>>): HookProcess => {
+  const ended = Deferred.unsafeMake<HookEnd>(FiberId.none)
+  const lines: Array<Effect.Effect<void>> = []
+  let child: cp.ChildProcess
+  try {
+    // Its own process group (detached), so that a stop reaches whatever it forked.
+    child = cp.spawn("/bin/sh", ["-c", command], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true })
+  } catch (e) {
+    // Thrown, not emitted: an environment Node refuses (a NUL byte in a value).
+    Deferred.unsafeDone(ended, Effect.succeed({ _tag: "NotStarted", reason: e instanceof Error ? e.message : String(e) }))
+    return { child: null, leader: null, ended, lines }
+  }
+  const log = (stream: "stdout" | "stderr") => (line: string) => lines.push(Effect.logInfo(line).pipe(Effect.annotateLogs({ hook, stream })))
+  readline.createInterface({ input: child.stdout! }).on("line", log("stdout"))
+  readline.createInterface({ input: child.stderr! }).on("line", log("stderr"))
+  child.once("error", (e) => Deferred.unsafeDone(ended, Effect.succeed({ _tag: "NotStarted", reason: e.message })))
+  child.once("close", (exitCode, signal) => Deferred.unsafeDone(ended, Effect.succeed({ _tag: "Exited", exitCode, signal })))
+  return { child, leader: child.pid === undefined ? null : identify(child.pid), ended, lines }
+}
+
+/**
+ * SIGTERM to the hook's group, SIGKILL after KILL_AFTER to whatever is left
+ * (a child that ignores SIGTERM, one its shell left behind). Runs as the
+ * caller is interrupted (a timeout, pmjq stopping), in a finalizer.
+ */
+const stopHook = (hook: string, proc: HookProcess, killAfter: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    if (proc.child === null || proc.leader === null || (yield* Deferred.isDone(proc.ended))) return
+    const { child, leader } = proc
+    signalGroupOf(leader, "SIGTERM")
+    const exited = Effect.async<void>((resume) => {
+      if (child.exitCode !== null || child.signalCode !== null) resume(Effect.void)
+      else child.once("exit", () => resume(Effect.void))
+    })
+    // Only the waits are interruptible (as job/Runner.ts's terminate): the
+    // timeout can then cut them short, the caller's pending interruption cannot.
+    const termed = yield* exited.pipe(Effect.interruptible, Effect.timeoutOption(killAfter))
+    signalGroupOf(leader, "SIGKILL")
+    // A process that left the group (setsid) may still hold its output open:
+    // not waited for beyond this.
+    const closed = yield* Deferred.await(proc.ended).pipe(Effect.interruptible, Effect.timeoutOption(killAfter))
+    if (Option.isNone(closed)) {
+      child.stdout?.destroy()
+      child.stderr?.destroy()
+    }
+    yield* Effect.logInfo("hook stopped").pipe(Effect.annotateLogs({ hook, signal: Option.isSome(termed) ? "SIGTERM" : "SIGKILL" }))
+  })
+
+const logEnd = (hook: string) => (end: HookEnd) =>
+  end._tag === "NotStarted"
+    ? Effect.logError("hook could not start").pipe(Effect.annotateLogs({ hook, reason: end.reason }))
+    : end.exitCode === 0
+    ? Effect.logInfo("hook done").pipe(Effect.annotateLogs({ hook }))
+    : Effect.logWarning("hook failed").pipe(Effect.annotateLogs({ hook, ...(end.signal !== null ? { signal: end.signal } : { exitCode: end.exitCode ?? "none" }) }))
+
+/**
+ * Runs COMMAND with /bin/sh -c, with pmjq's environment plus ENV and stdin
+ * from /dev/null; its output goes to pmjq's log, a line at a time. Interrupted,
+ * it stops the command's process group (SIGTERM, SIGKILL after KILL_AFTER).
+ */
+export const runHook = (killAfter: Duration.DurationInput) => (hook: string, command: string, env: Readonly<Record<string, string>>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => spawnHook(hook, command, env)),
+    (proc) => Deferred.await(proc.ended),
+    (proc) => Effect.zipRight(stopHook(hook, proc, killAfter), Effect.suspend(() => Effect.all(proc.lines.splice(0), { discard: true })))
+  ).pipe(Effect.tap(logEnd(hook)))
+
+// A stopped hook's time between SIGTERM and SIGKILL: hooks are meant to be
+// quick (a mail, a webhook), and a stop of pmjq waits for this.
+const HOOK_KILL_AFTER = "3 seconds"
+
+/** Runs a hook command (runHook); a seam for tests. */
 export class HookRunner extends Context.Tag("pmjq/HookRunner")<
   HookRunner,
-  { readonly run: (hook: string, command: string, env: Readonly<Record<string, string>>) => Effect.Effect<void> }
+  { readonly run: (hook: string, command: string, env: Readonly<Record<string, string>>) => Effect.Effect<HookEnd> }
 >() {
-  static readonly Live = Layer.succeed(HookRunner, {
-    run: (hook, command, env) =>
-      Effect.async<void>((resume) => {
-        const child = cp.spawn("/bin/sh", ["-c", command], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
-        const lines: Array<Effect.Effect<void>> = []
-        const log = (stream: "stdout" | "stderr") => (line: string) =>
-          lines.push(Effect.logInfo(line).pipe(Effect.annotateLogs({ hook, stream })))
-        readline.createInterface({ input: child.stdout! }).on("line", log("stdout"))
-        readline.createInterface({ input: child.stderr! }).on("line", log("stderr"))
-        child.once("error", (e) => resume(Effect.logError("hook could not start").pipe(Effect.annotateLogs({ hook, reason: e.message }))))
-        child.once("close", (code, signal) =>
-          resume(Effect.all(lines, { discard: true }).pipe(Effect.zipRight(
-            code === 0
-              ? Effect.logInfo("hook done").pipe(Effect.annotateLogs({ hook }))
-              : Effect.logWarning("hook failed").pipe(Effect.annotateLogs({ hook, ...(signal !== null ? { signal } : { exitCode: code }) }))
-          ))))
-        // Interrupted (pmjq stopping): the command is stopped too.
-        return Effect.sync(() => void child.kill("SIGTERM"))
-      })
-  })
+  static readonly Live = Layer.succeed(HookRunner, { run: runHook(HOOK_KILL_AFTER) })
 }
 
 /** Looks at the daemon every second, and runs the commands when due. Runs forever. */
@@ -103,6 +175,7 @@ export const watchHooks = (settings: HookSettings, observe: Effect.Effect<Observ
           PMJQ_RUNNING: String(seen.running),
           ...(hook === "limit" && seen.holding !== null ? { PMJQ_LIMIT: seen.holding } : {})
         })),
+        Effect.flatMap((end) => (hookSucceeded(end) ? Effect.void : hookFailed(hook))),
         Effect.forkScoped
       )
 

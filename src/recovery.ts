@@ -15,6 +15,11 @@
  * Each job settles on its own: one that cannot be read or settled now is
  * logged and left in the folder for the next round, and the others go on.
  * A node killed in its first beat left only its heartbeat's aside: it goes too.
+ *
+ * A job's end settled here (archived as recorded, or failed as interrupted) is
+ * told to `ended` (--on-finish), as its own node would have; a cut run's
+ * output is not an end (the job runs again). Should its node have died after
+ * its archival but before it was done, its hook may run twice.
  */
 import { Clock, Duration, Effect, Metric, Option } from "effect"
 import { Archive, destinationOf, type Finished } from "./job/Archive.js"
@@ -92,7 +97,10 @@ export const stillRunning = (hb: Heartbeat, names: LeftoverNames): Option.Option
   return helpers.some(stillRuns) ? Option.some({ names, process: null, helpers }) : Option.none()
 }
 
-export const makeRecovery = (settings: RecoverySettings) =>
+export const makeRecovery = (
+  settings: RecoverySettings,
+  ended: (record: JobRecord, entry: string | null) => Effect.Effect<void> = () => Effect.void
+) =>
   Effect.gen(function*() {
     const nodes = yield* Nodes
     const spool = yield* Spool
@@ -104,6 +112,10 @@ export const makeRecovery = (settings: RecoverySettings) =>
       const dir = destinationOf(finished.record.outcome, settings)
       return Option.isSome(dir) ? archive.store(dir.value, finished) : Effect.as(archive.discard(finished), "(deleted: no archive dir)")
     }
+    /** A job's end, put as its own run would have, and told to `ended` with its entry (none when deleted). */
+    const putEnd = (finished: Finished) =>
+      Effect.tap(put(finished), (entry) =>
+        ended(finished.record, Option.isSome(destinationOf(finished.record.outcome, settings)) ? entry : null))
 
     const interruptedRecord = (left: Leftover, dead: string, attempt: number, reason: string, now: number): JobRecord =>
       unstartedRecord(
@@ -124,7 +136,7 @@ export const makeRecovery = (settings: RecoverySettings) =>
           owner: left.uid === null || left.gid === null ? null : { uid: left.uid, gid: left.gid }
         })
         if (left.record !== null) {
-          const entry = yield* put(finished(left.record, true))
+          const entry = yield* putEnd(finished(left.record, true))
           return yield* Effect.logInfo("recovered: archived as recorded").pipe(Effect.annotateLogs({ entry, outcome: left.record.outcome }))
         }
         if (left.file === null) {
@@ -138,7 +150,7 @@ export const makeRecovery = (settings: RecoverySettings) =>
           const why = settings.orphans === "fail"
             ? `node ${dead} died while it ran (--orphans fail)`
             : `node ${dead} died while it ran, attempt ${attempt} of --max-attempts ${settings.maxAttempts}`
-          const entry = yield* put(finished(interruptedRecord(left, dead, attempt, why, now), true))
+          const entry = yield* putEnd(finished(interruptedRecord(left, dead, attempt, why, now), true))
           return yield* Effect.logWarning("recovered: interrupted, not run again").pipe(Effect.annotateLogs({ entry, attempt }))
         }
         // The cut run's output gets its own entry; its record is kept apart
