@@ -7,10 +7,12 @@
  *   MetricsExport        when asked for: a port or file refused ends pmjq before any job is touched
  *   Running, JobQueue    shared state (Refs) and the queue with its feed
  *   Heartbeat            first beat; its finalizer (leave) runs last
+ *   FinishHooks          --on-finish: closes after Jobs, so a stop's interrupted jobs are told to it
  *   Jobs, Stopping       runs, archival retries, -j slots; on a stop, --grace (or
  *                        leave them to the spawners), then interruption
  *   RecoveryRounds       dead nodes' jobs (this node's previous run first), every --poll
  *   Cancels              `pmjq cancel`'s requests, every --poll and when one appears
+ *   Pauses               `pmjq pause`, read every --poll
  *   Hooks, SpoolFeed, Progress, Restart (SIGHUP), Sampling (the metrics' gauges),
  *   ArchiveSweep         (once: what a crash left half placed in the archive dirs)
  *   Dispatcher           takes a slot, waits for the gate, claims, launches
@@ -28,6 +30,7 @@ import { ArchiveSweep } from "./features/ArchiveSweep.js"
 import { DaemonConfig, type DaemonSettings, type Ending, Finished } from "./features/Config.js"
 import { Cancels } from "./features/Cancels.js"
 import { Dispatcher } from "./features/Dispatcher.js"
+import { FinishHooks } from "./features/FinishHooks.js"
 import { Heartbeat } from "./features/Heartbeat.js"
 import { Hooks } from "./features/Hooks.js"
 import { JobQueue } from "./features/JobQueue.js"
@@ -47,6 +50,7 @@ import { Archive } from "./job/Archive.js"
 import { RefusalsKeptLive } from "./job/RefusalsKept.js"
 import { ProcessRunner } from "./job/Runner.js"
 import { Users } from "./job/Users.js"
+import { Pauses } from "./features/Pauses.js"
 import { NodesLive } from "./spool/Nodes.js"
 import { RequestsLive } from "./spool/Requests.js"
 import { SpoolLive } from "./spool/Spool.js"
@@ -60,9 +64,10 @@ export const DaemonLive = (settings: DaemonSettings) => {
   const config = Layer.succeed(DaemonConfig, settings)
   const state = Layer.mergeAll(Running.layer, JobQueue.layer).pipe(Layer.provideMerge(MetricsExport.pipe(Layer.provideMerge(config))))
   const beating = Heartbeat.pipe(Layer.provideMerge(state))
-  const running = Stopping.layer.pipe(Layer.provideMerge(Jobs.layer), Layer.provideMerge(beating))
+  const running = Stopping.layer.pipe(Layer.provideMerge(Jobs.layer), Layer.provideMerge(FinishHooks.layer), Layer.provideMerge(beating))
   const recovering = Layer.mergeAll(RecoveryRounds, Cancels.layer).pipe(Layer.provideMerge(running))
-  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart, Sampling, ArchiveSweep).pipe(Layer.provideMerge(recovering))
+  // Pauses under the rest: Sampling counts what a pause holds, the Dispatcher waits on it.
+  const watching = Layer.mergeAll(Hooks, SpoolFeed, Progress, Restart, Sampling, ArchiveSweep).pipe(Layer.provideMerge(Pauses.layer), Layer.provideMerge(recovering))
   return Dispatcher.pipe(Layer.provideMerge(watching))
 }
 
@@ -77,7 +82,7 @@ export const ServicesLive = (settings: DaemonSettings) =>
     HookRunner.Live,
     Users.Live,
     ProcessRunner.Live,
-    Archive.Live,
+    Archive.layer(settings),
     RefusalsKeptLive(settings)
   ).pipe(
     Layer.provide(Syscalls.forDirectories([settings.spool, ...Option.toArray(settings.archiveDir), ...Option.toArray(settings.errorDir)])),

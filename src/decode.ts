@@ -6,7 +6,7 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import type { ProcessId } from "./proc.js"
-import type { JobRecord } from "./record.js"
+import { type JobRecord, OUTCOMES } from "./record.js"
 
 /**
  * A name pmjq may join to a folder: one path component, never `.` or `..`,
@@ -53,11 +53,29 @@ const JobRecordSchema = Schema.Struct({
   startedAt: Schema.NullOr(Instant),
   endedAt: Instant,
   durationMs: Schema.Number,
-  outcome: Schema.Literal("succeeded", "failed", "timed-out", "interrupted", "rejected", "cancelled"),
+  outcome: Schema.Literal(...OUTCOMES),
   exitCode: Schema.NullOr(Schema.Number.pipe(Schema.int())),
   signal: Schema.NullOr(Schema.String),
   reason: Schema.NullOr(Schema.String)
 })
+
+/** job-spool/.pmjq/ended/NAME: how the last job named NAME ended (spool/ended.ts). */
+const EndedNoteSchema = Schema.Struct({
+  name: JobName,
+  outcome: JobRecordSchema.fields.outcome,
+  exitCode: Schema.NullOr(Schema.Number.pipe(Schema.int())),
+  endedAt: Instant,
+  node: Schema.String
+})
+export type EndedNote = typeof EndedNoteSchema.Type
+
+/** job-spool/.pmjq/paused/spool or paused/node-NODE: who paused, when, and why (spool/pauses.ts). */
+const PauseNoteSchema = Schema.Struct({
+  by: Schema.String.pipe(Schema.maxLength(256)),
+  at: Instant,
+  reason: Schema.NullOr(Schema.String.pipe(Schema.maxLength(1024)))
+})
+export type PauseNote = typeof PauseNoteSchema.Type
 
 /** job-spool/.pmjq/nodes/NODE, rewritten every lease/4 (see spool/Nodes.ts). */
 const HeartbeatSchema = Schema.Struct({
@@ -159,6 +177,8 @@ export type DoneMark = typeof DoneMarkSchema.Type
 const CancelRequestSchema = Schema.Struct({ name: JobName })
 
 export const decodeCancelRequest = decodeJson(CancelRequestSchema)
+export const decodeEndedNote = decodeJson(EndedNoteSchema)
+export const decodePauseNote = decodeJson(PauseNoteSchema)
 
 export const decodeRecord: (text: string) => Either.Either<JobRecord, string> = decodeJson(JobRecordSchema)
 export const decodeHeartbeat = decodeJson(HeartbeatSchema)

@@ -244,12 +244,18 @@ export const writeNewAsync = async (file: string, data: string, mode: number, ow
   }
 }
 
-const openRegularAsync = async (file: string, uid: number | null) => {
+/**
+ * openRegular on the thread pool, the handle left open: the file must be owned
+ * by `uid`, or by one of several (a job's output: its owner's, or pmjq's when
+ * the job ran as pmjq).
+ */
+export const openRegularAsync = async (file: string, uid: number | ReadonlyArray<number> | null) => {
   const handle = await fs.promises.open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
   try {
     const stat = await handle.stat()
+    const owners = uid === null ? null : typeof uid === "number" ? [uid] : uid
     if (!stat.isFile()) throw new Untrusted(file, "not a regular file")
-    if (uid !== null && stat.uid !== uid) throw new Untrusted(file, `owned by uid ${stat.uid}, not ${uid}`)
+    if (owners !== null && !owners.includes(stat.uid)) throw new Untrusted(file, `owned by uid ${stat.uid}, not ${[...new Set(owners)].join(" or ")}`)
     return { handle, stat }
   } catch (e) {
     await handle.close()
@@ -269,6 +275,78 @@ export const readRegularAsync = async (file: string, uid: number | null = null, 
     return await readAtMostAsync(file, opened.handle, opened.stat.size, max)
   } finally {
     await opened.handle.close()
+  }
+}
+
+/** What a file is, and its first bytes when asked for (Calls.head). */
+export interface Head {
+  readonly stat: Stat
+  /** Its first bytes as text; null when not read (not a regular file, not wanted, not readable). */
+  readonly text: string | null
+  /** Whether the file goes on past those bytes. */
+  readonly cut: boolean
+}
+
+const HEAD_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | fs.constants.O_NOCTTY
+// A symlink (ELOOP) or a socket (ENXIO) is not opened: what it is comes from
+// an lstat. A file pmjq may not read (not as root) has no head to read.
+const NOT_OPENED = new Set(["ELOOP", "ENXIO", "EACCES", "EPERM"])
+
+const bytesOf = (buffer: Buffer, length: number, max: number): Pick<Head, "text" | "cut"> => ({
+  text: buffer.toString("utf8", 0, Math.min(length, max)),
+  cut: length > max
+})
+
+/**
+ * FILE opened without following a symlink or waiting on a FIFO: what its
+ * descriptor is (fstat), and, when it is a regular file `wanted` says to read,
+ * its first MAX bytes. One open, one fstat, mostly one read.
+ */
+export const readHead = (file: string, max: number, wanted: (stat: Stat) => boolean): Head => {
+  let fd: number
+  try {
+    fd = fs.openSync(file, HEAD_FLAGS)
+  } catch (e) {
+    if (NOT_OPENED.has((e as NodeJS.ErrnoException).code ?? "")) return { stat: fs.lstatSync(file), text: null, cut: false }
+    throw e
+  }
+  try {
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile() || !wanted(stat)) return { stat, text: null, cut: false }
+    const buffer = Buffer.allocUnsafe(Math.min(max, stat.size) + 1)
+    let length = 0
+    while (length < buffer.length) {
+      const n = fs.readSync(fd, buffer, length, buffer.length - length, null)
+      if (n === 0) break
+      length += n
+    }
+    return { stat, ...bytesOf(buffer, length, max) }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+export const readHeadAsync = async (file: string, max: number, wanted: (stat: Stat) => boolean): Promise<Head> => {
+  let handle: fs.promises.FileHandle
+  try {
+    handle = await fs.promises.open(file, HEAD_FLAGS)
+  } catch (e) {
+    if (NOT_OPENED.has((e as NodeJS.ErrnoException).code ?? "")) return { stat: await fs.promises.lstat(file), text: null, cut: false }
+    throw e
+  }
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile() || !wanted(stat)) return { stat, text: null, cut: false }
+    const buffer = Buffer.allocUnsafe(Math.min(max, stat.size) + 1)
+    let length = 0
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null)
+      if (bytesRead === 0) break
+      length += bytesRead
+    }
+    return { stat, ...bytesOf(buffer, length, max) }
+  } finally {
+    await handle.close()
   }
 }
 

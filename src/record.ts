@@ -7,7 +7,9 @@
  * spawner bundles this without Effect.
  */
 
-export type Outcome = "succeeded" | "failed" | "timed-out" | "interrupted" | "rejected" | "cancelled"
+/** Every way a job can end: the record's, the metrics' and the decoder's one list. */
+export const OUTCOMES = ["succeeded", "failed", "timed-out", "interrupted", "rejected", "cancelled", "dependency-failed"] as const
+export type Outcome = typeof OUTCOMES[number]
 
 export interface JobRecord {
   readonly name: string
@@ -102,6 +104,8 @@ export type Ending =
   }
   | { readonly _tag: "NotStarted"; readonly reason: string }
   | { readonly _tag: "Rejected"; readonly reason: string }
+  /** Never run: a job it runs `--after` ended otherwise than succeeded, or its dependencies loop. */
+  | { readonly _tag: "DependencyFailed"; readonly reason: string }
   /** `pmjq cancel` by BY (a user name or uid): before it started (no exit), or its process group stopped. */
   | { readonly _tag: "Cancelled"; readonly by: string; readonly exit: ProcessExit | null }
 
@@ -111,6 +115,9 @@ export const judge = (ending: Ending): Pick<JobRecord, "outcome" | "exitCode" | 
   }
   if (ending._tag === "Rejected") {
     return { outcome: "rejected", exitCode: null, signal: null, reason: `refused: ${ending.reason}` }
+  }
+  if (ending._tag === "DependencyFailed") {
+    return { outcome: "dependency-failed", exitCode: null, signal: null, reason: ending.reason }
   }
   if (ending._tag === "Cancelled") {
     if (ending.exit === null) return { outcome: "cancelled", exitCode: null, signal: null, reason: `cancelled by ${ending.by} before it started` }

@@ -62,6 +62,12 @@ export interface Calls {
    * files.ts: MAX_READ) fails (ELOOP, Untrusted).
    */
   readonly readText: (file: string, uid: number, max?: number) => Promise<string | null>
+  /**
+   * FILE as a descriptor sees it (no symlink followed, no FIFO waited on):
+   * what it is, and its first MAX bytes when it is a regular file `wanted`
+   * says to read (a job's directives, job/directives.ts).
+   */
+  readonly head: (file: string, max: number, wanted: (stat: Stat) => boolean) => Promise<files.Head>
   /** A file's bytes as a stream (captured output passed through to pmjq's own). */
   readonly readStream: (file: string) => Readable
   /**
@@ -168,6 +174,7 @@ export const directCalls: Calls = {
   // A copy may be of any size: never on the event loop (files.ts).
   copyNew: files.copyNewAsync,
   readText: (file, uid, max) => now(() => files.readRegular(file, uid, max)),
+  head: (file, max, wanted) => now(() => files.readHead(file, max, wanted)),
   readStream,
   watch,
   escapeNames
@@ -214,6 +221,7 @@ export const threadedCalls: Calls = {
   writeNew: (file, data, mode, owner = null) => files.writeNewAsync(file, data, mode, owner),
   copyNew: files.copyNewAsync,
   readText: (file, uid, max) => files.readRegularAsync(file, uid, max),
+  head: files.readHeadAsync,
   readStream,
   watch,
   escapeNames

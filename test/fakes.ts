@@ -2,6 +2,8 @@
  * In-memory stand-ins for the services the daemon talks through, so the
  * pipeline can be tested with TestClock: no files, no processes, no sleeps.
  */
+import { PLAIN } from "../src/job/directives.js"
+import type { Pause } from "../src/spool/pauses.js"
 import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref } from "effect"
 import { LoadAverage } from "../src/gate/LoadAverage.js"
 import { Archive, type Finished } from "../src/job/Archive.js"
@@ -54,6 +56,9 @@ export const fakeSpool = Effect.gen(function*() {
     if (names.length > 0) setImmediate(() => setImmediate(() => Effect.runSync(Queue.offerAll(notify, names))))
   }
 
+  /** What `pmjq pause` files say now (spool/pauses.ts). */
+  const pause: { now: Option.Option<Pause> } = { now: Option.none() }
+
   const service = Spool.of({
     path: "/spool",
     list: Effect.sync(() => {
@@ -87,6 +92,8 @@ export const fakeSpool = Effect.gen(function*() {
         const others = names.filter((name) => files.has(name) && !files.get(name)!.executable)
         return { jobs, others, notExecutable: others }
       }),
+    dependencies: () => Effect.succeed({ presence: new Map(), ended: new Map() }),
+    paused: Effect.sync(() => pause.now),
     claim: (name) =>
       Effect.sync(() => {
         const owner = files.get(name)?.uid ?? 1000
@@ -97,7 +104,7 @@ export const fakeSpool = Effect.gen(function*() {
           return Option.none()
         }
         claimed.push(name)
-        return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null, owner })
+        return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null, owner, read: PLAIN })
       }),
     release: (claim) =>
       Effect.sync(() => {
@@ -124,7 +131,7 @@ export const fakeSpool = Effect.gen(function*() {
         Effect.forever
       )
   })
-  return { service, files, submit, stolen, takenElsewhere, claimed, lost, released, calls, ownerAfterInspect }
+  return { service, files, submit, stolen, takenElsewhere, claimed, lost, released, calls, ownerAfterInspect, pause }
 })
 
 /** What one spawn of a job does; an exit's process may take `startsIn` to start (fork and exec). */
@@ -298,7 +305,9 @@ export const fakeNodes = Effect.sync(() => {
 /** Hook commands, recorded instead of run; each "takes" no time. */
 export const fakeHooks = Effect.sync(() => {
   const runs: Array<{ readonly hook: string; readonly command: string; readonly env: Readonly<Record<string, string>> }> = []
-  const service = HookRunner.of({ run: (hook, command, env) => Effect.sync(() => void runs.push({ hook, command, env })) })
+  const service = HookRunner.of({
+    run: (hook, command, env) => Effect.sync(() => void runs.push({ hook, command, env })).pipe(Effect.as({ _tag: "Exited" as const, exitCode: 0, signal: null }))
+  })
   return { service, runs }
 })
 
@@ -342,6 +351,8 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   idleAfter: "10 minutes",
   limitCmd: Option.none(),
   limitAfter: "1 minute",
+  onFinish: Option.none(),
+  onFinishTimeout: "60 seconds",
   lease: "60 seconds",
   orphans: "requeue",
   maxAttempts: 3,

@@ -231,6 +231,13 @@ export const makeMemoryFs = ({ now = () => 0, uid = 0, gid = 0, umask = 0o022 }:
         throw e
       }
     },
+    head: async (file, max, wanted) => {
+      const { node } = existing(file, "open", false)
+      const stat = statOf(node)
+      if (node.kind !== "file" || !wanted(stat)) return { stat, text: null, cut: false }
+      const bytes = Buffer.from(node.data)
+      return { stat, text: bytes.subarray(0, max).toString(), cut: bytes.length > max }
+    },
     readStream: (file) => {
       try {
         return Readable.from([existing(file, "open", true).node.data])

@@ -1,7 +1,7 @@
 /**
  * pmjq's command line: `pmjq [options] JOB-SPOOL` (the daemon), `pmjq submit`,
- * `status`, `cancel` and `retry`, each an @effect/cli command, and what a
- * failure exits with.
+ * `status`, `cancel`, `retry` and `log`, each an @effect/cli command, and what
+ * a failure exits with.
  *
  * The first word picks the command here rather than as @effect/cli
  * subcommands, and the words are checked against the command's grammar before
@@ -21,14 +21,20 @@ import { completionScript, type Shell } from "./completions.js"
 import { daemonCommand } from "./daemon.js"
 import { checkWords, closest, describeProblem, type Flag, type Grammar, grammarOf, without } from "./grammar.js"
 import { colourFor, type HelpPage, helpText, ungrouped } from "./help.js"
+import { holdCommand, releaseCommand } from "./holds.js"
+import { logCommand } from "./log.js"
+import { pauseCommand, resumeCommand } from "./pause.js"
 import { retryCommand } from "./retry.js"
 import { statusCommand } from "./status.js"
 import { submitCommand } from "./submit.js"
 
-const SUBMIT_USAGE = "pmjq submit [--name NAME] [--wait] JOB-SPOOL FILE | -- CMD [ARG...]"
+const SUBMIT_USAGE = "pmjq submit [options] JOB-SPOOL FILE | -- CMD [ARG...]"
 const STATUS_USAGE = "pmjq status [--json] [--watch] JOB-SPOOL"
 const CANCEL_USAGE = "pmjq cancel [--mine] [--wait-for DURATION] JOB-SPOOL NAME..."
 const RETRY_USAGE = "pmjq retry [--wait] JOB-SPOOL ENTRY..."
+const LOG_USAGE = "pmjq log [-f] JOB-SPOOL NAME"
+const PAUSE_USAGE = "pmjq pause [--node ID] [--reason TEXT] JOB-SPOOL"
+const RESUME_USAGE = "pmjq resume [--node ID] JOB-SPOOL"
 
 const EXIT_STATUS = [
   "Exit status: 0 done; 1 a drained job did not succeed; 64 bad usage; 66 no such",
@@ -42,12 +48,14 @@ const DAEMON_PAGE: HelpPage = {
     STATUS_USAGE,
     CANCEL_USAGE,
     RETRY_USAGE,
+    LOG_USAGE,
+    "pmjq hold | release JOB-SPOOL NAME...  pmjq pause | resume JOB-SPOOL",
     "pmjq --version | --completions bash|zsh|fish"
   ],
   about: "Run each executable file dropped into JOB-SPOOL, oldest first, once.",
   groups: [
     ["The queue", ["--archive-dir", "--error-dir", "--max-jobs", "--drain", "--timeout", "--poll", "--grace", "--log-format", "--log-level"]],
-    ["The gate", ["--cpu-limit", "--limit-cmd", "--limit-after", "--idle-cmd", "--idle-after"]],
+    ["The gate and hooks", ["--cpu-limit", "--limit-cmd", "--limit-after", "--idle-cmd", "--idle-after", "--on-finish", "--on-finish-timeout"]],
     ["Users and security", ["--run-as-owner", "--allow-users", "--allow-groups", "--keep-env", "--job-nproc", "--max-jobs-per-user"]],
     ["Cluster (many nodes on one spool)", ["--node-id", "--lease", "--orphans", "--max-attempts", "--on-stop"]],
     ["Telemetry (traces: OTEL_EXPORTER_OTLP_ENDPOINT)", ["--metrics-listen", "--metrics-file"]]
@@ -57,7 +65,8 @@ const DAEMON_PAGE: HelpPage = {
     "  submit  queue a script or a command under a unique name",
     "  status  the queue: what waits and why, what runs where, what ended",
     "  cancel  stop queued or running jobs (your own; root: any)",
-    "  retry   queue archived jobs again",
+    "  retry   queue archived jobs again; log: a job's output (-f follows it)",
+    "  hold    hold queued jobs, release them; pause, resume: start no new job",
     "",
     ...EXIT_STATUS,
     "See 'pmjq COMMAND --help' and man pmjq."
@@ -67,7 +76,7 @@ const DAEMON_PAGE: HelpPage = {
 const subcommandPage = (usage: string, about: string, longNames: ReadonlyArray<string>, footer: ReadonlyArray<string>): HelpPage => ({
   usage: [usage],
   about,
-  groups: [["Options", longNames]],
+  groups: longNames.length === 0 ? [] : [["Options", longNames]],
   footer: [...footer, "See man pmjq."]
 })
 
@@ -93,7 +102,7 @@ const tool = <Name extends string, R, E, A>(commandFor: (job: ReadonlyArray<stri
 })
 
 const TOOLS = {
-  submit: tool(submitCommand, subcommandPage(SUBMIT_USAGE, "Queue FILE, or the command after --, as a job under a unique name.", ["--name", "--wait"], [
+  submit: tool(submitCommand, subcommandPage(SUBMIT_USAGE, "Queue FILE, or the command after --, as a job under a unique name.", ["--name", "--wait", "--after", "--after-any", "--priority", "--hold"], [
     "With --wait the name goes to stderr, the job's output to stdout and stderr,",
     "and pmjq exits with the job's status: out=$(pmjq submit --wait SPOOL -- CMD).",
     "Exit status: 66 when FILE does not exist."
@@ -108,6 +117,31 @@ const TOOLS = {
   retry: tool(() => retryCommand, subcommandPage(RETRY_USAGE, "Queue archived jobs again, each under a fresh name, as their owner.", ["--wait"], [
     "ENTRY is an archive entry, DIR/STAMP_NAME, as status shows it.",
     "Exit status: 66 when an ENTRY does not exist."
+  ])),
+  log: tool(() => logCommand, subcommandPage(LOG_USAGE, "Print a job's output so far, running or archived.", ["--follow"], [
+    "Its stdout to stdout, its stderr to stderr (each as written; the two are",
+    "not interleaved as they happened). NAME is your own job's (root: any).",
+    "Exit status: 0 found (without -f); with -f, the job's own (as submit's",
+    "when it waits: 128+N killed by signal N, 143 cancelled, 1 never ran);",
+    "66 no such job queued, running or archived; 77 not yours."
+  ])),
+  hold: tool(() => holdCommand, subcommandPage("pmjq hold JOB-SPOOL NAME...", "Hold queued jobs: no node starts them until they are released.", [], [
+    "A held job is its file renamed .pmjq-held-NAME: every node sees it, and a",
+    "restart keeps it. Only a job's owner (or root) may hold or release it.",
+    "Exit status: 0 held; 1 a node took it first; 66 not queued; 73 a held job",
+    "of that name exists; 77 not yours."
+  ])),
+  release: tool(() => releaseCommand, subcommandPage("pmjq release JOB-SPOOL NAME...", "Release held jobs (by pmjq hold, or by #PMJQ --hold): they may start.", [], [
+    "A job held by its own #PMJQ --hold is written again without it.",
+    "Exit status: 0 released; 1 not held; 66 no such job; 73 a job of that",
+    "name is queued; 77 not yours."
+  ])),
+  pause: tool(() => pauseCommand, subcommandPage(PAUSE_USAGE, "Pause the spool, or one node: no new job starts; running jobs go on.", ["--node", "--reason"], [
+    "Nodes see a pause at their next rescan, and keep it across restarts.",
+    "Only root (or pmjq's own user) may pause. Exit status: 77 not permitted."
+  ])),
+  resume: tool(() => resumeCommand, subcommandPage(RESUME_USAGE, "End a pause of the spool, or of one node.", ["--node"], [
+    "Exit status: 0 resumed, or was not paused; 77 not permitted."
   ]))
 } as const
 
@@ -216,9 +250,11 @@ export const run = (argv: ReadonlyArray<string>, version: string) => {
   const [first, ...rest] = words
   const named = isTool(first) ? first : null
   type Either = ReturnType<typeof subcommand> | ReturnType<typeof daemon>
-  const command: Effect.Effect<void, Effect.Effect.Error<Either>, Effect.Effect.Context<Either>> = named !== null
-    ? Effect.suspend(() => subcommand(named, rest, version))
-    : Effect.suspend(() => daemon(words, version))
+  type Any = Effect.Effect<void, Effect.Effect.Error<Either>, Effect.Effect.Context<Either>>
+  // Typed at the thunk: Effect.suspend infers from one member of a union only.
+  const command: Any = named !== null
+    ? Effect.suspend((): Any => subcommand(named, rest, version))
+    : Effect.suspend((): Any => daemon(words, version))
   const help = named === null ? "pmjq --help" : `pmjq ${named} --help`
   return command.pipe(
     Effect.tapError((error) =>

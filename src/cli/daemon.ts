@@ -82,6 +82,12 @@ export const daemonOptions = {
     Options.optional
   ),
   limitAfter: duration("limit-after", "1m", "held time before --limit-cmd (default 1m)"),
+  onFinish: Options.text("on-finish").pipe(
+    Options.withPseudoName("CMD"),
+    Options.withDescription("run CMD after each job's end (PMJQ_JOB...)"),
+    Options.optional
+  ),
+  onFinishTimeout: duration("on-finish-timeout", "60s", "stop an --on-finish CMD after this (60s)"),
   runAsOwner: Options.boolean("run-as-owner").pipe(Options.withDescription("run each job as its file's owner (root only)")),
   allowUsers: Options.text("allow-users").pipe(
     Options.withPseudoName("USER,..."),
@@ -245,6 +251,8 @@ const settingsFrom = (options: Parsed) =>
       idleAfter: options.idleAfter,
       limitCmd: options.limitCmd,
       limitAfter: options.limitAfter,
+      onFinish: options.onFinish,
+      onFinishTimeout: options.onFinishTimeout,
       drain: options.drain,
       onStop: options.onStop,
       progress: options.drain && process.stderr.isTTY === true,

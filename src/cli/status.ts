@@ -9,7 +9,7 @@ import { Users } from "../job/Users.js"
 import { escapeJson } from "../log.js"
 import { visible } from "../text.js"
 import { requireSpool } from "../spool/Spool.js"
-import { type SpoolView, viewSpool } from "../spool/view.js"
+import { describePaused, type SpoolView, viewSpool } from "../spool/view.js"
 import { Syscalls } from "../syscalls.js"
 
 const ago = (ms: number) =>
@@ -30,12 +30,24 @@ export const render = (v: SpoolView): string => {
   const now = Date.parse(v.at)
   const out: Array<string> = [`spool ${visible(v.spool)} at ${v.at}`, ""]
   if (v.untrusted !== null) out.push(`pmjq's state is not shown: ${visible(v.untrusted)} (it is not pmjq's own)`, "")
-  // The oldest job that may run: a file that will not is counted apart.
-  const oldest = v.queued.find((q) => q.reason !== "refused")
-  const refused = v.queued.filter((q) => q.reason === "refused").length
-  out.push(`queued: ${v.queued.length}${refused > 0 ? ` (${refused} refused)` : ""}${oldest === undefined ? "" : `, oldest ${ago(now - Date.parse(oldest.readyAt))} (${visible(oldest.name)})`}`)
+  const pauses = [
+    ...(v.paused.spool === null ? [] : [describePaused(v.paused.spool, null)]),
+    ...Object.entries(v.paused.nodes).map(([node, note]) => describePaused(note, node))
+  ]
+  if (pauses.length > 0) out.push(...pauses.map((p) => `paused: ${visible(p)}`), "")
+  // The oldest job that may run: a file that will not, and a held one, are counted apart.
+  const oldest = v.queued.find((q) => q.reason !== "refused" && q.reason !== "held")
+  const apart = (["refused", "held"] as const).map((r) => [r, v.queued.filter((q) => q.reason === r).length] as const).filter(([, n]) => n > 0)
+  out.push(`queued: ${v.queued.length}${apart.length > 0 ? ` (${apart.map(([r, n]) => `${n} ${r}`).join(", ")})` : ""}${oldest === undefined ? "" : `, oldest ${ago(now - Date.parse(oldest.readyAt))} (${visible(oldest.name)})`}`)
   if (v.queued.length > 0) {
-    out.push(table([["NAME", "USER", "WAITING", "REASON"], ...v.queued.slice(0, 5).map((q) => [q.name, q.user, ago(now - Date.parse(q.readyAt)), q.detail])]))
+    const shown = v.queued.slice(0, 5)
+    // PRIO only when a job shown has a priority (#PMJQ --priority); ? when its lines cannot be read.
+    const prio = shown.some((q) => q.priority !== 0 && q.priority !== null)
+    const row = (cells: ReadonlyArray<string>, priority: string) => (prio ? [...cells.slice(0, 3), priority, cells[3]!] : cells)
+    out.push(table([
+      row(["NAME", "USER", "WAITING", "REASON"], "PRIO"),
+      ...shown.map((q) => row([q.name, q.user, ago(now - Date.parse(q.readyAt)), q.detail], q.priority === null ? "?" : String(q.priority)))
+    ]))
   }
   if (v.queued.length > 5) out.push(`  ... and ${v.queued.length - 5} more (${tally(v.queued.slice(5).map((q) => q.reason))})`)
   out.push("", `running: ${v.running.length}`)
@@ -89,7 +101,7 @@ export const statusCommand = Command.make(
   "status",
   {
     spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("The spool to look at (required).")),
-    json: Options.boolean("json").pipe(Options.withDescription("one JSON object: queued, running, nodes, finished, rejected")),
+    json: Options.boolean("json").pipe(Options.withDescription("one JSON object (queued, running, nodes, ended, paused...)")),
     watch: Options.boolean("watch").pipe(Options.withDescription("redraw every second until Ctrl-C (a pipe: a view a second)"))
   },
   ({ json, spool, watch }) =>

@@ -18,8 +18,12 @@ import { createNew, type Ownership } from "../files.js"
 import { submitAside, submittedName } from "../spool/layout.js"
 import type { JobRecord } from "../record.js"
 import { requireSpool } from "../spool/Spool.js"
-import { findRecord, recordDirs, type Submitted, viewSpool } from "../spool/view.js"
+import { findRecord, recordLookout, type Submitted, viewSpool } from "../spool/view.js"
 import { Syscalls } from "../syscalls.js"
+import { directiveLines, withDirectives } from "../job/directives.js"
+import { printEnded } from "./log.js"
+import { checkWants, wantsOptions } from "./wants.js"
+import { endOf } from "./waited.js"
 
 /** Single-quoted for /bin/sh: the only character to escape is ' itself. */
 export const shellQuote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`
@@ -43,7 +47,11 @@ export const jobText = (
   // pmjq starts jobs (see README), with umask 022.
   const shell = shebang === null || /^#!\s*\/(usr\/)?bin\/(env\s+)?(ba|da|z|k)?sh\b/.test(shebang)
   if (!shell) return form.text
-  return shebang === null ? `#!/bin/sh\n${context}\n${form.text}` : [shebang, context, ...lines.slice(1)].join("\n")
+  // After the file's leading comments: its #PMJQ lines must stay in that block.
+  const first = shebang === null ? 0 : 1
+  let body = first
+  while (body < lines.length && (lines[body]!.trim() === "" || lines[body]!.startsWith("#"))) body++
+  return [...(shebang === null ? ["#!/bin/sh"] : [shebang]), ...lines.slice(first, body), context, ...lines.slice(body)].join("\n")
 }
 
 // A FILE that is not there is EX_NOINPUT (66), as for cat(1); one there but
@@ -94,11 +102,8 @@ const currentUmask = () => {
   return mask
 }
 
-const SIGNALS: Readonly<Record<string, number>> = os.constants.signals
-
-/** The exit status of --wait: the job's own, 128+signal when killed, 1 when it never ran. */
-export const waitStatus = (record: JobRecord) =>
-  record.exitCode !== null ? record.exitCode : record.signal !== null ? 128 + (SIGNALS[record.signal] ?? 0) : 1
+// --wait's status, shared with `pmjq log -f` (waited.ts).
+export { CANCELLED_STATUS, waitStatus } from "./waited.js"
 
 // Found by identity in every dir a node said it archives to (remembered: a
 // node that ends takes its heartbeat with it), however many entries arrived
@@ -108,14 +113,10 @@ const waitFor = (spool: string, job: Submitted) =>
     const name = job.name
     const tty = process.stderr.isTTY === true
     let shown = ""
-    const seen = new Set<string>()
+    const lookout = recordLookout(spool)
     const look = Effect.gen(function*() {
-      const where = yield* recordDirs(spool)
-      if (where !== null) {
-        where.dirs.forEach((dir) => seen.add(dir))
-        const done = yield* findRecord([...seen], where.uid, job)
-        if (done !== null) return Option.some(done)
-      }
+      const done = yield* lookout((dirs, uid) => findRecord(dirs, uid, job))
+      if (done !== null) return Option.some(done)
       if (tty) {
         const view = yield* viewSpool(spool, 0).pipe(Effect.provide(Syscalls.forDirectories([spool])))
         const running = view.running.find((r) => r.name === name)
@@ -134,9 +135,6 @@ const waitFor = (spool: string, job: Submitted) =>
     return record
   })
 
-/** --wait's status for a cancelled job: 128 + SIGTERM, as a shell reports a job stopped by SIGTERM, whether it had started or not. */
-export const CANCELLED_STATUS = 143
-
 /**
  * Writes TEXT into the spool as a new job named after BASE (OWNER's: null for
  * the caller) and prints its name; with WAIT, waits for its record, prints its
@@ -150,19 +148,12 @@ export const enqueue = (dir: string, base: string, text: string, wait: boolean, 
     if (!wait) return yield* Console.log(job)
     yield* Console.error(job)
     const record = yield* waitFor(dir, { name: job, uid: owner?.uid ?? process.getuid?.() ?? 0, inode })
-    if (record.outcome === "rejected") {
-      yield* Console.error(`pmjq: ${job} was rejected: ${record.reason ?? ""}`)
-      return yield* Effect.sync(() => void (process.exitCode = 1))
-    }
-    for (const [suffix, sink] of [[".out", process.stdout], [".err", process.stderr]] as const) {
-      const out = `${record.entry}${suffix}`
-      if (fs.existsSync(out)) yield* Effect.promise(() => new Promise<void>((resolve) => fs.createReadStream(out).on("end", resolve).pipe(sink, { end: false })))
-    }
-    if (record.outcome === "cancelled") {
-      yield* Console.error(`pmjq: ${job} was ${record.reason ?? "cancelled"}`)
-      return yield* Effect.sync(() => void (process.exitCode = CANCELLED_STATUS))
-    }
-    process.exitCode = waitStatus(record)
+    // As `pmjq log` reads it: the job's files only, never through a symlink planted at their names.
+    yield* printEnded(dir, record)
+    // A rejected job has no output to print; a cancelled one's is printed first.
+    const end = endOf(job, record)
+    if (end.says !== null) yield* Console.error(end.says)
+    process.exitCode = end.status
   })
 
 export const submitCommand = (command: ReadonlyArray<string>) =>
@@ -175,16 +166,18 @@ export const submitCommand = (command: ReadonlyArray<string>) =>
         Options.optional
       ),
       wait: Options.boolean("wait").pipe(Options.withDescription("wait for the job; print its output; exit as it did")),
+      ...wantsOptions,
       spool: Args.text({ name: "job-spool" }).pipe(Args.withDescription("the spool to submit to")),
       file: Args.text({ name: "file" }).pipe(
         Args.withDescription("the script to submit"),
         Args.optional
       )
     },
-    ({ file, name, spool, wait }) =>
+    ({ file, name, spool, wait, ...wants }) =>
       Effect.gen(function*() {
         const dir = path.resolve(spool)
         yield* requireSpool(dir)
+        const directives = directiveLines(yield* checkWants(dir, wants))
         if (Option.isSome(file) === (command.length > 0)) {
           return yield* new UsageError({ reason: "give a FILE, or -- and a command: pmjq submit JOB-SPOOL FILE | pmjq submit JOB-SPOOL -- CMD [ARGS...]" })
         }
@@ -194,6 +187,6 @@ export const submitCommand = (command: ReadonlyArray<string>) =>
           ? jobText(from, { file: file.value, text: yield* readInput(file.value) }, umask)
           : jobText(from, { command }, umask)
         const base = Option.getOrElse(name, () => (Option.isSome(file) ? path.basename(file.value) : path.basename(command[0]!)))
-        yield* enqueue(dir, base, text, wait, null)
+        yield* enqueue(dir, base, withDirectives(text, directives), wait, null)
       })
   ).pipe(Command.withDescription("Queue FILE, or the command after --, as a job under a unique name."))

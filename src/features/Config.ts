@@ -1,11 +1,12 @@
 /** The daemon's settings, as one service each feature reads what it needs from. */
 import { Context, type Deferred, type Duration, type Option } from "effect"
+import type { FinishHookSettings } from "../finishHooks.js"
 import type { HookSettings } from "../hooks.js"
 import type { JobSettings } from "../job/Job.js"
 import type { RecoverySettings } from "../recovery.js"
 import type { MetricsSettings, TraceSettings } from "../telemetry/settings.js"
 
-export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings {
+export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings, FinishHookSettings {
   /** At most this many jobs at once; 0 means no cap. */
   readonly maxJobs: number
   /** At most this many jobs of one user while another user's job waits (--max-jobs-per-user). */

@@ -12,6 +12,7 @@ import { Cancels } from "./Cancels.js"
 import { DaemonConfig, type Drained, Finished } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Jobs } from "./Jobs.js"
+import { Pauses } from "./Pauses.js"
 import { Running } from "./Running.js"
 
 /** FNV-1a of node and name: a stable, well-spread preference of one node for one file. */
@@ -38,6 +39,7 @@ const make = Effect.gen(function*() {
   const jobs = yield* Jobs
   const running = yield* Running
   const cancels = yield* Cancels
+  const pauses = yield* Pauses
   const { freeSlot, takeSlot } = jobs
 
   const accepts = Option.match(settings.maxJobsPerUser, {
@@ -83,6 +85,8 @@ const make = Effect.gen(function*() {
         yield* pending.whenNonEmpty
       }
       yield* gate.whenOpen
+      // `pmjq pause`: running jobs go on, nothing new is claimed.
+      yield* pauses.whenResumed
       // While pmjq's own folders are not its own (see Spool.checkState), nothing is claimed.
       yield* spool.whenTrusted
       // Closed before the look, so an end or an offer after it opens the wait below.

@@ -7,6 +7,7 @@
 import { Context, Deferred, Effect, type Fiber, FiberSet, HashMap, Layer, Option, Ref } from "effect"
 import * as path from "node:path"
 import { Gate } from "../gate/Gate.js"
+import { destinationOf } from "../job/Archive.js"
 import { runJob } from "../job/Job.js"
 import type { Candidate } from "../spool/Pending.js"
 import type { ProcessId } from "../proc.js"
@@ -14,6 +15,7 @@ import { jobTelemetry } from "../telemetry/jobTelemetry.js"
 import { type Claim, Spool } from "../spool/Spool.js"
 import type { JobRecord } from "../record.js"
 import { DaemonConfig } from "./Config.js"
+import { FinishHooks } from "./FinishHooks.js"
 import { RefusalsKept } from "../job/RefusalsKept.js"
 import { JobQueue } from "./JobQueue.js"
 import { type HeldJob, processEnded, processStarted, recordMade, Running } from "./Running.js"
@@ -22,12 +24,13 @@ const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
   const spool = yield* Spool
   const gate = yield* Gate
-  const { wake } = yield* JobQueue
+  const { feed, wake } = yield* JobQueue
   const running = yield* Running
   const refusals = yield* RefusalsKept
+  const hooks = yield* FinishHooks
   // Refusals are kept within a bound per owner (RefusalsKept).
   const archived = (record: JobRecord, entry: string) =>
-    record.outcome === "rejected" && record.uid !== null ? refusals.placed(record.uid, entry) : Effect.void
+    Effect.zipRight(record.outcome === "rejected" && record.uid !== null ? refusals.placed(record.uid, entry) : Effect.void, hooks.fire(record, entry))
   const kept = yield* FiberSet.make()
   const keep = (retries: Effect.Effect<void>) => FiberSet.run(kept, Effect.interruptible(retries)).pipe(Effect.asVoid)
   const jobs = yield* FiberSet.make()
@@ -76,10 +79,11 @@ const make = Effect.gen(function*() {
    * With `cancelledBy` (a cancel of a queued job), it is archived as cancelled
    * without being run. True when the claim was won.
    */
-  const launch = ({ name, readyAt, uid }: Candidate, release: Effect.Effect<void>, cancelledBy?: string) =>
+  const launch = ({ loop, name, readyAt, uid }: Candidate, release: Effect.Effect<void>, cancelledBy?: string) =>
     Effect.uninterruptible(Effect.gen(function*() {
       const told = yield* jobTelemetry(name, readyAt, settings)
       const claim = yield* told.claim(spool.claim(name)).pipe(
+        Effect.map(Option.map((c): Claim => (loop === undefined ? c : { ...c, loop }))),
         Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
         Effect.orElseSucceed(() => Option.none())
       )
@@ -94,13 +98,21 @@ const make = Effect.gen(function*() {
       yield* Effect.logInfo("claimed").pipe(Effect.annotateLogs({ job: name, path: claim.value.path }))
       const claimed = path.basename(claim.value.path)
       const started = (job: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, job)), told.started)
+      let recorded: JobRecord | null = null
       const judged = (record: JobRecord) =>
-        Effect.zipRight(recordMade(running, record.outcome), told.finished(record))
+        Effect.zipRight(recordMade(running, record.outcome), told.finished(record)).pipe(Effect.zipLeft(Effect.sync(() => void (recorded = record))))
+      // No `archived` comes for a job with no archive dir to go to: its hook
+      // is told once its run is over (its record written, its files gone).
+      const discarded = Effect.suspend(() =>
+        recorded === null || Option.isSome(destinationOf(recorded.outcome, settings)) ? Effect.void : hooks.fire(recorded, null))
       const run = (slot: Effect.Effect<void>, cancel: Option.Option<string>) =>
         enroll(claim.value, uid, slot, cancel, (ended, { cancel, waiting }) =>
           runJob(claim.value, settings, { processEnded: ended, keep, started, finished: judged, archived, phase: told.phase, cancel, waiting }).pipe(
+            Effect.ensuring(discarded),
             told.within,
-            Effect.ensuring(told.end)
+            Effect.ensuring(told.end),
+            // Its ended note is written: the jobs waiting on it are judged now, not at the next --poll.
+            Effect.zipRight(feed.review)
           ))
       // The asker was checked against the owner of the file queued then; one
       // put in its place since (its owner removed it, someone else wrote the

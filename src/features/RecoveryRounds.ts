@@ -5,6 +5,7 @@
  * previous run left running (--on-stop leave) is adopted before dispatch
  * starts: watched (job/Adopted.ts) and counted like a job of this run.
  */
+import { PLAIN } from "../job/directives.js"
 import { Effect, Fiber, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { spawnersOf } from "../decode.js"
 import { CannotAdopt } from "../errors.js"
@@ -20,6 +21,7 @@ import type { JobRecord } from "../record.js"
 import { jobEnded } from "../telemetry/metrics.js"
 import { metricsWanted } from "../telemetry/settings.js"
 import { DaemonConfig } from "./Config.js"
+import { FinishHooks } from "./FinishHooks.js"
 import { Jobs } from "./Jobs.js"
 import { recordMade, Running } from "./Running.js"
 
@@ -29,7 +31,8 @@ const make = Effect.gen(function*() {
   const jobs = yield* Jobs
   const nodes = yield* Nodes
   const runner = yield* ProcessRunner
-  const recovery = yield* makeRecovery(settings)
+  // What it archives for a dead node (or an adopted job) is told to --on-finish too.
+  const recovery = yield* makeRecovery(settings, (yield* FinishHooks).fire)
   const folder = nodes.ownFolder
   // An adopted job's end counted as any job's, when metrics are exported (a restart in place adopts every running job).
   const metricsEnd = metricsWanted(settings.metrics) ? jobEnded : () => Effect.void
@@ -47,7 +50,9 @@ const make = Effect.gen(function*() {
         claimedAt: Option.match(left, { onNone: () => 0, onSome: (l) => l.claimedAt }),
         attempt: 1,
         noteKey: null,
-        owner: uid
+        owner: uid,
+        // Running already: what its file asked no longer decides anything.
+        read: PLAIN
       }
       // Its -j slot, once one is free (-j may be lower than when it started).
       const slot = yield* Ref.make(false)

@@ -1,6 +1,7 @@
 /**
  * The gauges the metrics export shows (features/MetricsExport.ts), sampled
- * from the daemon's state every 2 s: the queue, running jobs by user,
+ * from the daemon's state every 2 s: the queue, the jobs that may not start
+ * yet (held, on dependencies, paused), running jobs by user,
  * archival retries, the gate and its load, pmjq's memory and event-loop lag.
  * Nothing runs without --metrics-listen or --metrics-file.
  */
@@ -13,6 +14,7 @@ import { metricsWanted } from "../telemetry/settings.js"
 import { DaemonConfig } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Jobs } from "./Jobs.js"
+import { Pauses } from "./Pauses.js"
 import { Running } from "./Running.js"
 
 const SAMPLE_EVERY = "2 seconds"
@@ -20,7 +22,8 @@ const SAMPLE_EVERY = "2 seconds"
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
   if (!metricsWanted(settings.metrics)) return
-  const { pending } = yield* JobQueue
+  const { feed, pending } = yield* JobQueue
+  const pauses = yield* Pauses
   const running = yield* Running
   const jobs = yield* Jobs
   const gate = yield* Gate
@@ -58,7 +61,9 @@ const make = Effect.gen(function*() {
   })
 
   const sample = Effect.gen(function*() {
-    yield* Metric.set(M.jobsQueued, yield* pending.size)
+    const queued = yield* pending.size
+    yield* Metric.set(M.jobsQueued, queued)
+    yield* M.setWaiting(feed.waiting.counts(), queued, Option.isSome(yield* pauses.current))
     yield* sampleRunning
     yield* Metric.set(M.archiveRetries, yield* jobs.retrying)
     yield* Metric.set(M.gateOpen, (yield* gate.isOpen) ? 1 : 0)

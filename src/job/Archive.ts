@@ -16,6 +16,7 @@
  */
 import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
+import { makeEndedNotes } from "../spool/ended.js"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Transform } from "node:stream"
@@ -69,7 +70,11 @@ export class Archive extends Context.Tag("pmjq/Archive")<
     readonly sweep: (dir: string) => Effect.Effect<number, ArchiveFailed>
   }
 >() {
-  static readonly Live = Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls)))
+  /** Without ended notes: an archive of jobs no other job depends on (tests of archival alone). */
+  static readonly Live = Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls, null)))
+  /** The daemon's: every job's end is also noted in SPOOL for its dependents (spool/ended.ts). */
+  static readonly layer = ({ spool }: { readonly spool: string }) =>
+    Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls, makeEndedNotes(calls, spool))))
 }
 
 /**
@@ -219,8 +224,14 @@ const replay = (calls: Calls, file: string, sink: NodeJS.WritableStream, through
   (through === null ? pipeline(calls.readStream(file), sink, { end: false }) : pipeline(calls.readStream(file), through, sink, { end: false }))
     .catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
 
-const makeLive = (calls: Calls) => {
+const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>) | null) => {
   const fail = (where: string) => (e: unknown) => new ArchiveFailed({ path: where, reason: describe(e) })
+  // The job's ended note (spool/ended.ts) is written before it leaves the
+  // running folder: a job named NAME is always running or noted.
+  const leave = (job: Finished) => async () => {
+    if (noteEnded !== null) await noteEnded(job.record)
+    await leaveRunningFolder(job)()
+  }
 
   // Written aside and renamed in: the record file is whole or absent.
   const writeRecord = async (job: Finished) => {
@@ -285,7 +296,7 @@ const makeLive = (calls: Calls) => {
       if (!isJobName(given.record.name)) return yield* new ArchiveFailed({ path: dir, reason: `not a job name: ${JSON.stringify(given.record.name)}` })
       const earlier = yield* Effect.tryPromise({ try: () => readMark(calls, given.recordFile), catch: fail(given.recordFile) })
       if (earlier?.state === "placed") {
-        yield* Effect.tryPromise({ try: leaveRunningFolder(given), catch: fail(earlier.entry) })
+        yield* Effect.tryPromise({ try: leave(given), catch: fail(earlier.entry) })
         return earlier.entry
       }
       if (earlier !== null) {
@@ -320,7 +331,7 @@ const makeLive = (calls: Calls) => {
       const base = path.join(dir, entry)
       // Only now that the entry is whole does the job leave the running folder.
       yield* Effect.tryPromise({ try: () => mark(base, "placed"), catch: fail(base) })
-      yield* Effect.tryPromise({ try: leaveRunningFolder(job), catch: fail(base) })
+      yield* Effect.tryPromise({ try: leave(job), catch: fail(base) })
       return base
     })
 
@@ -330,10 +341,10 @@ const makeLive = (calls: Calls) => {
     Effect.tryPromise({
       try: async () => {
         // Archived already by a node that had an archive dir: not replayed twice.
-        if ((await readMark(calls, job.recordFile))?.state === "placed") return leaveRunningFolder(job)()
+        if ((await readMark(calls, job.recordFile))?.state === "placed") return leave(job)()
         if (job.stdout !== null) await replay(calls, job.stdout, process.stdout, null)
         if (job.stderr !== null) await replay(calls, job.stderr, process.stderr, logLines(job.record.name))
-        await leaveRunningFolder(job)()
+        await leave(job)()
       },
       catch: fail(job.script ?? job.recordFile)
     })

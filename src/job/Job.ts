@@ -14,6 +14,8 @@ import { type Ending, iso, judge, type JobRecord, type ProcessExit, type RecordB
 import { besideClaim } from "../spool/layout.js"
 import { type Claim, Spool } from "../spool/Spool.js"
 import { refusal, type RefusalPolicy } from "./refusal.js"
+import { dependencyNames, judgeDependencies, READY, type Verdict } from "./dependencies.js"
+import { describeProblem } from "./directives.js"
 import { type Account, Users } from "./Users.js"
 import { Archive, destinationOf, type Finished } from "./Archive.js"
 import { ProcessRunner, type RunningProcess } from "./Runner.js"
@@ -102,8 +104,10 @@ const inspect = Effect.fnUntraced(function*(claim: Claim, settings: JobSettings)
     onNone: () => "it could not be inspected",
     onSome: (f) =>
       refusal(f, settings.policy, () => ownerGroups) ??
+        (claim.read.problem !== null ? describeProblem(claim.read.problem) : null) ??
         (asOwner && Option.isNone(owner) ? `its owner, uid ${f.uid}, has no account here` : null)
   })
+  const verdict = refused === null ? yield* judgeClaim(claim) : READY
   const base: RecordBase = {
     name: claim.name,
     node: settings.node,
@@ -119,8 +123,27 @@ const inspect = Effect.fnUntraced(function*(claim: Claim, settings: JobSettings)
     onSome: (a) => ({ uid: a.uid, gid: a.gid }),
     onNone: () => Option.match(facts, { onNone: () => null, onSome: (f) => ({ uid: f.uid, gid: f.gid }) })
   })
-  return { refused, base, owner: Option.getOrNull(owner), readers }
+  return { refused, verdict, base, owner: Option.getOrNull(owner), readers }
 })
+
+/**
+ * Whether the claimed job may run now, by the directives read through the
+ * claim's descriptor: held or waiting goes back to the queue; a failed
+ * dependency (or a loop the queue found) ends it unrun.
+ */
+const judgeClaim = (claim: Claim) =>
+  Effect.gen(function*(): Effect.fn.Return<Verdict, never, Spool> {
+    const d = claim.read.directives
+    if (d.hold) return { _tag: "Waiting", reason: "held (#PMJQ --hold)" }
+    const names = dependencyNames(d)
+    if (names.length === 0) return READY
+    if (claim.loop !== undefined) return { _tag: "Failed", reason: claim.loop }
+    const spool = yield* Spool
+    return yield* spool.dependencies(names, null).pipe(
+      Effect.map((facts) => judgeDependencies(d, facts)),
+      Effect.orElseSucceed((): Verdict => ({ _tag: "Waiting", reason: "its dependencies could not be looked up" }))
+    )
+  })
 
 type Inspected = Effect.Effect.Success<ReturnType<typeof inspect>>
 
@@ -169,6 +192,20 @@ const end = (
       yield* events.processEnded
       yield* Effect.logWarning("rejected").pipe(Effect.annotateLogs({ reason: job.refused }))
       return yield* ended({ _tag: "Rejected", reason: job.refused })
+    }
+    if (job.verdict._tag === "Failed") {
+      yield* events.processEnded
+      yield* Effect.logWarning("dependency failed").pipe(Effect.annotateLogs({ reason: job.verdict.reason }))
+      return yield* ended({ _tag: "DependencyFailed", reason: job.verdict.reason })
+    }
+    if (job.verdict._tag === "Waiting") {
+      // Not to run yet: back to the queue, where it waits without a claim.
+      yield* events.processEnded
+      if (yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))) {
+        yield* Effect.logInfo("waiting").pipe(Effect.annotateLogs({ reason: job.verdict.reason }))
+        return "released" as const
+      }
+      return yield* ended({ _tag: "NotStarted", reason: `${job.verdict.reason}, and a new job took its name in the spool` })
     }
     const early = yield* Deferred.poll(events.cancel)
     if (Option.isSome(early)) {

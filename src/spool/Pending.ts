@@ -1,9 +1,11 @@
 /**
- * The jobs this node knows are ready, oldest first, kept per owner.
+ * The jobs this node knows are ready, highest priority first, then oldest,
+ * kept per owner.
  *
- * One binary heap per owner (the file's uid), each ordered by the time a file
- * became ready (its ctime: the rename into the spool or the chmod +x that made
- * it runnable), then by arrival. Offer is O(log n); taking the next job looks
+ * One binary heap per owner (the file's uid), each ordered by priority (its
+ * `#PMJQ --priority`, job/directives.ts), then the time a file became ready
+ * (its ctime: the rename into the spool or the chmod +x that made it
+ * runnable), then by arrival. Offer is O(log n); taking the next job looks
  * at the top of each owner's heap only, O(owners + log n), so dispatch costs
  * the same with 10 or 100,000 files queued, and a user with 10,000 jobs queued
  * costs nothing when only another user's job may start. Only the periodic
@@ -17,6 +19,7 @@
  * like a job, and delays only that owner.
  */
 import { Effect } from "effect"
+import type { Read } from "../job/directives.js"
 
 export interface Candidate {
   readonly name: string
@@ -28,6 +31,12 @@ export interface Candidate {
    * whom, is decided on the file as claimed.
    */
   readonly uid: number
+  /** -20..20 (directives.ts), higher first; 0 when the file says none. */
+  readonly priority?: number
+  /** What its head said (job/directives.ts), when it was read: hints for ordering and waiting, decided again once claimed. */
+  readonly read?: Read
+  /** Why it is to end dependency-failed without waiting (its dependencies loop), when so. */
+  readonly loop?: string
 }
 
 /**
@@ -39,12 +48,16 @@ export type Accepts = (owner: number, othersWaiting: boolean) => boolean
 const everyone: Accepts = () => true
 
 interface Entry extends Candidate {
+  readonly priority: number
   readonly seq: number
+  /** The candidate as offered, handed out as it came. */
+  readonly offered: Candidate
 }
 
-const before = (a: Entry, b: Entry) => a.readyAt < b.readyAt || (a.readyAt === b.readyAt && a.seq < b.seq)
+const before = (a: Entry, b: Entry) =>
+  a.priority > b.priority || (a.priority === b.priority && (a.readyAt < b.readyAt || (a.readyAt === b.readyAt && a.seq < b.seq)))
 
-const candidate = (e: Entry): Candidate => ({ name: e.name, readyAt: e.readyAt, uid: e.uid })
+const candidate = (e: Entry): Candidate => e.offered
 
 export interface Pending {
   readonly offer: (candidate: Candidate) => Effect.Effect<void>
@@ -193,7 +206,7 @@ export const makePending = (options: { readonly turns: boolean } = { turns: fals
   /** Queues C unless its name is queued; true when it was added. */
   const add = (c: Candidate) => {
     if (queued.has(c.name)) return false
-    const entry: Entry = { name: c.name, readyAt: c.readyAt, uid: c.uid, seq: seq++ }
+    const entry: Entry = { name: c.name, readyAt: c.readyAt, uid: c.uid, priority: c.priority ?? 0, seq: seq++, offered: c }
     queued.set(c.name, entry)
     const owner = ownerOf(c.uid)
     owner.heap.push(entry)

@@ -25,6 +25,11 @@ import { makeTrustedReader } from "./quarantine.js"
 import { type Calls, type Stat, Syscalls, threadedCalls } from "../syscalls.js"
 import { makeUnchanged } from "./unchanged.js"
 import type { Candidate } from "./Pending.js"
+import { HEAD_MAX, mayRaise, PLAIN, type Read, readDirectives } from "../job/directives.js"
+import type { Head } from "../files.js"
+import type { DependencyFacts } from "../job/dependencies.js"
+import { dependencyFacts } from "./dependencyFacts.js"
+import { type Pause, readPause } from "./pauses.js"
 
 export interface Claim {
   /** The job's name as submitted. */
@@ -42,6 +47,10 @@ export interface Claim {
    * delete its own file (-1: not known).
    */
   readonly owner: number
+  /** Its directives, read through the claim's own descriptor (job/directives.ts): what decides whether it runs now. */
+  readonly read: Read
+  /** The dependency loop the queue found it in, if any (spool/feed.ts): it ends unrun. */
+  readonly loop?: string
 }
 
 /** What Spool.inspectAll saw. */
@@ -52,17 +61,34 @@ export interface Inspected {
   readonly notExecutable: ReadonlyArray<string>
 }
 
+// Read only for what may be a job: a regular file, not hidden, with an execute bit.
+const worthReading = (name: string) => (s: Stat) => isJob(name, s)
+
 /**
- * NAMES in SPOOL, each lstat'd through CALLS: the jobs among them, and the
- * names seen not to be jobs (one that cannot be looked at is in neither). One
- * promise for all the lstats, not an Effect each: with 100,000 queued at
+ * The candidate NAME is, as its descriptor saw it (Calls.head): its owner, when
+ * it became ready, and what its directives ask (job/directives.ts). Hints for
+ * ordering and waiting only: what runs is decided on the claimed file.
+ */
+export const candidateOf = (name: string, s: Stat, head: Head): Candidate => {
+  const read = readDirectives(head.text, head.cut, s.uid, mayRaise)
+  // A file without directives (most) carries nothing more: 100,000 queued cost no more memory.
+  return read === PLAIN
+    ? { name, readyAt: s.ctimeMs, uid: s.uid }
+    : { name, readyAt: s.ctimeMs, uid: s.uid, priority: read.directives.priority, read }
+}
+
+/**
+ * NAMES in SPOOL, each looked at through a descriptor (Calls.head: what it
+ * is, and a job's first bytes for its directives): the jobs among them, and
+ * the names seen not to be jobs (one that cannot be looked at is in neither).
+ * One promise for all the calls, not an Effect each: with 100,000 queued at
  * startup the per-name effects cost more than the calls. In chunks, so that
  * on a network filesystem 64 calls overlap.
  */
 export const inspectNames = async (
   calls: Calls, spool: string, names: ReadonlyArray<string>,
-  /** Told what each name's lstat saw (`pmjq status` says why a file waits); the daemon passes none. */
-  seen?: (name: string, stat: Stat) => void
+  /** Told what each name's lstat (and read, HEAD) saw (`pmjq status` says why a file waits); the daemon passes none. */
+  seen?: (name: string, stat: Stat, head: Head) => void
 ): Promise<Inspected> => {
   const jobs: Array<Candidate> = []
   const others: Array<string> = []
@@ -71,15 +97,12 @@ export const inspectNames = async (
     others.push(name)
     if (s.isFile() && !isHidden(name)) notExecutable.push(name)
   }
-  const job = (name: string, s: Stat) => {
-    jobs.push({ name, readyAt: s.ctimeMs, uid: s.uid })
-  }
   for (let i = 0; i < names.length; i += 64) {
     await Promise.all(names.slice(i, i + 64).map((name) =>
-      calls.lstat(path.join(spool, name)).then(
-        (s) => {
-          seen?.(name, s)
-          return isJob(name, s) ? job(name, s) : other(name, s)
+      calls.head(path.join(spool, name), HEAD_MAX, worthReading(name)).then(
+        (head) => {
+          seen?.(name, head.stat, head)
+          return isJob(name, head.stat) ? void jobs.push(candidateOf(name, head.stat, head)) : other(name, head.stat)
         },
         () => undefined
       )
@@ -132,6 +155,13 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly checkState: Effect.Effect<boolean>
     /** Waits while pmjq's state is not trusted. */
     readonly whenTrusted: Effect.Effect<void>
+    /**
+     * The facts NAMES are judged on as dependencies (spool/dependencyFacts.ts);
+     * LISTED: the spool's names at the last listing, or null to look each up.
+     */
+    readonly dependencies: (names: ReadonlyArray<string>, listed: ReadonlySet<string> | null) => Effect.Effect<DependencyFacts, SpoolIOError>
+    /** Whether `pmjq pause` paused the whole spool or this node, and who did (spool/pauses.ts); none when not paused. */
+    readonly paused: Effect.Effect<Option.Option<Pause>>
     /**
      * Calls `changed` with each name the kernel says changed: hints to look at,
      * never the truth (and silent over NFS). Runs until the watch fails;
@@ -247,10 +277,10 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
 
   const inspect = (name: string) =>
     io("inspect", path.join(spool, name), () =>
-      calls.lstat(path.join(spool, name)).then(
-        (s): Option.Option<Candidate> =>
-          // Its owner comes free with the lstat: --max-jobs-per-user counts by it.
-          isJob(name, s) ? Option.some({ name, readyAt: s.ctimeMs, uid: s.uid }) : Option.none(),
+      calls.head(path.join(spool, name), HEAD_MAX, worthReading(name)).then(
+        (head): Option.Option<Candidate> =>
+          // Its owner comes free with the fstat: --max-jobs-per-user counts by it.
+          isJob(name, head.stat) ? Option.some(candidateOf(name, head.stat, head)) : Option.none(),
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
       ))
 
@@ -334,7 +364,9 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         throw e
       }
       held.add(path.basename(target))
-      const stat = await calls.lstat(target)
+      // Through a descriptor of the claimed file: what it is, and its directives, read once.
+      const head = await calls.head(target, HEAD_MAX, worthReading(name))
+      const stat = head.stat
       if (stat.isDirectory()) {
         // A folder swapped in after the name was seen as a file. Folders are
         // left alone, and none may stay in a folder only pmjq writes: it goes
@@ -348,13 +380,14 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       const claimedAt = now()
       const notes = await readNotes(name)
       const owner = stat.uid
-      if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null, owner })
+      const read = readDirectives(head.text, head.cut, owner, mayRaise)
+      if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null, owner, read })
       const { key, mtimeMs } = await keyOf(target)
       const note = notes[key]
       return Option.some(
         note !== undefined && note.mtimeMs === mtimeMs
-          ? { name, path: target, claimedAt, attempt: note.attempts + 1, noteKey: key, owner }
-          : { name, path: target, claimedAt, attempt: 1, noteKey: null, owner }
+          ? { name, path: target, claimedAt, attempt: note.attempts + 1, noteKey: key, owner, read }
+          : { name, path: target, claimedAt, attempt: 1, noteKey: null, owner, read }
       )
     })
 
@@ -467,8 +500,15 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       return known ?? factsOf(await calls.lstat(claim.path))
     })
 
+  const own = process.getuid?.() ?? 0
+  const dependencies = (names: ReadonlyArray<string>, listed: ReadonlySet<string> | null) =>
+    io("dependencies", spool, () => dependencyFacts(calls, spool, names, listed, own))
+  const paused = Effect.map(Effect.promise(() => readPause(calls, spool, node, own).catch(() => null)), Option.fromNullable)
+
   return Spool.of({
     path: spool,
+    dependencies,
+    paused,
     list,
     listIfChanged,
     inspect,

@@ -18,7 +18,9 @@
 import { Duration, Effect, Mailbox, Option, Schedule } from "effect"
 import type { SpoolIOError } from "../errors.js"
 import { isCancelRequest } from "./layout.js"
-import type { Pending } from "./Pending.js"
+import { dependencyNames, judgeDependencies, loopsAmong, type Verdict } from "../job/dependencies.js"
+import type { Candidate, Pending } from "./Pending.js"
+import { makeWaiting, type Waiting } from "./Waiting.js"
 import { Spool } from "./Spool.js"
 
 export type SpoolEvent =
@@ -98,9 +100,50 @@ const tellNotExecutable = (names: ReadonlyArray<string>) =>
 export const NOT_JOBS_AGAIN = Duration.minutes(1)
 
 /** The feed of PENDING, rescanned every POLL; `requested` is run for each notification of a request (Requests.ts). */
-export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll: Duration.DurationInput) =>
+export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll: Duration.DurationInput, waiting: Waiting = makeWaiting()) =>
   Effect.gen(function*() {
     const spool = yield* Spool
+    // The spool's names at the last listing: what dependencies are judged on between two.
+    let listed: ReadonlySet<string> = new Set()
+
+    // Judges the jobs waiting on dependencies again (`fresh`: each name looked
+    // up now, as when a job of this node just ended, rather than as listed);
+    // those free to go, or doomed, join the queue.
+    const review = (fresh: boolean) =>
+      Effect.suspend(() => {
+        const jobs = waiting.onDependencies()
+        if (jobs.length === 0) return Effect.void
+        const names = [...new Set(jobs.flatMap((w) => dependencyNames(w.directives)))]
+        return spool.dependencies(names, fresh ? null : listed).pipe(
+          Effect.flatMap((facts) => {
+            const loops = loopsAmong(new Map(jobs.map((w) => [w.candidate.name, w.directives])))
+            const go: Array<Candidate> = []
+            for (const w of jobs) {
+              const loop = loops.get(w.candidate.name)
+              const verdict: Verdict = loop !== undefined ? { _tag: "Failed", reason: loop } : judgeDependencies(w.directives, facts)
+              waiting.judged(w.candidate.name, verdict)
+              if (verdict._tag !== "Waiting") go.push(loop === undefined ? w.candidate : { ...w.candidate, loop })
+            }
+            return pending.offerAll(go)
+          }),
+          logFailure,
+          Effect.ignore
+        )
+      })
+
+    // Jobs whose directives keep them waiting go there, the others to the queue.
+    const admit = (jobs: ReadonlyArray<Candidate>) =>
+      Effect.gen(function*() {
+        const ready: Array<Candidate> = []
+        for (const job of jobs) {
+          const known = waiting.has(job.name)
+          if (job.read?.capped != null && !known) {
+            yield* Effect.logWarning(`priority ${job.read.capped} capped at 0: only root may raise one`).pipe(Effect.annotateLogs({ job: job.name, uid: job.uid }))
+          }
+          if (!waiting.admit(job)) ready.push(job)
+        }
+        yield* pending.offerAll(ready)
+      })
     // Listed names that are not jobs, each with the rescan (modulo `slices`)
     // that looks at it again; names gone from the listing are dropped.
     const slices = Math.max(1, Math.ceil(Duration.toMillis(NOT_JOBS_AGAIN) / Duration.toMillis(poll)))
@@ -117,7 +160,10 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
         notJobs.delete(name)
         return spool.inspect(name)
       }).pipe(
-        Effect.flatMap(Option.match({ onNone: () => pending.forget(name), onSome: pending.offer })),
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.zipRight(Effect.sync(() => waiting.forget(name)), pending.forget(name)),
+          onSome: (job) => Effect.zipRight(admit([job]), job.read === undefined || waiting.has(job.name) ? review(true) : Effect.void)
+        })),
         logFailure,
         Effect.ignore
       )
@@ -136,7 +182,8 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
           for (const name of untold) told.add(name)
           return tellNotExecutable(untold)
         }),
-        Effect.flatMap(({ jobs }) => pending.offerAll(jobs)),
+        Effect.flatMap(({ jobs }) => admit(jobs)),
+        Effect.zipRight(review(false)),
         logFailure,
         Effect.ignore
       )
@@ -147,6 +194,8 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
     const reconcile = (names: ReadonlyArray<string>) =>
       Effect.suspend(() => {
         const present = new Set(names)
+        listed = present
+        waiting.retain(present)
         for (const name of notJobs.keys()) if (!present.has(name)) notJobs.delete(name)
         for (const name of told) if (!present.has(name)) told.delete(name)
         const slice = rescans++ % slices
@@ -155,6 +204,7 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
 
     // The same names as at the last listing: only this rescan's slice of the
     // non-jobs is looked at again (one made executable in place elsewhere).
+    // The jobs waiting on dependencies are judged again: one may have ended on another node.
     const recheck = Effect.suspend(() => {
       const slice = rescans++ % slices
       return inspect([...notJobs].flatMap(([name, at]) => (at === slice ? [name] : [])))
@@ -172,5 +222,5 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
     /** One full look at the spool, done before dispatch starts and when a drain runs dry. */
     const scan = logFailure(spool.list).pipe(Effect.flatMap(reconcile), Effect.ignore)
 
-    return { handle, scan, catchUp }
+    return { handle, scan, catchUp, review: review(true), waiting }
   })

@@ -16,6 +16,9 @@
  *   job-spool/.pmjq/attempts/NAME               recovery's notes on a requeued NAME
  *   job-spool/.pmjq/rejected/STAMP_NAME         refused jobs, when there is no error dir
  *   job-spool/.pmjq/quarantine/                 state pmjq could not trust
+ *   job-spool/.pmjq/ended/NAME                  how the last job named NAME ended (its dependents read it)
+ *   job-spool/.pmjq/paused/spool                `pmjq pause`: no node claims; paused/NODE: that node
+ *   job-spool/.pmjq-held-NAME                   a job held by `pmjq hold` (hidden: never claimed)
  *   archive-dir/STAMP_NAME{,.out,.err,.json}    an archive entry; STAMP-N_NAME on a clash
  */
 import { createHash } from "node:crypto"
@@ -52,6 +55,8 @@ export const stateParts = {
   running: [STATE_DIR, "running"],
   nodes: [STATE_DIR, "nodes"],
   attempts: [STATE_DIR, "attempts"],
+  ended: [STATE_DIR, "ended"],
+  paused: [STATE_DIR, "paused"],
   node: (node: string) => [STATE_DIR, "running", node]
 } as const
 
@@ -88,6 +93,30 @@ export const asideNode = (name: string): string | null => {
   const m = /^\.(.+)\.tmp$/s.exec(name)
   return m === null ? null : m[1]!
 }
+
+// ---- how jobs ended, for their dependents: .pmjq/ended ----
+
+/** The note of how the last job named NAME ended, replaced by each later one (rename). */
+export const endedFile = (spool: string, name: string) => path.join(spool, ...stateParts.ended, name)
+/** Unique to the writer, hidden (no job's name starts with a dot). */
+export const endedAside = (spool: string, pid: number, token: string) => path.join(spool, ...stateParts.ended, `.${pid}.${token}.tmp`)
+
+// ---- pauses: .pmjq/paused ----
+
+/** The pause of the whole spool; a node's own is paused/NODE (a node id is never "spool": see pausedFile). */
+export const SPOOL_PAUSE = "spool"
+export const pausedDir = (spool: string) => path.join(spool, ...stateParts.paused)
+/** NODE's pause file, or the whole spool's for null. */
+export const pausedFile = (spool: string, node: string | null) => path.join(pausedDir(spool), node === null ? SPOOL_PAUSE : `node-${node}`)
+
+// ---- holds: job-spool/.pmjq-held-NAME ----
+
+export const HELD_PREFIX = ".pmjq-held-"
+/** Where `pmjq hold` moves job NAME: hidden, so no node claims it, and still its owner's file in the spool. */
+export const heldName = (name: string) => `${HELD_PREFIX}${name}`
+/** The job a held file's name holds, or null. */
+export const heldJob = (fileName: string): string | null =>
+  fileName.startsWith(HELD_PREFIX) && !isAside(fileName) && fileName.length > HELD_PREFIX.length ? fileName.slice(HELD_PREFIX.length) : null
 
 // ---- recovery's attempt notes: .pmjq/attempts ----
 

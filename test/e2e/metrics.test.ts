@@ -88,6 +88,8 @@ describe("metrics", () => {
     expect(value(late, "pmjq_dispatch_latency_seconds_count")).toBe(jobs + 1)
     expect(value(late, "pmjq_resident_memory_bytes")).toBeGreaterThan(10_000_000)
     expect(value(late, 'pmjq_nodes{state="live"}')).toBe(1)
+    // Nothing waited: each reason there, at 0.
+    expect(["held", "dependency", "paused"].map((r) => samples(late).get(`pmjq_jobs_waiting{reason="${r}"}`))).toEqual([0, 0, 0])
 
 
     // Every metric name the dashboard queries is one this pmjq exported.
@@ -156,6 +158,41 @@ describe("metrics", () => {
       })
     } finally {
       fs.writeFileSync(release, "")
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("jobs waiting by reason: #PMJQ --hold, a dependency not ended, and the ready queue while paused; each 0 once it no longer holds", async () => {
+    const t = workspace("metrics-waiting")
+    const port = await freePort()
+    const waiting = (text: string) => Object.fromEntries(["held", "dependency", "paused"].map((r) => [r, samples(text).get(`pmjq_jobs_waiting{reason="${r}"}`)]))
+    const daemon = start(["-o", t.archive, "--poll", "1s", "--metrics-listen", String(port), t.spool], t.root)
+    try {
+      // Paused before any job is there: nothing is claimed, and what is ready is counted as paused.
+      await waitFor("the node's state", () => fs.existsSync(path.join(t.spool, ".pmjq", "nodes")))
+      expect((await run(["pause", "--reason", "metrics test", t.spool], t.root)).code).toBe(0)
+      await waitFor("the node paused", () => daemon.output().stderr.includes("claiming nothing new"))
+      submit(t.spool, "parked", "#!/bin/sh\n#PMJQ --hold\nexit 0\n")
+      submit(t.spool, "child", "#!/bin/sh\n#PMJQ --after=parent\nexit 0\n")
+      submit(t.spool, "parent", "exit 0")
+      submit(t.spool, "other", "exit 0")
+      let text = ""
+      await waitFor("a sample of the paused queue", async () => {
+        text = await scrape(port).catch(() => "")
+        return waiting(text).paused === 2
+      })
+      expect(waiting(text)).toEqual({ held: 1, dependency: 1, paused: 2 })
+      expect(fs.readdirSync(t.spool).sort()).toEqual([".pmjq", "child", "other", "parent", "parked"])
+
+      expect((await run(["resume", t.spool], t.root)).code).toBe(0)
+      // parent runs, then child: only the held job still waits.
+      await waitFor("the resumed queue run, the held job left", async () => {
+        text = await scrape(port).catch(() => "")
+        return value(text, 'pmjq_jobs_finished_total{outcome="succeeded"}') === 3 && waiting(text).dependency === 0 && waiting(text).paused === 0
+      })
+      expect(waiting(text)).toEqual({ held: 1, dependency: 0, paused: 0 })
+    } finally {
       daemon.child.kill("SIGTERM")
     }
     expect((await daemon.exited).code).toBe(0)

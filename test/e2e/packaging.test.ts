@@ -40,8 +40,8 @@ describe("packaging", () => {
       tags(lines).some((tag) => new RegExp(`${escape(option.replace(/-/g, "\\-"))}(?![A-Za-z0-9]|\\\\-[a-z])`).test(tag))
 
     const synopsis = part("SYNOPSIS")
-    for (const line of [".B pmjq", ".B pmjq submit", ".B pmjq status", ".B pmjq cancel", ".B pmjq retry"]) expect(synopsis).toContain(line)
-    expect(synopsis.filter((line) => /^\.(I|IR|RI) job\\-spool/.test(line)).length).toBeGreaterThanOrEqual(5)
+    for (const line of [".B pmjq", ".B pmjq submit", ".B pmjq status", ".B pmjq cancel", ".B pmjq retry", ".B pmjq log"]) expect(synopsis).toContain(line)
+    expect(synopsis.filter((line) => /^\.(I|IR|RI) job\\-spool/.test(line)).length).toBeGreaterThanOrEqual(6)
 
     // Every option each --help shows, as a .TP paragraph: the daemon's (and
     // the ones every command has) in OPTIONS, a command's own in its
@@ -52,7 +52,7 @@ describe("packaging", () => {
       const text = shown.stdout.replace(/\x1b\[[0-9;]*m/g, "")
       return new Set([...text.match(/--[a-z][a-z-]*[a-z]/g) ?? [], ...[...text.matchAll(/^\s*(-[A-Za-z]),\s+--/gm)].map((m) => m[1]!)])
     }
-    const commands = ["submit", "status", "cancel", "retry"] as const
+    const commands = ["submit", "status", "cancel", "retry", "log", "pause"] as const
     const top = await helpOf([])
     const each = await Promise.all(commands.map((command) => helpOf([command])))
     const everywhere = [...each[0]!].filter((option) => each.every((shown) => shown.has(option)))
@@ -67,7 +67,7 @@ describe("packaging", () => {
 
     // Exit statuses as .TP paragraphs, in numeric order.
     const statuses = tags(part("EXIT STATUS")).map((tag) => Number(/^\.B (\d+)$/.exec(tag)?.[1]))
-    expect(statuses).toEqual([0, 1, 64, 66, 69, 70, 73, 75, 77])
+    expect(statuses).toEqual([0, 1, 64, 65, 66, 69, 70, 73, 75, 77])
 
     const seeAlso = part("SEE ALSO").join("\n")
     for (const page of ["batch(1)", "tsp(1)", "parallel(1)", "nq(1)", "sbatch(1)", "systemd.exec(5)", "setpriv(1)", "systemd.service(5)"]) {

@@ -3,8 +3,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { records, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
-import { addUsers, removeUsers, rootMissing, sharedSpool, submitAs } from "./users.js"
+import { publicBin, records, run, runsHere, start, submit, waitFor, workspace } from "./harness.js"
+import { addUsers, asUser, removeUsers, rootMissing, sharedSpool, submitAs } from "./users.js"
 
 const ROOT = path.resolve(import.meta.dirname, "../..")
 const me = os.userInfo().username
@@ -92,8 +92,10 @@ describe("pmjq status", () => {
 
       const view = await statusJson(t.spool, t.root)
       expect(view.queued).toEqual([{
-        name: "waiting", readyAt: expect.any(String), uid: process.getuid!(), user: me, reason: "slots", detail: "slots: -j 1 on n1, 1 running"
+        name: "waiting", readyAt: expect.any(String), uid: process.getuid!(), user: me, reason: "slots", detail: "slots: -j 1 on n1, 1 running",
+        held: false, after: [], afterAny: [], priority: 0
       }])
+      expect(view.paused).toEqual({ spool: null, nodes: {} })
       expect(view.running).toEqual([{ name: "long", node: "n1", claimedAt: expect.any(String), forMs: expect.any(Number), pid, state: "running", uid: process.getuid!(), user: me }])
       // The heartbeat's own count may be a beat old; RUNNING is the running folder's.
       expect(view.nodes).toMatchObject([{ node: "n1", alive: true, running: 1, maxJobs: 1, maxJobsPerUser: null, cpuLimit: null, runAsOwner: false }])
@@ -213,6 +215,43 @@ describe.runIf(runsHere("status with --max-jobs-per-user between real users", ro
       expect(view.nodes).toMatchObject([{ node: "n1", running: 2, maxJobs: 3, maxJobsPerUser: 1, runAsOwner: true }])
     } finally {
       fs.writeFileSync(release, "")
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("held by pmjq hold and by #PMJQ --hold, paused: said so; a 0700 job's lines are unknown to another user, not guessed", async () => {
+    const t = sharedSpool("status-held")
+    const bin = publicBin()
+    const daemon = start(["--node-id", "n1", "--run-as-owner", "--poll", "1s", "-o", t.archive, t.spool], t.root)
+    try {
+      await waitFor("the node's heartbeat", () => fs.existsSync(path.join(t.spool, ".pmjq", "nodes", "n1")))
+      expect((await run(["pause", "--reason", "disk swap", t.spool], t.root)).code).toBe(0)
+      await waitFor("the node paused", () => daemon.output().stderr.includes("claiming nothing new"))
+      submitAs(QA, t.spool, "secret", "#!/bin/sh\n#PMJQ --hold\nexit 0\n", 0o700)
+      submitAs(QA, t.spool, "parked", "exit 0")
+      expect(asUser(QA, [process.execPath, bin, "hold", t.spool, "parked"]).status).toBe(0)
+      submitAs(QB, t.spool, "ready", "exit 0")
+
+      const byRoot = await statusJson(t.spool, t.root)
+      expect(byRoot.paused).toEqual({ spool: { by: "root", at: expect.any(String), reason: "disk swap" }, nodes: {} })
+      expect(byRoot.queued.map((q: { name: string; user: string; reason: string; detail: string; held: boolean | null }) => [q.name, q.user, q.reason, q.detail, q.held])).toEqual([
+        ["secret", QA, "held", "held by its #PMJQ --hold: pmjq release to start it", true],
+        ["parked", QA, "held", "held by pmjq hold: pmjq release to start it", true],
+        ["ready", QB, "paused", `paused: the spool, by root at ${byRoot.paused.spool.at} (disk swap)`, false]
+      ])
+      const table = await run(["status", t.spool], t.root)
+      expect(table.stdout).toMatch(/^paused: the spool, by root at \S+ \(disk swap\)$/m)
+      expect(table.stdout).toMatch(/^queued: 3 \(2 held\), oldest \S+ m?s \(ready\)$/m)
+
+      // QB may not open QA's 0700 file: its --hold is not seen, and status says it does not know.
+      const byQb = asUser(QB, [process.execPath, bin, "status", "--json", t.spool])
+      expect(byQb.status).toBe(0)
+      const secret = JSON.parse(byQb.stdout).queued.find((q: { name: string }) => q.name === "secret")
+      expect(secret).toMatchObject({ reason: "unknown", held: null, after: null, afterAny: null, priority: null })
+      expect(secret.detail).toMatch(/^unknown: its #PMJQ lines cannot be read \(its owner's or root's pmjq status can\); if it has none, paused: /)
+    } finally {
+      await run(["resume", t.spool], t.root)
       daemon.child.kill("SIGTERM")
     }
     expect((await daemon.exited).code).toBe(0)

@@ -65,13 +65,17 @@ const record = (name: string, reason: string | null) => ({
 const view: SpoolView = {
   spool: "/spool",
   at,
-  queued: [{ name: TITLE, readyAt: at, uid: 1000, user: "u", reason: "next", detail: "next" }, { name: C1, readyAt: at, uid: 1000, user: "u", reason: "next", detail: "next" }],
+  queued: [
+    { name: TITLE, readyAt: at, uid: 1000, user: "u", reason: "next", detail: "next", held: false, after: [], afterAny: [], priority: 0 },
+    { name: C1, readyAt: at, uid: 1000, user: "u", reason: "after", detail: `after ${TITLE} (running)`, held: false, after: [TITLE], afterAny: [], priority: 0 }
+  ],
   running: [{ name: TITLE, node: "n\u001b[2J1", claimedAt: at, forMs: 5, pid: 7, state: "running", uid: 1000, user: "u" }],
   cancelling: [{ name: C1, uid: 1000 }],
   nodes: [],
   finished: [record(TITLE, null)],
   rejected: [record(C1, `refused: ${TITLE}`)],
-  untrusted: null
+  untrusted: null,
+  paused: { spool: { by: "root", at, reason: `fix ${TITLE}` }, nodes: { "n\u001b[2J1": { by: C1, at, reason: null } } }
 }
 
 describe("pmjq status", () => {
@@ -82,6 +86,8 @@ describe("pmjq status", () => {
     expect(text).toContain(String.raw`a\x7fb\x9b31mc`)
     expect(text).toContain(String.raw`n\x1b[2J1`)
     expect(text).toContain(String.raw`refused: \x1b]0;owned\x07x`)
+    expect(text).toContain(String.raw`paused: the spool, by root at 2026-11-29T10:00:00.000Z (fix \x1b]0;owned\x07x)`)
+    expect(text).toContain(String.raw`paused: node n\x1b[2J1, by a\x7fb\x9b31mc at`)
   })
 
   it("visible leaves ordinary text, spaces and non-ASCII letters alone", () => {

@@ -21,12 +21,13 @@ const setup = Effect.gen(function*() {
   for (let i = 0; i < NOT_JOBS; i++) m.write(`${SPOOL}/data${i}`, "", 0o644, { uid: 1001, gid: 1001 })
   m.write(`${SPOOL}/job`, "#!/bin/sh\n", 0o755)
   const looked: Array<string> = []
-  const counted: Calls = { ...m.calls, lstat: (file) => (looked.push(file), m.calls.lstat(file)) }
+  // A name is looked at through a descriptor (what it is, and a job's directives): one call each.
+  const counted: Calls = { ...m.calls, head: (file, max, wanted) => (looked.push(file), m.calls.head(file, max, wanted)) }
   return { m, looked, calls: counted }
 })
 
 describe("the feed's rescans", () => {
-  it.effect("names that are not jobs cost a slice of a rescan, not one lstat each; each is looked at again within a minute", () =>
+  it.effect("names that are not jobs cost a slice of a rescan, not one look each; each is looked at again within a minute", () =>
     Effect.gen(function*() {
       const { calls, looked, m } = yield* setup
       const pending = yield* makePending()

@@ -1,8 +1,11 @@
 /** What the operator's settings for metrics and traces mean (src/cli/options.ts, src/telemetry/tracing.ts), and what the gauges keep. */
-import { Effect, Either, HashMap, Option, Ref } from "effect"
+import { Effect, Either, HashMap, Metric, Option, Ref } from "effect"
 import { describe, expect, it } from "vitest"
 import { parseListen } from "../../src/cli/options.js"
 import { processEnded, processStarted, Running } from "../../src/features/Running.js"
+import { NO_DIRECTIVES, PLAIN } from "../../src/job/directives.js"
+import { makeWaiting } from "../../src/spool/Waiting.js"
+import { jobsWaiting, setWaiting, WAIT_REASONS } from "../../src/telemetry/metrics.js"
 import { tracesFrom } from "../../src/telemetry/settings.js"
 
 describe("--metrics-listen", () => {
@@ -50,5 +53,25 @@ describe("pmjq_jobs_running by user", () => {
       return [...HashMap.toEntries(yield* Ref.get(running.byOwner))].sort()
     }).pipe(Effect.provide(Running.layer)))
     expect(counts).toEqual([[1000, 0], [1001, 1]])
+  })
+})
+
+describe("pmjq_jobs_waiting by reason", () => {
+  const waiting = () => Object.fromEntries(WAIT_REASONS.map((reason) => [reason, Effect.runSync(Metric.value(Metric.tagged(jobsWaiting, "reason", reason))).value]))
+
+  it("held and dependency as the feed's waiting jobs count them; paused: the ready queue while a pause holds the node; every reason each time", () => {
+    const w = makeWaiting()
+    const read = (over: Partial<typeof NO_DIRECTIVES>) => ({ ...PLAIN, directives: { ...NO_DIRECTIVES, ...over } })
+    expect(w.admit({ name: "parked", readyAt: 1, uid: 1000, read: read({ hold: true }) })).toBe(true)
+    expect(w.admit({ name: "test", readyAt: 2, uid: 1000, read: read({ after: ["build"] }) })).toBe(true)
+    expect(w.admit({ name: "lint", readyAt: 3, uid: 1000, read: read({ afterAny: ["build"] }) })).toBe(true)
+    expect(w.admit({ name: "build", readyAt: 4, uid: 1000 })).toBe(false)
+    Effect.runSync(setWaiting(w.counts(), 5, true))
+    expect(waiting()).toEqual({ held: 1, dependency: 2, paused: 5 })
+    // Resumed, and the dependencies met: zeros, not gone.
+    w.forget("test")
+    w.forget("lint")
+    Effect.runSync(setWaiting(w.counts(), 5, false))
+    expect(waiting()).toEqual({ held: 1, dependency: 0, paused: 0 })
   })
 })
