@@ -59,9 +59,11 @@ const JobRecordSchema = Schema.Struct({
   reason: Schema.NullOr(Schema.String)
 })
 
-/** job-spool/.pmjq/ended/NAME: how the last job named NAME ended (spool/ended.ts). */
+/** job-spool/.pmjq/ended/UID/NAME: how UID's last job named NAME ended (spool/ended.ts). */
 const EndedNoteSchema = Schema.Struct({
   name: JobName,
+  /** The job file's owner: a dependency names one of its dependent's owner's jobs. */
+  uid: Count,
   outcome: JobRecordSchema.fields.outcome,
   exitCode: Schema.NullOr(Schema.Number.pipe(Schema.int())),
   endedAt: Instant,

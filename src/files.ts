@@ -288,9 +288,13 @@ export interface Head {
 }
 
 const HEAD_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | fs.constants.O_NOCTTY
-// A symlink (ELOOP) or a socket (ENXIO) is not opened: what it is comes from
-// an lstat. A file pmjq may not read (not as root) has no head to read.
-const NOT_OPENED = new Set(["ELOOP", "ENXIO", "EACCES", "EPERM"])
+// Swapped for a symlink (ELOOP) or a socket (ENXIO) between the lstat and the
+// open, a file pmjq may not read (not as root), or one a user holds a lease
+// on (EAGAIN): no head to read, what it is comes from the lstat.
+const NOT_OPENED = new Set(["ELOOP", "ENXIO", "EACCES", "EPERM", "EAGAIN", "EWOULDBLOCK"])
+
+// The file opened is the one the lstat saw (not one renamed in between).
+const sameFile = (a: Stat, b: Stat) => a.dev === b.dev && a.ino === b.ino
 
 const bytesOf = (buffer: Buffer, length: number, max: number): Pick<Head, "text" | "cut"> => ({
   text: buffer.toString("utf8", 0, Math.min(length, max)),
@@ -298,21 +302,24 @@ const bytesOf = (buffer: Buffer, length: number, max: number): Pick<Head, "text"
 })
 
 /**
- * FILE opened without following a symlink or waiting on a FIFO: what its
- * descriptor is (fstat), and, when it is a regular file `wanted` says to read,
- * its first MAX bytes. One open, one fstat, mostly one read.
+ * What FILE is (lstat), and, when `wanted` says to read it, its first MAX
+ * bytes through a descriptor: opened without following a symlink or waiting
+ * on a FIFO, and read only if it is the regular file the lstat saw. Nothing
+ * else is ever opened (a FIFO, socket or device a user made).
  */
 export const readHead = (file: string, max: number, wanted: (stat: Stat) => boolean): Head => {
+  const seen = fs.lstatSync(file)
+  if (!wanted(seen)) return { stat: seen, text: null, cut: false }
   let fd: number
   try {
     fd = fs.openSync(file, HEAD_FLAGS)
   } catch (e) {
-    if (NOT_OPENED.has((e as NodeJS.ErrnoException).code ?? "")) return { stat: fs.lstatSync(file), text: null, cut: false }
+    if (NOT_OPENED.has((e as NodeJS.ErrnoException).code ?? "")) return { stat: seen, text: null, cut: false }
     throw e
   }
   try {
     const stat = fs.fstatSync(fd)
-    if (!stat.isFile() || !wanted(stat)) return { stat, text: null, cut: false }
+    if (!sameFile(seen, stat) || !stat.isFile()) return { stat: seen, text: null, cut: false }
     const buffer = Buffer.allocUnsafe(Math.min(max, stat.size) + 1)
     let length = 0
     while (length < buffer.length) {
@@ -327,16 +334,18 @@ export const readHead = (file: string, max: number, wanted: (stat: Stat) => bool
 }
 
 export const readHeadAsync = async (file: string, max: number, wanted: (stat: Stat) => boolean): Promise<Head> => {
+  const seen = await fs.promises.lstat(file)
+  if (!wanted(seen)) return { stat: seen, text: null, cut: false }
   let handle: fs.promises.FileHandle
   try {
     handle = await fs.promises.open(file, HEAD_FLAGS)
   } catch (e) {
-    if (NOT_OPENED.has((e as NodeJS.ErrnoException).code ?? "")) return { stat: await fs.promises.lstat(file), text: null, cut: false }
+    if (NOT_OPENED.has((e as NodeJS.ErrnoException).code ?? "")) return { stat: seen, text: null, cut: false }
     throw e
   }
   try {
     const stat = await handle.stat()
-    if (!stat.isFile() || !wanted(stat)) return { stat, text: null, cut: false }
+    if (!sameFile(seen, stat) || !stat.isFile()) return { stat: seen, text: null, cut: false }
     const buffer = Buffer.allocUnsafe(Math.min(max, stat.size) + 1)
     let length = 0
     while (length < buffer.length) {

@@ -93,6 +93,9 @@ export const fakeSpool = Effect.gen(function*() {
         return { jobs, others, notExecutable: others }
       }),
     dependencies: () => Effect.succeed({ presence: new Map(), ended: new Map() }),
+    judgeDependents: () => Effect.succeed(new Map()),
+    changed: () => Effect.succeed([]),
+    pruneEnded: Effect.succeed(0),
     paused: Effect.sync(() => pause.now),
     claim: (name) =>
       Effect.sync(() => {

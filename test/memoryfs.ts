@@ -232,9 +232,10 @@ export const makeMemoryFs = ({ now = () => 0, uid = 0, gid = 0, umask = 0o022 }:
       }
     },
     head: async (file, max, wanted) => {
-      const { node } = existing(file, "open", false)
+      // lstat first, and only a regular file `wanted` is opened (files.ts: readHead).
+      const { node } = existing(file, "lstat", false)
       const stat = statOf(node)
-      if (node.kind !== "file" || !wanted(stat)) return { stat, text: null, cut: false }
+      if (!wanted(stat) || node.kind !== "file") return { stat, text: null, cut: false }
       const bytes = Buffer.from(node.data)
       return { stat, text: bytes.subarray(0, max).toString(), cut: bytes.length > max }
     },

@@ -14,13 +14,14 @@
  */
 import { Args, Command } from "@effect/cli"
 import { Console, Effect } from "effect"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { isJobName } from "../decode.js"
 import { UsageError } from "../errors.js"
 import { createNew, readRegular } from "../files.js"
 import { parseDirectives, withoutHold } from "../job/directives.js"
-import { heldName, NAME_MAX, submitAside } from "../spool/layout.js"
+import { heldName, NAME_MAX } from "../spool/layout.js"
 import { requireSpool } from "../spool/Spool.js"
 import { visible } from "../text.js"
 
@@ -76,7 +77,8 @@ const holdOne = (spool: string, me: number, name: string): Result => {
 const publish = (spool: string, name: string, held: string, text: string | null, s: fs.Stats) => {
   const queued = path.join(spool, name)
   if (text === null) return fs.renameSync(held, queued)
-  const aside = path.join(spool, submitAside(name))
+  // A name of its own: one a user planted (O_EXCL fails on it) must not stop a release.
+  const aside = path.join(spool, `.pmjq-release-${randomBytes(8).toString("hex")}`)
   const fd = createNew(aside, s.mode & 0o777, process.getuid?.() === 0 ? { uid: s.uid, gid: s.gid } : null)
   try {
     fs.writeSync(fd, withoutHold(text))

@@ -58,7 +58,8 @@ export const checkWants = (spool: string, wants: Wants) =>
   Effect.gen(function*() {
     const after = split(wants.after)
     const afterAny = split(wants.afterAny)
-    const bad = [...after, ...afterAny].find((n) => !isJobName(n))
+    // A name a #PMJQ line could not carry (a blank or a comma splits it) is refused here, not when the job is claimed.
+    const bad = [...after, ...afterAny].find((n) => !isJobName(n) || /[\s,]/.test(n))
     if (bad !== undefined) return yield* new UsageError({ reason: `not a job's name: ${visible(bad)}` })
     if (after.length + afterAny.length > MAX_DEPENDENCIES) return yield* new UsageError({ reason: `at most ${MAX_DEPENDENCIES} dependencies` })
     const priority = Option.getOrElse(wants.priority, () => 0)
@@ -70,9 +71,13 @@ export const checkWants = (spool: string, wants: Wants) =>
     }
     const all = [...new Set([...after, ...afterAny])]
     if (all.length > 0) {
-      const facts = yield* Effect.promise(() => dependencyFacts(threadedCalls, spool, all, null, fs.lstatSync(stateDir(spool), { throwIfNoEntry: false })?.uid ?? 0))
+      // The caller's own jobs only: the job will be the caller's, and depends on no one else's.
+      const pmjq = fs.lstatSync(stateDir(spool), { throwIfNoEntry: false })?.uid ?? 0
+      const facts = yield* Effect.promise(() => dependencyFacts(threadedCalls, spool, all, process.getuid?.() ?? 0, pmjq))
       const unknown = all.find((n) => !facts.presence.has(n) && !facts.ended.has(n))
-      if (unknown !== undefined) return yield* new InputMissing({ what: "job", path: `${visible(unknown)} (neither queued, held, running nor ended on this spool)` })
+      if (unknown !== undefined) {
+        return yield* new InputMissing({ what: "job", path: `${visible(unknown)} (none of yours is queued, held, running or ended on this spool)` })
+      }
     }
     const directives: Directives = { after, afterAny, priority, hold: wants.hold }
     return directives

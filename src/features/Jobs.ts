@@ -112,7 +112,7 @@ const make = Effect.gen(function*() {
             told.within,
             Effect.ensuring(told.end),
             // Its ended note is written: the jobs waiting on it are judged now, not at the next --poll.
-            Effect.zipRight(feed.review)
+            Effect.zipRight(feed.ended(name))
           ))
       // The asker was checked against the owner of the file queued then; one
       // put in its place since (its owner removed it, someone else wrote the

@@ -28,7 +28,7 @@ import { ensureArchiveDir, listOrEmpty, trustedArchiveDir } from "../dirs.js"
 import { type ArchivalMark, readMark, writeMark } from "./ArchivalMark.js"
 import { type Ownership, recordKeeping } from "../files.js"
 import { iso, type JobRecord, recordText } from "../record.js"
-import { archiveAside, asideOf, doneMarkOf, entryFiles, entryName, isArchiveAside, stamp } from "../spool/layout.js"
+import { archiveAside, asideOf, doneMarkOf, entryFiles, entryName, isArchiveAside, isCutRecord, stamp } from "../spool/layout.js"
 import { type Calls, Syscalls } from "../syscalls.js"
 
 export interface Finished {
@@ -228,8 +228,9 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
   const fail = (where: string) => (e: unknown) => new ArchiveFailed({ path: where, reason: describe(e) })
   // The job's ended note (spool/ended.ts) is written before it leaves the
   // running folder: a job named NAME is always running or noted.
+  // A cut run's record (recovery's) is no end: its job goes back to the queue.
   const leave = (job: Finished) => async () => {
-    if (noteEnded !== null) await noteEnded(job.record)
+    if (noteEnded !== null && !isCutRecord(job.recordFile)) await noteEnded(job.record)
     await leaveRunningFolder(job)()
   }
 

@@ -139,7 +139,7 @@ const judgeClaim = (claim: Claim) =>
     if (names.length === 0) return READY
     if (claim.loop !== undefined) return { _tag: "Failed", reason: claim.loop }
     const spool = yield* Spool
-    return yield* spool.dependencies(names, null).pipe(
+    return yield* spool.dependencies(names, claim.owner).pipe(
       Effect.map((facts) => judgeDependencies(d, facts)),
       Effect.orElseSucceed((): Verdict => ({ _tag: "Waiting", reason: "its dependencies could not be looked up" }))
     )
@@ -193,6 +193,12 @@ const end = (
       yield* Effect.logWarning("rejected").pipe(Effect.annotateLogs({ reason: job.refused }))
       return yield* ended({ _tag: "Rejected", reason: job.refused })
     }
+    // A cancel is seen before the job's dependencies: a waiting job cancelled is cancelled, not put back.
+    const early = yield* Deferred.poll(events.cancel)
+    if (Option.isSome(early)) {
+      yield* events.processEnded
+      return yield* ended({ _tag: "Cancelled", by: yield* early.value, exit: null })
+    }
     if (job.verdict._tag === "Failed") {
       yield* events.processEnded
       yield* Effect.logWarning("dependency failed").pipe(Effect.annotateLogs({ reason: job.verdict.reason }))
@@ -206,11 +212,6 @@ const end = (
         return "released" as const
       }
       return yield* ended({ _tag: "NotStarted", reason: `${job.verdict.reason}, and a new job took its name in the spool` })
-    }
-    const early = yield* Deferred.poll(events.cancel)
-    if (Option.isSome(early)) {
-      yield* events.processEnded
-      return yield* ended({ _tag: "Cancelled", by: yield* early.value, exit: null })
     }
     // A stop while the spawner forks and execs: the process may be running by
     // the time the interruption is seen. Noted as soon as the spawn returns

@@ -38,13 +38,14 @@ export const MAX_DEPENDENCIES = 100
 export const PRIORITY_MIN = -20
 export const PRIORITY_MAX = 20
 
-/** Why a job's directives were refused: the line (1-based) and what is wrong with it. */
+/** Why a job's directives were refused: the line (1-based; 0: none could be read) and what is wrong with it. */
 export interface DirectiveProblem {
   readonly line: number
   readonly reason: string
 }
 
-export const describeProblem = (p: DirectiveProblem) => `#PMJQ line ${p.line}: ${p.reason}`
+/** Line 0: the file could not be read for its directives at all. */
+export const describeProblem = (p: DirectiveProblem) => (p.line === 0 ? p.reason : `#PMJQ line ${p.line}: ${p.reason}`)
 
 const DIRECTIVE = /^#PMJQ(?:\s|$)/
 

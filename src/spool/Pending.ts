@@ -244,8 +244,11 @@ export const makePending = (options: { readonly turns: boolean } = { turns: fals
         oldest.push(best)
       }
       if (oldest.length === 0) return undefined
+      // The preference chooses among the first priority only: a lower one never goes first.
       let chosen = 0
-      for (let i = 1; i < oldest.length; i++) if (preference(oldest[i]!.top.name) > preference(oldest[chosen]!.top.name)) chosen = i
+      for (let i = 1; i < oldest.length; i++) {
+        if (oldest[i]!.top.priority === oldest[0]!.top.priority && preference(oldest[i]!.top.name) > preference(oldest[chosen]!.top.name)) chosen = i
+      }
       oldest.forEach(({ owner, top }, i) => i !== chosen && owner.heap.push(top))
       return take(oldest[chosen]!.top)
     })

@@ -14,7 +14,7 @@
  * Every filesystem call goes through Syscalls, and time comes from the Clock:
  * the same code runs on an in-memory filesystem in tests (test/memoryfs.ts).
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Duration, Effect, Layer, Option } from "effect"
 import * as path from "node:path"
 import { CannotCreateDirectory, describe, errnoCode, NotPermitted, SpoolIOError, SpoolMissing } from "../errors.js"
 import { type AttemptNotes, decodeAttemptNotes } from "../decode.js"
@@ -27,8 +27,9 @@ import { makeUnchanged } from "./unchanged.js"
 import type { Candidate } from "./Pending.js"
 import { HEAD_MAX, mayRaise, PLAIN, type Read, readDirectives } from "../job/directives.js"
 import type { Head } from "../files.js"
-import type { DependencyFacts } from "../job/dependencies.js"
-import { dependencyFacts } from "./dependencyFacts.js"
+import type { DependencyFacts, Verdict } from "../job/dependencies.js"
+import { type Dependent, dependencyFacts, judgeDependents } from "./dependencyFacts.js"
+import { ENDED_KEPT, pruneEnded } from "./ended.js"
 import { type Pause, readPause } from "./pauses.js"
 
 export interface Claim {
@@ -62,7 +63,7 @@ export interface Inspected {
 }
 
 // Read only for what may be a job: a regular file, not hidden, with an execute bit.
-const worthReading = (name: string) => (s: Stat) => isJob(name, s)
+const worthReading = (name: string) => (s: Stat) => s.isFile() && isJob(name, s)
 
 /**
  * The candidate NAME is, as its descriptor saw it (Calls.head): its owner, when
@@ -155,11 +156,14 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly checkState: Effect.Effect<boolean>
     /** Waits while pmjq's state is not trusted. */
     readonly whenTrusted: Effect.Effect<void>
-    /**
-     * The facts NAMES are judged on as dependencies (spool/dependencyFacts.ts);
-     * LISTED: the spool's names at the last listing, or null to look each up.
-     */
-    readonly dependencies: (names: ReadonlyArray<string>, listed: ReadonlySet<string> | null) => Effect.Effect<DependencyFacts, SpoolIOError>
+    /** Removes the ended notes older than ENDED_KEPT (spool/ended.ts); how many. */
+    readonly pruneEnded: Effect.Effect<number, SpoolIOError>
+    /** Of CANDIDATES, the names whose file changed since it was looked at (its ctime, as a rename or a write sets it), or is gone. */
+    readonly changed: (candidates: ReadonlyArray<Candidate>) => Effect.Effect<ReadonlyArray<string>, SpoolIOError>
+    /** The facts NAMES are judged on as the dependencies of a job owned by UID (spool/dependencyFacts.ts). */
+    readonly dependencies: (names: ReadonlyArray<string>, uid: number) => Effect.Effect<DependencyFacts, SpoolIOError>
+    /** The verdicts on waiting JOBS whose dependencies this review looks up (from the FROMth name on: each has its turn). */
+    readonly judgeDependents: (jobs: ReadonlyArray<Dependent>, from: number) => Effect.Effect<ReadonlyMap<string, Verdict>, SpoolIOError>
     /** Whether `pmjq pause` paused the whole spool or this node, and who did (spool/pauses.ts); none when not paused. */
     readonly paused: Effect.Effect<Option.Option<Pause>>
     /**
@@ -364,8 +368,15 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         throw e
       }
       held.add(path.basename(target))
-      // Through a descriptor of the claimed file: what it is, and its directives, read once.
-      const head = await calls.head(target, HEAD_MAX, worthReading(name))
+      // Through a descriptor of the claimed file: what it is, and its directives,
+      // read once. Claimed, it must end with a record: a head that cannot be
+      // read (EIO, EMFILE) refuses it rather than leave it in the folder.
+      const head = await calls.head(target, HEAD_MAX, worthReading(name)).catch(async (e: unknown) => ({
+        stat: await calls.lstat(target),
+        text: null,
+        cut: false,
+        failed: describe(e)
+      }))
       const stat = head.stat
       if (stat.isDirectory()) {
         // A folder swapped in after the name was seen as a file. Folders are
@@ -380,7 +391,9 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       const claimedAt = now()
       const notes = await readNotes(name)
       const owner = stat.uid
-      const read = readDirectives(head.text, head.cut, owner, mayRaise)
+      const read: Read = "failed" in head
+        ? { ...PLAIN, problem: { line: 0, reason: `its first bytes could not be read (${head.failed})` } }
+        : readDirectives(head.text, head.cut, owner, mayRaise)
       if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null, owner, read })
       const { key, mtimeMs } = await keyOf(target)
       const note = notes[key]
@@ -501,13 +514,31 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     })
 
   const own = process.getuid?.() ?? 0
-  const dependencies = (names: ReadonlyArray<string>, listed: ReadonlySet<string> | null) =>
-    io("dependencies", spool, () => dependencyFacts(calls, spool, names, listed, own))
+  const dependencies = (names: ReadonlyArray<string>, uid: number) =>
+    io("dependencies", spool, () => dependencyFacts(calls, spool, names, uid, own))
+  const changed = (candidates: ReadonlyArray<Candidate>) =>
+    io("inspect", spool, async () => {
+      const names: Array<string> = []
+      for (let i = 0; i < candidates.length; i += 64) {
+        await Promise.all(candidates.slice(i, i + 64).map((c) =>
+          calls.lstat(path.join(spool, c.name)).then(
+            (s) => void (s.ctimeMs !== c.readyAt && names.push(c.name)),
+            () => void names.push(c.name)
+          )
+        ))
+      }
+      return names
+    })
+  const prune = io("prune ended notes", spool, () => pruneEnded(calls, spool, now(), Duration.toMillis(ENDED_KEPT)))
+  const judge = (jobs: ReadonlyArray<Dependent>, from: number) => io("dependencies", spool, () => judgeDependents(calls, spool, jobs, own, from))
   const paused = Effect.map(Effect.promise(() => readPause(calls, spool, node, own).catch(() => null)), Option.fromNullable)
 
   return Spool.of({
     path: spool,
+    changed,
+    pruneEnded: prune,
     dependencies,
+    judgeDependents: judge,
     paused,
     list,
     listIfChanged,

@@ -50,6 +50,8 @@ export const makeWaiting = () => {
       for (const name of jobs.keys()) if (!present.has(name)) jobs.delete(name)
     },
     size: () => jobs.size,
+    /** Every job waiting, as it was seen. */
+    all: (): ReadonlyArray<WaitingJob> => [...jobs.values()],
     /** How many wait, by why. */
     counts: (): Record<WaitReason, number> => {
       let held = 0

@@ -1,19 +1,24 @@
 /**
  * The facts a job's dependencies are judged on (job/dependencies.ts), looked
- * up in the spool for each name: queued (the spool's listing, or an lstat),
- * held (`.pmjq-held-NAME`), running (any node's running folder, a taken-over
- * one included), or how the last job of that name ended (`.pmjq/ended/NAME`).
- * Only the names asked about are looked at: thousands of waiting jobs on one
- * build cost one lookup.
+ * up in the spool for each name, among the jobs of the dependent's own owner
+ * only (names are public: no other user's file, held file, claim or note of
+ * that name may stand in for it): queued (an lstat), held
+ * (`.pmjq-held-NAME`), running (any node's running folder, taken-over ones
+ * included), or how that owner's last job of the name ended
+ * (`.pmjq/ended/UID/NAME`). A job moves between these places by renames while
+ * it is looked for, so a name found nowhere is looked for once more before
+ * its note is believed. Only the names asked about are looked at, at most
+ * LOOKUPS a review: thousands of jobs waiting on one build cost one lookup.
  */
 import * as path from "node:path"
-import type { DependencyFacts, Presence } from "../job/dependencies.js"
+import { type DependencyFacts, dependencyNames, judgeDependencies, loopsAmong, type Presence, type Verdict } from "../job/dependencies.js"
+import type { Directives } from "../job/directives.js"
 import type { EndedNote } from "../decode.js"
 import type { Calls } from "../syscalls.js"
 import { readEnded } from "./ended.js"
 import { claimedName, heldName, isAdopted, isHidden, runningRoot } from "./layout.js"
 
-const exists = (calls: Calls, file: string) => calls.lstat(file).then(() => true, () => false)
+const ownedBy = (calls: Calls, file: string, uid: number) => calls.lstat(file).then((s) => s.uid === uid, () => false)
 
 const listOr = (calls: Calls, dir: string) => calls.entries(dir).catch(() => [])
 
@@ -21,47 +26,85 @@ const listOr = (calls: Calls, dir: string) => calls.entries(dir).catch(() => [])
 // in turn); a few levels are all a spool ever sees (as spool/places.ts).
 const ADOPTED_DEPTH = 4
 
-/** The names of the jobs in every node's running folder now, taken-over folders included. */
-export const runningNames = async (calls: Calls, spool: string): Promise<Set<string>> => {
-  const names = new Set<string>()
-  const root = runningRoot(spool)
+/** Every claim in every node's running folder now, taken-over folders included: each job's name, with its files. */
+export const runningClaims = async (calls: Calls, spool: string): Promise<Map<string, Array<string>>> => {
+  const claims = new Map<string, Array<string>>()
   const collect = async (dir: string, depth: number) => {
     for (const e of await listOr(calls, dir)) {
-      if (!e.isDirectory && !isHidden(e.name)) names.add(claimedName(e.name))
-      else if (e.isDirectory && depth < ADOPTED_DEPTH && isAdopted(e.name)) await collect(path.join(dir, e.name), depth + 1)
+      if (!e.isDirectory && !isHidden(e.name)) {
+        const name = claimedName(e.name)
+        claims.set(name, [...(claims.get(name) ?? []), path.join(dir, e.name)])
+      } else if (e.isDirectory && depth < ADOPTED_DEPTH && isAdopted(e.name)) await collect(path.join(dir, e.name), depth + 1)
     }
   }
+  const root = runningRoot(spool)
   for (const folder of await listOr(calls, root)) if (folder.isDirectory) await collect(path.join(root, folder.name), 0)
-  return names
+  return claims
 }
 
 /**
- * The facts about NAMES in SPOOL. LISTED: the spool's names at the last
- * listing (null: each is looked up). OWNER: the uid of pmjq's own files (an
- * ended note owned by anyone else is not believed).
+ * The facts about NAMES in SPOOL, for a dependent owned by UID. OWNER: the
+ * uid of pmjq's own files (an ended note owned by anyone else is not believed).
  */
 export const dependencyFacts = async (
-  calls: Calls, spool: string, names: ReadonlyArray<string>, listed: ReadonlySet<string> | null, owner: number
+  calls: Calls, spool: string, names: ReadonlyArray<string>, uid: number, owner: number
 ): Promise<DependencyFacts> => {
   const presence = new Map<string, Presence>()
   const ended = new Map<string, EndedNote>()
-  let running: Set<string> | null = null
+  let claims: Map<string, Array<string>> | null = null
+  const where = async (name: string, fresh: boolean): Promise<Presence | null> => {
+    if (await ownedBy(calls, path.join(spool, name), uid)) return "queued"
+    if (await ownedBy(calls, path.join(spool, heldName(name)), uid)) return "held"
+    if (claims === null || fresh) claims = await runningClaims(calls, spool)
+    for (const file of claims.get(name) ?? []) if (await ownedBy(calls, file, uid)) return "running"
+    return null
+  }
   for (const name of names) {
-    if (listed !== null ? listed.has(name) : await exists(calls, path.join(spool, name))) {
-      presence.set(name, "queued")
+    const found = (await where(name, false)) ?? (await where(name, true))
+    if (found !== null) {
+      presence.set(name, found)
       continue
     }
-    if (await exists(calls, path.join(spool, heldName(name)))) {
-      presence.set(name, "held")
-      continue
-    }
-    running ??= await runningNames(calls, spool)
-    if (running.has(name)) {
-      presence.set(name, "running")
-      continue
-    }
-    const note = await readEnded(calls, spool, name, owner)
+    const note = await readEnded(calls, spool, uid, name, owner)
     if (note !== null) ended.set(name, note)
   }
   return { presence, ended }
+}
+
+/** A job waiting on dependencies, as judged: its name, its owner, what it asks. */
+export interface Dependent {
+  readonly name: string
+  readonly uid: number
+  readonly directives: Directives
+}
+
+/** The most names one review looks up; the others wait for the next (a hostile flood of names costs a review this much). */
+export const LOOKUPS = 2000
+
+/**
+ * The verdict on each of JOBS whose names could all be looked up this time
+ * (`from`: where in the list of names this review starts, so that every name
+ * has its turn), a loop among one owner's jobs included.
+ */
+export const judgeDependents = async (
+  calls: Calls, spool: string, jobs: ReadonlyArray<Dependent>, owner: number, from = 0
+): Promise<Map<string, Verdict>> => {
+  const verdicts = new Map<string, Verdict>()
+  const byOwner = new Map<number, Array<Dependent>>()
+  for (const job of jobs) byOwner.set(job.uid, [...(byOwner.get(job.uid) ?? []), job])
+  const wanted = [...byOwner].flatMap(([uid, mine]) => [...new Set(mine.flatMap((j) => dependencyNames(j.directives)))].map((name) => ({ uid, name })))
+  const start = wanted.length <= LOOKUPS ? 0 : from % wanted.length
+  const turn = [...wanted.slice(start), ...wanted.slice(0, start)].slice(0, LOOKUPS)
+  for (const [uid, mine] of byOwner) {
+    const names = turn.filter((w) => w.uid === uid).map((w) => w.name)
+    const facts = await dependencyFacts(calls, spool, names, uid, owner)
+    const looked = new Set(names)
+    const loops = loopsAmong(new Map(mine.map((j) => [j.name, j.directives])))
+    for (const job of mine) {
+      const loop = loops.get(job.name)
+      if (loop !== undefined) verdicts.set(job.name, { _tag: "Failed", reason: loop })
+      else if (dependencyNames(job.directives).every((n) => looked.has(n))) verdicts.set(job.name, judgeDependencies(job.directives, facts))
+    }
+  }
+  return verdicts
 }

@@ -1,27 +1,34 @@
 /**
  * How jobs ended, where every node sharing the spool can read it: one note a
- * name, `.pmjq/ended/NAME`, for the jobs that run `--after` it (their archive
- * dirs may be on other hosts). Written by whoever archives the job, before the
- * job leaves its running folder, so that a job named NAME is always either
- * running, or noted; replaced by each later job of that name (the last one to
- * end counts). Owned by pmjq, readable by all, like `ps` (a name and an outcome).
+ * name and owner, `.pmjq/ended/UID/NAME`, for the jobs that run `--after` it
+ * (their archive dirs may be on other hosts). Written by whoever archives the
+ * job, before the job leaves its running folder, so that a job named NAME is
+ * always either running, or noted; replaced by each later job of that name and
+ * owner (the last one to end counts), never by an earlier one. Owned by pmjq,
+ * readable by all, like `ps` (a name and an outcome). Kept ENDED_KEPT, then
+ * pruned (a spool sees a new name each submit).
  */
-import { Either } from "effect"
+import { Duration, Either } from "effect"
 import { randomBytes } from "node:crypto"
+import * as path from "node:path"
 import { decodeEndedNote, type EndedNote } from "../decode.js"
-import { ownDirsBelow } from "../dirs.js"
+import { listOrEmpty, ownDirsBelow } from "../dirs.js"
 import { errnoCode } from "../errors.js"
 import type { JobRecord } from "../record.js"
 import type { Calls } from "../syscalls.js"
-import { endedAside, endedFile, stateParts } from "./layout.js"
+import { asideOf, endedAside, endedFile, endedParts, isAside, isHidden, stateParts } from "./layout.js"
 
 export type { EndedNote }
 
 const NOTE_MODE = 0o644
 const MAX_NOTE = 4096
 
-export const noteOf = (record: JobRecord): EndedNote => ({
+/** How long a job's end is kept for jobs that run after it. */
+export const ENDED_KEPT = Duration.days(7)
+
+export const noteOf = (record: JobRecord & { readonly uid: number }): EndedNote => ({
   name: record.name,
+  uid: record.uid,
   outcome: record.outcome,
   exitCode: record.exitCode,
   endedAt: record.endedAt,
@@ -29,38 +36,76 @@ export const noteOf = (record: JobRecord): EndedNote => ({
 })
 
 /**
- * A writer of ended notes for SPOOL. The folder is made (and checked to be
- * pmjq's own) once, and again only when a write finds it gone.
+ * How UID's last job named NAME ended, or null when no note says (none, or one
+ * that is not pmjq's: OWNER is the uid pmjq's own files have).
+ */
+export const readEnded = async (calls: Calls, spool: string, uid: number, name: string, owner: number): Promise<EndedNote | null> => {
+  const text = await calls.readText(endedFile(spool, uid, name), owner, MAX_NOTE).catch(() => null)
+  if (text === null) return null
+  const note = decodeEndedNote(text)
+  return Either.isRight(note) && note.right.name === name && note.right.uid === uid ? note.right : null
+}
+
+/**
+ * A writer of ended notes for SPOOL. Each owner's folder is made (and checked
+ * to be pmjq's own) once, and again only when a write finds it gone. A job
+ * whose owner is not known (an adopted job without a record) leaves no note.
  */
 export const makeEndedNotes = (calls: Calls, spool: string) => {
-  let made = false
-  const write = async (record: JobRecord) => {
-    const aside = endedAside(spool, process.pid, randomBytes(6).toString("hex"))
-    await calls.writeNew(aside, JSON.stringify(noteOf(record)), NOTE_MODE)
-    await calls.rename(aside, endedFile(spool, record.name))
+  const made = new Set<number>()
+  const own = process.getuid?.() ?? 0
+  const write = async (note: EndedNote) => {
+    const aside = endedAside(spool, note.uid, process.pid, randomBytes(6).toString("hex"))
+    await calls.writeNew(aside, JSON.stringify(note), NOTE_MODE)
+    await calls.rename(aside, endedFile(spool, note.uid, note.name))
   }
   return async (record: JobRecord): Promise<void> => {
-    if (!made) {
-      await ownDirsBelow(calls, spool, stateParts.ended)
-      made = true
+    if (record.uid === null) return
+    const note = noteOf({ ...record, uid: record.uid })
+    if (!made.has(note.uid)) {
+      await ownDirsBelow(calls, spool, endedParts(note.uid))
+      made.add(note.uid)
     }
+    // A job archived late (recovery, a retry) must not replace a later one's end.
+    const before = await readEnded(calls, spool, note.uid, note.name, own)
+    if (before !== null && Date.parse(before.endedAt) > Date.parse(note.endedAt)) return
     try {
-      await write(record)
+      await write(note)
     } catch (e) {
       if (errnoCode(e) !== "ENOENT") throw e
-      await ownDirsBelow(calls, spool, stateParts.ended)
-      await write(record)
+      await ownDirsBelow(calls, spool, endedParts(note.uid))
+      await write(note)
     }
   }
 }
 
 /**
- * How the last job named NAME ended, or null when no note says (none, or one
- * that is not pmjq's: OWNER is the uid pmjq's own files have).
+ * Removes the notes older than KEPT (by mtime) at NOW; returns how many. Each
+ * is first renamed aside, then looked at: one a job replaced meanwhile is put
+ * back (link: never over a newer one), so a fresh end is never lost.
  */
-export const readEnded = async (calls: Calls, spool: string, name: string, owner: number): Promise<EndedNote | null> => {
-  const text = await calls.readText(endedFile(spool, name), owner, MAX_NOTE).catch(() => null)
-  if (text === null) return null
-  const note = decodeEndedNote(text)
-  return Either.isRight(note) && note.right.name === name ? note.right : null
+export const pruneEnded = async (calls: Calls, spool: string, now: number, keptMs: number): Promise<number> => {
+  const root = path.join(spool, ...stateParts.ended)
+  let removed = 0
+  for (const uid of await listOrEmpty(calls, root)) {
+    if (!/^\d+$/.test(uid)) continue
+    const dir = path.join(root, uid)
+    for (const name of await listOrEmpty(calls, dir)) {
+      const file = path.join(dir, name)
+      const stat = await calls.lstat(file).catch(() => null)
+      if (stat === null || now - stat.mtimeMs < keptMs) continue
+      // An aside a crash left is removed as any old note.
+      if (isHidden(name) && isAside(name)) {
+        await calls.unlink(file).catch(() => undefined)
+        continue
+      }
+      const aside = asideOf(path.join(dir, `.prune-${randomBytes(6).toString("hex")}`))
+      if (!(await calls.rename(file, aside).then(() => true, () => false))) continue
+      const moved = await calls.lstat(aside).catch(() => null)
+      if (moved !== null && now - moved.mtimeMs < keptMs) await calls.link(aside, file).catch(() => undefined)
+      else removed++
+      await calls.unlink(aside).catch(() => undefined)
+    }
+  }
+  return removed
 }

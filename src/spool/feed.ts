@@ -18,9 +18,10 @@
 import { Duration, Effect, Mailbox, Option, Schedule } from "effect"
 import type { SpoolIOError } from "../errors.js"
 import { isCancelRequest } from "./layout.js"
-import { dependencyNames, judgeDependencies, loopsAmong, type Verdict } from "../job/dependencies.js"
+import { dependencyNames } from "../job/dependencies.js"
+import { LOOKUPS } from "./dependencyFacts.js"
 import type { Candidate, Pending } from "./Pending.js"
-import { makeWaiting, type Waiting } from "./Waiting.js"
+import { makeWaiting, type Waiting, type WaitingJob } from "./Waiting.js"
 import { Spool } from "./Spool.js"
 
 export type SpoolEvent =
@@ -103,26 +104,30 @@ export const NOT_JOBS_AGAIN = Duration.minutes(1)
 export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll: Duration.DurationInput, waiting: Waiting = makeWaiting()) =>
   Effect.gen(function*() {
     const spool = yield* Spool
-    // The spool's names at the last listing: what dependencies are judged on between two.
-    let listed: ReadonlySet<string> = new Set()
 
-    // Judges the jobs waiting on dependencies again (`fresh`: each name looked
-    // up now, as when a job of this node just ended, rather than as listed);
-    // those free to go, or doomed, join the queue.
-    const review = (fresh: boolean) =>
+    // Where the next review starts among the names to look up (each has its turn, spool/dependencyFacts.ts: LOOKUPS).
+    let turn = 0
+
+    // Judges the jobs waiting on dependencies again (ONLY: those of them; all
+    // by default); those free to go, or doomed, join the queue.
+    const review = (only?: (w: WaitingJob) => boolean) =>
       Effect.suspend(() => {
-        const jobs = waiting.onDependencies()
+        const all = waiting.onDependencies()
+        const jobs = only === undefined ? all : all.filter(only)
         if (jobs.length === 0) return Effect.void
-        const names = [...new Set(jobs.flatMap((w) => dependencyNames(w.directives)))]
-        return spool.dependencies(names, fresh ? null : listed).pipe(
-          Effect.flatMap((facts) => {
-            const loops = loopsAmong(new Map(jobs.map((w) => [w.candidate.name, w.directives])))
+        // A loop is found among all of one owner's waiting jobs, not only those judged now.
+        const judged = only === undefined ? jobs : all.filter((w) => jobs.some((j) => j.candidate.uid === w.candidate.uid))
+        const dependents = judged.map((w) => ({ name: w.candidate.name, uid: w.candidate.uid, directives: w.directives }))
+        return spool.judgeDependents(dependents, turn).pipe(
+          Effect.flatMap((verdicts) => {
+            turn += LOOKUPS
             const go: Array<Candidate> = []
             for (const w of jobs) {
-              const loop = loops.get(w.candidate.name)
-              const verdict: Verdict = loop !== undefined ? { _tag: "Failed", reason: loop } : judgeDependencies(w.directives, facts)
+              const verdict = verdicts.get(w.candidate.name)
+              if (verdict === undefined) continue
               waiting.judged(w.candidate.name, verdict)
-              if (verdict._tag !== "Waiting") go.push(loop === undefined ? w.candidate : { ...w.candidate, loop })
+              if (verdict._tag === "Ready") go.push(w.candidate)
+              else if (verdict._tag === "Failed") go.push({ ...w.candidate, loop: verdict.reason })
             }
             return pending.offerAll(go)
           }),
@@ -131,13 +136,16 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
         )
       })
 
+    // Names whose capped priority was said: once each while the name stays (a user touching the file must not fill the log).
+    const capped = new Set<string>()
+
     // Jobs whose directives keep them waiting go there, the others to the queue.
     const admit = (jobs: ReadonlyArray<Candidate>) =>
       Effect.gen(function*() {
         const ready: Array<Candidate> = []
         for (const job of jobs) {
-          const known = waiting.has(job.name)
-          if (job.read?.capped != null && !known) {
+          if (job.read?.capped != null && !capped.has(job.name)) {
+            capped.add(job.name)
             yield* Effect.logWarning(`priority ${job.read.capped} capped at 0: only root may raise one`).pipe(Effect.annotateLogs({ job: job.name, uid: job.uid }))
           }
           if (!waiting.admit(job)) ready.push(job)
@@ -162,7 +170,7 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
       }).pipe(
         Effect.flatMap(Option.match({
           onNone: () => Effect.zipRight(Effect.sync(() => waiting.forget(name)), pending.forget(name)),
-          onSome: (job) => Effect.zipRight(admit([job]), job.read === undefined || waiting.has(job.name) ? review(true) : Effect.void)
+          onSome: (job) => Effect.zipRight(admit([job]), waiting.has(job.name) ? review((w) => w.candidate.name === job.name) : Effect.void)
         })),
         logFailure,
         Effect.ignore
@@ -183,7 +191,7 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
           return tellNotExecutable(untold)
         }),
         Effect.flatMap(({ jobs }) => admit(jobs)),
-        Effect.zipRight(review(false)),
+        Effect.zipRight(review()),
         logFailure,
         Effect.ignore
       )
@@ -194,12 +202,21 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
     const reconcile = (names: ReadonlyArray<string>) =>
       Effect.suspend(() => {
         const present = new Set(names)
-        listed = present
         waiting.retain(present)
         for (const name of notJobs.keys()) if (!present.has(name)) notJobs.delete(name)
         for (const name of told) if (!present.has(name)) told.delete(name)
+        for (const name of capped) if (!present.has(name)) capped.delete(name)
         const slice = rescans++ % slices
-        return Effect.zipRight(pending.retain(present), inspect(names.filter((n) => !pending.has(n) && (notJobs.get(n) ?? slice) === slice)))
+        // A waiting job is looked at again only when its file changed (an
+        // lstat): thousands waiting cost a rescan an lstat each, not a read.
+        const fresh = names.filter((n) => !pending.has(n) && !waiting.has(n) && (notJobs.get(n) ?? slice) === slice)
+        return Effect.zipRight(
+          pending.retain(present),
+          spool.changed(waiting.all().map((w) => w.candidate)).pipe(
+            Effect.orElseSucceed((): ReadonlyArray<string> => []),
+            Effect.flatMap((changed) => inspect([...fresh, ...changed.filter((n) => present.has(n))]))
+          )
+        )
       })
 
     // The same names as at the last listing: only this rescan's slice of the
@@ -222,5 +239,11 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
     /** One full look at the spool, done before dispatch starts and when a drain runs dry. */
     const scan = logFailure(spool.list).pipe(Effect.flatMap(reconcile), Effect.ignore)
 
-    return { handle, scan, catchUp, review: review(true), waiting }
+    return {
+      handle, scan, catchUp, waiting,
+      /** The jobs waiting on dependencies judged again now. */
+      review: review(),
+      /** Job NAME of this node ended (its ended note written): the jobs after it are judged at once. */
+      ended: (name: string) => review((w) => dependencyNames(w.directives).includes(name))
+    }
   })

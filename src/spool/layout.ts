@@ -16,7 +16,7 @@
  *   job-spool/.pmjq/attempts/NAME               recovery's notes on a requeued NAME
  *   job-spool/.pmjq/rejected/STAMP_NAME         refused jobs, when there is no error dir
  *   job-spool/.pmjq/quarantine/                 state pmjq could not trust
- *   job-spool/.pmjq/ended/NAME                  how the last job named NAME ended (its dependents read it)
+ *   job-spool/.pmjq/ended/UID/NAME              how UID's last job named NAME ended (its dependents read it)
  *   job-spool/.pmjq/paused/spool                `pmjq pause`: no node claims; paused/NODE: that node
  *   job-spool/.pmjq-held-NAME                   a job held by `pmjq hold` (hidden: never claimed)
  *   archive-dir/STAMP_NAME{,.out,.err,.json}    an archive entry; STAMP-N_NAME on a clash
@@ -96,10 +96,15 @@ export const asideNode = (name: string): string | null => {
 
 // ---- how jobs ended, for their dependents: .pmjq/ended ----
 
-/** The note of how the last job named NAME ended, replaced by each later one (rename). */
-export const endedFile = (spool: string, name: string) => path.join(spool, ...stateParts.ended, name)
+/**
+ * A user's own folder of notes: a dependency names one of its owner's jobs, so
+ * no other user's job of that name can stand in for it or overwrite its note.
+ */
+export const endedParts = (uid: number) => [...stateParts.ended, String(uid)]
+/** The note of how UID's last job named NAME ended, replaced by each later one (rename). */
+export const endedFile = (spool: string, uid: number, name: string) => path.join(spool, ...endedParts(uid), name)
 /** Unique to the writer, hidden (no job's name starts with a dot). */
-export const endedAside = (spool: string, pid: number, token: string) => path.join(spool, ...stateParts.ended, `.${pid}.${token}.tmp`)
+export const endedAside = (spool: string, uid: number, pid: number, token: string) => path.join(spool, ...endedParts(uid), `.${pid}.${token}.tmp`)
 
 // ---- pauses: .pmjq/paused ----
 
@@ -162,6 +167,9 @@ export const besideName = (claimFile: string, kind: Beside) =>
 /** A cut run's files: its job's base with one more dot, a name no job's file can have. */
 const cutBase = (base: string) => `.${base}`
 const isCutBase = (base: string) => base.startsWith("..")
+
+/** Whether a record file is a cut run's (recovery's, `..NAME.json`): it says nothing of how the job ended. */
+export const isCutRecord = (recordFile: string) => isCutBase(path.basename(recordFile))
 
 // The room once kept for ".cut.json", the longest addition then. Kept, though
 // the additions are shorter now: a smaller room would hash other names than

@@ -7,9 +7,9 @@
  */
 import { Either } from "effect"
 import { decodePauseNote, type PauseNote } from "../decode.js"
-import { ownDirsBelow, verifyOwnDir } from "../dirs.js"
+import { UntrustedDirectory } from "../dirs.js"
 import type { Calls } from "../syscalls.js"
-import { pausedFile, stateDir, stateParts } from "./layout.js"
+import { pausedDir, pausedFile, stateDir } from "./layout.js"
 
 export interface Pause extends PauseNote {
   /** The node paused, or null for the whole spool. */
@@ -33,11 +33,27 @@ export const readNote = async (calls: Calls, spool: string, node: string | null,
 export const readPause = async (calls: Calls, spool: string, node: string, owner: number): Promise<Pause | null> =>
   (await readNote(calls, spool, null, owner)) ?? (await readNote(calls, spool, node, owner))
 
-/** Pauses SPOOL (NODE null) or one node: written aside and renamed over, so a reader sees all of it. */
+// A folder of pmjq's: a real directory, owned by root or OWNER (null: whoever
+// owns .pmjq is pmjq's user; the kernel lets only it and root write there),
+// that no one else may write.
+const checkOwn = async (calls: Calls, dir: string, owner: number | null) => {
+  const s = await calls.lstat(dir)
+  if (!s.isDirectory() || s.isSymbolicLink() || (owner !== null && s.uid !== 0 && s.uid !== owner) || (s.mode & 0o022) !== 0) {
+    throw new UntrustedDirectory({ dir, why: "is not pmjq's own folder (a real directory of root's or pmjq's, writable by no one else)" })
+  }
+  return s
+}
+
+/**
+ * Pauses SPOOL (NODE null) or one node, as root or the user pmjq runs as (the
+ * owner of .pmjq, which is never made here: one made by whoever paused first
+ * would be theirs, and refused by pmjq). Written aside and renamed over, so a
+ * reader sees all of it.
+ */
 export const writePause = async (calls: Calls, spool: string, node: string | null, note: PauseNote) => {
-  // Never made here: a .pmjq made by whoever pauses first would be theirs (and refused by pmjq).
-  await verifyOwnDir(calls, stateDir(spool))
-  await ownDirsBelow(calls, spool, stateParts.paused)
+  const state = await checkOwn(calls, stateDir(spool), null)
+  await calls.mkdir(pausedDir(spool), 0o755).catch((e: NodeJS.ErrnoException) => (e.code === "EEXIST" ? undefined : Promise.reject(e)))
+  await checkOwn(calls, pausedDir(spool), state.uid)
   const file = pausedFile(spool, node)
   const aside = `${file}.${process.pid}.tmp`
   await calls.unlink(aside).catch(() => undefined)

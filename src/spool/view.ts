@@ -14,8 +14,8 @@ import * as path from "node:path"
 import { decodeCancelRequest, decodeHeartbeat, decodeRecord, type PauseNote } from "../decode.js"
 import { ownDirProblem } from "../dirs.js"
 import { factsOf, type FileFacts } from "../files.js"
-import { dependencyNames, judgeDependencies, loopsAmong, type Verdict } from "../job/dependencies.js"
-import { describeProblem, type Directives, HEAD_MAX, PLAIN, type Read } from "../job/directives.js"
+import { dependencyNames, type Verdict } from "../job/dependencies.js"
+import { describeProblem, HEAD_MAX, PLAIN, type Read } from "../job/directives.js"
 import { refusal } from "../job/refusal.js"
 import { Users } from "../job/Users.js"
 import { isSameProcess, parentOf, type ProcessId } from "../proc.js"
@@ -26,7 +26,7 @@ import {
 } from "./layout.js"
 import type { Heartbeat } from "./Nodes.js"
 import { type Calls, type Stat, Syscalls, threadedCalls } from "../syscalls.js"
-import { dependencyFacts } from "./dependencyFacts.js"
+import { type Dependent, judgeDependents } from "./dependencyFacts.js"
 import { type Pause, readNote } from "./pauses.js"
 import { candidateOf, inspectNames } from "./Spool.js"
 
@@ -585,27 +585,19 @@ const heldIn = async (calls: Calls, spool: string, listed: ReadonlyArray<string>
 }
 
 /**
- * What the dependencies of the QUEUED jobs that have some say now, judged on
- * the facts a node judges them on (spool/dependencyFacts.ts: LISTED, the
- * spool's names; OWNER, pmjq's uid, whose ended notes are believed), a loop
- * among them included. Held jobs are not judged, as no node judges them.
+ * What the dependencies of the QUEUED jobs that have some say now, judged as a
+ * node judges them (spool/dependencyFacts.ts: among each owner's own jobs;
+ * OWNER, pmjq's uid, whose ended notes are believed), a loop among them
+ * included. Held jobs are not judged, as no node judges them.
  */
-const dependencyVerdicts = async (
-  calls: Calls, spool: string, queued: ReadonlyArray<Queued>, listed: ReadonlyArray<string>, owner: number
-): Promise<Map<string, Verdict>> => {
-  const judged = new Map<string, Directives>()
+const dependencyVerdicts = async (calls: Calls, spool: string, queued: ReadonlyArray<Queued>, owner: number): Promise<ReadonlyMap<string, Verdict>> => {
+  const judged: Array<Dependent> = []
   for (const q of queued) {
     if (q.aside || q.read === null || q.read.problem !== null) continue
     const d = q.read.directives
-    if (!d.hold && dependencyNames(d).length > 0) judged.set(q.name, d)
+    if (!d.hold && dependencyNames(d).length > 0) judged.push({ name: q.name, uid: q.uid, directives: d })
   }
-  if (judged.size === 0) return new Map()
-  const facts = await dependencyFacts(calls, spool, [...new Set([...judged.values()].flatMap(dependencyNames))], new Set(listed), owner)
-  const loops = loopsAmong(judged)
-  return new Map([...judged].map(([name, d]): [string, Verdict] => {
-    const loop = loops.get(name)
-    return [name, loop !== undefined ? { _tag: "Failed", reason: loop } : judgeDependencies(d, facts)]
-  }))
+  return judged.length === 0 ? new Map() : judgeDependents(calls, spool, judged, owner)
 }
 
 /** The pauses in SPOOL (spool/pauses.ts): the whole spool's, and each node's. */
@@ -716,7 +708,7 @@ const view = async (calls: Calls, spool: string, lastCount: number): Promise<See
   if (Either.isLeft(owner)) {
     const untrusted = owner.left === "no state yet" ? null : owner.left
     // No .pmjq yet: nothing runs nor ended, no node; dependencies are judged on the spool alone (owner -1: no note to read).
-    const verdicts = untrusted === null ? await dependencyVerdicts(calls, spool, queued, listed, -1) : new Map<string, Verdict>()
+    const verdicts = untrusted === null ? await dependencyVerdicts(calls, spool, queued, -1) : new Map<string, Verdict>()
     const reasons = (user: (uid: number) => string) =>
       untrusted === null
         ? reasonsOf(queued, (q) => refusedBy(facts(q.name), null, []), verdicts, [], user)
@@ -733,7 +725,7 @@ const view = async (calls: Calls, spool: string, lastCount: number): Promise<See
   const pauses = await pausesIn(calls, spool, uid)
   const limits = limitsIn(beats, running, pauses)
   const nodes = beats.map((hb, i) => ({ ...hb, running: limits[i]!.running }))
-  const verdicts = await dependencyVerdicts(calls, spool, queued, listed, uid)
+  const verdicts = await dependencyVerdicts(calls, spool, queued, uid)
 
   const dirs = [...new Set(beats.flatMap((n) => [n.archiveDir, n.errorDir]).filter((d): d is string => d !== null))]
   const finished = (await Promise.all(dirs.map((d) => newest(d, lastCount, uid, calls)))).flat()

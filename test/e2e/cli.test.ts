@@ -151,7 +151,7 @@ describe("help, version and completions", () => {
     expect(lines.filter((l) => l.length > 80)).toEqual([])
     expect(help.stdout).not.toMatch(/\x1b/)
     expect(help.stdout).not.toContain("--wizard")
-    for (const group of ["The queue:", "The gate:", "Users and security:", "Cluster", "Telemetry"]) expect(lines.some((l) => l.startsWith(group))).toBe(true)
+    for (const group of ["The queue:", "The gate and hooks:", "Users and security:", "Cluster", "Telemetry"]) expect(lines.some((l) => l.startsWith(group))).toBe(true)
     // Each option on one line with what it does beside it.
     expect(lines.find((l) => l.includes("--archive-dir"))).toMatch(/^ {2}-o, --archive-dir DIR +\S/)
   })

@@ -28,7 +28,7 @@ describe("dependencies", () => {
     expect(typo.code).toBe(66)
     expect(typo.stderr).toMatch(/no-such-job/)
     const waiting = start(["submit", "--wait", "--after", deploy, t.spool, "--", "echo", "never"], t.root)
-    const drained = await run(["--drain", "--run-as-owner", "-o", t.archive, "-e", t.errors, t.spool], t.root)
+    const drained = await run(["--drain", "-o", t.archive, "-e", t.errors, t.spool], t.root)
     expect(drained.code).toBe(1)
     expect(lines(t.ledger)).toEqual(["build", "test", "cleanup"])
     expect(records(t.errors).find((r) => r.name === deploy)).toMatchObject({ outcome: "dependency-failed", reason: `not run: ${test} ended failed` })
@@ -85,6 +85,14 @@ describe("dependencies", () => {
           expect(lines(t.ledger)).toHaveLength(2)
           expect((await run(["resume", t.spool], t.root)).code).toBe(0)
           await waitFor("third ran", () => lines(t.ledger).length === 3)
+          // Held while both nodes look at the spool; released, one of them runs it.
+          const fourth = nameOf((await run(["submit", "--name", "fourth", "--hold", t.spool, "--", "sh", "-c", `echo fourth >> ${t.ledger}`], t.root)).stdout)
+          submit(t.spool, "fifth", `echo fifth >> ${t.ledger}`)
+          await waitFor("fifth ran", () => lines(t.ledger).length === 4)
+          expect(lines(t.ledger)[3]).toBe("fifth")
+          expect(JSON.parse((await run(["status", "--json", t.spool], t.root)).stdout).queued).toMatchObject([{ name: fourth, reason: "held" }])
+          expect((await run(["release", t.spool, fourth], t.root)).code).toBe(0)
+          await waitFor("fourth ran", () => lines(t.ledger).length === 5)
         } finally {
           n1.child.kill("SIGTERM")
         }
@@ -109,6 +117,18 @@ describe("priorities and holds", () => {
     submit(t.spool, "later", `echo later >> ${t.ledger}`)
     expect((await run(["hold", t.spool, "later"], t.root)).stdout).toBe("held: later\n")
     expect(fs.existsSync(path.join(t.spool, ".pmjq-held-later"))).toBe(true)
+    // A job waiting on its --hold is cancelled like any queued job.
+    const dropped = nameOf((await run(["submit", "--name", "dropped", "--hold", t.spool, "--", "sh", "-c", `echo dropped >> ${t.ledger}`], t.root)).stdout)
+    const daemon = start(["--node-id", "w1", "-e", t.errors, "--max-jobs", "1", t.spool], t.root)
+    try {
+      await waitFor("the node up", () => daemon.output().stderr.includes("watching"))
+      const cancelled = await run(["cancel", t.spool, dropped], t.root)
+      expect(cancelled.code, cancelled.stderr).toBe(0)
+      expect(records(t.errors)).toMatchObject([{ name: dropped, outcome: "cancelled", pid: null }])
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
     const first = await run(["--drain", "-j", "1", "-o", t.archive, t.spool], t.root)
     expect(first.code, first.stderr).toBe(0)
     expect(lines(t.ledger)).toEqual(["high", "plain", "low"])
@@ -156,12 +176,17 @@ describe.runIf(runsHere("hostile workflow", rootMissing))("a hostile user on a s
     expect(raised.status).toBe(77)
     submitAs(HOSTILE, t.spool, "greedy", `#!/bin/sh\n#PMJQ --priority=20\necho greedy >> ${t.ledger}\n`)
     submitAs(HOSTILE, t.spool, "huge", `#!/bin/sh\n#PMJQ --after=${"x".repeat(1 << 20)}\necho huge\n`)
+    // Names are public: another user's job of the name a dependency names does not stand in for it.
+    submitAs(VICTIM, t.spool, "v-deploy", `#!/bin/sh\n#PMJQ --after=v-build\necho deploy >> ${t.ledger}\n`)
+    submitAs(HOSTILE, t.spool, "v-build", "exit 0")
     const drained = await run(["--drain", "--run-as-owner", "-o", t.archive, "-e", t.errors, t.spool], t.root)
     expect(drained.stderr).toMatch(/priority 20 capped at 0: only root may raise one/)
     // Only root (or pmjq's own user) may pause the spool pmjq now keeps its state in.
     expect(pmjq(HOSTILE, "pause", t.spool).status).toBe(77)
     expect(fs.existsSync(path.join(t.spool, ".pmjq", "paused", "spool"))).toBe(false)
     expect(lines(t.ledger)).toEqual(["greedy"])
+    expect(fs.existsSync(path.join(t.spool, "v-deploy"))).toBe(true)
+    expect(records(t.archive).map((r) => r.name)).toContain("v-build")
     expect(records(t.errors)).toMatchObject([{ name: "huge", outcome: "rejected", reason: "refused: #PMJQ line 2: longer than 4096 bytes" }])
     // The victim's own release works, and the job runs as the victim.
     expect(pmjq(VICTIM, "release", t.spool, "victim").status).toBe(0)

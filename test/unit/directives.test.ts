@@ -58,7 +58,7 @@ describe("#PMJQ directives", () => {
   })
 })
 
-const note = (name: string, outcome: EndedNote["outcome"]): EndedNote => ({ name, outcome, exitCode: null, endedAt: "2026-12-07T00:00:00.000Z", node: "n" })
+const note = (name: string, outcome: EndedNote["outcome"]): EndedNote => ({ name, uid: 1000, outcome, exitCode: null, endedAt: "2026-12-07T00:00:00.000Z", node: "n" })
 const after = (...names: Array<string>): Directives => ({ ...NO_DIRECTIVES, after: names })
 
 describe("dependencies", () => {
@@ -114,6 +114,20 @@ describe("priorities in the queue", () => {
       const order: Array<string> = []
       for (let c = yield* q.poll(); c !== undefined; c = yield* q.poll()) order.push(c.name)
       expect(order).toEqual(["new-high", "old", "young", "old-low"])
+    }))
+
+  it.effect("with peers, a node's preference chooses among the first priority only", () =>
+    Effect.gen(function*() {
+      const q = yield* makePending()
+      yield* q.offerAll([
+        { name: "urgent", readyAt: 9, uid: 1, priority: 5 },
+        { name: "low-1", readyAt: 1, uid: 1, priority: -20 },
+        { name: "low-2", readyAt: 2, uid: 1, priority: -20 }
+      ])
+      // The node prefers the low ones: the urgent one goes first all the same.
+      const prefer = (name: string) => (name.startsWith("low") ? 100 : 0)
+      expect((yield* q.pollAmong(4, prefer))?.name).toBe("urgent")
+      expect((yield* q.pollAmong(4, (name) => (name === "low-2" ? 100 : 0)))?.name).toBe("low-2")
     }))
 
   it.effect("with turns, a user's priority orders only that user's own jobs", () =>

@@ -146,7 +146,7 @@ const spoolScene = () => {
   const spool = "/srv/spool"
   m.mkdirs(spool, 0o1777)
   m.mkdirs(path.join(stateDir(spool), "nodes"), 0o755)
-  m.mkdirs(path.join(stateDir(spool), "ended"), 0o755)
+  m.mkdirs(path.join(stateDir(spool), "ended", "4242"), 0o755)
   m.mkdirs(path.join(stateDir(spool), "paused"), 0o755)
   m.mkdirs(runningDir(spool, "n1"), 0o755)
   m.write(heartbeatFile(spool, "n1"), JSON.stringify({
@@ -154,7 +154,7 @@ const spoolScene = () => {
     maxJobs: 2, maxJobsPerUser: null, cpuLimit: null, loadEstimate: 0, runAsOwner: true
   }))
   m.write(path.join(runningDir(spool, "n1"), "build-1"), "#!/bin/sh\nmake\n", 0o755, { uid: 4242 })
-  m.write(endedFile(spool, "broke"), JSON.stringify({ name: "broke", outcome: "failed", exitCode: 2, endedAt: new Date().toISOString(), node: "n1" }))
+  m.write(endedFile(spool, 4242, "broke"), JSON.stringify({ name: "broke", uid: 4242, outcome: "failed", exitCode: 2, endedAt: new Date().toISOString(), node: "n1" }))
   // Oldest first, a second apart.
   const job = (file: string, lines: string, uid = 4242, mode = 0o755) => {
     t += 1000

@@ -10,7 +10,8 @@ import { DaemonConfig } from "../../src/features/Config.js"
 import { Pauses } from "../../src/features/Pauses.js"
 import { daemonSettings, fakeSpool } from "../fakes.js"
 import type { JobRecord } from "../../src/record.js"
-import { makeEndedNotes } from "../../src/spool/ended.js"
+import { dependencyFacts } from "../../src/spool/dependencyFacts.js"
+import { makeEndedNotes, pruneEnded } from "../../src/spool/ended.js"
 import { makeFeed } from "../../src/spool/feed.js"
 import { makePending, type Pending } from "../../src/spool/Pending.js"
 import { readPause, removePause, writePause } from "../../src/spool/pauses.js"
@@ -81,13 +82,25 @@ describe("jobs that may not start yet", () => {
       yield* Effect.promise(() => notes(ended("q", "failed")))
       yield* Effect.promise(() => notes(ended("done", "failed")))
       yield* Effect.promise(() => notes(ended("done", "succeeded")))
-      const facts = yield* spool.dependencies(["q", "h", "r", "done", "never"], null)
+      const facts = yield* spool.dependencies(["q", "h", "r", "done", "never"], 0)
       expect(Object.fromEntries(facts.presence)).toEqual({ q: "queued", h: "held", r: "running" })
       expect([...facts.ended.keys()]).toEqual(["done"])
       expect(facts.ended.get("done")?.outcome).toBe("succeeded")
+      // Names are public: another user's queued, held or ended job of the name is not the dependency of root's job,
+      // nor root's of theirs.
+      m.write(`${SPOOL}/theirs`, "#!/bin/sh\n", 0o755, { uid: 1001, gid: 1001 })
+      m.write(`${SPOOL}/.pmjq-held-theirs-held`, "#!/bin/sh\n", 0o755, { uid: 1001, gid: 1001 })
+      yield* Effect.promise(() => notes({ ...ended("theirs-done", "succeeded"), uid: 1001 }))
+      const mine = yield* spool.dependencies(["theirs", "theirs-held", "theirs-done"], 0)
+      expect([mine.presence.size, mine.ended.size]).toEqual([0, 0])
+      expect((yield* spool.dependencies(["q", "theirs-done"], 1001)).ended.get("theirs-done")?.uid).toBe(1001)
+      expect((yield* spool.dependencies(["q"], 1001)).presence.size).toBe(0)
       // A note not pmjq's own is not believed.
-      m.write(`${SPOOL}/.pmjq/ended/forged`, JSON.stringify({ ...ended("forged", "succeeded"), node: "x" }), 0o644, { uid: 1001, gid: 1001 })
-      expect((yield* spool.dependencies(["forged"], null)).ended.size).toBe(0)
+      m.write(`${SPOOL}/.pmjq/ended/0/forged`, JSON.stringify({ ...ended("forged", "succeeded"), node: "x" }), 0o644, { uid: 1001, gid: 1001 })
+      expect((yield* spool.dependencies(["forged"], 0)).ended.size).toBe(0)
+      // An end archived late (recovery, a retry) does not replace a later one's.
+      yield* Effect.promise(() => notes({ ...ended("done", "failed"), endedAt: "2026-12-06T00:00:00.000Z" }))
+      expect((yield* spool.dependencies(["done"], 0)).ended.get("done")?.outcome).toBe("succeeded")
     }))
 
   it.effect("a pause of the spool holds every node, one of a node only that node; root's holds a node run as pmjq's own user", () =>
@@ -129,4 +142,24 @@ describe("a pause as the dispatcher waits on it", () => {
       yield* Fiber.join(claim)
       expect(Option.isNone(yield* pauses.current)).toBe(true)
     }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none))))
+})
+
+describe("ended notes kept a week", () => {
+  it.effect("the old ones are pruned; one a job wrote again is kept, and an end archived late never replaces a later one", () =>
+    Effect.gen(function*() {
+      let clock = 0
+      const m = makeMemoryFs({ uid: 0, gid: 0, now: () => clock })
+      m.mkdirs(SPOOL, 0o1777)
+      const notes = makeEndedNotes(m.calls, SPOOL)
+      const week = 7 * 24 * 3600 * 1000
+      yield* Effect.promise(() => notes(ended("old", "failed")))
+      yield* Effect.promise(() => notes(ended("again", "failed")))
+      clock = week + 1
+      // Written again since: its note is new.
+      yield* Effect.promise(() => notes({ ...ended("again", "succeeded"), endedAt: "2026-12-08T00:00:00.000Z" }))
+      expect(yield* Effect.promise(() => pruneEnded(m.calls, SPOOL, clock, week))).toBe(1)
+      const facts = yield* Effect.promise(() => dependencyFacts(m.calls, SPOOL, ["old", "again"], 0, 0))
+      expect([...facts.ended.keys()]).toEqual(["again"])
+      expect(facts.ended.get("again")?.outcome).toBe("succeeded")
+    }))
 })
