@@ -4,7 +4,7 @@
  * safe on disk, and the next start archives it); the -j slots. What a stop
  * does before the FiberSets interrupt what is left is Stopping's.
  */
-import { Context, Deferred, Effect, type Fiber, FiberSet, HashMap, Layer, Option, Ref } from "effect"
+import { Context, Deferred, Effect, type Fiber, FiberSet, HashMap, identity, Layer, Option, Ref } from "effect"
 import * as path from "node:path"
 import { Gate } from "../gate/Gate.js"
 import { destinationOf } from "../job/Archive.js"
@@ -29,8 +29,12 @@ const make = Effect.gen(function*() {
   const refusals = yield* RefusalsKept
   const hooks = yield* FinishHooks
   // Refusals are kept within a bound per owner (RefusalsKept).
-  const archived = (record: JobRecord, entry: string) =>
-    Effect.zipRight(record.outcome === "rejected" && record.uid !== null ? refusals.placed(record.uid, entry) : Effect.void, hooks.fire(record, entry))
+  // Without --on-finish, a job's end costs no hook effect at all (the per-job path).
+  const hooked = Option.isSome(settings.onFinish)
+  const archived = (record: JobRecord, entry: string) => {
+    const kept = record.outcome === "rejected" && record.uid !== null ? refusals.placed(record.uid, entry) : Effect.void
+    return hooked ? Effect.zipRight(kept, hooks.fire(record, entry)) : kept
+  }
   const kept = yield* FiberSet.make()
   const keep = (retries: Effect.Effect<void>) => FiberSet.run(kept, Effect.interruptible(retries)).pipe(Effect.asVoid)
   const jobs = yield* FiberSet.make()
@@ -99,8 +103,10 @@ const make = Effect.gen(function*() {
       const claimed = path.basename(claim.value.path)
       const started = (job: ProcessId) => Effect.zipRight(Ref.update(running.pids, HashMap.set(claimed, job)), told.started)
       let recorded: JobRecord | null = null
-      const judged = (record: JobRecord) =>
-        Effect.zipRight(recordMade(running, record.outcome), told.finished(record)).pipe(Effect.zipLeft(Effect.sync(() => void (recorded = record))))
+      const judged = (record: JobRecord) => {
+        const made = Effect.zipRight(recordMade(running, record.outcome), told.finished(record))
+        return hooked ? Effect.zipLeft(made, Effect.sync(() => void (recorded = record))) : made
+      }
       // No `archived` comes for a job with no archive dir to go to: its hook
       // is told once its run is over (its record written, its files gone).
       const discarded = Effect.suspend(() =>
@@ -108,7 +114,7 @@ const make = Effect.gen(function*() {
       const run = (slot: Effect.Effect<void>, cancel: Option.Option<string>) =>
         enroll(claim.value, uid, slot, cancel, (ended, { cancel, waiting }) =>
           runJob(claim.value, settings, { processEnded: ended, keep, started, finished: judged, archived, phase: told.phase, cancel, waiting }).pipe(
-            Effect.ensuring(discarded),
+            hooked ? Effect.ensuring(discarded) : identity,
             told.within,
             Effect.ensuring(told.end),
             // Its ended note is written: the jobs waiting on it are judged now, not at the next --poll.

@@ -12,6 +12,7 @@ const make = Effect.gen(function*() {
   const { feed } = yield* JobQueue
   const events = yield* spoolEvents(settings.poll)
   yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)
+  yield* Effect.forkScoped(feed.readBacklog)
   // Let the watcher start before the first listing, so nothing falls between them.
   yield* Effect.yieldNow()
   yield* feed.scan

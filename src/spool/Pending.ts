@@ -37,6 +37,8 @@ export interface Candidate {
   readonly read?: Read
   /** Why it is to end dependency-failed without waiting (its dependencies loop), when so. */
   readonly loop?: string
+  /** Found in a backlog too large to read at once: its head is read soon after (spool/feed.ts), its claim decides meanwhile. */
+  readonly unread?: true
 }
 
 /**

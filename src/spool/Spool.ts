@@ -62,6 +62,8 @@ export interface Inspected {
   readonly notExecutable: ReadonlyArray<string>
 }
 
+const unreadHead = (stat: Stat): Head => ({ stat, text: null, cut: false })
+
 // Read only for what may be a job: a regular file, not hidden, with an execute bit.
 const worthReading = (name: string) => (s: Stat) => s.isFile() && isJob(name, s)
 
@@ -89,7 +91,9 @@ export const candidateOf = (name: string, s: Stat, head: Head): Candidate => {
 export const inspectNames = async (
   calls: Calls, spool: string, names: ReadonlyArray<string>,
   /** Told what each name's lstat (and read, HEAD) saw (`pmjq status` says why a file waits); the daemon passes none. */
-  seen?: (name: string, stat: Stat, head: Head) => void
+  seen?: (name: string, stat: Stat, head: Head) => void,
+  /** False: an lstat only, each job's head left unread (`unread`), for a backlog too large to read at once. */
+  heads = true
 ): Promise<Inspected> => {
   const jobs: Array<Candidate> = []
   const others: Array<string> = []
@@ -100,10 +104,11 @@ export const inspectNames = async (
   }
   for (let i = 0; i < names.length; i += 64) {
     await Promise.all(names.slice(i, i + 64).map((name) =>
-      calls.head(path.join(spool, name), HEAD_MAX, worthReading(name)).then(
+      (heads ? calls.head(path.join(spool, name), HEAD_MAX, worthReading(name)) : calls.lstat(path.join(spool, name)).then(unreadHead)).then(
         (head) => {
           seen?.(name, head.stat, head)
-          return isJob(name, head.stat) ? void jobs.push(candidateOf(name, head.stat, head)) : other(name, head.stat)
+          if (!isJob(name, head.stat)) return other(name, head.stat)
+          jobs.push(heads ? candidateOf(name, head.stat, head) : { name, readyAt: head.stat.ctimeMs, uid: head.stat.uid, unread: true })
         },
         () => undefined
       )
@@ -132,7 +137,7 @@ export class Spool extends Context.Tag("pmjq/Spool")<
      * the names seen not to be jobs; a name that cannot be inspected now is
      * in neither, left for the next rescan.
      */
-    readonly inspectAll: (names: ReadonlyArray<string>) => Effect.Effect<Inspected, SpoolIOError>
+    readonly inspectAll: (names: ReadonlyArray<string>, heads?: boolean) => Effect.Effect<Inspected, SpoolIOError>
     /** Moves NAME into this node's running folder; none when another node (or a user) took it first. */
     readonly claim: (name: string) => Effect.Effect<Option.Option<Claim>, SpoolIOError>
     /** Puts a claimed job back under its name; false (job kept claimed) when a new job took that name. */
@@ -288,7 +293,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
         (e: unknown) => (errnoCode(e) === "ENOENT" ? Option.none<Candidate>() : Promise.reject(e))
       ))
 
-  const inspectAll = (names: ReadonlyArray<string>) => io("inspect", spool, () => inspectNames(calls, spool, names))
+  const inspectAll = (names: ReadonlyArray<string>, heads = true) => io("inspect", spool, () => inspectNames(calls, spool, names, undefined, heads))
 
   // Only this process writes into its running folder (the node id is unique),
   // so what it holds there is known without asking the filesystem; the folder

@@ -12,7 +12,7 @@ import { daemonSettings, fakeSpool } from "../fakes.js"
 import type { JobRecord } from "../../src/record.js"
 import { dependencyFacts } from "../../src/spool/dependencyFacts.js"
 import { makeEndedNotes, pruneEnded } from "../../src/spool/ended.js"
-import { makeFeed } from "../../src/spool/feed.js"
+import { makeFeed, READ_AT_ONCE } from "../../src/spool/feed.js"
 import { makePending, type Pending } from "../../src/spool/Pending.js"
 import { readPause, removePause, writePause } from "../../src/spool/pauses.js"
 import { Spool, SpoolLive } from "../../src/spool/Spool.js"
@@ -162,4 +162,30 @@ describe("ended notes kept a week", () => {
       expect([...facts.ended.keys()]).toEqual(["again"])
       expect(facts.ended.get("again")?.outcome).toBe("succeeded")
     }))
+})
+
+describe("a backlog too large to read at once", () => {
+  it.effect("is queued first, then its heads are read a chunk at a time: a held job leaves the queue, a priority takes its place", () =>
+    Effect.gen(function*() {
+      const m = makeMemoryFs({ uid: 0, gid: 0 })
+      m.mkdirs(SPOOL, 0o1777)
+      const many = READ_AT_ONCE + 200
+      for (let i = 0; i < many; i++) m.write(`${SPOOL}/j${i}`, "#!/bin/sh\n", 0o755)
+      m.write(`${SPOOL}/urgent`, "#!/bin/sh\n#PMJQ --priority=10\n", 0o755)
+      m.write(`${SPOOL}/held`, "#!/bin/sh\n#PMJQ --hold\n", 0o755)
+      const services = SpoolLive({ spool: SPOOL, node: "n1" }).pipe(Layer.provideMerge(Layer.succeed(Syscalls, m.calls)))
+      const pending = yield* makePending()
+      const feed = yield* makeFeed(pending, Effect.void, "1 second").pipe(Effect.provide(services))
+      yield* feed.scan
+      // Queued unread: dispatch may start at once.
+      expect(yield* pending.size).toBe(many + 2)
+      const reader = yield* Effect.fork(feed.readBacklog)
+      for (let turns = 0; feed.waiting.counts().held === 0; turns++) {
+        expect(turns).toBeLessThan(1000)
+        yield* Effect.yieldNow()
+      }
+      yield* Fiber.interrupt(reader)
+      expect(yield* pending.size).toBe(many + 1)
+      expect((yield* pending.poll())?.name).toBe("urgent")
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none))))
 })
