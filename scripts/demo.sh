@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A two-minute tour: a spool, jobs dropped in and submitted, pmjq running them
 # one at a time; status while one waits, a cancel, output captured with
-# --wait, a failure retried; then a --drain, and what the archive holds.
+# --wait, a failure retried, a held job run after another and followed;
+# then a --drain, and what the archive holds.
 set -euo pipefail
 bin=$(dirname "$0")/../dist/bin.js
 pmjq() { node "$bin" "$@"; }
@@ -43,6 +44,13 @@ echo "out=$out"
 say "pmjq retry --wait spool ERROR-ENTRY    (the failed job, queued again)"
 entry=$(ls "$errors"/*_fails.json | head -n 1)
 pmjq retry --wait "$spool" "${entry%.json}" || echo "(exit status $?: it failed again, as it always will)"
+
+say 'a chain: test --after build, held until released; pmjq log -f on it'
+build=$(pmjq submit --name build "$spool" -- sh -c 'sleep 1; echo built')
+test=$(pmjq submit --name test --after "$build" --hold "$spool" -- echo "tests pass")
+pmjq status "$spool"
+pmjq release "$spool" "$test"
+pmjq log -f "$spool" "$test"
 
 kill "$daemon" && wait "$daemon" || true
 trap - EXIT
