@@ -22,6 +22,7 @@ import { UsageError } from "../errors.js"
 import { createNew, readRegular } from "../files.js"
 import { parseDirectives, withoutHold } from "../job/directives.js"
 import { heldName, NAME_MAX } from "../spool/layout.js"
+import { lstatOrNull } from "../spool/places.js"
 import { requireSpool } from "../spool/Spool.js"
 import { visible } from "../text.js"
 
@@ -33,14 +34,6 @@ interface Result {
 
 // A job file released is written again whole: one this large is for its owner to edit.
 const MAX_REWRITE = 16 << 20
-
-const lstat = (file: string) => {
-  try {
-    return fs.lstatSync(file)
-  } catch {
-    return null
-  }
-}
 
 const mayTouch = (me: number, owner: number) => me === 0 || me === owner
 
@@ -54,15 +47,15 @@ const heldByDirective = (file: string, owner: number) => {
 const holdOne = (spool: string, me: number, name: string): Result => {
   const queued = path.join(spool, name)
   const held = path.join(spool, heldName(name))
-  const s = lstat(queued)
+  const s = lstatOrNull(queued)
   if (s === null) {
-    return lstat(held) !== null
+    return lstatOrNull(held) !== null
       ? { says: `${visible(name)}: held already`, status: 0 }
       : { says: `${visible(name)}: not queued (running, ended, or no such job): it cannot be held`, status: 66 }
   }
   if (!s.isFile()) return { says: `${visible(name)}: not a job file`, status: 66 }
   if (!mayTouch(me, s.uid)) return { says: `${visible(name)}: not yours (uid ${s.uid}); only its owner or root may hold it`, status: 77 }
-  if (lstat(held) !== null) return { says: `${visible(name)}: a held job of that name is there already (${visible(heldName(name))})`, status: 73 }
+  if (lstatOrNull(held) !== null) return { says: `${visible(name)}: a held job of that name is there already (${visible(heldName(name))})`, status: 73 }
   try {
     fs.renameSync(queued, held)
   } catch (e) {
@@ -94,19 +87,19 @@ const publish = (spool: string, name: string, held: string, text: string | null,
 const releaseOne = (spool: string, me: number, name: string): Result => {
   const queued = path.join(spool, name)
   const held = path.join(spool, heldName(name))
-  let s = lstat(held)
+  let s = lstatOrNull(held)
   if (s === null) {
     // Held where it is, by its own #PMJQ --hold: taken aside first, so no node claims it while it is written again.
-    const q = lstat(queued)
+    const q = lstatOrNull(queued)
     if (q === null) return { says: `${visible(name)}: not held (no such job queued)`, status: 66 }
     if (!q.isFile() || heldByDirective(queued, q.uid) === null) return { says: `${visible(name)}: not held`, status: 1 }
     if (!mayTouch(me, q.uid)) return { says: `${visible(name)}: not yours (uid ${q.uid}); only its owner or root may release it`, status: 77 }
     fs.renameSync(queued, held)
-    s = lstat(held)!
+    s = lstatOrNull(held)!
   }
   if (!s.isFile()) return { says: `${visible(name)}: ${visible(heldName(name))} is not a job file`, status: 66 }
   if (!mayTouch(me, s.uid)) return { says: `${visible(name)}: not yours (uid ${s.uid}); only its owner or root may release it`, status: 77 }
-  if (lstat(queued) !== null) return { says: `${visible(name)}: a job of that name is queued already; release it after that one`, status: 73 }
+  if (lstatOrNull(queued) !== null) return { says: `${visible(name)}: a job of that name is queued already; release it after that one`, status: 73 }
   publish(spool, name, held, heldByDirective(held, s.uid), s)
   return { says: `released: ${visible(name)}`, status: 0 }
 }

@@ -12,7 +12,8 @@ const make = Effect.gen(function*() {
   const { feed } = yield* JobQueue
   const events = yield* spoolEvents(settings.poll)
   yield* events.pipe(Stream.runForEach(feed.handle), Effect.forkScoped)
-  yield* Effect.forkScoped(feed.readBacklog)
+  // From one --poll on: the first jobs of a backlog found at startup are not kept waiting by its reads.
+  yield* Effect.forkScoped(Effect.delay(feed.readBacklog, settings.poll))
   // Let the watcher start before the first listing, so nothing falls between them.
   yield* Effect.yieldNow()
   yield* feed.scan

@@ -167,8 +167,14 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly changed: (candidates: ReadonlyArray<Candidate>) => Effect.Effect<ReadonlyArray<string>, SpoolIOError>
     /** The facts NAMES are judged on as the dependencies of a job owned by UID (spool/dependencyFacts.ts). */
     readonly dependencies: (names: ReadonlyArray<string>, uid: number) => Effect.Effect<DependencyFacts, SpoolIOError>
-    /** The verdicts on waiting JOBS whose dependencies this review looks up (from the FROMth name on: each has its turn). */
-    readonly judgeDependents: (jobs: ReadonlyArray<Dependent>, from: number) => Effect.Effect<ReadonlyMap<string, Verdict>, SpoolIOError>
+    /**
+     * The verdicts on waiting JOBS whose dependencies this review looks up
+     * (from the FROMth name on: each has its turn); AROUND, the others waiting,
+     * count for loops only (spool/dependencyFacts.ts).
+     */
+    readonly judgeDependents: (
+      jobs: ReadonlyArray<Dependent>, from: number, around: ReadonlyArray<Dependent>
+    ) => Effect.Effect<ReadonlyMap<string, Verdict>, SpoolIOError>
     /** Whether `pmjq pause` paused the whole spool or this node, and who did (spool/pauses.ts); none when not paused. */
     readonly paused: Effect.Effect<Option.Option<Pause>>
     /**
@@ -535,7 +541,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       return names
     })
   const prune = io("prune ended notes", spool, () => pruneEnded(calls, spool, now(), Duration.toMillis(ENDED_KEPT)))
-  const judge = (jobs: ReadonlyArray<Dependent>, from: number) => io("dependencies", spool, () => judgeDependents(calls, spool, jobs, own, from))
+  const judge = (jobs: ReadonlyArray<Dependent>, from: number, around: ReadonlyArray<Dependent>) =>
+    io("dependencies", spool, () => judgeDependents(calls, spool, jobs, own, from, around))
   const paused = Effect.map(Effect.promise(() => readPause(calls, spool, node, own).catch(() => null)), Option.fromNullable)
 
   return Spool.of({

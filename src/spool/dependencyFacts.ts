@@ -84,10 +84,11 @@ export const LOOKUPS = 2000
 /**
  * The verdict on each of JOBS whose names could all be looked up this time
  * (`from`: where in the list of names this review starts, so that every name
- * has its turn), a loop among one owner's jobs included.
+ * has its turn), a loop among one owner's jobs included: among JOBS and
+ * AROUND (the other jobs waiting, not judged now, whose names are not looked up).
  */
 export const judgeDependents = async (
-  calls: Calls, spool: string, jobs: ReadonlyArray<Dependent>, owner: number, from = 0
+  calls: Calls, spool: string, jobs: ReadonlyArray<Dependent>, owner: number, from = 0, around: ReadonlyArray<Dependent> = []
 ): Promise<Map<string, Verdict>> => {
   const verdicts = new Map<string, Verdict>()
   const byOwner = new Map<number, Array<Dependent>>()
@@ -99,7 +100,7 @@ export const judgeDependents = async (
     const names = turn.filter((w) => w.uid === uid).map((w) => w.name)
     const facts = await dependencyFacts(calls, spool, names, uid, owner)
     const looked = new Set(names)
-    const loops = loopsAmong(new Map(mine.map((j) => [j.name, j.directives])))
+    const loops = loopsAmong(new Map([...around.filter((j) => j.uid === uid), ...mine].map((j) => [j.name, j.directives])))
     for (const job of mine) {
       const loop = loops.get(job.name)
       if (loop !== undefined) verdicts.set(job.name, { _tag: "Failed", reason: loop })

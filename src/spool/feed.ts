@@ -21,7 +21,7 @@ import { isCancelRequest } from "./layout.js"
 import { dependencyNames } from "../job/dependencies.js"
 import { LOOKUPS } from "./dependencyFacts.js"
 import type { Candidate, Pending } from "./Pending.js"
-import { makeWaiting, type Waiting, type WaitingJob } from "./Waiting.js"
+import { makeWaiting, type WaitingJob } from "./Waiting.js"
 import { Spool } from "./Spool.js"
 
 export type SpoolEvent =
@@ -106,13 +106,16 @@ const tellNotExecutable = (names: ReadonlyArray<string>) =>
 export const READ_AT_ONCE = 1000
 const BACKLOG_CHUNK = 256
 
+const dependentOf = (w: WaitingJob) => ({ name: w.candidate.name, uid: w.candidate.uid, directives: w.directives })
+
 /** How long a listed name that is not a job may go without a look (one --poll, when longer). */
 export const NOT_JOBS_AGAIN = Duration.minutes(1)
 
 /** The feed of PENDING, rescanned every POLL; `requested` is run for each notification of a request (Requests.ts). */
-export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll: Duration.DurationInput, waiting: Waiting = makeWaiting()) =>
+export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll: Duration.DurationInput) =>
   Effect.gen(function*() {
     const spool = yield* Spool
+    const waiting = makeWaiting()
 
     // Where the next review starts among the names to look up (each has its turn, spool/dependencyFacts.ts: LOOKUPS).
     let turn = 0
@@ -126,10 +129,9 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
         const all = waiting.onDependencies()
         const jobs = only === undefined ? all : all.filter(only)
         if (jobs.length === 0) return Effect.void
-        // A loop is found among all of one owner's waiting jobs, not only those judged now.
-        const judged = only === undefined ? jobs : all.filter((w) => jobs.some((j) => j.candidate.uid === w.candidate.uid))
-        const dependents = judged.map((w) => ({ name: w.candidate.name, uid: w.candidate.uid, directives: w.directives }))
-        return spool.judgeDependents(dependents, turn).pipe(
+        // Only the names of those judged are looked up; a loop is found among all that wait.
+        const around = only === undefined ? [] : all.filter((w) => !only(w)).map(dependentOf)
+        return spool.judgeDependents(jobs.map(dependentOf), turn, around).pipe(
           Effect.flatMap((verdicts) => {
             turn += LOOKUPS
             const go: Array<Candidate> = []
@@ -241,7 +243,7 @@ export const makeFeed = (pending: Pending, requested: Effect.Effect<void>, poll:
         const fresh = names.filter((n) => !pending.has(n) && !waiting.has(n) && (notJobs.get(n) ?? slice) === slice)
         return Effect.zipRight(
           pending.retain(present),
-          spool.changed(waiting.all().map((w) => w.candidate)).pipe(
+          waiting.size() === 0 ? inspect(fresh) : spool.changed(waiting.all().map((w) => w.candidate)).pipe(
             Effect.orElseSucceed((): ReadonlyArray<string> => []),
             Effect.flatMap((changed) => inspect([...fresh, ...changed.filter((n) => present.has(n))]))
           )

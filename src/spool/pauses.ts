@@ -52,7 +52,9 @@ const checkOwn = async (calls: Calls, dir: string, owner: number | null) => {
  */
 export const writePause = async (calls: Calls, spool: string, node: string | null, note: PauseNote) => {
   const state = await checkOwn(calls, stateDir(spool), null)
-  await calls.mkdir(pausedDir(spool), 0o755).catch((e: NodeJS.ErrnoException) => (e.code === "EEXIST" ? undefined : Promise.reject(e)))
+  // Made 0755 whatever the umask: every node, run as whoever, reads the pauses.
+  const made = await calls.mkdir(pausedDir(spool), 0o755).then(() => true, (e: NodeJS.ErrnoException) => (e.code === "EEXIST" ? false : Promise.reject(e)))
+  if (made) await calls.chmodDir(pausedDir(spool), 0o755)
   await checkOwn(calls, pausedDir(spool), state.uid)
   const file = pausedFile(spool, node)
   const aside = `${file}.${process.pid}.tmp`

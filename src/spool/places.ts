@@ -15,7 +15,8 @@ export type Place =
   | { readonly at: "running"; readonly file: string; readonly uid: number; readonly inode: number; readonly node: string }
   | { readonly at: "nowhere" }
 
-const lstatOrNull = (file: string) => {
+/** What FILE is (not following a symlink), or null when there is nothing there to look at. */
+export const lstatOrNull = (file: string) => {
   try {
     return fs.lstatSync(file)
   } catch {

@@ -116,6 +116,12 @@ describe("jobs that may not start yet", () => {
       expect(yield* Effect.promise(() => removePause(m.calls, SPOOL, null))).toBe(true)
       expect(yield* Effect.promise(() => removePause(m.calls, SPOOL, null))).toBe(false)
       expect((yield* Effect.promise(() => readPause(m.calls, SPOOL, "n2", 0)))?.reason).toBe("maintenance")
+      // Readable by every node whatever the pauser's umask.
+      const strict = makeMemoryFs({ uid: 0, gid: 0, umask: 0o077 })
+      strict.mkdirs(`${SPOOL}/.pmjq`, 0o755)
+      yield* Effect.promise(() => writePause(strict.calls, SPOOL, null, note))
+      expect((yield* Effect.promise(() => strict.calls.lstat(`${SPOOL}/.pmjq/paused`))).mode & 0o777).toBe(0o755)
+      expect((yield* Effect.promise(() => strict.calls.lstat(`${SPOOL}/.pmjq/paused/spool`))).mode & 0o777).toBe(0o644)
     }))
 })
 
