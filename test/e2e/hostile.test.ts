@@ -135,7 +135,8 @@ describe("hostile input", () => {
     try {
       submit(t.spool, "before", `echo before >> "${t.ledger}"`)
       await waitFor("first job", () => records(t.archive).length === 1)
-      fs.rmSync(t.spool, { recursive: true })
+      // pmjq may be writing its state meanwhile (a heartbeat, the job's ended note): ENOTEMPTY is retried, as rm -rf would.
+      fs.rmSync(t.spool, { recursive: true, maxRetries: 20, retryDelay: 50 })
       await waitFor("pmjq noticed", () => /WARN (watch failed|spool not readable)/.test(daemon.output().stderr))
       fs.mkdirSync(t.spool)
       submit(t.spool, "after", `echo after >> "${t.ledger}"`)

@@ -45,6 +45,8 @@ describe("pmjq submit", () => {
       // Stopped before it has seen the record: 210 newer entries land meanwhile
       // (before, it looked at the 200 newest of each dir only, and waited for ever).
       waiting.child.kill("SIGSTOP")
+      // Its job ends first (on a loaded machine the daemon may start after the 210 are written).
+      await waitFor("its record", () => records(t.archive).length === 1)
       for (let i = 0; i < 210; i++) submit(t.spool, `after-${String(i).padStart(3, "0")}`, "true")
       await waitWhileProgressing("all archived", () => records(t.archive).length === 211, () => records(t.archive).length)
       expect(records(t.archive)[0]).toMatchObject({ name: waiting.output().stderr.split("\n")[0] })
