@@ -135,7 +135,10 @@ describe("hostile input", () => {
     try {
       submit(t.spool, "before", `echo before >> "${t.ledger}"`)
       await waitFor("first job", () => records(t.archive).length === 1)
-      // pmjq may be writing its state meanwhile (a heartbeat, the job's ended note): ENOTEMPTY is retried, as rm -rf would.
+      // The job's ended note is written after its record: once it is there, only a heartbeat may still be written
+      // meanwhile, and ENOTEMPTY is retried, as rm -rf would.
+      await waitFor("first job noted", () => fs.readdirSync(path.join(t.spool, ".pmjq", "running")).every((node) =>
+        fs.readdirSync(path.join(t.spool, ".pmjq", "running", node)).length === 0))
       fs.rmSync(t.spool, { recursive: true, maxRetries: 20, retryDelay: 50 })
       await waitFor("pmjq noticed", () => /WARN (watch failed|spool not readable)/.test(daemon.output().stderr))
       fs.mkdirSync(t.spool)
