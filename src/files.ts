@@ -27,7 +27,7 @@ export interface Stat {
   readonly mtimeMs: number
 }
 
-const { O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = fs.constants
+const { O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = fs.constants
 
 /** Who a new file belongs to; null: the creator (pmjq), with its default group. */
 export interface Ownership {
@@ -86,13 +86,42 @@ const unlinkQuietly = (file: string) => {
 }
 
 /**
+ * pmjq's umask, read once (Linux: /proc/self/status); null when it cannot be
+ * read. process.umask() without an argument is deprecated, and setting it to
+ * read it would race with any other thread creating a file.
+ */
+let umask: number | null | undefined
+const currentUmask = (): number | null => {
+  if (umask === undefined) {
+    try {
+      const line = /^Umask:\s+([0-7]+)$/m.exec(fs.readFileSync("/proc/self/status", "utf8"))
+      umask = line === null ? null : parseInt(line[1]!, 8)
+    } catch {
+      umask = null
+    }
+  }
+  return umask
+}
+
+/**
+ * Whether a file created with MODE has exactly MODE already: the umask takes
+ * none of its bits (022 leaves 0600, 0640 and 0644 whole). Then no fchmod is
+ * made: on a cluster volume each call is a round trip. (A default ACL on the
+ * folder can only narrow a new file's mode further, never widen it.)
+ */
+const createdExactly = (mode: number) => {
+  const mask = currentUmask()
+  return mask !== null && (mode & 0o777 & mask) === 0
+}
+
+/**
  * Creates FILE (O_EXCL|O_NOFOLLOW) with exactly MODE and, when given, OWNER;
  * returns its descriptor, open for writing. EEXIST when anything has the name.
  */
 export const createNew = (file: string, mode: number, owner: Ownership | null): number => {
   const fd = fs.openSync(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o777)
   try {
-    fs.fchmodSync(fd, mode & 0o777)
+    if (!createdExactly(mode)) fs.fchmodSync(fd, mode & 0o777)
     if (owner !== null) fs.fchownSync(fd, owner.uid, owner.gid)
     return fd
   } catch (e) {
@@ -102,26 +131,62 @@ export const createNew = (file: string, mode: number, owner: Ownership | null): 
   }
 }
 
-/** A new FILE holding DATA (see createNew). */
-export const writeNew = (file: string, data: string, mode: number, owner: Ownership | null): void => {
+/**
+ * A new FILE holding DATA (see createNew). DURABLE: its bytes are on disk
+ * (fdatasync) before it returns, so that a rename publishing it survives a
+ * power cut with them (without it, ext4 may keep the name and lose the bytes).
+ */
+export const writeNew = (file: string, data: string, mode: number, owner: Ownership | null, durable = false): void => {
   const fd = createNew(file, mode, owner)
   try {
     fs.writeSync(fd, data)
+    if (durable) fs.fdatasyncSync(fd)
   } finally {
     fs.closeSync(fd)
   }
 }
 
 /**
- * FILE replaced whole: DATA is written to FILE.tmp (a stale one from a crash is
- * removed first, never written through) and renamed over FILE, so a reader sees
- * the old text or the new, never half.
+ * FILE replaced whole: DATA is written to FILE.tmp and renamed over FILE, so a
+ * reader sees the old text or the new, never half. A stale FILE.tmp from a
+ * crash is removed (never written through), only when it is found there: on a
+ * cluster volume each call is a round trip. DURABLE as writeNew.
  */
-export const replaceWhole = (file: string, data: string, mode: number, owner: Ownership | null): void => {
+export const replaceWhole = (file: string, data: string, mode: number, owner: Ownership | null, durable = false): void => {
   const aside = `${file}.tmp`
-  unlinkQuietly(aside)
-  writeNew(aside, data, mode, owner)
+  try {
+    writeNew(aside, data, mode, owner, durable)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+    unlinkQuietly(aside)
+    writeNew(aside, data, mode, owner, durable)
+  }
   fs.renameSync(aside, file)
+}
+
+const FOLDER_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+
+/**
+ * fsync(2) of the folder DIR: the names made, renamed or removed in it are on
+ * disk when it returns. What publishes a file (a rename, a link) survives a
+ * power cut only once its folder is synced (Postfix and Maildir do the same).
+ */
+export const syncFolder = (dir: string): void => {
+  const fd = fs.openSync(dir, FOLDER_FLAGS)
+  try {
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+export const syncFolderAsync = async (dir: string): Promise<void> => {
+  const handle = await fs.promises.open(dir, FOLDER_FLAGS)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
 }
 
 /** A file opened for reading that is not what was asked for (a symlink, a FIFO, someone else's). */
@@ -225,7 +290,7 @@ const unlinkQuietlyAsync = (file: string) => fs.promises.unlink(file).catch(() =
 const createNewAsync = async (file: string, mode: number, owner: Ownership | null): Promise<fs.promises.FileHandle> => {
   const handle = await fs.promises.open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o777)
   try {
-    await handle.chmod(mode & 0o777)
+    if (!createdExactly(mode)) await handle.chmod(mode & 0o777)
     if (owner !== null) await handle.chown(owner.uid, owner.gid)
     return handle
   } catch (e) {
@@ -235,10 +300,11 @@ const createNewAsync = async (file: string, mode: number, owner: Ownership | nul
   }
 }
 
-export const writeNewAsync = async (file: string, data: string, mode: number, owner: Ownership | null): Promise<void> => {
+export const writeNewAsync = async (file: string, data: string, mode: number, owner: Ownership | null, durable = false): Promise<void> => {
   const handle = await createNewAsync(file, mode, owner)
   try {
     await handle.writeFile(data)
+    if (durable) await handle.datasync()
   } finally {
     await handle.close()
   }
@@ -395,6 +461,9 @@ export const copyNewAsync = async (from: string, to: string, holeStep = HOLE_STE
         position += bytesRead
       }
       await target.truncate(position)
+      // A copy is what the archive keeps once the job's own files are
+      // removed: on disk before it is linked in (see syncFolder).
+      await target.datasync()
     } catch (e) {
       await target.close()
       await unlinkQuietlyAsync(to)

@@ -52,10 +52,21 @@ export interface Calls {
   readonly symlink: (target: string, file: string) => Promise<void>
   /** chown of the name itself, a symlink included (never followed). */
   readonly lchown: (file: string, uid: number, gid: number) => Promise<void>
-  /** Creates FILE with `data` and exactly MODE (see files.ts); fails with EEXIST if anything has its name. */
-  readonly writeNew: (file: string, data: string, mode: number, owner?: Ownership | null) => Promise<void>
-  /** Copies a regular file to a new file, safely (see files.ts); EEXIST if `to` exists. */
+  /**
+   * Creates FILE with `data` and exactly MODE (see files.ts); fails with EEXIST
+   * if anything has its name. DURABLE: its bytes are on disk before it returns
+   * (fdatasync, always on the thread pool), for a rename to publish.
+   */
+  readonly writeNew: (file: string, data: string, mode: number, owner?: Ownership | null, durable?: boolean) => Promise<void>
+  /** Copies a regular file to a new file, safely (see files.ts), and on disk; EEXIST if `to` exists. */
   readonly copyNew: (from: string, to: string) => Promise<void>
+  /**
+   * fsync(2) of a folder: the names made, renamed or removed in it before the
+   * call survive a power cut once it returns. Calls for one folder made while
+   * a sync of it runs share the next one (a group commit): a drain of many
+   * jobs syncs its running folder and archive about once per batch.
+   */
+  readonly syncDir: (dir: string) => Promise<void>
   /**
    * The text of a regular file owned by UID, or null when there is no such
    * file; a symlink, FIFO, someone else's file or one over MAX bytes (default
@@ -96,6 +107,58 @@ export class Syscalls extends Context.Tag("pmjq/Syscalls")<Syscalls, Calls>() {
       Effect.map(Effect.forEach(dirs, isLocal), (local) => (local.every(Boolean) ? directCalls : threadedCalls))
     )
 }
+
+/**
+ * SYNC of a folder, shared (Calls.syncDir): a call made while one runs may
+ * name changes that sync missed, so it waits for the next, which starts when
+ * the running one ends and serves every call made meanwhile.
+ */
+export const groupCommit = (sync: (dir: string) => Promise<void>) => {
+  const running = new Map<string, Promise<void>>()
+  const next = new Map<string, Promise<void>>()
+  const start = (dir: string): Promise<void> => {
+    const done: Promise<void> = sync(dir).finally(() => {
+      if (running.get(dir) === done) running.delete(dir)
+    })
+    running.set(dir, done)
+    return done
+  }
+  return (dir: string): Promise<void> => {
+    const now = running.get(dir)
+    if (now === undefined) return start(dir)
+    const queued = next.get(dir) ?? now.then(() => undefined, () => undefined).then(() => {
+      next.delete(dir)
+      return start(dir)
+    })
+    next.set(dir, queued)
+    return queued
+  }
+}
+
+/**
+ * FILE replaced whole through CALLS: TEXT written to ASIDE (new, exactly MODE,
+ * OWNER's; on disk first when DURABLE) and renamed over FILE, so a reader sees
+ * the old text or the new, never half. An ASIDE a crash left is removed only
+ * when found there: on a cluster volume each call is a round trip.
+ */
+export const replaceFile = async (
+  calls: Calls,
+  file: string,
+  aside: string,
+  text: string,
+  { durable = false, mode, owner = null }: { readonly mode: number; readonly owner?: Ownership | null; readonly durable?: boolean }
+): Promise<void> => {
+  const write = () => calls.writeNew(aside, text, mode, owner, durable)
+  await write().catch(async (e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+    await calls.unlink(aside).catch(() => undefined)
+    await write()
+  })
+  await calls.rename(aside, file)
+}
+
+// One for both live sets of calls: a process syncs a folder one way.
+const syncDir = groupCommit(files.syncFolderAsync)
 
 const now = <A>(call: () => A): Promise<A> => {
   try {
@@ -170,9 +233,12 @@ export const directCalls: Calls = {
   readlink: (file) => now(() => fs.readlinkSync(file)),
   symlink: (target, file) => now(() => fs.symlinkSync(target, file)),
   lchown: (file, uid, gid) => now(() => fs.lchownSync(file, uid, gid)),
-  writeNew: (file, data, mode, owner = null) => now(() => files.writeNew(file, data, mode, owner)),
+  // A sync may take milliseconds: never on the event loop.
+  writeNew: (file, data, mode, owner = null, durable = false) =>
+    durable ? files.writeNewAsync(file, data, mode, owner, true) : now(() => files.writeNew(file, data, mode, owner)),
   // A copy may be of any size: never on the event loop (files.ts).
   copyNew: files.copyNewAsync,
+  syncDir,
   readText: (file, uid, max) => now(() => files.readRegular(file, uid, max)),
   head: (file, max, wanted) => now(() => files.readHead(file, max, wanted)),
   readStream,
@@ -218,8 +284,9 @@ export const threadedCalls: Calls = {
   readlink: (file) => readlink(file),
   symlink: (target, file) => symlink(target, file),
   lchown,
-  writeNew: (file, data, mode, owner = null) => files.writeNewAsync(file, data, mode, owner),
+  writeNew: (file, data, mode, owner = null, durable = false) => files.writeNewAsync(file, data, mode, owner, durable),
   copyNew: files.copyNewAsync,
+  syncDir,
   readText: (file, uid, max) => files.readRegularAsync(file, uid, max),
   head: files.readHeadAsync,
   readStream,

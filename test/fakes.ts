@@ -27,6 +27,8 @@ export const fakeSpool = Effect.gen(function*() {
   /** Names another node takes between our listing and our rename. */
   const stolen = new Set<string>()
   const claimed: Array<string> = []
+  /** Names whose claim was made durable (Spool.commit), in order. */
+  const committed: Array<string> = []
   /** Names whose claim was lost (gone when this node tried). */
   const lost: Array<string> = []
   const released: Array<string> = []
@@ -109,6 +111,7 @@ export const fakeSpool = Effect.gen(function*() {
         claimed.push(name)
         return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null, owner, read: PLAIN })
       }),
+    commit: (claim) => Effect.sync(() => void committed.push(claim.name)),
     release: (claim) =>
       Effect.sync(() => {
         if (files.has(claim.name)) return false
@@ -134,7 +137,7 @@ export const fakeSpool = Effect.gen(function*() {
         Effect.forever
       )
   })
-  return { service, files, submit, stolen, takenElsewhere, claimed, lost, released, calls, ownerAfterInspect, pause }
+  return { service, files, submit, stolen, takenElsewhere, claimed, committed, lost, released, calls, ownerAfterInspect, pause }
 })
 
 /** What one spawn of a job does; an exit's process may take `startsIn` to start (fork and exec). */

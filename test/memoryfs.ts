@@ -59,6 +59,13 @@ export interface MemoryFsOptions {
   readonly umask?: number
 }
 
+/** A change made through the calls: OP on PATHS; DURABLE: on disk when done (a folder's sync, a copy, a writeNew asked to be). */
+export interface Done {
+  readonly op: string
+  readonly paths: ReadonlyArray<string>
+  readonly durable: boolean
+}
+
 /** A fault to inject: the call OP on a path matching `on` (either, for two) fails with CODE, `times` times (for ever if not said). */
 export interface Fault {
   readonly op: keyof Calls
@@ -216,6 +223,10 @@ export const makeMemoryFs = ({ now = () => 0, uid = 0, gid = 0, umask = 0o022 }:
       Object.assign(node, { uid: u, gid: g, ctimeMs: now() })
     },
     writeNew: async (file, data, mode, owner = null) => void create(file, "file", mode, { data, ...(owner ?? {}) }),
+    syncDir: async (dir) => {
+      const { node } = existing(dir, "open", false)
+      if (node.kind !== "dir") throw errno("ENOTDIR", "open", dir)
+    },
     copyNew: async (from, to) => {
       const source = openRegular(from, null)
       const owner = uid === 0 ? { uid: source.uid, gid: source.gid } : {}
@@ -264,9 +275,21 @@ export const makeMemoryFs = ({ now = () => 0, uid = 0, gid = 0, umask = 0o022 }:
     if (fault.times !== undefined) fault.times--
     return errno(fault.code, op, paths.find(fault.on)!)
   }
+  // What was done, in order: the calls that change the filesystem or make it
+  // durable, each once it succeeded (a test of the order of a power-cut-safe
+  // transition reads it).
+  const done: Array<Done> = []
+  const CHANGES = new Set(["rename", "link", "unlink", "mkdir", "rmdir", "symlink", "writeNew", "copyNew", "syncDir"])
+  const noted = (op: string, file: string, rest: ReadonlyArray<unknown>) => () => {
+    if (!CHANGES.has(op)) return
+    done.push({ op, paths: TWO_PATHS.has(op) ? [file, String(rest[0])] : [file], durable: op === "syncDir" || op === "copyNew" || (op === "writeNew" && rest[3] === true) })
+  }
   const calls = Object.fromEntries(Object.entries(ops).map(([op, call]) => [op, (file: string, ...rest: Array<unknown>) => {
     const e = faulted(op as keyof Calls, TWO_PATHS.has(op) ? [file, String(rest[0])] : [file])
-    if (e === null) return (call as (...a: Array<unknown>) => unknown)(file, ...rest)
+    if (e === null) {
+      const result = (call as (...a: Array<unknown>) => unknown)(file, ...rest)
+      return result instanceof Promise ? result.then((value) => (noted(op, file, rest)(), value)) : result
+    }
     if (op === "readStream" || op === "watch") throw e
     return Promise.reject(e)
   }])) as unknown as Calls
@@ -276,6 +299,8 @@ export const makeMemoryFs = ({ now = () => 0, uid = 0, gid = 0, umask = 0o022 }:
   return {
     calls,
     faults,
+    /** The changes made so far, in order (see `done` above). */
+    done,
     /** mkdir -p, each new level with MODE (no umask), owned by `owner` (else pmjq). */
     mkdirs: (dir: string, mode = 0o755, owner: { uid?: number; gid?: number } = {}) => {
       let here = "/"

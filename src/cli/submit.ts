@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, errnoCode, InputMissing, NotPermitted, UsageError } from "../errors.js"
-import { createNew, type Ownership } from "../files.js"
+import { createNew, type Ownership, syncFolder } from "../files.js"
 import { submitAside, submittedName } from "../spool/layout.js"
 import type { JobRecord } from "../record.js"
 import { requireSpool } from "../spool/Spool.js"
@@ -90,6 +90,9 @@ const write = (spool: string, name: string, text: string, owner: Ownership | nul
       // and a node that claimed it then would refuse it. The name is unique
       // (random), and in a sticky spool no rename replaces another user's file.
       fs.renameSync(hidden, path.join(spool, name))
+      // Its bytes were synced before the rename, its name is after it: once
+      // submit returns, the job survives a power cut.
+      syncFolder(spool)
       return ino
     },
     catch: (e) => new UsageError({ reason: `cannot submit to ${spool}: ${(e as Error).message}` })

@@ -19,7 +19,7 @@ import { decodeDoneMark, type DoneMark } from "../decode.js"
 import { errnoCode } from "../errors.js"
 import { PRIVATE, Untrusted } from "../files.js"
 import { asideOf, doneMarkOf } from "../spool/layout.js"
-import type { Calls } from "../syscalls.js"
+import { type Calls, replaceFile } from "../syscalls.js"
 
 export type ArchivalMark = DoneMark
 
@@ -40,9 +40,7 @@ export const readMark = async (calls: Calls, recordFile: string): Promise<Archiv
 }
 
 /** Written aside and renamed in, like the record: whole or absent. */
-export const writeMark = async (calls: Calls, recordFile: string, mark: ArchivalMark): Promise<void> => {
+export const writeMark = (calls: Calls, recordFile: string, mark: ArchivalMark): Promise<void> => {
   const file = doneMarkOf(recordFile)
-  await calls.unlink(asideOf(file)).catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))
-  await calls.writeNew(asideOf(file), JSON.stringify(mark) + "\n", PRIVATE, null)
-  await calls.rename(asideOf(file), file)
+  return replaceFile(calls, file, asideOf(file), JSON.stringify(mark) + "\n", { mode: PRIVATE })
 }

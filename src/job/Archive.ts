@@ -29,7 +29,7 @@ import { type ArchivalMark, readMark, writeMark } from "./ArchivalMark.js"
 import { type Ownership, recordKeeping } from "../files.js"
 import { iso, type JobRecord, recordText } from "../record.js"
 import { archiveAside, asideOf, doneMarkOf, entryFiles, entryName, isArchiveAside, isCutRecord, stamp } from "../spool/layout.js"
-import { type Calls, Syscalls } from "../syscalls.js"
+import { type Calls, replaceFile, Syscalls } from "../syscalls.js"
 
 export interface Finished {
   /** The claimed script; null when only an interrupted attempt's output is archived. */
@@ -234,14 +234,10 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
     await leaveRunningFolder(job)()
   }
 
-  // Written aside and renamed in: the record file is whole or absent.
-  const writeRecord = async (job: Finished) => {
-    const aside = asideOf(job.recordFile)
-    const { mode, owner } = recordKeeping(job.owner)
-    await removeIfPresent(calls, aside)
-    await calls.writeNew(aside, recordText(job.record), mode, owner)
-    await calls.rename(aside, job.recordFile)
-  }
+  // Written aside, on disk, and renamed in: the record file is whole or
+  // absent, after a crash or a power cut alike.
+  const writeRecord = (job: Finished) =>
+    replaceFile(calls, job.recordFile, asideOf(job.recordFile), recordText(job.record), { ...recordKeeping(job.owner), durable: true })
 
   const settle = (job: Finished) => Effect.tryPromise({ try: () => writeRecord(job), catch: fail(job.recordFile) })
 
@@ -330,7 +326,9 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
         job.record.name
       )
       const base = path.join(dir, entry)
-      // Only now that the entry is whole does the job leave the running folder.
+      // Only now that the entry is whole, and on disk, does the job leave the
+      // running folder: a power cut then finds it in one place or the other.
+      yield* Effect.tryPromise({ try: () => calls.syncDir(dir), catch: fail(dir) })
       yield* Effect.tryPromise({ try: () => mark(base, "placed"), catch: fail(base) })
       yield* Effect.tryPromise({ try: leave(job), catch: fail(base) })
       return base

@@ -234,7 +234,10 @@ const end = (
       while: (e) => e._tag === "JobBusy",
       schedule: Schedule.exponential("10 millis").pipe(Schedule.union(Schedule.spaced("1 second")), Schedule.upTo(settings.busyFor))
     }))
-    const spawned: Spawned = yield* restore(spawn).pipe(
+    // The claim is on disk before the job starts: after a power cut, a job
+    // that ran is found claimed (recovery records it), never queued again.
+    const uncommitted = yield* spool.commit(claim).pipe(Effect.as(null), Effect.catchAll((e) => Effect.succeed(e.reason)))
+    const spawned: Spawned = uncommitted !== null ? { _tag: "Back", why: `its claim could not be synced to disk (${uncommitted})` } : yield* restore(spawn).pipe(
       Effect.map((proc): Spawned => ({ _tag: "Started", proc })),
       Effect.catchTags({
         JobBusy: () => Effect.succeed<Spawned>({ _tag: "Back", why: "still open for writing (ETXTBSY)" }),

@@ -138,13 +138,14 @@ const stopped = new Set<number>()
 /** Jobs' output still being copied to pmjq's (it may outlast the job: a background child holds it). */
 const relaying = new Set<Readable>()
 
-// Written aside and renamed (whole or absent), never through a planted file or
+// Written aside, on disk, and renamed (whole or absent), never through a planted file or
 // symlink; kept by pmjq, readable by the owner's group (files.ts: recordKeeping).
 // False if it could not be written (pmjq then writes it itself).
 const writeRecord = (file: string, text: string, user: JobUser | null) => {
   const { mode, owner } = recordKeeping(user === null ? null : { uid: user.uid, gid: user.gid })
   try {
-    replaceWhole(file, text, mode, owner)
+    // On disk before pmjq hears of the end (see files.ts: writeNew).
+    replaceWhole(file, text, mode, owner, true)
     return true
   } catch {
     return false

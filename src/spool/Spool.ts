@@ -140,6 +140,12 @@ export class Spool extends Context.Tag("pmjq/Spool")<
     readonly inspectAll: (names: ReadonlyArray<string>, heads?: boolean) => Effect.Effect<Inspected, SpoolIOError>
     /** Moves NAME into this node's running folder; none when another node (or a user) took it first. */
     readonly claim: (name: string) => Effect.Effect<Option.Option<Claim>, SpoolIOError>
+    /**
+     * The claim is on disk: its running folder synced (shared with every
+     * claim made meanwhile: Calls.syncDir). Asked for before the job starts:
+     * a power cut then never puts a job that ran back in the queue.
+     */
+    readonly commit: (claim: Claim) => Effect.Effect<void, SpoolIOError>
     /** Puts a claimed job back under its name; false (job kept claimed) when a new job took that name. */
     readonly release: (claim: Claim) => Effect.Effect<boolean, SpoolIOError>
     /** The claimed file has left the running folder (archived or discarded): its name is free again. */
@@ -415,6 +421,8 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       )
     })
 
+  const commit = (claim: Claim) => io("commit claim", claim.path, () => calls.syncDir(path.dirname(claim.path)))
+
   // link(2) fails with EEXIST instead of replacing, which rename(2) would do.
   const release = (claim: Claim) =>
     io("release", claim.path, async () => {
@@ -557,6 +565,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     inspect,
     inspectAll,
     claim,
+    commit,
     release,
     vacated,
     requeue,

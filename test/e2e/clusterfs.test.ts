@@ -10,11 +10,19 @@
  * moosefs-master, moosefs-chunkserver and moosefs-client, which .ci/run
  * installs; MooseFS also needs a non-loopback address.
  */
+import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { glusterMissing, makeMooseVolume, makeVolume, mooseMissing, startGlusterd, startOn, stopGlusterd, type Volume } from "./clusterfs.js"
-import { lastWords, type Running, runsHere, sizeOf, tempDir, waitFor, waitWhileProgressing } from "./harness.js"
+import { glusterMissing, makeMooseVolume, makeVolume, mooseMissing, startGlusterd, stopGlusterd, type Volume } from "./volumes.js"
+import { BIN, lastWords, type Running, runsHere, sizeOf, tempDir, waitFor, waitWhileProgressing, watched } from "./harness.js"
+
+/** pmjq on machine HOST: its own UTS namespace and host name. */
+const startOn = (host: string, args: ReadonlyArray<string>, cwd: string): Running =>
+  watched(cp.spawn("unshare", ["--uts", "sh", "-c", `hostname ${host} && exec "$0" "$@"`, process.execPath, BIN, ...args], {
+    cwd,
+    stdio: ["ignore", "pipe", "pipe"]
+  }))
 
 /**
  * A cluster test fails when it stops making progress (see

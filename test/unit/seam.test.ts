@@ -396,3 +396,98 @@ describe("archival on the memory filesystem", () => {
       expect(kept()).toEqual([])
     }))
 })
+
+describe("what survives a power cut (README: Durability): each promised transition is synced before what publishes it", () => {
+  /** Where in the changes made (MemoryFs.done) the first one OP on a path PATHS matches is; -1 when none. */
+  const indexOf = (m: MemoryFs, op: string, paths: (p: ReadonlyArray<string>) => boolean, from = 0) =>
+    m.done.findIndex((d, i) => i >= from && d.op === op && paths(d.paths))
+  const lastIndexOf = (m: MemoryFs, op: string, paths: (p: ReadonlyArray<string>) => boolean) =>
+    m.done.reduce((last, d, i) => (d.op === op && paths(d.paths) ? i : last), -1)
+
+  /** A job claimed and run to its archive, the fake process exiting at once; what was done when it was spawned. */
+  const runOne = (m: MemoryFs) =>
+    Effect.gen(function*() {
+      const runner = yield* fakeRunner
+      const doneAtSpawn: Array<number> = []
+      const spawning = ProcessRunner.of({
+        ...runner.service,
+        spawn: (spec) => Effect.zipRight(Effect.sync(() => void doneAtSpawn.push(m.done.length)), runner.service.spawn(spec))
+      })
+      const run = Effect.gen(function*() {
+        const spool = yield* Spool
+        job(m, `${SPOOL}/job`)
+        const claim = Option.getOrThrow(yield* spool.claim("job"))
+        m.write(`${RUNNING}/node/.job.out`, "out", 0o600)
+        m.write(`${RUNNING}/node/.job.err`, "", 0o600)
+        yield* runJob(claim, { ...jobSettings, archiveDir: Option.some(ARCHIVE) }, {
+          processEnded: Effect.void,
+          keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
+          started: () => Effect.void,
+          archived: () => Effect.void,
+          finished: () => Effect.void,
+          phase: () => (effect) => effect,
+          cancel: yield* Deferred.make<string>(),
+          waiting: yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>())
+        })
+      })
+      const running = yield* run.pipe(
+        Effect.provide(Layer.mergeAll(services(m, "node"), Layer.succeed(ProcessRunner, spawning), Layer.succeed(Users, fakeUsers))),
+        Effect.provide(quiet),
+        watching.watch,
+        Effect.fork
+      )
+      yield* settle
+      yield* TestClock.adjust(0)
+      yield* settle
+      yield* Fiber.join(running)
+      return doneAtSpawn
+    })
+
+  it.effect("the claim: its running folder is synced after the claim's rename and before the job is spawned", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      const [spawnedAt] = yield* runOne(m)
+      const claimed = indexOf(m, "rename", ([from, to]) => from === `${SPOOL}/job` && to === `${RUNNING}/node/job`)
+      const synced = indexOf(m, "syncDir", ([dir]) => dir === `${RUNNING}/node`, claimed)
+      expect(claimed).toBeGreaterThanOrEqual(0)
+      expect(synced).toBeGreaterThan(claimed)
+      expect(synced).toBeLessThan(spawnedAt!)
+    }))
+
+  it.effect("the record: its bytes on disk before the rename that names it; the archive synced before the running folder is emptied", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      yield* runOne(m)
+      const record = `${RUNNING}/node/.job.json`
+      const written = indexOf(m, "writeNew", ([file]) => file === `${record}.tmp`)
+      expect(m.done[written]?.durable).toBe(true)
+      expect(indexOf(m, "rename", ([from, to]) => from === `${record}.tmp` && to === record)).toBeGreaterThan(written)
+      const lastLinkIn = lastIndexOf(m, "link", ([, to]) => to.startsWith(`${ARCHIVE}/`))
+      const archiveSynced = indexOf(m, "syncDir", ([dir]) => dir === ARCHIVE, lastLinkIn)
+      const firstGone = indexOf(m, "unlink", ([file]) => file.startsWith(`${RUNNING}/node/`) && !file.endsWith(".tmp"))
+      expect(lastLinkIn).toBeGreaterThanOrEqual(0)
+      expect(archiveSynced).toBeGreaterThan(lastLinkIn)
+      expect(firstGone).toBeGreaterThan(archiveSynced)
+      expect(m.list(`${RUNNING}/node`)).toEqual([])
+      expect(jsonOf(m, `${ARCHIVE}/${STAMP}_job.json`)).toMatchObject({ name: "job", outcome: "succeeded" })
+    }))
+
+  it.effect("an archive on another filesystem: every copy is on disk before it is linked in, and the archive synced before the originals go", () =>
+    Effect.gen(function*() {
+      const m = yield* world
+      m.mkdirs(ARCHIVE)
+      m.mount(ARCHIVE)
+      yield* runOne(m)
+      const copies = m.done.flatMap((d, i) => (d.op === "copyNew" ? [i] : []))
+      expect(copies.length).toBe(4) // script, .out, .err, record
+      for (const i of copies) {
+        expect(m.done[i]!.durable).toBe(true)
+        expect(indexOf(m, "link", ([from]) => from === m.done[i]!.paths[1], i)).toBeGreaterThan(i)
+      }
+      const lastLinkIn = lastIndexOf(m, "link", ([, to]) => to.startsWith(`${ARCHIVE}/`) && !to.includes(".pmjq-copy-"))
+      const archiveSynced = indexOf(m, "syncDir", ([dir]) => dir === ARCHIVE, lastLinkIn)
+      expect(archiveSynced).toBeGreaterThan(lastLinkIn)
+      expect(indexOf(m, "unlink", ([file]) => file.startsWith(`${RUNNING}/node/`) && !file.endsWith(".tmp"))).toBeGreaterThan(archiveSynced)
+      expect(m.list(ARCHIVE)).toEqual([`${STAMP}_job`, `${STAMP}_job.err`, `${STAMP}_job.json`, `${STAMP}_job.out`])
+    }))
+})

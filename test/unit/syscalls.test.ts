@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Syscalls } from "../../src/syscalls.js"
+import { groupCommit, Syscalls } from "../../src/syscalls.js"
 
 const chosen = (dirs: ReadonlyArray<string>) => Effect.provide(Syscalls, Syscalls.forDirectories(dirs))
 const direct = Effect.provide(Syscalls, Syscalls.Direct)
@@ -33,4 +33,59 @@ describe("choice of filesystem calls", () => {
       expect(fs.readFileSync(a, "utf8")).toBe("first")
       fs.rmSync(dir, { recursive: true })
     }))
+})
+
+describe("folder syncs shared (a group commit)", () => {
+  /** A sync that returns only when the test says, counting each start by folder. */
+  const held = () => {
+    const started: Array<string> = []
+    const finish: Array<() => void> = []
+    const sync = (dir: string) => new Promise<void>((resolve) => {
+      started.push(dir)
+      finish.push(resolve)
+    })
+    return { started, sync, finishNext: () => finish.shift()!() }
+  }
+  const tick = () => new Promise((r) => setImmediate(r))
+
+  it("calls made while a sync runs wait for one more, shared by all of them; another folder syncs on its own", async () => {
+    const h = held()
+    const syncDir = groupCommit(h.sync)
+    const ended: Array<string> = []
+    const call = (dir: string, label: string) => void syncDir(dir).then(() => ended.push(label))
+    call("/a", "first")
+    call("/a", "second")
+    call("/a", "third")
+    call("/b", "other")
+    await tick()
+    // One sync of /a runs; the two calls after it wait for the next, which has not started.
+    expect(h.started).toEqual(["/a", "/b"])
+    h.finishNext()
+    await tick()
+    expect(ended).toEqual(["first"])
+    expect(h.started).toEqual(["/a", "/b", "/a"])
+    call("/a", "fourth")
+    h.finishNext() // /b
+    h.finishNext() // the second /a: the second and third calls' changes are on disk
+    await tick()
+    expect(ended).toEqual(["first", "other", "second", "third"])
+    // The fourth came while the second sync ran: it gets a third.
+    expect(h.started).toEqual(["/a", "/b", "/a", "/a"])
+    h.finishNext()
+    await tick()
+    expect(ended).toEqual(["first", "other", "second", "third", "fourth"])
+  })
+
+  it("a failed sync fails its own calls only; the next ones get a sync of their own", async () => {
+    const started: Array<string> = []
+    let fail = true
+    const syncDir = groupCommit(async (dir) => {
+      started.push(dir)
+      if (fail) throw new Error("EIO")
+    })
+    await expect(syncDir("/a")).rejects.toThrow("EIO")
+    fail = false
+    await expect(syncDir("/a")).resolves.toBeUndefined()
+    expect(started).toEqual(["/a", "/a"])
+  })
 })

@@ -10,7 +10,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { BIN, has, type Running, waitFor, watched } from "./harness.js"
+import { has, waitFor } from "./waiting.js"
 
 /** Why GlusterFS tests cannot run here, or null. */
 export const glusterMissing = (): string | null =>
@@ -142,13 +142,6 @@ export const makeMooseVolume = async (label: string): Promise<Volume> => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
 }
-
-/** pmjq on machine HOST: its own UTS namespace and host name. */
-export const startOn = (host: string, args: ReadonlyArray<string>, cwd: string): Running =>
-  watched(cp.spawn("unshare", ["--uts", "sh", "-c", `hostname ${host} && exec "$0" "$@"`, process.execPath, BIN, ...args], {
-    cwd,
-    stdio: ["ignore", "pipe", "pipe"]
-  }))
 
 /**
  * A volume's two mounts as machines: a mount's FUSE client is the process
