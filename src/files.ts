@@ -362,6 +362,9 @@ const NOT_OPENED = new Set(["ELOOP", "ENXIO", "EACCES", "EPERM", "EAGAIN", "EWOU
 // The file opened is the one the lstat saw (not one renamed in between).
 const sameFile = (a: Stat, b: Stat) => a.dev === b.dev && a.ino === b.ino
 
+// Read until the size fstat gave (one read, for a file smaller than MAX: on a
+// cluster volume each read is a round trip), or MAX + 1 bytes, which tell
+// whether the file goes on past MAX.
 const bytesOf = (buffer: Buffer, length: number, max: number): Pick<Head, "text" | "cut"> => ({
   text: buffer.toString("utf8", 0, Math.min(length, max)),
   cut: length > max
@@ -390,8 +393,8 @@ export const readHead = (file: string, max: number, wanted: (stat: Stat) => bool
     let length = 0
     while (length < buffer.length) {
       const n = fs.readSync(fd, buffer, length, buffer.length - length, null)
-      if (n === 0) break
       length += n
+      if (n === 0 || length >= stat.size) break
     }
     return { stat, ...bytesOf(buffer, length, max) }
   } finally {
@@ -416,8 +419,8 @@ export const readHeadAsync = async (file: string, max: number, wanted: (stat: St
     let length = 0
     while (length < buffer.length) {
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null)
-      if (bytesRead === 0) break
       length += bytesRead
+      if (bytesRead === 0 || length >= stat.size) break
     }
     return { stat, ...bytesOf(buffer, length, max) }
   } finally {

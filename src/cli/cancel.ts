@@ -89,6 +89,17 @@ const PMJQS_OWN = new Set<JobRecord["outcome"]>(["cancelled", "timed-out", "inte
  * while the job is queued or runs; null when it is gone and no record is kept
  * (no -o or -e).
  */
+// An archival mark is a symlink whose target is its text (job/ArchivalMark.ts):
+// looked at, never followed.
+const marked = (file: string) => {
+  try {
+    fs.lstatSync(file)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const finalRecord = (spool: string, job: Submitted, asked: number) =>
   Effect.gen(function*() {
     const place = whereIs(spool, job)
@@ -100,7 +111,7 @@ const finalRecord = (spool: string, job: Submitted, asked: number) =>
       const text = yield* Effect.promise(() => readRegularAsync(path.join(folder, besideName(claimed, ".json")), owner.right).catch(() => null))
       const record = text === null ? null : Either.getOrNull(decodeRecord(text))
       if (record === null || !isOwnRecord(record, job)) return "pending" as const
-      const final = PMJQS_OWN.has(record.outcome) || Date.parse(record.endedAt) < asked || fs.existsSync(path.join(folder, besideName(claimed, ".done")))
+      const final = PMJQS_OWN.has(record.outcome) || Date.parse(record.endedAt) < asked || marked(path.join(folder, besideName(claimed, ".done")))
       return final ? record : "pending" as const
     }
     if (place.at === "queued") return "pending" as const

@@ -14,7 +14,7 @@
  * entry goes and when it is whole, until the running folder is cleared:
  * whoever finishes an archival cut short does not archive the job twice.
  */
-import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
+import { Clock, Context, Data, Duration, Effect, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { makeEndedNotes } from "../spool/ended.js"
 import * as os from "node:os"
@@ -42,7 +42,16 @@ export interface Finished {
   readonly record: JobRecord
   /** The job's owner (uid, primary gid): who may read its record. Null: pmjq itself. */
   readonly owner: Ownership | null
+  /**
+   * The first try to store it, by the process that ran it, its record written:
+   * no earlier archival can have left a mark, and its files are where its run
+   * left them (store then looks at nothing before it places them).
+   */
+  readonly fresh?: boolean
 }
+
+/** One of a fresh job's own files is not where its run left it (store looks again). */
+class SourceGone extends Data.TaggedError("SourceGone")<{ readonly path: string }> {}
 
 export class Archive extends Context.Tag("pmjq/Archive")<
   Archive,
@@ -182,26 +191,32 @@ const copyWhole = async (calls: Calls, from: string, to: string): Promise<Placed
 }
 
 /**
- * The record, last, as a copy would be (copyWhole), except that BEFORE (the
- * archival mark "placing") comes between the slow part, staging it beside TO
- * (a link, or a copy across filesystems), and the one link(2) that makes the
- * entry whole: the only time a crash leaves it unsure whether the entry is.
+ * The record, last: the one link(2) that makes the entry whole. Across
+ * filesystems it is staged beside TO first (a copy, the slow part), and BEFORE
+ * (the archival mark "placing") comes between that and the link: the only time
+ * a crash leaves another host unsure whether the entry is whole. A link has no
+ * such time, and needs no mark: whoever finishes it finds the entry by its
+ * inode (EEXIST, the same file).
  */
 const placeRecord = async (calls: Calls, from: string, to: string, before: () => Promise<void>): Promise<Placed> => {
+  try {
+    await calls.link(from, to)
+    return "placed"
+  } catch (e) {
+    const code = errnoCode(e)
+    if (code === "EEXIST") return (await sameFile(calls, from, to)) ? "placed" : "taken"
+    if (code !== "EXDEV" && code !== "EPERM") throw e
+  }
   const aside = asideFor(to)
   try {
-    await calls.link(from, aside).catch(async (e: unknown) => {
-      const code = errnoCode(e)
-      if (code !== "EXDEV" && code !== "EPERM") throw e
-      await calls.copyNew(from, aside)
-    })
+    await calls.copyNew(from, aside)
     await before()
     await calls.link(aside, to)
     return "placed"
   } catch (e) {
     if (errnoCode(e) !== "EEXIST") throw e
-    // Placed by an earlier try: a link of the record itself, or of this copy.
-    return (await sameFile(calls, from, to)) || (await sameFile(calls, aside, to).catch(() => false)) ? "placed" : "taken"
+    // Placed by an earlier try: this copy, or another.
+    return (await sameFile(calls, aside, to).catch(() => false)) ? "placed" : "taken"
   } finally {
     // Only tidying: its failure must not undo an entry placed whole.
     await removeIfPresent(calls, aside).catch(() => undefined)
@@ -287,10 +302,47 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
       catch: fail(job.recordFile)
     })
 
-  const store = (dir: string, given: Finished) =>
+  // The entry, placed under the first free name from its end time; the mark
+  // "placing" only before a copied record's link (see placeRecord).
+  const placeEntry = (dir: string, job: Finished, fresh: boolean) => {
+    const host = os.hostname()
+    return Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const mark = (entry: string, state: ArchivalMark["state"]) =>
+        writeMark(calls, job.recordFile, { entry, host, state, at: iso(clock.unsafeCurrentTimeMillis()) })
+      const placeFiles = (candidate: string) => {
+        const placing = () => mark(path.join(dir, candidate), "placing")
+        return place(dir, candidate, job, placing).catch(async (e: unknown) => {
+          if (errnoCode(e) !== "ENOENT") throw e
+          // The archive dir may have been removed (by a job, by hand) since
+          // startup. Made again only as safely as at startup: in a sticky
+          // folder such as /tmp, a user may have taken the name meanwhile.
+          if (await calls.stat(dir).then(() => false, () => true)) {
+            await ensureArchiveDir(calls, dir)
+            return place(dir, candidate, job, placing)
+          }
+          // Or one of the job's own files is gone: looked at below.
+          throw fresh ? new SourceGone({ path: job.script ?? job.recordFile }) : e
+        })
+      }
+      const placeIn = (candidate: string) =>
+        Effect.tryPromise({ try: () => placeFiles(candidate), catch: (e) => (e instanceof SourceGone ? e : fail(dir)(e)) })
+      const entry = yield* reserveEntry(placeIn, stamp(new Date(job.record.endedAt)), job.record.name)
+      const base = path.join(dir, entry)
+      // Only now that the entry is whole, and on disk, does the job leave the
+      // running folder: a power cut then finds it in one place or the other.
+      yield* Effect.tryPromise({ try: () => calls.syncDir(dir), catch: fail(dir) })
+      yield* Effect.tryPromise({ try: () => mark(base, "placed"), catch: fail(base) })
+      yield* Effect.tryPromise({ try: leave(job), catch: fail(base) })
+      return base
+    })
+  }
+
+  // Any later try, or a job this process did not end: an earlier archival may
+  // have been cut short (its mark says how far it got), the job may have
+  // removed its own script, its folder may have been taken over.
+  const storeAgain = (dir: string, given: Finished) =>
     Effect.gen(function*() {
-      // The name becomes a path: it must stay one name inside DIR.
-      if (!isJobName(given.record.name)) return yield* new ArchiveFailed({ path: dir, reason: `not a job name: ${JSON.stringify(given.record.name)}` })
       const earlier = yield* Effect.tryPromise({ try: () => readMark(calls, given.recordFile), catch: fail(given.recordFile) })
       if (earlier?.state === "placed") {
         yield* Effect.tryPromise({ try: leave(given), catch: fail(earlier.entry) })
@@ -304,34 +356,19 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
       if (job === null) return yield* new ClaimLost({ path: given.script ?? given.recordFile })
       const recorded = yield* Effect.tryPromise({ try: () => calls.lstat(job.recordFile).then(() => true, () => false), catch: fail(job.recordFile) })
       if (!recorded) yield* settle(job)
-      const host = os.hostname()
-      const clock = yield* Effect.clock
-      const mark = (entry: string, state: ArchivalMark["state"]) =>
-        writeMark(calls, job.recordFile, { entry, host, state, at: iso(clock.unsafeCurrentTimeMillis()) })
-      // The archive dir may have been removed (by a job, by hand) since startup.
-      const placeFiles = (candidate: string) => {
-        const placing = () => mark(path.join(dir, candidate), "placing")
-        return place(dir, candidate, job, placing).catch(async (e: unknown) => {
-          if (errnoCode(e) !== "ENOENT" || (await calls.stat(dir).then(() => true, () => false))) throw e
-          // Made again only as safely as at startup: in a sticky folder such as
-          // /tmp, a user may have taken the name meanwhile.
-          await ensureArchiveDir(calls, dir)
-          return place(dir, candidate, job, placing)
-        })
-      }
-      const placeIn = (candidate: string) => Effect.tryPromise({ try: () => placeFiles(candidate), catch: fail(dir) })
-      const entry = yield* reserveEntry(
-        placeIn,
-        stamp(new Date(job.record.endedAt)),
-        job.record.name
-      )
-      const base = path.join(dir, entry)
-      // Only now that the entry is whole, and on disk, does the job leave the
-      // running folder: a power cut then finds it in one place or the other.
-      yield* Effect.tryPromise({ try: () => calls.syncDir(dir), catch: fail(dir) })
-      yield* Effect.tryPromise({ try: () => mark(base, "placed"), catch: fail(base) })
-      yield* Effect.tryPromise({ try: leave(job), catch: fail(base) })
-      return base
+      return yield* placeEntry(dir, job, false).pipe(Effect.catchTag("SourceGone", (e) => Effect.die(e)))
+    })
+
+  const store = (dir: string, given: Finished) =>
+    Effect.suspend(() => {
+      // The name becomes a path: it must stay one name inside DIR.
+      if (!isJobName(given.record.name)) return new ArchiveFailed({ path: dir, reason: `not a job name: ${JSON.stringify(given.record.name)}` })
+      // A fresh job's files are where its run left them (none of the lookups
+      // storeAgain makes, each a round trip on a cluster volume), unless it
+      // removed its own script: then it is looked at as storeAgain does.
+      return given.fresh === true
+        ? placeEntry(dir, given, true).pipe(Effect.catchTag("SourceGone", () => storeAgain(dir, { ...given, fresh: false })))
+        : storeAgain(dir, given)
     })
 
   // With only an error dir, a successful job's output was captured in case it

@@ -350,18 +350,20 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
     // Written down before anything moves: should pmjq die from here on, recovery
     // archives this outcome and never runs the job again. If it cannot be
     // written now, archival below writes it.
-    if (!recorded) {
-      yield* archive.settle(finished).pipe(
-        Effect.catchTag("ArchiveFailed", (error) => Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })))
-      )
-    }
-    const destination = destinationOf(record.outcome, settings)
-    const place: Effect.Effect<string | null, ArchiveFailed | ClaimLost> = Option.isSome(destination)
-      ? archive.store(destination.value, finished)
-      : Effect.as(archive.discard(finished), null)
-    const attempt = place.pipe(Effect.tapErrorTag("ArchiveFailed", (error) =>
-      Effect.logError("not archived yet; kept, will retry").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path }))
+    const settled = recorded || (yield* archive.settle(finished).pipe(
+      Effect.as(true),
+      Effect.catchTag("ArchiveFailed", (error) =>
+        Effect.as(Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })), false))
     ))
+    const destination = destinationOf(record.outcome, settings)
+    const place = (fresh: boolean): Effect.Effect<string | null, ArchiveFailed | ClaimLost> =>
+      Option.isSome(destination)
+        ? archive.store(destination.value, { ...finished, fresh })
+        : Effect.as(archive.discard(finished), null)
+    const attempt = (fresh: boolean) =>
+      place(fresh).pipe(Effect.tapErrorTag("ArchiveFailed", (error) =>
+        Effect.logError("not archived yet; kept, will retry").pipe(Effect.annotateLogs({ reason: error.message, kept: claim.path }))
+      ))
     const done = (placed: Effect.Effect<string | null, ArchiveFailed | ClaimLost>) =>
       placed.pipe(
         Effect.flatMap((entry) =>
@@ -372,9 +374,10 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
           Effect.logWarning("taken over by another node, which answers for it now").pipe(Effect.annotateLogs({ reason: lost.message })))
       )
     // The first try is part of the job's end, even when pmjq is stopping.
-    yield* done(attempt).pipe(
+    // The first try is fresh: nothing was tried before it (Archive.store).
+    yield* done(attempt(settled)).pipe(
       Effect.catchTag("ArchiveFailed", () =>
-        events.keep(done(attempt.pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second"))).pipe(
+        events.keep(done(attempt(false).pipe(Effect.retry({ schedule: archiveRetry, while: (e) => e._tag === "ArchiveFailed" }), Effect.delay("1 second"))).pipe(
           Effect.catchAll(() => Effect.void), // never: the retries go on until one works
           Effect.annotateLogs({ job: claim.name })
         )))

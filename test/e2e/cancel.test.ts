@@ -19,7 +19,7 @@ describe("pmjq cancel", () => {
       // With --wait, the name is on stderr: stdout is the job's alone.
       const name = waiting.output().stderr.split("\n")[0]!
       const cancelled = await run(["cancel", t.spool, name], t.root)
-      expect(cancelled.code).toBe(0)
+      expect(cancelled.code, cancelled.stderr + cancelled.stdout).toBe(0)
       // Said once it is true: the record is there, and says so.
       expect(cancelled.stdout).toMatch(new RegExp(`^${name}: stopped while running: its process group was signalled, it ended by SIGTERM(; archived as ${t.errors}/\\S+_${name})?\n$`))
       const waited = await waiting.exited
@@ -199,7 +199,7 @@ describe.runIf(runsHere("pmjq cancel between users", rootMissing))("(as root: cr
       submitAs(OTHER, t.spool, "theirs", "sleep 600")
       await waitFor("three running", () => entries(path.join(t.spool, ".pmjq/running/root1")).filter((n) => !n.startsWith(".")).length === 3)
       const allowed = asUser(OWNER, [process.execPath, bin, "cancel", "--mine", t.spool])
-      expect(allowed.status).toBe(0)
+      expect(allowed.status, allowed.stderr + allowed.stdout).toBe(0)
       await waitFor("both records", () => records(t.errors).length === 2)
       expect(records(t.errors).map((r) => [r.name, r.outcome, r.reason])).toEqual(expect.arrayContaining([
         ["theirs", "cancelled", expect.stringMatching(new RegExp(`^cancelled by ${OWNER};`))],
