@@ -1,5 +1,5 @@
 /**
- * pmjq's benchmarks (not tests): `npm run bench` [-- --quick] [-- --dir DIR] [-- --latency-only | --drain-only] [-- --bin PATH].
+ * pmjq's benchmarks (not tests): `npm run bench` [-- --quick] [-- --dir DIR] [-- --latency-only | --drain-only] [-- --bin PATH] [-- --no-cluster].
  * DIR (default: the system temp dir) is where spools are made: this VM's ext4
  * swings results by half between runs, so a tmpfs (/dev/shm) shows pmjq itself.
  * Each figure is measured next to a bare-Node loop in the same run, on the same
@@ -11,6 +11,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { backlog } from "./backlog.js"
+import { clusterDrains, clusterTable } from "./cluster.js"
 import { scale } from "./scale.js"
 
 const quick = process.argv.includes("--quick")
@@ -156,6 +157,8 @@ const main = async () => {
   const peers = { taskSpooler: peerDrain("tsp", TSP), gnuParallel: peerDrain("parallel", PARALLEL) }
   const idleCost = await idle()
   const queued = await backlog(BIN, BASE, 100_000, quick ? 5 : 10)
+  // On the cluster filesystems the tests use, when they are installed (and as root).
+  const cluster = process.argv.includes("--no-cluster") ? [] : await clusterDrains(BIN, quick ? 150 : 300)
 
   const result = {
     date: new Date().toISOString(),
@@ -166,7 +169,8 @@ const main = async () => {
     drain: { jobs: DRAIN_JOBS, pmjq: pmjqDrain, bareLoop: bareDrain, ratio: pmjqDrain.jobsPerSecond / bareDrain.jobsPerSecond, peers },
     idle: idleCost,
     backlog: queued,
-    manyNodes: many
+    manyNodes: many,
+    cluster
   }
   fs.mkdirSync(path.join(ROOT, "bench/results"), { recursive: true })
   const fsType = cp.spawnSync("df", ["--output=fstype", BASE], { encoding: "utf8" }).stdout.trim().split("\n").pop()
@@ -187,6 +191,7 @@ const main = async () => {
 | ... resident memory while they drain, median (peak) | ${f(queued.rssMiB, 0)} MiB (${f(queued.peakRssMiB, 0)}) | | < 150 MB |
 | ${many.nodes} nodes drain ${many.jobs} jobs together: lost claim races per claim won | ${f(many.lostPerWon, 2)} (${f(many.seconds)} s) | | < 0.5 |
 | ... start order vs queue order (places) | p50 ${many.fifoDisplacement.p50}, p99 ${many.fifoDisplacement.p99} | | roughly FIFO |`)
+  if (cluster.length > 0) console.log(`\nOn a cluster volume (bench/cluster.ts), one node, against the loop on the same mount:\n${clusterTable(cluster)}`)
 }
 
 await main()

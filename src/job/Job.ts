@@ -355,6 +355,14 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
       Effect.catchTag("ArchiveFailed", (error) =>
         Effect.as(Effect.logWarning("record not written yet").pipe(Effect.annotateLogs({ reason: error.message })), false))
     ))
+    // Its record's name on disk too (the running folder synced, shared with
+    // the claims and records of the moment): a power cut from here on finds
+    // the job ended, never to run again, however long its archival takes.
+    if (settled) {
+      yield* spool.commit(claim).pipe(
+        Effect.catchAll((error) => Effect.logWarning("record not synced to disk").pipe(Effect.annotateLogs({ reason: error.reason })))
+      )
+    }
     const destination = destinationOf(record.outcome, settings)
     const place = (fresh: boolean): Effect.Effect<string | null, ArchiveFailed | ClaimLost> =>
       Option.isSome(destination)

@@ -83,7 +83,7 @@ describe.runIf(runsHere("power-cut order", has("strace") ? null : "needs strace 
       expect(fs.readdirSync(t.spool)).toEqual([name])
     })
 
-    it("a drain: the claim before the job starts; the record's bytes before its name; the archive entry before the job leaves its running folder", () => {
+    it("a drain: the claim before the job starts; the record's bytes before its name, its name before its archival; the archive entry before the job leaves its running folder", () => {
       const t = workspace("durable-drain")
       submit(t.spool, "job", "true")
       const { calls } = traced(["--node-id", "n1", "-o", t.archive, "--drain", t.spool], t.root)
@@ -99,6 +99,9 @@ describe.runIf(runsHere("power-cut order", has("strace") ? null : "needs strace 
       const named = first(calls, "record's rename", (c) => c.name === "rename" && c.text.startsWith(`${quoted(`${record}.tmp`)}, ${quoted(record)})`))
       const recordSynced = first(calls, "sync of the record's bytes", syncOf(`${record}.tmp`))
       expect(recordSynced.end).toBeLessThan(named.start)
+      // Its name too, before the archival: a job that ended is never run again.
+      const nameSynced = first(calls, "sync of the running folder after the record's rename", syncOf(running), named.end)
+      expect(nameSynced.end).toBeLessThan(first(calls, "link into the archive", (c) => c.name === "link" && c.text.includes(`, "${t.archive}/`)).start)
 
       const [entry] = fs.readdirSync(t.archive).filter((n) => n.endsWith("_job.json"))
       const whole = first(calls, "link that makes the entry whole", (c) => c.name === "link" && c.text.includes(`, ${quoted(path.join(t.archive, entry!))})`))

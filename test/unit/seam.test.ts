@@ -454,14 +454,18 @@ describe("what survives a power cut (README: Durability): each promised transiti
       expect(synced).toBeLessThan(spawnedAt!)
     }))
 
-  it.effect("the record: its bytes on disk before the rename that names it; the archive synced before the running folder is emptied", () =>
+  it.effect("the record: its bytes on disk before the rename that names it, its name before its archival; the archive synced before the running folder is emptied", () =>
     Effect.gen(function*() {
       const m = yield* world
       yield* runOne(m)
       const record = `${RUNNING}/node/.job.json`
       const written = indexOf(m, "writeNew", ([file]) => file === `${record}.tmp`)
       expect(m.done[written]?.durable).toBe(true)
-      expect(indexOf(m, "rename", ([from, to]) => from === `${record}.tmp` && to === record)).toBeGreaterThan(written)
+      const named = indexOf(m, "rename", ([from, to]) => from === `${record}.tmp` && to === record)
+      expect(named).toBeGreaterThan(written)
+      // Its name on disk before the archival: an ended job is never run again.
+      expect(indexOf(m, "syncDir", ([dir]) => dir === `${RUNNING}/node`, named)).toBeLessThan(indexOf(m, "link", ([, to]) => to.startsWith(`${ARCHIVE}/`)))
+      expect(indexOf(m, "syncDir", ([dir]) => dir === `${RUNNING}/node`, named)).toBeGreaterThan(named)
       const lastLinkIn = lastIndexOf(m, "link", ([, to]) => to.startsWith(`${ARCHIVE}/`))
       const archiveSynced = indexOf(m, "syncDir", ([dir]) => dir === ARCHIVE, lastLinkIn)
       const firstGone = indexOf(m, "unlink", ([file]) => file.startsWith(`${RUNNING}/node/`) && !file.endsWith(".tmp"))
