@@ -104,14 +104,15 @@ const currentUmask = (): number | null => {
 }
 
 /**
- * Whether a file created with MODE has exactly MODE already: the umask takes
- * none of its bits (022 leaves 0600, 0640 and 0644 whole). Then no fchmod is
- * made: on a cluster volume each call is a round trip. (A default ACL on the
- * folder can only narrow a new file's mode further, never widen it.)
+ * Whether a file created with MODE has exactly MODE already, so that no fchmod
+ * is made (on a cluster volume each call is a round trip): a mode for its
+ * owner alone (0600: a job's output, most records), which the umask leaves
+ * whole. A mode with group or other bits is set again: a default ACL on the
+ * folder would narrow those (a record the owner's group must read).
  */
 const createdExactly = (mode: number) => {
   const mask = currentUmask()
-  return mask !== null && (mode & 0o777 & mask) === 0
+  return (mode & 0o077) === 0 && mask !== null && (mode & 0o777 & mask) === 0
 }
 
 /**
@@ -164,7 +165,13 @@ export const replaceWhole = (file: string, data: string, mode: number, owner: Ow
   fs.renameSync(aside, file)
 }
 
-const FOLDER_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+// Followed if a symlink (an archive dir may be one, owned by root or pmjq):
+// O_DIRECTORY fails before anything but a folder is opened, and a sync of a
+// folder reads nothing.
+const FOLDER_FLAGS = O_RDONLY | O_DIRECTORY
+// A folder's sync that the filesystem does not do (some network and FUSE
+// filesystems): nothing more can be done for it, and the step goes on.
+const NO_FOLDER_SYNC = new Set(["EINVAL", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EBADF"])
 
 /**
  * fsync(2) of the folder DIR: the names made, renamed or removed in it are on
@@ -175,6 +182,8 @@ export const syncFolder = (dir: string): void => {
   const fd = fs.openSync(dir, FOLDER_FLAGS)
   try {
     fs.fsyncSync(fd)
+  } catch (e) {
+    if (!NO_FOLDER_SYNC.has((e as NodeJS.ErrnoException).code ?? "")) throw e
   } finally {
     fs.closeSync(fd)
   }
@@ -184,6 +193,8 @@ export const syncFolderAsync = async (dir: string): Promise<void> => {
   const handle = await fs.promises.open(dir, FOLDER_FLAGS)
   try {
     await handle.sync()
+  } catch (e) {
+    if (!NO_FOLDER_SYNC.has((e as NodeJS.ErrnoException).code ?? "")) throw e
   } finally {
     await handle.close()
   }

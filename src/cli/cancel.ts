@@ -77,6 +77,17 @@ const EX_NOPERM = 77
 // anything moves: final as soon as they are there.
 const PMJQS_OWN = new Set<JobRecord["outcome"]>(["cancelled", "timed-out", "interrupted", "rejected"])
 
+// An archival mark is a symlink whose target is its text (job/ArchivalMark.ts):
+// looked at, never followed.
+const marked = (file: string) => {
+  try {
+    fs.lstatSync(file)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /**
  * JOB's record, once it is final: beside its claim while it is archived, or in
  * the archive and error dirs the nodes publish once it is gone from the spool.
@@ -89,16 +100,6 @@ const PMJQS_OWN = new Set<JobRecord["outcome"]>(["cancelled", "timed-out", "inte
  * while the job is queued or runs; null when it is gone and no record is kept
  * (no -o or -e).
  */
-// An archival mark is a symlink whose target is its text (job/ArchivalMark.ts):
-// looked at, never followed.
-const marked = (file: string) => {
-  try {
-    fs.lstatSync(file)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const finalRecord = (spool: string, job: Submitted, asked: number) =>
   Effect.gen(function*() {

@@ -70,6 +70,25 @@ const readInput = (file: string) =>
 /** BASE-STAMP-HOST-PID-RANDOM, with only [A-Za-z0-9._-] and no leading dot. */
 export const uniqueName = (base: string) => submittedName(base, new Date(), os.hostname(), process.pid, randomBytes(3).toString("hex"))
 
+/**
+ * The rename that queued a job on disk before submit answers: the spool's
+ * folder synced. Queued already, so nothing here fails the submit: a user
+ * who may not open the folder (a drop-box spool, mode 1733), or a filesystem
+ * that cannot sync one, gets the job's file synced again instead, which on
+ * ext4 and XFS commits its rename too (one journal transaction).
+ */
+const syncRename = (spool: string, fd: number) => {
+  try {
+    syncFolder(spool)
+  } catch {
+    try {
+      fs.fsyncSync(fd)
+    } catch {
+      // Synced once before the rename; the rename itself is the kernel's now.
+    }
+  }
+}
+
 const write = (spool: string, name: string, text: string, owner: Ownership | null) =>
   Effect.try({
     try: () => {
@@ -77,23 +96,21 @@ const write = (spool: string, name: string, text: string, owner: Ownership | nul
       // Its owner's alone: other users of a shared spool cannot read it. (Made
       // executable only once whole: pmjq never picks up a hidden name anyway.)
       const fd = createNew(hidden, 0o600, owner)
-      let ino: number
       try {
         fs.writeSync(fd, text)
-        fs.fsyncSync(fd)
         fs.fchmodSync(fd, 0o700)
-        ino = fs.fstatSync(fd).ino
+        // Its bytes and its mode on disk before the rename that queues it.
+        fs.fsyncSync(fd)
+        const ino = fs.fstatSync(fd).ino
+        // rename, not link + unlink: for a moment the job would have two links,
+        // and a node that claimed it then would refuse it. The name is unique
+        // (random), and in a sticky spool no rename replaces another user's file.
+        fs.renameSync(hidden, path.join(spool, name))
+        syncRename(spool, fd)
+        return ino
       } finally {
         fs.closeSync(fd)
       }
-      // rename, not link + unlink: for a moment the job would have two links,
-      // and a node that claimed it then would refuse it. The name is unique
-      // (random), and in a sticky spool no rename replaces another user's file.
-      fs.renameSync(hidden, path.join(spool, name))
-      // Its bytes were synced before the rename, its name is after it: once
-      // submit returns, the job survives a power cut.
-      syncFolder(spool)
-      return ino
     },
     catch: (e) => new UsageError({ reason: `cannot submit to ${spool}: ${(e as Error).message}` })
   })

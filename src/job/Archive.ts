@@ -215,8 +215,10 @@ const placeRecord = async (calls: Calls, from: string, to: string, before: () =>
     return "placed"
   } catch (e) {
     if (errnoCode(e) !== "EEXIST") throw e
-    // Placed by an earlier try: this copy, or another.
-    return (await sameFile(calls, aside, to).catch(() => false)) ? "placed" : "taken"
+    // Someone's file, or an earlier try's copy: never known to be this
+    // record's (another inode), so the next name is tried, as the mark
+    // "placing" the earlier try left has said (storeAgain).
+    return "taken"
   } finally {
     // Only tidying: its failure must not undo an entry placed whole.
     await removeIfPresent(calls, aside).catch(() => undefined)

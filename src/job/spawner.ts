@@ -234,8 +234,9 @@ const spawn = (request: SpawnRequest) => {
   // in between, the job is one to stop (and wait for) before this helper exits.
   const startedAt = Date.now()
   if (child.pid !== undefined) running.add(child.pid)
+  // The output files' descriptors stay open until the job ends: its output is
+  // synced through them before its record is written.
   child.once("spawn", () => {
-    closeFds()
     // Read while it is our child and not reaped: its pid is surely its own.
     send({ id: request.id, pid: child.pid!, startTicks: startTicks(child.pid!) })
   })
@@ -247,6 +248,19 @@ const spawn = (request: SpawnRequest) => {
     // its own (one that catches SIGTERM and exits 143 has chosen its outcome;
     // one in the middle of exiting when the signal came ignores it).
     const killedByUs = stopped.has(child.pid!) && (signal === "SIGTERM" || signal === "SIGKILL")
+    // Its output on disk before its record (a power cut never leaves a record
+    // beside output that was lost), as far as the job wrote it: a child of the
+    // job may write on. On this helper's thread, like the record's own sync:
+    // each takes a millisecond or two on a local disk, a round trip on a
+    // cluster volume, and every other job's spawn waits meanwhile.
+    for (const fd of fds) {
+      try {
+        fs.fdatasyncSync(fd)
+      } catch {
+        // A full or failing disk: the record, written next, says so if it cannot be written either.
+      }
+    }
+    closeFds()
     const recorded = request.record !== null && !killedByUs &&
       writeRecord(
         request.record.file,

@@ -36,11 +36,18 @@ export const noteOf = (record: JobRecord & { readonly uid: number }): EndedNote 
 })
 
 /**
- * How UID's last job named NAME ended, or null when no note says (none, or one
- * that is not pmjq's: OWNER is the uid pmjq's own files have).
+ * How UID's last job named NAME ended, or null when no note says (none, one
+ * that does not decode, or a file note that is not pmjq's: OWNER is the uid
+ * pmjq's own files have). A note is a symlink in .pmjq/ended/UID, folders only
+ * pmjq can write in (.pmjq is checked as pmjq's own every recovery round, and
+ * each UID folder as it is made), so its target is believed as read.
  */
 export const readEnded = async (calls: Calls, spool: string, uid: number, name: string, owner: number): Promise<EndedNote | null> => {
-  const text = await calls.readText(endedFile(spool, uid, name), owner, MAX_NOTE).catch(() => null)
+  const file = endedFile(spool, uid, name)
+  // A symlink whose target is the note (see write below); a file from an older pmjq.
+  const text = await calls.readlink(file).catch((e: unknown) =>
+    errnoCode(e) === "EINVAL" ? calls.readText(file, owner, MAX_NOTE).catch(() => null) : null
+  )
   if (text === null) return null
   const note = decodeEndedNote(text)
   return Either.isRight(note) && note.right.name === name && note.right.uid === uid ? note.right : null
@@ -54,9 +61,16 @@ export const readEnded = async (calls: Calls, spool: string, uid: number, name: 
 export const makeEndedNotes = (calls: Calls, spool: string) => {
   const made = new Set<number>()
   const own = process.getuid?.() ?? 0
+  // A symlink whose target is the note: made whole in one call (a file takes
+  // create, write and close: each a round trip on a cluster volume), then
+  // renamed over the last one. Only pmjq writes in .pmjq/ended/UID (made and
+  // checked as its own), so the note is believed without an lstat.
   const write = async (note: EndedNote) => {
     const aside = endedAside(spool, note.uid, process.pid, randomBytes(6).toString("hex"))
-    await calls.writeNew(aside, JSON.stringify(note), NOTE_MODE)
+    const text = JSON.stringify(note)
+    await calls.symlink(text, aside).catch((e: unknown) =>
+      errnoCode(e) === "ENAMETOOLONG" ? calls.writeNew(aside, text, NOTE_MODE) : Promise.reject(e)
+    )
     await calls.rename(aside, endedFile(spool, note.uid, note.name))
   }
   return async (record: JobRecord): Promise<void> => {

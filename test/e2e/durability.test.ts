@@ -8,8 +8,9 @@
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { describe, expect, it } from "vitest"
-import { BIN, has, runsHere, submit, workspace } from "./harness.js"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { BIN, has, publicBin, runsHere, submit, workspace } from "./harness.js"
+import { addUsers, asUser, removeUsers, rootMissing, sharedSpool } from "./users.js"
 
 const TRACED = "fsync,fdatasync,rename,renameat,renameat2,link,linkat,unlink,unlinkat,execve"
 
@@ -99,6 +100,8 @@ describe.runIf(runsHere("power-cut order", has("strace") ? null : "needs strace 
       const named = first(calls, "record's rename", (c) => c.name === "rename" && c.text.startsWith(`${quoted(`${record}.tmp`)}, ${quoted(record)})`))
       const recordSynced = first(calls, "sync of the record's bytes", syncOf(`${record}.tmp`))
       expect(recordSynced.end).toBeLessThan(named.start)
+      // Its output before it: a record never stands beside output a power cut lost.
+      expect(first(calls, "sync of the job's output", syncOf(path.join(running, ".job.out"))).end).toBeLessThan(named.start)
       // Its name too, before the archival: a job that ended is never run again.
       const nameSynced = first(calls, "sync of the running folder after the record's rename", syncOf(running), named.end)
       expect(nameSynced.end).toBeLessThan(first(calls, "link into the archive", (c) => c.name === "link" && c.text.includes(`, "${t.archive}/`)).start)
@@ -114,3 +117,23 @@ describe.runIf(runsHere("power-cut order", has("strace") ? null : "needs strace 
     })
   }
 )
+
+describe.runIf(runsHere("submit into a drop-box spool", rootMissing))("(as root: creates a user) pmjq submit into a spool its user may not list", () => {
+  const USER = "pmjqdrop1"
+  let bin = ""
+  beforeAll(() => {
+    addUsers([USER])
+    bin = publicBin()
+  })
+  afterAll(() => removeUsers([USER]))
+
+  it("a drop-box spool (mode 1733): the folder cannot be synced by its user, the job is queued all the same and submit says only its name", () => {
+    const t = sharedSpool("durable-dropbox")
+    fs.chmodSync(t.spool, 0o1733)
+    const submitted = asUser(USER, [process.execPath, bin, "submit", t.spool, "--", "true"])
+    expect(submitted.stderr).toBe("")
+    expect(submitted.status).toBe(0)
+    const name = submitted.stdout.trim()
+    expect(fs.readdirSync(t.spool)).toEqual([name])
+  })
+})

@@ -89,3 +89,21 @@ describe("folder syncs shared (a group commit)", () => {
     expect(started).toEqual(["/a", "/a"])
   })
 })
+
+describe("a folder's sync", () => {
+  it.effect.each([["direct", direct], ["threaded", threaded]] as const)("%s: through a symlink to a folder (an archive dir may be one); never opens what is not a folder", ([, calls]) =>
+    Effect.gen(function*() {
+      const c = yield* calls
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-sync-"))
+      fs.mkdirSync(path.join(dir, "real"))
+      fs.symlinkSync(path.join(dir, "real"), path.join(dir, "link"))
+      fs.writeFileSync(path.join(dir, "file"), "")
+      fs.symlinkSync(path.join(dir, "file"), path.join(dir, "to-file"))
+      const outcome = (target: string) => Effect.promise(() => c.syncDir(path.join(dir, target)).then(() => "synced", (e: NodeJS.ErrnoException) => e.code))
+      expect(yield* outcome("real")).toBe("synced")
+      expect(yield* outcome("link")).toBe("synced")
+      expect(yield* outcome("to-file")).toBe("ENOTDIR")
+      expect(yield* outcome("gone")).toBe("ENOENT")
+      fs.rmSync(dir, { recursive: true })
+    }))
+})
