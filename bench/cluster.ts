@@ -3,7 +3,7 @@
  * set them up (test/e2e/clusterfs.ts: GlusterFS with the README's recommended
  * settings, attribute, entry and negative timeouts 0). There each metadata call
  * is a round trip to a server process, so what a job costs in calls shows.
- * Run alone (`node --import tsx bench/cluster.ts [--bin PATH] [--jobs N]`) or
+ * Run alone (`node --import tsx bench/cluster.ts [--bin PATH] [--jobs N] [--only glusterfs|moosefs]`) or
  * from `npm run bench`, as root, when the servers are installed.
  */
 import * as cp from "node:child_process"
@@ -55,9 +55,9 @@ const drains = (volume: Volume, fsName: string, bin: string, jobs: number): Clus
 }
 
 /** Every volume this machine can make; empty (with why on stderr) when none. */
-export const clusterDrains = async (bin: string, jobs: number): Promise<Array<ClusterDrain>> => {
+export const clusterDrains = async (bin: string, jobs: number, only: "GlusterFS" | "MooseFS" | null = null): Promise<Array<ClusterDrain>> => {
   const results: Array<ClusterDrain> = []
-  const gluster = glusterMissing()
+  const gluster = only === "MooseFS" ? "not asked for" : glusterMissing()
   if (gluster !== null) console.error(`cluster bench: GlusterFS skipped: ${gluster}`)
   else {
     const started = await startGlusterd()
@@ -69,7 +69,7 @@ export const clusterDrains = async (bin: string, jobs: number): Promise<Array<Cl
       if (started) stopGlusterd()
     }
   }
-  const moose = mooseMissing()
+  const moose = only === "GlusterFS" ? "not asked for" : mooseMissing()
   if (moose !== null) console.error(`cluster bench: MooseFS skipped: ${moose}`)
   else {
     const volume = await makeMooseVolume("bench")
@@ -93,7 +93,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const bin = binArg > 0 ? path.resolve(process.argv[binArg + 1]!) : path.join(ROOT, "dist/bin.js")
   const jobsArg = process.argv.indexOf("--jobs")
   const jobs = jobsArg > 0 ? Number(process.argv[jobsArg + 1]) : 300
-  const results = await clusterDrains(bin, jobs)
+  const onlyArg = process.argv.indexOf("--only")
+  const only = onlyArg > 0 ? (process.argv[onlyArg + 1] === "moosefs" ? "MooseFS" : "GlusterFS") : null
+  const results = await clusterDrains(bin, jobs, only)
   console.log(clusterTable(results))
   console.log(JSON.stringify(results))
 }
