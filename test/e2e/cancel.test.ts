@@ -16,7 +16,9 @@ describe("pmjq cancel", () => {
       const waiting = start(["submit", "--wait", "--name", "long", t.spool, "--", "sh", "-c", `sleep 600 & echo $! > ${t.ledger}; echo started; wait`], t.root)
       await waitFor("the job's child", () => lines(t.ledger).length === 1)
       const child = pidIn(t.ledger)
-      // With --wait, the name is on stderr: stdout is the job's alone.
+      // With --wait, the name is on stderr: stdout is the job's alone. Said
+      // once the job is queued and synced: the job may have started first.
+      await waitFor("the job's name", () => waiting.output().stderr.includes("\n"))
       const name = waiting.output().stderr.split("\n")[0]!
       const cancelled = await run(["cancel", t.spool, name], t.root)
       expect(cancelled.code, cancelled.stderr + cancelled.stdout).toBe(0)
