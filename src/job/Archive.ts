@@ -125,6 +125,24 @@ const sameFile = async (calls: Calls, a: string, b: string) => {
 type Placed = "placed" | "taken" | "skipped"
 
 /**
+ * FROM hard-linked as TO (link(2) never follows a symlink, never replaces):
+ * "placed" when TO is FROM now (linked now, or by an earlier try a crash cut
+ * short: the same inode); "across" when only a copy can place it (another
+ * filesystem, or one that refuses hard links).
+ */
+const linkIn = async (calls: Calls, from: string, to: string): Promise<Placed | "across"> => {
+  try {
+    await calls.link(from, to)
+    return "placed"
+  } catch (e) {
+    const code = errnoCode(e)
+    if (code === "EEXIST") return (await sameFile(calls, from, to)) ? "placed" : "taken"
+    if (code === "EXDEV" || code === "EPERM") return "across"
+    throw e
+  }
+}
+
+/**
  * Hard link where we can (link(2) never follows a symlink: a rejected symlink
  * is placed as itself). Across filesystems, a copy that creates no privilege:
  * a regular file is copied without set-id bits, for its owner (files.ts); a
@@ -134,14 +152,8 @@ type Placed = "placed" | "taken" | "skipped"
  * try that a crash cut short (same inode).
  */
 const placeExclusive = async (calls: Calls, from: string, to: string): Promise<Placed> => {
-  try {
-    await calls.link(from, to)
-    return "placed"
-  } catch (e) {
-    const code = errnoCode(e)
-    if (code === "EEXIST") return (await sameFile(calls, from, to)) ? "placed" : "taken"
-    if (code !== "EXDEV" && code !== "EPERM") throw e
-  }
+  const linked = await linkIn(calls, from, to)
+  if (linked !== "across") return linked
   try {
     const source = await calls.lstat(from)
     if (source.isSymbolicLink()) {
@@ -199,14 +211,8 @@ const copyWhole = async (calls: Calls, from: string, to: string): Promise<Placed
  * inode (EEXIST, the same file).
  */
 const placeRecord = async (calls: Calls, from: string, to: string, before: () => Promise<void>): Promise<Placed> => {
-  try {
-    await calls.link(from, to)
-    return "placed"
-  } catch (e) {
-    const code = errnoCode(e)
-    if (code === "EEXIST") return (await sameFile(calls, from, to)) ? "placed" : "taken"
-    if (code !== "EXDEV" && code !== "EPERM") throw e
-  }
+  const linked = await linkIn(calls, from, to)
+  if (linked !== "across") return linked
   const aside = asideFor(to)
   try {
     await calls.copyNew(from, aside)

@@ -272,6 +272,35 @@ describe("recovery of a dead node's folder (README: Crashes and recovery)", () =
     }))
 })
 
+/**
+ * SPOOL/job claimed by node "node" and run to its archive with RUNNER, forked
+ * and watched (see settle). Its output is there as the spawner captures it,
+ * and its archival retries outlive its fiber, as the daemon's keep makes them.
+ */
+const runClaimed = (m: MemoryFs, runner: ProcessRunner["Type"]) =>
+  Effect.gen(function*() {
+    const spool = yield* Spool
+    job(m, `${SPOOL}/job`)
+    const claim = Option.getOrThrow(yield* spool.claim("job"))
+    m.write(`${RUNNING}/node/.job.out`, "out", 0o600)
+    m.write(`${RUNNING}/node/.job.err`, "", 0o600)
+    yield* runJob(claim, { ...jobSettings, archiveDir: Option.some(ARCHIVE) }, {
+      processEnded: Effect.void,
+      keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
+      started: () => Effect.void,
+      archived: () => Effect.void,
+      finished: () => Effect.void,
+      phase: () => (effect) => effect,
+      cancel: yield* Deferred.make<string>(),
+      waiting: yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>())
+    })
+  }).pipe(
+    Effect.provide(Layer.mergeAll(services(m, "node"), Layer.succeed(ProcessRunner, runner), Layer.succeed(Users, fakeUsers))),
+    Effect.provide(quiet),
+    watching.watch,
+    Effect.fork
+  )
+
 describe("archival on the memory filesystem", () => {
   const finished = (m: MemoryFs, run: string, body: string) => {
     m.mkdirs(run)
@@ -346,31 +375,7 @@ describe("archival on the memory filesystem", () => {
       // The first three stores fail at their first link into the archive.
       m.faults.push({ op: "link", on: (f) => f.startsWith(`${ARCHIVE}/`), code: "ENOSPC", times: 3 })
       const runner = yield* fakeRunner
-      const run = Effect.gen(function*() {
-        const spool = yield* Spool
-        job(m, `${SPOOL}/job`)
-        const claim = Option.getOrThrow(yield* spool.claim("job"))
-        // Its output, as the spawner captures it.
-        m.write(`${RUNNING}/node/.job.out`, "out", 0o600)
-        m.write(`${RUNNING}/node/.job.err`, "", 0o600)
-        // The retries outlive the job's own fiber, as the daemon's keep makes them.
-        yield* runJob(claim, { ...jobSettings, archiveDir: Option.some(ARCHIVE) }, {
-          processEnded: Effect.void,
-          keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
-          started: () => Effect.void,
-          archived: () => Effect.void,
-          finished: () => Effect.void,
-          phase: () => (effect) => effect,
-          cancel: yield* Deferred.make<string>(),
-          waiting: yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>())
-        })
-      })
-      const running = yield* run.pipe(
-        Effect.provide(Layer.mergeAll(services(m, "node"), Layer.succeed(ProcessRunner, runner.service), Layer.succeed(Users, fakeUsers))),
-        Effect.provide(quiet),
-        watching.watch,
-        Effect.fork
-      )
+      const running = yield* runClaimed(m, runner.service)
       // The job's process exits at once (on the test clock).
       yield* settle
       yield* TestClock.adjust(0)
@@ -413,29 +418,7 @@ describe("what survives a power cut (README: Durability): each promised transiti
         ...runner.service,
         spawn: (spec) => Effect.zipRight(Effect.sync(() => void doneAtSpawn.push(m.done.length)), runner.service.spawn(spec))
       })
-      const run = Effect.gen(function*() {
-        const spool = yield* Spool
-        job(m, `${SPOOL}/job`)
-        const claim = Option.getOrThrow(yield* spool.claim("job"))
-        m.write(`${RUNNING}/node/.job.out`, "out", 0o600)
-        m.write(`${RUNNING}/node/.job.err`, "", 0o600)
-        yield* runJob(claim, { ...jobSettings, archiveDir: Option.some(ARCHIVE) }, {
-          processEnded: Effect.void,
-          keep: (retries) => Effect.asVoid(Effect.forkDaemon(retries)),
-          started: () => Effect.void,
-          archived: () => Effect.void,
-          finished: () => Effect.void,
-          phase: () => (effect) => effect,
-          cancel: yield* Deferred.make<string>(),
-          waiting: yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>())
-        })
-      })
-      const running = yield* run.pipe(
-        Effect.provide(Layer.mergeAll(services(m, "node"), Layer.succeed(ProcessRunner, spawning), Layer.succeed(Users, fakeUsers))),
-        Effect.provide(quiet),
-        watching.watch,
-        Effect.fork
-      )
+      const running = yield* runClaimed(m, spawning)
       yield* settle
       yield* TestClock.adjust(0)
       yield* settle
