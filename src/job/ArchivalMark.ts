@@ -1,18 +1,24 @@
 /**
  * The archival mark beside a finished job's record (spool/layout.ts:
- * doneMarkOf): where its archive entry goes, "placing" just before the one
- * link(2) that makes the entry whole (its record, staged beside it first:
- * job/Archive.ts), "placed" once it is, and removed last, with the rest of
- * the job's files in the running folder. An entry without its record is not
- * one (no reader takes it for one): what a crash before "placing" left.
+ * doneMarkOf): where its archive entry is, "placed" once the entry is whole,
+ * and removed last, with the rest of the job's files in the running folder.
+ * An entry without its record is not one (no reader takes it for one).
  *
  * Whoever finishes an archival cut short (this node after a crash, or a node
  * that took the folder over, with an archive dir of its own, on another host)
  * reads it first. "placed": the entry is whole where it says; only the running
- * folder is cleared, and the job is never archived twice. "placing": the other
- * entry may or may not have become whole, in a dir this node may not see (a
- * window of one link and one write); the job is archived again, so that
- * nothing is lost, and the log says where the other one may be.
+ * folder is cleared, and the job is never archived twice. "placing" is written
+ * only when the record is copied into an archive on another filesystem, just
+ * before the link that makes the entry whole: the entry may or may not have
+ * become whole, in a dir this node may not see; the job is archived again, so
+ * that nothing is lost, and the log says where the other one may be. A record
+ * linked on one filesystem needs no "placing": a second try finds its entry by
+ * the record's inode.
+ *
+ * A mark is a symlink whose target is its text, in a folder only pmjq writes
+ * in (the running folder, checked as pmjq's own): read with readlink, never
+ * followed. One written as a file (a text too long for a symlink, or an older
+ * pmjq's) is still read, if it is pmjq's.
  */
 import { Either } from "effect"
 import { decodeDoneMark, type DoneMark } from "../decode.js"
