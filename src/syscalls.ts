@@ -157,6 +157,41 @@ export const replaceFile = async (
   await calls.rename(aside, file)
 }
 
+/**
+ * A small text pmjq keeps as a symlink whose target it is (an archival mark,
+ * an ended note), in a folder only pmjq writes in: made whole by one call
+ * (symlink(2) is atomic, never follows nor replaces anything) where a file
+ * takes create, write and close, each a round trip on a cluster volume. Read
+ * with readlink, never followed. One kept as a file (a text too long for a
+ * symlink, or an older pmjq's) is read if it is OWNER's (Calls.readText).
+ * Null when there is none; any other failure is the caller's to judge.
+ */
+export const readLinkedText = (calls: Calls, file: string, owner: number, max?: number): Promise<string | null> =>
+  calls.readlink(file).catch((e: unknown) => {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === "ENOENT") return null
+    if (code === "EINVAL") return calls.readText(file, owner, max)
+    return Promise.reject(e)
+  })
+
+/**
+ * FILE's linked text (see readLinkedText) replaced whole: a symlink made at
+ * ASIDE (a stale one from a crash removed only when found) and renamed over
+ * FILE. A text too long for a symlink is written as a file with MODE.
+ */
+export const replaceLinkedText = async (calls: Calls, file: string, aside: string, text: string, mode: number): Promise<void> => {
+  const made = await calls.symlink(text, aside).then(() => true, async (e: unknown) => {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === "ENAMETOOLONG") return false
+    if (code !== "EEXIST") throw e
+    await calls.unlink(aside).catch(() => undefined)
+    await calls.symlink(text, aside)
+    return true
+  })
+  if (!made) return replaceFile(calls, file, aside, text + "\n", { mode })
+  await calls.rename(aside, file)
+}
+
 // One for both live sets of calls: a process syncs a folder one way.
 const syncDir = groupCommit(files.syncFolderAsync)
 

@@ -25,7 +25,7 @@ import { decodeDoneMark, type DoneMark } from "../decode.js"
 import { errnoCode } from "../errors.js"
 import { PRIVATE, Untrusted } from "../files.js"
 import { asideOf, doneMarkOf } from "../spool/layout.js"
-import { type Calls, replaceFile } from "../syscalls.js"
+import { type Calls, readLinkedText, replaceLinkedText } from "../syscalls.js"
 
 export type ArchivalMark = DoneMark
 
@@ -37,43 +37,25 @@ const uid = process.getuid?.() ?? 0
  * fails: the mark may be there.
  */
 export const readMark = async (calls: Calls, recordFile: string): Promise<ArchivalMark | null> => {
-  const file = doneMarkOf(recordFile)
-  const text = await calls.readlink(file).catch((e: unknown) => {
-    const code = errnoCode(e)
-    if (code === "ENOENT") return null
-    // Not a symlink: a mark written as a file (a target too long for a
-    // symlink, or an older pmjq's), or something that is no mark.
-    if (code === "EINVAL") {
-      return calls.readText(file, uid).catch((e: unknown) => (e instanceof Untrusted || errnoCode(e) === "ELOOP" ? null : Promise.reject(e)))
-    }
-    return Promise.reject(e)
-  })
+  const text = await readLinkedText(calls, doneMarkOf(recordFile), uid).catch((e: unknown) =>
+    e instanceof Untrusted || errnoCode(e) === "ELOOP" ? null : Promise.reject(e)
+  )
   if (text === null) return null
   const mark = decodeDoneMark(text)
   return Either.isRight(mark) ? mark.right : null
 }
 
 /**
- * The mark is a symlink whose target is its text: made whole by one call
- * (symlink(2) is atomic, and never follows or replaces anything), where a file
- * takes four (create, write, close, rename): each a round trip on a cluster
- * volume. Replacing one ("placing" by "placed") is a symlink aside renamed
- * over it. A text too long for a symlink is written as a file, as before.
+ * Made where none is (the usual case: "placed" after a link) by one call;
+ * "placing" replaced by "placed" through an aside (syscalls.ts:
+ * replaceLinkedText).
  */
 export const writeMark = async (calls: Calls, recordFile: string, mark: ArchivalMark): Promise<void> => {
   const file = doneMarkOf(recordFile)
   const text = JSON.stringify(mark)
-  const made = await calls.symlink(text, file).then(() => "made" as const, (e: unknown) => {
+  const made = await calls.symlink(text, file).then(() => true, (e: unknown) => {
     const code = errnoCode(e)
-    return code === "EEXIST" || code === "ENAMETOOLONG" ? code : Promise.reject(e)
+    return code === "EEXIST" || code === "ENAMETOOLONG" ? false : Promise.reject(e)
   })
-  if (made === "made") return
-  if (made === "ENAMETOOLONG") return replaceFile(calls, file, asideOf(file), text + "\n", { mode: PRIVATE })
-  const aside = asideOf(file)
-  await calls.symlink(text, aside).catch(async (e: unknown) => {
-    if (errnoCode(e) !== "EEXIST") throw e
-    await calls.unlink(aside)
-    await calls.symlink(text, aside)
-  })
-  await calls.rename(aside, file)
+  if (!made) await replaceLinkedText(calls, file, asideOf(file), text, PRIVATE)
 }

@@ -15,7 +15,7 @@ import { decodeEndedNote, type EndedNote } from "../decode.js"
 import { listOrEmpty, ownDirsBelow } from "../dirs.js"
 import { errnoCode } from "../errors.js"
 import type { JobRecord } from "../record.js"
-import type { Calls } from "../syscalls.js"
+import { type Calls, readLinkedText, replaceLinkedText } from "../syscalls.js"
 import { asideOf, endedAside, endedFile, endedParts, isAside, isHidden, stateParts } from "./layout.js"
 
 export type { EndedNote }
@@ -43,11 +43,7 @@ export const noteOf = (record: JobRecord & { readonly uid: number }): EndedNote 
  * each UID folder as it is made), so its target is believed as read.
  */
 export const readEnded = async (calls: Calls, spool: string, uid: number, name: string, owner: number): Promise<EndedNote | null> => {
-  const file = endedFile(spool, uid, name)
-  // A symlink whose target is the note (see write below); a file from an older pmjq.
-  const text = await calls.readlink(file).catch((e: unknown) =>
-    errnoCode(e) === "EINVAL" ? calls.readText(file, owner, MAX_NOTE).catch(() => null) : null
-  )
+  const text = await readLinkedText(calls, endedFile(spool, uid, name), owner, MAX_NOTE).catch(() => null)
   if (text === null) return null
   const note = decodeEndedNote(text)
   return Either.isRight(note) && note.right.name === name && note.right.uid === uid ? note.right : null
@@ -61,18 +57,16 @@ export const readEnded = async (calls: Calls, spool: string, uid: number, name: 
 export const makeEndedNotes = (calls: Calls, spool: string) => {
   const made = new Set<number>()
   const own = process.getuid?.() ?? 0
-  // A symlink whose target is the note: made whole in one call (a file takes
-  // create, write and close: each a round trip on a cluster volume), then
-  // renamed over the last one. Only pmjq writes in .pmjq/ended/UID (made and
-  // checked as its own), so the note is believed without an lstat.
-  const write = async (note: EndedNote) => {
-    const aside = endedAside(spool, note.uid, process.pid, randomBytes(6).toString("hex"))
-    const text = JSON.stringify(note)
-    await calls.symlink(text, aside).catch((e: unknown) =>
-      errnoCode(e) === "ENAMETOOLONG" ? calls.writeNew(aside, text, NOTE_MODE) : Promise.reject(e)
+  // Only pmjq writes in .pmjq/ended/UID (made and checked as its own), so a
+  // note is believed as read, without an lstat.
+  const write = (note: EndedNote) =>
+    replaceLinkedText(
+      calls,
+      endedFile(spool, note.uid, note.name),
+      endedAside(spool, note.uid, process.pid, randomBytes(6).toString("hex")),
+      JSON.stringify(note),
+      NOTE_MODE
     )
-    await calls.rename(aside, endedFile(spool, note.uid, note.name))
-  }
   return async (record: JobRecord): Promise<void> => {
     if (record.uid === null) return
     const note = noteOf({ ...record, uid: record.uid })
