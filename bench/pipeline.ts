@@ -33,7 +33,7 @@ const program = Effect.gen(function*() {
     Layer.succeed(Nodes, (yield* fakeNodes).service),
     Layer.succeed(HookRunner, (yield* fakeHooks).service),
     Layer.succeed(Users, fakeUsers),
-    Layer.succeed(Requests, (yield* fakeRequests).service),
+    Layer.succeed(Requests, (yield* fakeRequests()).service),
     Layer.succeed(RefusalsKept, (yield* fakeRefusals).service),
     Gate.layer({ cpuLimit: Option.none(), sampleEvery: "1 second" }),
     load.layer

@@ -35,6 +35,10 @@ export const fakeSpool = Effect.gen(function*() {
   const calls = { list: 0, inspect: 0 }
   /** Names whose file gets this owner right after its next inspect (another user's file put in its place). */
   const ownerAfterInspect = new Map<string, number>()
+  /** Names whose claim, once renamed into the running folder, takes this long to return (its head read, on the TestClock). */
+  const claimTakes = new Map<string, Duration.DurationInput>()
+  /** What this node's running folder holds: claims made and not put back. */
+  const inFolder = new Set<string>()
 
   const submit = (name: string, readyAt: number, executable = true, uid = 1000) => {
     files.set(name, { readyAt, executable, uid })
@@ -100,26 +104,30 @@ export const fakeSpool = Effect.gen(function*() {
     pruneEnded: Effect.succeed(0),
     paused: Effect.sync(() => pause.now),
     claim: (name) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         const owner = files.get(name)?.uid ?? 1000
         const present = files.delete(name)
         if (!present || stolen.has(name)) {
           lost.push(name)
           hear()
-          return Option.none()
+          return Effect.succeedNone
         }
         claimed.push(name)
-        return Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null, owner, read: PLAIN })
+        inFolder.add(name)
+        const claim = Option.some({ name, path: `/spool/.pmjq/running/node/${name}`, claimedAt: 0, attempt: 1, noteKey: null, owner, read: PLAIN })
+        const takes = claimTakes.get(name)
+        return takes === undefined ? Effect.succeed(claim) : Effect.as(Effect.sleep(takes), claim)
       }),
     commit: (claim) => Effect.sync(() => void committed.push(claim.name)),
     release: (claim) =>
       Effect.sync(() => {
         if (files.has(claim.name)) return false
         files.set(claim.name, { readyAt: 0, executable: true })
+        inFolder.delete(claim.name)
         released.push(claim.name)
         return true
       }),
-    vacated: () => Effect.void,
+    vacated: (claim) => Effect.sync(() => void inFolder.delete(claim.name)),
     requeue: (_file, name) =>
       Effect.sync(() => {
         if (files.has(name)) return false
@@ -137,7 +145,7 @@ export const fakeSpool = Effect.gen(function*() {
         Effect.forever
       )
   })
-  return { service, files, submit, stolen, takenElsewhere, claimed, committed, lost, released, calls, ownerAfterInspect, pause }
+  return { service, files, submit, stolen, takenElsewhere, claimed, committed, lost, released, calls, ownerAfterInspect, claimTakes, inFolder, pause }
 })
 
 /** What one spawn of a job does; an exit's process may take `startsIn` to start (fork and exec). */
@@ -259,7 +267,8 @@ export const fakeRefusals = Effect.sync(() => {
 })
 
 /** Cancel requests as users leave them (`ask`); a node's `done` takes one away. */
-export const fakeRequests = Effect.sync(() => {
+/** Cancel requests; OWN is what this node's running folder holds (fakeSpool's inFolder). */
+export const fakeRequests = (own: ReadonlySet<string> = new Set()) => Effect.sync(() => {
   const pending: Array<CancelRequest> = []
   /** Names another node holds. */
   const elsewhere = new Set<string>()
@@ -273,8 +282,12 @@ export const fakeRequests = Effect.sync(() => {
         if (at >= 0) pending.splice(at, 1)
       }),
     holders: Effect.sync(() => {
-      const now = new Set(elsewhere)
-      return (name: string) => (now.has(name) ? ["elsewhere"] : [])
+      const there = new Set(elsewhere)
+      const here = new Set(own)
+      return (name: string) => [
+        ...(there.has(name) ? [{ node: "elsewhere", claimed: name }] : []),
+        ...(here.has(name) ? [{ node: "node", claimed: name }] : [])
+      ]
     })
   })
   return { service, ask, pending, elsewhere }

@@ -16,7 +16,7 @@
  */
 import { Context, Deferred, Effect, Fiber, HashMap, Layer, Option, Ref } from "effect"
 import { Users } from "../job/Users.js"
-import { type CancelRequest, Requests } from "../spool/Requests.js"
+import { type CancelRequest, type Holder, Requests } from "../spool/Requests.js"
 import { Spool } from "../spool/Spool.js"
 import { DaemonConfig } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
@@ -45,9 +45,10 @@ const make = Effect.gen(function*() {
   // Several jobs may share a name (a claim's copies .~N~, one per node, a
   // queued one): the asker's are cancelled, the others never, and another
   // user's job of that name must not make the asker's request be dropped.
-  const handle = (holders: (name: string) => ReadonlyArray<string>) => (request: CancelRequest) =>
+  const handle = (holders: (name: string) => ReadonlyArray<Holder>) => (request: CancelRequest) =>
     Effect.gen(function*() {
-      const here = [...HashMap.values(yield* Ref.get(running.held))].filter((held) => held.claim.name === request.name)
+      const enrolled = yield* Ref.get(running.held)
+      const here = [...HashMap.values(enrolled)].filter((held) => held.claim.name === request.name)
       let theirs = 0
       for (const held of here) {
         // The claimed file's owner, as claimed (the job may have deleted the file since).
@@ -65,8 +66,13 @@ const make = Effect.gen(function*() {
         if (yield* jobs.launch(queued.value, Effect.void, yield* nameOf(request.uid))) yield* requests.done(request)
         return
       }
+      const claims = holders(request.name)
       // Another node holds a job of that name: it decides.
-      if (holders(request.name).some((node) => node !== settings.node)) return
+      if (claims.some((c) => c.node !== settings.node)) return
+      // Claimed here a moment ago and not enrolled yet (or its archival is
+      // being retried): looked at again next round, never dropped as
+      // nothing to cancel nor refused for another user's job of that name.
+      if (claims.some((c) => !HashMap.has(enrolled, c.claimed))) return
       if (here.length > 0 || Option.isSome(queued)) {
         return yield* refused(request, Option.match(queued, { onNone: () => -1, onSome: (q) => q.uid }))
       }

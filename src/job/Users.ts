@@ -2,7 +2,7 @@
  * The password and group databases, for running a job as its file's owner.
  * Asked through getent(1) and id(1), so NSS users (LDAP, sssd) count too.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, Schedule } from "effect"
 import * as cp from "node:child_process"
 import { promisify } from "node:util"
 
@@ -28,14 +28,31 @@ export class Users extends Context.Tag("pmjq/Users")<
     // Each answer is kept a minute: asking forks a process, and a busy spool
     // asks for the same few owners over and over.
     const answers = new Map<string, { readonly text: string; readonly at: number }>()
+    // getent and id say "no such user" with a status of their own (2, 1); any
+    // other failure (a fork refused, a signal) says nothing about the user:
+    // asked again, and never kept, since "no account" refuses a job for good.
+    const asked = (command: string, args: ReadonlyArray<string>) =>
+      Effect.tryPromise({
+        try: () => execFile(command, [...args]).then((r) => r.stdout.trim()),
+        catch: (e) => e as NodeJS.ErrnoException
+      }).pipe(
+        Effect.map(Option.some),
+        Effect.catchIf((e) => e.code === (command === "getent" ? 2 : 1) as unknown, () => Effect.succeed(Option.some(""))),
+        Effect.retry({ times: 3, schedule: Schedule.exponential("50 millis") }),
+        Effect.orElseSucceed(() => Option.none<string>())
+      )
     const ask = (command: string, args: ReadonlyArray<string>) =>
       Effect.suspend(() => {
         const key = [command, ...args].join(" ")
         const known = answers.get(key)
         if (known !== undefined && Date.now() - known.at < 60_000) return Effect.succeed(known.text)
-        return Effect.promise(() => execFile(command, [...args]).then((r) => r.stdout.trim(), () => "")).pipe(
-          Effect.tap((text) => Effect.sync(() => answers.set(key, { text, at: Date.now() })))
-        )
+        return Effect.map(asked(command, args), Option.match({
+          onNone: () => "",
+          onSome: (text) => {
+            answers.set(key, { text, at: Date.now() })
+            return text
+          }
+        }))
       })
     return Users.of({
       account: (uid) =>

@@ -29,6 +29,12 @@ export interface CancelRequest {
   readonly name: string
 }
 
+/** A claim in a node's running folder. */
+export interface Holder {
+  readonly node: string
+  readonly claimed: string
+}
+
 const MAX_REQUEST = 4096
 
 export class Requests extends Context.Tag("pmjq/Requests")<Requests, {
@@ -36,8 +42,8 @@ export class Requests extends Context.Tag("pmjq/Requests")<Requests, {
   readonly cancels: Effect.Effect<ReadonlyArray<CancelRequest>>
   /** A request dealt with: removed. */
   readonly done: (request: CancelRequest) => Effect.Effect<void>
-  /** The nodes whose running folders hold a job NAME, as listed now. */
-  readonly holders: Effect.Effect<(name: string) => ReadonlyArray<string>>
+  /** The claims of a job NAME in the nodes' running folders, as listed now: which node, under which name (its copies are NAME.~N~). */
+  readonly holders: Effect.Effect<(name: string) => ReadonlyArray<Holder>>
 }>() {}
 
 const readRequest = async (calls: Calls, file: string): Promise<Either.Either<CancelRequest, string>> => {
@@ -106,16 +112,15 @@ const make = (spool: string) =>
 
     const holders = Effect.promise(async () => {
       const root = runningRoot(spool)
-      const held = new Map<string, Array<string>>()
-      for (const folder of await calls.readdir(root).catch(() => [] as Array<string>)) {
-        for (const name of await calls.readdir(path.join(root, folder)).catch(() => [] as Array<string>)) {
-          if (isHidden(name)) continue
-          const job = claimedName(name)
-          const nodes = held.get(job) ?? []
-          if (!nodes.includes(folder)) held.set(job, [...nodes, folder])
+      const held = new Map<string, Array<Holder>>()
+      for (const node of await calls.readdir(root).catch(() => [] as Array<string>)) {
+        for (const claimed of await calls.readdir(path.join(root, node)).catch(() => [] as Array<string>)) {
+          if (isHidden(claimed)) continue
+          const job = claimedName(claimed)
+          held.set(job, [...(held.get(job) ?? []), { node, claimed }])
         }
       }
-      return (name: string): ReadonlyArray<string> => held.get(name) ?? []
+      return (name: string): ReadonlyArray<Holder> => held.get(name) ?? []
     })
 
     return { cancels, done: (request: CancelRequest) => Effect.asVoid(remove(request.file)), holders }

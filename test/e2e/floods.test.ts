@@ -36,7 +36,7 @@ describe.runIf(runsHere("floods of junk", rootMissing))("(as root: creates users
       submitAs(ALICE, t.spool, "long", "sleep 600")
       await waitFor("alice's job running", () => entries(path.join(t.spool, ".pmjq/running/f1")).includes("long"))
       const cancelled = asUser(ALICE, [process.execPath, bin, "cancel", t.spool, "long"])
-      expect(cancelled.status).toBe(0)
+      expect(cancelled.status, `${cancelled.stderr}\n${daemon.output().stderr.split("\n").filter((l) => /long|cancel/.test(l)).slice(-20).join("\n")}`).toBe(0)
       await waitFor("alice's job cancelled", () => records(t.errors).some((r) => r.name === "long" && r.outcome === "cancelled"))
       // A few more looks at the requests (one a --poll), with the folders still there.
       makeMany(ALICE, t.spool, "touch", ".pmjq-cancel-garbage", 5)

@@ -23,7 +23,7 @@ const setupWith = (archiveTakes: Duration.DurationInput, archiveFailures = 0, sw
   const load = yield* fakeLoad
   const nodes = yield* fakeNodes
   const hooks = yield* fakeHooks
-  const requests = yield* fakeRequests
+  const requests = yield* fakeRequests(spool.inFolder)
   const refusals = yield* fakeRefusals
   const layer = (cpuLimit: Option.Option<number> = Option.none()) =>
     Layer.mergeAll(
@@ -610,6 +610,28 @@ describe("pmjq cancel", () => {
       expect(t.runner.terminated).toEqual(["long"])
       expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome, s.record.signal])).toEqual([["long", "cancelled", "SIGTERM"]])
       expect(t.archive.stored[0]!.record.reason).toMatch(/^cancelled by uid 1000; its process group was stopped/)
+      expect(t.requests.pending).toEqual([])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("a request that comes while the job's claim is still being read waits for it, and then cancels it", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      t.runner.plan("long", exits(0, "1 hour"))
+      // Renamed into the running folder at once; its head read takes 5 s.
+      t.spool.claimTakes.set("long", "5 seconds")
+      yield* t.spool.submit("long", 1)
+      const fiber = yield* t.start(daemonSettings({ archiveDir: Option.some("/archive"), poll: "2 seconds" }))
+      yield* settle
+      expect(t.spool.inFolder.has("long")).toBe(true)
+      t.requests.ask("long", 1000)
+      yield* advance("2 seconds")
+      // Neither queued nor enrolled yet: before, dropped as nothing to cancel.
+      expect(t.requests.pending.map((r) => r.name)).toEqual(["long"])
+      expect(t.runner.spawns).toEqual([])
+      yield* advance("4 seconds")
+      expect(t.runner.terminated).toEqual(["long"])
+      expect(t.archive.stored.map((s) => [s.record.name, s.record.outcome])).toEqual([["long", "cancelled"]])
       expect(t.requests.pending).toEqual([])
       yield* Fiber.interrupt(fiber)
     }))

@@ -63,7 +63,7 @@ describe("cancel requests", () => {
       m.write(`${SPOOL}/.pmjq/running/n2/job.~1~`, "#!/bin/sh\n", 0o755, ALICE)
       m.write(`${SPOOL}/.pmjq/running/n2/.other.json`, "{}", 0o640)
       const held = yield* withRequests(m, (r) => Effect.map(r.holders, (heldBy) => [heldBy("job"), heldBy("other")]))
-      expect(held).toEqual([["n2"], []])
+      expect(held).toEqual([[{ node: "n2", claimed: "job.~1~" }], []])
     }))
 
   it.effect("folders named like requests cost no call, keep no memory, and are said only when there are more; junk is one line a look", () =>
