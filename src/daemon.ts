@@ -78,15 +78,15 @@ export const ServicesLive = (settings: DaemonSettings) =>
     NodesLive(settings),
     RequestsLive(settings),
     Gate.layer({ cpuLimit: settings.cpuLimit, sampleEvery: "1 second" }),
-    LoadAverage.Live,
     HookRunner.Live,
     Users.Live,
     ProcessRunner.Live,
     Archive.layer(settings),
     RefusalsKeptLive(settings)
   ).pipe(
-    Layer.provide(Syscalls.forDirectories([settings.spool, ...Option.toArray(settings.archiveDir), ...Option.toArray(settings.errorDir)])),
-    Layer.provide(LoadAverage.Live)
+    // The gate samples the load source the metrics read too: one, provided once.
+    Layer.provideMerge(LoadAverage.Live),
+    Layer.provide(Syscalls.forDirectories([settings.spool, ...Option.toArray(settings.archiveDir), ...Option.toArray(settings.errorDir)]))
   )
 
 /**

@@ -285,8 +285,8 @@ export const fakeRequests = (own: ReadonlySet<string> = new Set()) => Effect.syn
       const there = new Set(elsewhere)
       const here = new Set(own)
       return (name: string) => [
-        ...(there.has(name) ? [{ node: "elsewhere", claimed: name }] : []),
-        ...(here.has(name) ? [{ node: "node", claimed: name }] : [])
+        ...(there.has(name) ? [{ node: "elsewhere", claimed: name, ended: false }] : []),
+        ...(here.has(name) ? [{ node: "node", claimed: name, ended: false }] : [])
       ]
     })
   })

@@ -69,10 +69,11 @@ const make = Effect.gen(function*() {
       const claims = holders(request.name)
       // Another node holds a job of that name: it decides.
       if (claims.some((c) => c.node !== settings.node)) return
-      // Claimed here a moment ago and not enrolled yet (or its archival is
-      // being retried): looked at again next round, never dropped as
-      // nothing to cancel nor refused for another user's job of that name.
-      if (claims.some((c) => !HashMap.has(enrolled, c.claimed))) return
+      // Claimed here a moment ago and not enrolled yet (no record beside it:
+      // not one whose archival is being retried): looked at again next
+      // round, never dropped as nothing to cancel nor refused for another
+      // user's job of that name.
+      if (claims.some((c) => !c.ended && !HashMap.has(enrolled, c.claimed))) return
       if (here.length > 0 || Option.isSome(queued)) {
         return yield* refused(request, Option.match(queued, { onNone: () => -1, onSome: (q) => q.uid }))
       }

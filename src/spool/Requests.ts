@@ -19,7 +19,7 @@ import { decodeCancelRequest } from "../decode.js"
 import { describe, errnoCode } from "../errors.js"
 import { type Calls, type Entry, Syscalls } from "../syscalls.js"
 import { makeUnchanged } from "./unchanged.js"
-import { claimedName, isCancelRequest, isHidden, runningRoot } from "./layout.js"
+import { besideName, claimedName, isCancelRequest, isHidden, runningRoot } from "./layout.js"
 
 export interface CancelRequest {
   readonly file: string
@@ -33,6 +33,8 @@ export interface CancelRequest {
 export interface Holder {
   readonly node: string
   readonly claimed: string
+  /** Its record is beside it: its job ended (its archival may be waiting). */
+  readonly ended: boolean
 }
 
 const MAX_REQUEST = 4096
@@ -114,10 +116,12 @@ const make = (spool: string) =>
       const root = runningRoot(spool)
       const held = new Map<string, Array<Holder>>()
       for (const node of await calls.readdir(root).catch(() => [] as Array<string>)) {
-        for (const claimed of await calls.readdir(path.join(root, node)).catch(() => [] as Array<string>)) {
+        const names = await calls.readdir(path.join(root, node)).catch(() => [] as Array<string>)
+        const beside = new Set(names.filter(isHidden))
+        for (const claimed of names) {
           if (isHidden(claimed)) continue
           const job = claimedName(claimed)
-          held.set(job, [...(held.get(job) ?? []), { node, claimed }])
+          held.set(job, [...(held.get(job) ?? []), { node, claimed, ended: beside.has(besideName(claimed, ".json")) }])
         }
       }
       return (name: string): ReadonlyArray<Holder> => held.get(name) ?? []

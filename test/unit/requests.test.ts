@@ -62,8 +62,11 @@ describe("cancel requests", () => {
       m.mkdirs(`${SPOOL}/.pmjq/running/n2`)
       m.write(`${SPOOL}/.pmjq/running/n2/job.~1~`, "#!/bin/sh\n", 0o755, ALICE)
       m.write(`${SPOOL}/.pmjq/running/n2/.other.json`, "{}", 0o640)
-      const held = yield* withRequests(m, (r) => Effect.map(r.holders, (heldBy) => [heldBy("job"), heldBy("other")]))
-      expect(held).toEqual([[{ node: "n2", claimed: "job.~1~" }], []])
+      // An ended job, its archival waiting: its record beside it.
+      m.write(`${SPOOL}/.pmjq/running/n1/over`, "#!/bin/sh\n", 0o755, ALICE)
+      m.write(`${SPOOL}/.pmjq/running/n1/.over.json`, "{}", 0o640)
+      const held = yield* withRequests(m, (r) => Effect.map(r.holders, (heldBy) => [heldBy("job"), heldBy("other"), heldBy("over")]))
+      expect(held).toEqual([[{ node: "n2", claimed: "job.~1~", ended: false }], [], [{ node: "n1", claimed: "over", ended: true }]])
     }))
 
   it.effect("folders named like requests cost no call, keep no memory, and are said only when there are more; junk is one line a look", () =>
