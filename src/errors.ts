@@ -2,7 +2,7 @@
  * The failures pmjq tells apart: one tagged error per decision a caller makes.
  * Startup errors carry the sysexits status the entry point exits with.
  */
-import { Data } from "effect"
+import { Data, Effect } from "effect"
 import * as os from "node:os"
 
 /** The spool directory does not exist or is not a directory (EX_NOINPUT). */
@@ -113,6 +113,10 @@ export class SpoolIOError extends Data.TaggedError("SpoolIOError")<{
     return `${this.operation} ${this.path}: ${this.reason}`
   }
 }
+
+/** RUN, a promise of filesystem calls, as an Effect that fails with a SpoolIOError naming OPERATION and FILE. */
+export const spoolIO = <A>(operation: string, file: string, run: () => Promise<A>) =>
+  Effect.tryPromise({ try: run, catch: (e) => new SpoolIOError({ operation, path: file, reason: describe(e) }) })
 
 /**
  * The job file is still open for writing (ETXTBSY at exec): it is not ready yet,

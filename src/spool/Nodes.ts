@@ -120,9 +120,6 @@ export class Nodes extends Context.Tag("pmjq/Nodes")<
   }
 >() {}
 
-const ioCall = <A>(operation: string, file: string, run: () => Promise<A>) =>
-  Effect.tryPromise({ try: run, catch: (e) => new SpoolIOError({ operation, path: file, reason: describe(e) }) })
-
 const ignoreMissing = (e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e))
 
 export const NodesLive = ({ spool, node }: { readonly spool: string; readonly node: string }) =>
@@ -134,9 +131,8 @@ export const NodesLive = ({ spool, node }: { readonly spool: string; readonly no
       const now = () => clock.unsafeCurrentTimeMillis()
       // Heartbeats and records pmjq did not write, or that do not decode, are
       // set aside and logged by the operation that met them.
-      const { flush, readOwn } = makeTrustedReader(spool, calls, now)
+      const { io, readOwn } = makeTrustedReader(spool, calls, now)
       const uid = process.getuid?.() ?? 0
-      const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), flush)
       const nodesDir = nodesDirOf(spool)
       const runningRoot = runningRootOf(spool)
       const mine = runningDir(spool, node)

@@ -207,12 +207,6 @@ export class Spool extends Context.Tag("pmjq/Spool")<
   }
 >() {}
 
-const ioCall = <A>(operation: string, file: string, run: () => Promise<A>) =>
-  Effect.tryPromise({
-    try: run,
-    catch: (e) => new SpoolIOError({ operation, path: file, reason: describe(e) })
-  })
-
 /** A folder pmjq would use that others could change under it: refused, naming it (EX_NOPERM). */
 export const refuseUntrusted = (e: UntrustedDirectory) =>
   new NotPermitted({ reason: `${e.message}: pmjq uses only folders that others cannot change (fix the owner or mode, or remove it)` })
@@ -271,8 +265,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   const clock = yield* Effect.clock
   const now = () => clock.unsafeCurrentTimeMillis()
   // Operations that read pmjq's notes log what they had to set aside.
-  const { flush, readOwn, setAside } = makeTrustedReader(spool, calls, now)
-  const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(ioCall(operation, file, run), flush)
+  const { io, readOwn, setAside } = makeTrustedReader(spool, calls, now)
   const running = runningDir(spool, node)
   yield* ensureStateDirectory(calls, spool, node)
 

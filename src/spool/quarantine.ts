@@ -8,7 +8,7 @@ import { Effect, Either } from "effect"
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
 import { ownDirsBelow } from "../dirs.js"
-import { describe, errnoCode } from "../errors.js"
+import { describe, errnoCode, spoolIO } from "../errors.js"
 import { Untrusted } from "../files.js"
 import type { Calls } from "../syscalls.js"
 import { QUARANTINE, quarantineDir, quarantineName, stateDir, stateParts } from "./layout.js"
@@ -92,5 +92,7 @@ export const makeTrustedReader = (spool: string, calls: Calls, now: () => number
     return null
   }
   const flush = Effect.suspend(() => Effect.forEach(pending.splice(0), logSetAside, { discard: true }))
-  return { readOwn, setAside: report, flush }
+  /** An operation on the spool (spoolIO) that logs what it set aside, however it ends. */
+  const io = <A>(operation: string, file: string, run: () => Promise<A>) => Effect.ensuring(spoolIO(operation, file, run), flush)
+  return { readOwn, setAside: report, flush, io }
 }
