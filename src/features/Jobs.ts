@@ -83,11 +83,10 @@ const make = Effect.gen(function*() {
    * With `cancelledBy` (a cancel of a queued job), it is archived as cancelled
    * without being run. True when the claim was won.
    */
-  const launch = (found: Candidate, release: Effect.Effect<void>, cancelledBy?: string) =>
+  const launch = ({ loop, name, readyAt, uid }: Candidate, release: Effect.Effect<void>, cancelledBy?: string) =>
     Effect.uninterruptible(Effect.gen(function*() {
-      const { loop, name, readyAt, uid } = found
       const told = yield* jobTelemetry(name, readyAt, settings)
-      const claim = yield* told.claim(spool.claim(name, found)).pipe(
+      const claim = yield* told.claim(spool.claim(name)).pipe(
         Effect.map(Option.map((c): Claim => (loop === undefined ? c : { ...c, loop }))),
         Effect.tapError((e) => Effect.logWarning("claim failed").pipe(Effect.annotateLogs({ job: name, reason: e.message }))),
         Effect.orElseSucceed(() => Option.none())

@@ -39,8 +39,6 @@ export interface Candidate {
   readonly loop?: string
   /** Found in a backlog too large to read at once: its head is read soon after (spool/feed.ts), its claim decides meanwhile. */
   readonly unread?: true
-  /** The file whose head was read (Spool's fingerprint: inode and mtime), when it was: a claim of that very file unchanged reads it no more. */
-  readonly seen?: number
 }
 
 /**

@@ -74,22 +74,11 @@ const worthReading = (name: string) => (s: Stat) => s.isFile() && isJob(name, s)
  */
 export const candidateOf = (name: string, s: Stat, head: Head): Candidate => {
   const read = readDirectives(head.text, head.cut, s.uid, mayRaise)
-  // Only a head that was read stands for the file later: one that could not
-  // be opened (a lease, EACCES) is read again once claimed.
-  if (head.text === null) return { name, readyAt: s.ctimeMs, uid: s.uid }
-  // A file without directives (most) carries one small number more.
+  // A file without directives (most) carries nothing more: 100,000 queued cost no more memory.
   return read === PLAIN
-    ? { name, readyAt: s.ctimeMs, uid: s.uid, seen: fingerprint(s) }
-    : { name, readyAt: s.ctimeMs, uid: s.uid, priority: read.directives.priority, read, seen: fingerprint(s) }
+    ? { name, readyAt: s.ctimeMs, uid: s.uid }
+    : { name, readyAt: s.ctimeMs, uid: s.uid, priority: read.directives.priority, read }
 }
-
-const FOLD = 2147483647
-/**
- * A file as its head was read, in one small integer (no heap number for each
- * of 100,000 candidates): its inode and its mtime to the microsecond, which a
- * rename keeps and a write changes.
- */
-export const fingerprint = (s: Stat) => ((s.ino % FOLD) * 31 + Math.round(s.mtimeMs * 1000) % FOLD) % FOLD
 
 /**
  * NAMES in SPOOL, each looked at through a descriptor (Calls.head: what it
@@ -149,12 +138,8 @@ export class Spool extends Context.Tag("pmjq/Spool")<
      * in neither, left for the next rescan.
      */
     readonly inspectAll: (names: ReadonlyArray<string>, heads?: boolean) => Effect.Effect<Inspected, SpoolIOError>
-    /**
-     * Moves NAME into this node's running folder; none when another node (or a
-     * user) took it first. FOUND: the candidate as it was found, whose head
-     * stands for the claimed file when that is the file read, unchanged.
-     */
-    readonly claim: (name: string, found?: Candidate) => Effect.Effect<Option.Option<Claim>, SpoolIOError>
+    /** Moves NAME into this node's running folder; none when another node (or a user) took it first. */
+    readonly claim: (name: string) => Effect.Effect<Option.Option<Claim>, SpoolIOError>
     /**
      * The claim is on disk: its running folder synced (shared with every
      * claim made meanwhile: Calls.syncDir). Asked for before the job starts:
@@ -372,17 +357,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
     return trusted
   })
 
-  // The head read when the job was found stands for the claimed file while
-  // that is the file read (its inode, mtime and owner; the rename keeps them):
-  // one lstat in the running folder instead of five calls, each a round trip
-  // on a cluster volume. Its owner may write it and set the mtime back
-  // between the two; the directives read first are that owner's all the same.
-  const unchanged = (target: string, found: Candidate | undefined) =>
-    found?.seen === undefined
-      ? Promise.resolve(null)
-      : calls.lstat(target).then((stat) => (stat.isFile() && stat.uid === found.uid && fingerprint(stat) === found.seen ? stat : null), () => null)
-
-  const claim = (name: string, found?: Candidate) =>
+  const claim = (name: string) =>
     io("claim", path.join(spool, name), async (): Promise<Option.Option<Claim>> => {
       if (!trusted) return Option.none()
       const target = freeTarget(name)
@@ -406,8 +381,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       // Through a descriptor of the claimed file: what it is, and its directives,
       // read once. Claimed, it must end with a record: a head that cannot be
       // read (EIO, EMFILE) refuses it rather than leave it in the folder.
-      const same = await unchanged(target, found)
-      const head = same !== null ? unreadHead(same) : await calls.head(target, HEAD_MAX, worthReading(name)).catch(async (e: unknown) => ({
+      const head = await calls.head(target, HEAD_MAX, worthReading(name)).catch(async (e: unknown) => ({
         stat: await calls.lstat(target),
         text: null,
         cut: false,
@@ -427,9 +401,7 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
       const claimedAt = now()
       const notes = await readNotes(name)
       const owner = stat.uid
-      const read: Read = same !== null
-        ? found?.read ?? PLAIN
-        : "failed" in head
+      const read: Read = "failed" in head
         ? { ...PLAIN, problem: { line: 0, reason: `its first bytes could not be read (${head.failed})` } }
         : readDirectives(head.text, head.cut, owner, mayRaise)
       if (notes === null) return Option.some({ name, path: target, claimedAt, attempt: 1, noteKey: null, owner, read })

@@ -6,7 +6,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Readable } from "node:stream"
 import { Spool, SpoolLive } from "../../src/spool/Spool.js"
-import { directCalls, Syscalls } from "../../src/syscalls.js"
+import { Syscalls } from "../../src/syscalls.js"
 import { logLines } from "../../src/text.js"
 
 const spoolAt = (dir: string) => Spool.pipe(Effect.provide(SpoolLive({ spool: dir, node: "n1" }).pipe(Layer.provide(Syscalls.Direct))))
@@ -37,70 +37,6 @@ describe("Spool.claim", () => {
       expect(Option.isSome(claim)).toBe(true)
       const facts = yield* spool.facts(Option.getOrThrow(claim))
       expect(facts).toMatchObject({ isFile: true, isSymlink: false, nlink: 1, ino: fs.statSync(Option.getOrThrow(claim).path).ino })
-      fs.rmSync(dir, { recursive: true })
-    }))
-})
-
-describe("Spool.claim and the head read when the job was found", () => {
-  /** The live Spool on DIR, counting the heads it reads. */
-  const counted = (dir: string) => {
-    const heads: Array<string> = []
-    const calls = { ...directCalls, head: (file: string, max: number, wanted: Parameters<typeof directCalls.head>[2]) => {
-      heads.push(path.relative(dir, file))
-      return directCalls.head(file, max, wanted)
-    } }
-    return { heads, spool: Spool.pipe(Effect.provide(SpoolLive({ spool: dir, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, calls))))) }
-  }
-
-  it.effect("the file found, unchanged: its head is not read again, and its directives stand", () =>
-    Effect.gen(function*() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-spool-"))
-      const { heads, spool: made } = counted(dir)
-      const spool = yield* made
-      fs.writeFileSync(path.join(dir, "job"), "#!/bin/sh\n#PMJQ --after=build\n", { mode: 0o755 })
-      const found = Option.getOrThrow(yield* spool.inspect("job"))
-      const claim = Option.getOrThrow(yield* spool.claim("job", found))
-      expect(heads).toEqual(["job"])
-      expect(claim.read.directives.after).toEqual(["build"])
-      fs.rmSync(dir, { recursive: true })
-    }))
-
-  it.effect("the file written since it was found: read again once claimed, and what it says now decides", () =>
-    Effect.gen(function*() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-spool-"))
-      const { heads, spool: made } = counted(dir)
-      const spool = yield* made
-      const file = path.join(dir, "job")
-      fs.writeFileSync(file, "#!/bin/sh\n#PMJQ --after=build\n", { mode: 0o755 })
-      const found = Option.getOrThrow(yield* spool.inspect("job"))
-      // Rewritten a moment later (its mtime moves on, even within the same millisecond's tick).
-      fs.writeFileSync(file, "#!/bin/sh\n#PMJQ --after=test\n")
-      fs.utimesSync(file, new Date(), new Date(Date.now() + 5_000))
-      const claim = Option.getOrThrow(yield* spool.claim("job", found))
-      expect(heads).toEqual(["job", path.join(".pmjq", "running", "n1", "job")])
-      expect(claim.read.directives.after).toEqual(["test"])
-      fs.rmSync(dir, { recursive: true })
-    }))
-
-  it.effect("another file under the name, or a head never read: read once claimed", () =>
-    Effect.gen(function*() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-spool-"))
-      const { heads, spool: made } = counted(dir)
-      const spool = yield* made
-      const file = path.join(dir, "job")
-      fs.writeFileSync(file, "#!/bin/sh\n", { mode: 0o755 })
-      const found = Option.getOrThrow(yield* spool.inspect("job"))
-      // Replaced by a new file given the old one's times: another inode.
-      const { atime, mtime } = fs.statSync(file)
-      fs.writeFileSync(path.join(dir, ".new"), "#!/bin/sh\n#PMJQ --hold\n", { mode: 0o755 })
-      fs.utimesSync(path.join(dir, ".new"), atime, mtime)
-      fs.renameSync(path.join(dir, ".new"), file)
-      const claim = Option.getOrThrow(yield* spool.claim("job", found))
-      expect(claim.read.directives.hold).toBe(true)
-      // A candidate whose head was never read (a backlog's) is read once claimed.
-      fs.writeFileSync(path.join(dir, "other"), "#!/bin/sh\n", { mode: 0o755 })
-      yield* spool.claim("other", { name: "other", readyAt: 0, uid: process.getuid?.() ?? 0, unread: true })
-      expect(heads).toEqual(["job", path.join(".pmjq", "running", "n1", "job"), path.join(".pmjq", "running", "n1", "other")])
       fs.rmSync(dir, { recursive: true })
     }))
 })
