@@ -15,6 +15,7 @@
  * request by anyone else is removed, the job untouched, and logged.
  */
 import { Context, Deferred, Effect, Fiber, HashMap, Layer, Option, Ref } from "effect"
+import * as path from "node:path"
 import { Users } from "../job/Users.js"
 import { type CancelRequest, type Holder, Requests } from "../spool/Requests.js"
 import { Spool } from "../spool/Spool.js"
@@ -42,13 +43,21 @@ const make = Effect.gen(function*() {
       Effect.zipRight(requests.done(request))
     )
 
+  /** A request no job here answers: refused (the job of that name is another's), or nothing to cancel. */
+  interface Unanswered {
+    readonly request: CancelRequest
+    /** The owner of the job of that name looked at; null when there was none. */
+    readonly owner: number | null
+    /** This node's claims of that name looked at (another user's, enrolled). */
+    readonly seen: ReadonlySet<string>
+  }
+
   // Several jobs may share a name (a claim's copies .~N~, one per node, a
   // queued one): the asker's are cancelled, the others never, and another
   // user's job of that name must not make the asker's request be dropped.
-  const handle = (holders: (name: string) => ReadonlyArray<Holder>) => (request: CancelRequest) =>
+  const handle = (request: CancelRequest) =>
     Effect.gen(function*() {
-      const enrolled = yield* Ref.get(running.held)
-      const here = [...HashMap.values(enrolled)].filter((held) => held.claim.name === request.name)
+      const here = [...HashMap.values(yield* Ref.get(running.held))].filter((held) => held.claim.name === request.name)
       let theirs = 0
       for (const held of here) {
         // The claimed file's owner, as claimed (the job may have deleted the file since).
@@ -58,36 +67,47 @@ const make = Effect.gen(function*() {
         const waiting = yield* Ref.get(held.waiting)
         if (Option.isSome(waiting)) yield* Fiber.interruptFork(waiting.value)
       }
-      if (theirs > 0) return yield* requests.done(request)
+      if (theirs > 0) return yield* Effect.as(requests.done(request), Option.none<Unanswered>())
       const queued = yield* spool.inspect(request.name).pipe(Effect.orElseSucceed(() => Option.none()))
       if (Option.isSome(queued) && mayCancel(request.uid, queued.value.uid)) {
         yield* pending.forget(request.name)
         // Claimed elsewhere first: that node answers the request now.
         if (yield* jobs.launch(queued.value, Effect.void, yield* nameOf(request.uid))) yield* requests.done(request)
-        return
+        return Option.none<Unanswered>()
       }
-      const claims = holders(request.name)
-      // Another node holds a job of that name: it decides.
-      if (claims.some((c) => c.node !== settings.node)) return
-      // Claimed here a moment ago and not enrolled yet (no record beside it:
-      // not one whose archival is being retried): looked at again next
-      // round, never dropped as nothing to cancel nor refused for another
-      // user's job of that name.
-      if (claims.some((c) => !c.ended && !HashMap.has(enrolled, c.claimed))) return
-      if (here.length > 0 || Option.isSome(queued)) {
-        return yield* refused(request, Option.match(queued, { onNone: () => -1, onSome: (q) => q.uid }))
-      }
-      yield* Effect.logDebug("nothing to cancel: not queued, not running").pipe(Effect.annotateLogs({ job: request.name }))
-      yield* requests.done(request)
+      const owner = Option.isSome(queued) ? queued.value.uid : here.length > 0 ? -1 : null
+      return Option.some<Unanswered>({ request, owner, seen: new Set(here.map((held) => path.basename(held.claim.path))) })
     })
+
+  /**
+   * Whether a request no job here answered waits for the next round: a node
+   * holds a job of that name (another node decides; one of this node's own,
+   * claimed after its look and not enrolled yet, or enrolled since, is looked
+   * at again). CLAIMS are listed after every look at the queue: a job found
+   * gone from it because a node claimed it is in a running folder by then.
+   * A claim with its record beside it ended (its archival is being retried):
+   * nothing to cancel there.
+   */
+  const waits = (claims: ReadonlyArray<Holder>, { seen }: Unanswered) =>
+    claims.some((c) => c.node !== settings.node || (!c.ended && !seen.has(c.claimed)))
 
   // A round at least a second after the last: a user making and removing
   // request files in a loop gets one look a second, not one per file.
   const round = Effect.gen(function*() {
     const found = yield* requests.cancels
     if (found.length === 0) return
-    // The running folders as they are now, listed once for the whole look.
-    yield* Effect.forEach(found, handle(yield* requests.holders), { discard: true })
+    const unanswered = (yield* Effect.forEach(found, handle)).flatMap(Option.toArray)
+    if (unanswered.length === 0) return
+    // The running folders, listed once for the whole look, after it.
+    const holders = yield* requests.holders
+    yield* Effect.forEach(unanswered, (u) => {
+      if (waits(holders(u.request.name), u)) return Effect.void
+      if (u.owner !== null) return refused(u.request, u.owner)
+      return Effect.logDebug("nothing to cancel: not queued, not running").pipe(
+        Effect.annotateLogs({ job: u.request.name }),
+        Effect.zipRight(requests.done(u.request))
+      )
+    }, { discard: true })
   })
   // Requests left while no node ran are dealt with before dispatch starts
   // (the Dispatcher waits for `ready`): a cancelled job never runs. The first

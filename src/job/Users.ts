@@ -23,48 +23,52 @@ export class Users extends Context.Tag("pmjq/Users")<
     readonly groups: (uid: number) => Effect.Effect<ReadonlyArray<number>>
   }
 >() {
-  static readonly Live = Layer.sync(Users, () => {
-    const execFile = promisify(cp.execFile)
-    // Each answer is kept a minute: asking forks a process, and a busy spool
-    // asks for the same few owners over and over.
-    const answers = new Map<string, { readonly text: string; readonly at: number }>()
-    // getent and id say "no such user" with a status of their own (2, 1); any
-    // other failure (a fork refused, a signal) says nothing about the user:
-    // asked again, and never kept, since "no account" refuses a job for good.
-    const asked = (command: string, args: ReadonlyArray<string>) =>
-      Effect.tryPromise({
-        try: () => execFile(command, [...args]).then((r) => r.stdout.trim()),
-        catch: (e) => e as NodeJS.ErrnoException
-      }).pipe(
-        Effect.map(Option.some),
-        Effect.catchIf((e) => e.code === (command === "getent" ? 2 : 1) as unknown, () => Effect.succeed(Option.some(""))),
-        Effect.retry({ times: 3, schedule: Schedule.exponential("50 millis") }),
-        Effect.orElseSucceed(() => Option.none<string>())
-      )
-    const ask = (command: string, args: ReadonlyArray<string>) =>
-      Effect.suspend(() => {
-        const key = [command, ...args].join(" ")
-        const known = answers.get(key)
-        if (known !== undefined && Date.now() - known.at < 60_000) return Effect.succeed(known.text)
-        return Effect.map(asked(command, args), Option.match({
-          onNone: () => "",
-          onSome: (text) => {
-            answers.set(key, { text, at: Date.now() })
-            return text
-          }
-        }))
+  static readonly Live = Layer.sync(Users, () => makeUsers(Date.now))
+}
+
+/** The Users service on getent(1) and id(1); NOW tells how long an answer has been kept. */
+export const makeUsers = (now: () => number) => {
+  const execFile = promisify(cp.execFile)
+  // Each answer is kept a minute: asking forks a process, and a busy spool
+  // asks for the same few owners over and over. A failed look is kept 5 s,
+  // so that a host refusing forks is not asked four times a job.
+  const answers = new Map<string, { readonly text: string; readonly until: number }>()
+  // "No such user" is an answer (getent: status 2; id: status 1 saying so);
+  // any other failure (a fork refused, a signal, an LDAP server that does
+  // not answer within 10 s) says nothing about the user: asked again, since
+  // "no account" refuses a job for good.
+  const noSuchUser = (command: string, e: NodeJS.ErrnoException & { readonly stderr?: unknown }) =>
+    command === "getent" ? e.code === 2 as unknown : e.code === 1 as unknown && /no such user/i.test(String(e.stderr))
+  const asked = (command: string, args: ReadonlyArray<string>) =>
+    Effect.tryPromise({
+      try: () => execFile(command, [...args], { timeout: 10_000, killSignal: "SIGKILL" }).then((r) => r.stdout.trim()),
+      catch: (e) => e as NodeJS.ErrnoException
+    }).pipe(
+      Effect.map((text) => ({ text, keep: 60_000 })),
+      Effect.catchIf((e) => noSuchUser(command, e), () => Effect.succeed({ text: "", keep: 60_000 })),
+      Effect.retry({ times: 3, schedule: Schedule.exponential("50 millis") }),
+      Effect.orElseSucceed(() => ({ text: "", keep: 5_000 }))
+    )
+  const ask = (command: string, args: ReadonlyArray<string>) =>
+    Effect.suspend(() => {
+      const key = [command, ...args].join(" ")
+      const known = answers.get(key)
+      if (known !== undefined && now() < known.until) return Effect.succeed(known.text)
+      return Effect.map(asked(command, args), ({ keep, text }) => {
+        answers.set(key, { text, until: now() + keep })
+        return text
       })
-    return Users.of({
-      account: (uid) =>
-        Effect.map(ask("getent", ["passwd", String(uid)]), (line) => {
-          // name:password:uid:gid:gecos:home:shell
-          const f = line.split("\n")[0]!.split(":")
-          return f.length < 7
-            ? Option.none()
-            : Option.some({ uid, gid: Number(f[3]), name: f[0]!, home: f[5]!, shell: f[6]! })
-        }),
-      groups: (uid) => Effect.map(ask("id", ["-G", String(uid)]), (out) => (out === "" ? [] : out.split(/\s+/).map(Number)))
     })
+  return Users.of({
+    account: (uid) =>
+      Effect.map(ask("getent", ["passwd", String(uid)]), (line) => {
+        // name:password:uid:gid:gecos:home:shell
+        const f = line.split("\n")[0]!.split(":")
+        return f.length < 7
+          ? Option.none()
+          : Option.some({ uid, gid: Number(f[3]), name: f[0]!, home: f[5]!, shell: f[6]! })
+      }),
+    groups: (uid) => Effect.map(ask("id", ["-G", String(uid)]), (out) => (out === "" ? [] : out.split(/\s+/).map(Number)))
   })
 }
 
