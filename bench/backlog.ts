@@ -1,6 +1,7 @@
 /**
  * 100,000 jobs queued before pmjq starts: how long until the first one runs,
- * and how much memory pmjq holds (peak and after settling) while the queue is long.
+ * and how much memory pmjq holds (peak and after settling) while the queue is long;
+ * the same for the plain Node daemon of bench/baseline-backlog.mjs, its floor.
  * pmjq is run as installed, by its #! line (which sets its V8 flags).
  */
 import * as cp from "node:child_process"
@@ -14,7 +15,13 @@ const statusField = (pid: number, field: string) => {
   return Number(line.split(/\s+/)[1]) / 1024
 }
 
-export const backlog = async (bin: string, base: string, jobs: number, watchSeconds: number) => {
+/** The command that serves SPOOL (archiving into ARCHIVE when it archives). */
+export type Daemon = (spool: string, archive: string) => ReadonlyArray<string>
+
+export const pmjqDaemon = (bin: string): Daemon => (spool, archive) => [bin, "-j", "2", "-o", archive, spool]
+export const bareDaemon: Daemon = (spool) => [process.execPath, path.join(import.meta.dirname, "baseline-backlog.mjs"), spool, "2"]
+
+export const backlog = async (daemonOf: Daemon, base: string, jobs: number, watchSeconds: number) => {
   const dir = fs.mkdtempSync(path.join(base, "pmjq-bench-backlog-"))
   const spool = path.join(dir, "spool")
   fs.mkdirSync(spool)
@@ -23,7 +30,8 @@ export const backlog = async (bin: string, base: string, jobs: number, watchSeco
   const script = `#!/bin/sh\n[ -e "${marker}" ] || date +%s.%N > "${marker}"\n`
   for (let i = 0; i < jobs; i++) fs.writeFileSync(path.join(spool, `j${String(i).padStart(6, "0")}`), script, { mode: 0o755 })
   const started = Date.now()
-  const daemon = cp.spawn(bin, ["-j", "2", "-o", path.join(dir, "archive"), spool], { cwd: dir, stdio: "ignore" })
+  const [command, ...args] = daemonOf(spool, path.join(dir, "archive"))
+  const daemon = cp.spawn(command!, args, { cwd: dir, stdio: "ignore" })
   while (!fs.existsSync(marker) || fs.readFileSync(marker, "utf8") === "") {
     if (Date.now() - started > 60_000) throw new Error("backlog: no job started within 60 s")
     await sleep(5)
@@ -48,5 +56,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const base = dirArg > 0 ? path.resolve(process.argv[dirArg + 1]!) : "/tmp"
   const binArg = process.argv.indexOf("--bin")
   const bin = binArg > 0 ? path.resolve(process.argv[binArg + 1]!) : path.join(root, "dist/bin.js")
-  console.log(JSON.stringify(await backlog(bin, base, 100_000, 10)))
+  console.log(JSON.stringify({ pmjq: await backlog(pmjqDaemon(bin), base, 100_000, 10), bare: await backlog(bareDaemon, base, 100_000, 10) }))
 }
