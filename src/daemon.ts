@@ -6,7 +6,7 @@
  *
  *   MetricsExport        when asked for: a port or file refused ends pmjq before any job is touched
  *   Running, JobQueue    shared state (Refs) and the queue with its feed
- *   Heartbeat            first beat; its finalizer (leave) runs last
+ *   Beating              first beat; its finalizer (leave) runs last
  *   FinishHooks          --on-finish: closes after Jobs, so a stop's interrupted jobs are told to it
  *   Jobs, Stopping       runs, archival retries, -j slots; on a stop, --grace (or
  *                        leave them to the spawners), then interruption
@@ -23,15 +23,15 @@
  * The whole is a layer that never ends (Layer.launch): on interruption
  * (SIGTERM/SIGINT) the layers close in reverse, dispatch and the feed stop at
  * once, running jobs get `grace`, the node leaves. With --drain the Dispatcher
- * says when the spool is drained (Finished), which ends it the same way.
+ * says when the spool is drained (DaemonDone), which ends it the same way.
  */
 import { Deferred, Effect, Fiber, Layer, Option } from "effect"
 import { ArchiveSweep } from "./features/ArchiveSweep.js"
-import { DaemonConfig, type DaemonSettings, type Ending, Finished } from "./features/Config.js"
+import { DaemonConfig, type DaemonSettings, type DaemonEnding, DaemonDone } from "./features/Config.js"
 import { Cancels } from "./features/Cancels.js"
 import { Dispatcher } from "./features/Dispatcher.js"
 import { FinishHooks } from "./features/FinishHooks.js"
-import { Heartbeat } from "./features/Heartbeat.js"
+import { Beating } from "./features/Beating.js"
 import { Hooks } from "./features/Hooks.js"
 import { JobQueue } from "./features/JobQueue.js"
 import { Jobs } from "./features/Jobs.js"
@@ -63,7 +63,7 @@ export { fairShare, rendezvous } from "./features/Dispatcher.js"
 export const DaemonLive = (settings: DaemonSettings) => {
   const config = Layer.succeed(DaemonConfig, settings)
   const state = Layer.mergeAll(Running.layer, JobQueue.layer).pipe(Layer.provideMerge(MetricsExport.pipe(Layer.provideMerge(config))))
-  const beating = Heartbeat.pipe(Layer.provideMerge(state))
+  const beating = Beating.pipe(Layer.provideMerge(state))
   const running = Stopping.layer.pipe(Layer.provideMerge(Jobs.layer), Layer.provideMerge(FinishHooks.layer), Layer.provideMerge(beating))
   const recovering = Layer.mergeAll(RecoveryRounds, Cancels.layer).pipe(Layer.provideMerge(running))
   // Pauses under the rest: Sampling counts what a pause holds, the Dispatcher waits on it.
@@ -96,8 +96,8 @@ export const ServicesLive = (settings: DaemonSettings) =>
  */
 export const daemon = (settings: DaemonSettings) =>
   Effect.gen(function*() {
-    const finished = yield* Deferred.make<Ending>()
-    const main = DaemonLive(settings).pipe(Layer.provide(Layer.succeed(Finished, finished)))
+    const finished = yield* Deferred.make<DaemonEnding>()
+    const main = DaemonLive(settings).pipe(Layer.provide(Layer.succeed(DaemonDone, finished)))
     // The tracer is set for the fiber that builds the layers: the fibers they fork inherit it.
     const running = yield* Effect.fork(Layer.launch(main).pipe(Effect.provide(tracing(settings.traces))))
     // Interrupting the daemon waits for its layers to close (the jobs' grace,

@@ -22,7 +22,7 @@
  * its archival but before it was done, its hook may run twice.
  */
 import { Clock, Duration, Effect, Metric, Option } from "effect"
-import { Archive, destinationOf, type Finished } from "./job/Archive.js"
+import { Archive, destinationOf, type FinishedJob } from "./job/Archive.js"
 import { spawnersOf, writerOf } from "./decode.js"
 import { isSameProcess, type ProcessId, stillRuns } from "./proc.js"
 import { iso, type JobRecord, unstartedRecord } from "./record.js"
@@ -108,12 +108,12 @@ export const makeRecovery = (
     const leaseMs = Duration.toMillis(settings.lease)
 
     // As a job's own run would have placed it.
-    const put = (finished: Finished) => {
+    const put = (finished: FinishedJob) => {
       const dir = destinationOf(finished.record.outcome, settings)
       return Option.isSome(dir) ? archive.store(dir.value, finished) : Effect.as(archive.discard(finished), "(deleted: no archive dir)")
     }
     /** A job's end, put as its own run would have, and told to `ended` with its entry (none when deleted). */
-    const putEnd = (finished: Finished) =>
+    const putEnd = (finished: FinishedJob) =>
       Effect.tap(put(finished), (entry) =>
         ended(finished.record, Option.isSome(destinationOf(finished.record.outcome, settings)) ? entry : null))
 
@@ -127,7 +127,7 @@ export const makeRecovery = (
     const settle = (left: Leftover, dead: string) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        const finished = (record: JobRecord, withScript: boolean, recordFile = left.recordFile): Finished => ({
+        const finished = (record: JobRecord, withScript: boolean, recordFile = left.recordFile): FinishedJob => ({
           script: withScript ? left.file : null,
           stdout: left.stdout,
           stderr: left.stderr,

@@ -6,7 +6,7 @@ import { PLAIN } from "../src/job/directives.js"
 import type { Pause } from "../src/spool/pauses.js"
 import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref } from "effect"
 import { LoadAverage } from "../src/gate/LoadAverage.js"
-import { Archive, type Finished } from "../src/job/Archive.js"
+import { Archive, type FinishedJob } from "../src/job/Archive.js"
 import { RefusalsKept } from "../src/job/RefusalsKept.js"
 import type { JobSettings } from "../src/job/Job.js"
 import type { JobRecord, ProcessExit } from "../src/record.js"
@@ -242,8 +242,8 @@ export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0,
   const swept: Array<string> = []
   let failing = failures
   const service = Archive.of({
-    settle: (job: Finished) => Effect.sync(() => void settled.push(job.record)),
-    store: (dir: string, job: Finished) =>
+    settle: (job: FinishedJob) => Effect.sync(() => void settled.push(job.record)),
+    store: (dir: string, job: FinishedJob) =>
       Effect.sleep(takes).pipe(Effect.zipRight(Effect.suspend(() => {
         if (failing > 0) {
           failing--
@@ -252,7 +252,7 @@ export const makeFakeArchive = (takes: Duration.DurationInput = 0, failures = 0,
         stored.push({ dir, record: job.record })
         return Effect.succeed(`${dir}/${stamp(new Date(job.record.endedAt))}_${job.record.name}`)
       }))),
-    discard: (job: Finished) => Effect.sync(() => void discarded.push(job.record)),
+    discard: (job: FinishedJob) => Effect.sync(() => void discarded.push(job.record)),
     sweep: (dir: string) => Effect.zipRight(Effect.sync(() => swept.push(dir)), sweepOf(dir))
   })
   return { service, stored, discarded, settled, swept }

@@ -14,7 +14,7 @@ import { asStartedByShebang } from "../allocator.js"
 import { verifyFileFolder } from "../dirs.js"
 import { threadedCalls } from "../syscalls.js"
 import { type DaemonSettings, launch } from "../daemon.js"
-import type { Drained, Ending } from "../features/Config.js"
+import type { Drained, DaemonEnding } from "../features/Config.js"
 import { resolveId } from "../job/Users.js"
 import { CannotCreateDirectory, CannotServeMetrics, CutOff, describe, DrainFailed, errnoCode, NotPermitted, UsageError } from "../errors.js"
 import { logLayer } from "../log.js"
@@ -365,7 +365,7 @@ export const drainSummary = (drained: Drained, settings: Pick<DaemonSettings, "a
 }
 
 /** What follows the daemon's own end: a restart in place, a cut-off's status, a drain's last line and status. */
-const afterEnd = (ended: Ending, settings: DaemonSettings, logFormat: "text" | "json"): Effect.Effect<void, CutOff | DrainFailed> =>
+const afterEnd = (ended: DaemonEnding, settings: DaemonSettings, logFormat: "text" | "json"): Effect.Effect<void, CutOff | DrainFailed> =>
   ended === "restart"
     ? startAgain(settings.node)
     : ended === "cut-off"

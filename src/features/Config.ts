@@ -42,13 +42,13 @@ export interface Drained {
 
 /**
  * Why the daemon ended by itself: its --drain ran dry, SIGHUP asked for a
- * restart in place, or it was cut off from the spool (Heartbeat).
+ * restart in place, or it was cut off from the spool (features/Beating.ts).
  */
-export type Ending = Drained | "restart" | "cut-off"
+export type DaemonEnding = Drained | "restart" | "cut-off"
 
 /**
  * Completed when the daemon's work is over by itself (a --drain that ran dry,
  * a SIGHUP, or a dispatcher that died): the composition root then ends the
  * daemon, its layers closing as on a signal.
  */
-export class Finished extends Context.Tag("pmjq/Finished")<Finished, Deferred.Deferred<Ending>>() {}
+export class DaemonDone extends Context.Tag("pmjq/DaemonDone")<DaemonDone, Deferred.Deferred<DaemonEnding>>() {}

@@ -2,14 +2,14 @@
  * The dispatcher: slot (-j), then work, then the gate (-C), then the state's
  * trust, then the job to run (oldest first; among the oldest few with peers;
  * with --max-jobs-per-user the oldest whose owner is under the cap). With
- * --drain it ends once the spool is empty and nothing runs, and says so (Finished).
+ * --drain it ends once the spool is empty and nothing runs, and says so (DaemonDone).
  */
 import { Clock, Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
 import { Gate } from "../gate/Gate.js"
 import type { Accepts } from "../spool/Pending.js"
 import { Spool } from "../spool/Spool.js"
 import { Cancels } from "./Cancels.js"
-import { DaemonConfig, type Drained, Finished } from "./Config.js"
+import { DaemonConfig, type Drained, DaemonDone } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Jobs } from "./Jobs.js"
 import { Pauses } from "./Pauses.js"
@@ -114,7 +114,7 @@ const make = Effect.gen(function*() {
     return report
   })
 
-  const finished = yield* Finished
+  const finished = yield* DaemonDone
   yield* Effect.forkScoped(Effect.exit(loop).pipe(Effect.flatMap((exit) => Deferred.done(finished, exit))))
 })
 

@@ -6,11 +6,11 @@
  */
 import { Context, Deferred, Effect, Layer, Option } from "effect"
 import { type FinishHooksService, makeFinishHooks } from "../finishHooks.js"
-import { DaemonConfig, Finished } from "./Config.js"
+import { DaemonConfig, DaemonDone } from "./Config.js"
 
 const make = Effect.gen(function*() {
   const settings = yield* DaemonConfig
-  const finished = yield* Finished
+  const finished = yield* DaemonDone
   // A drain ran dry (a Drained, not "restart" or "cut-off"): its hooks are part of its work.
   const ending = Effect.flatMap(Deferred.poll(finished), (why) =>
     Option.isNone(why) ? Effect.succeed("stop" as const) : Effect.map(why.value, (e) => (typeof e === "object" ? "drain" as const : "stop" as const)))

@@ -68,7 +68,7 @@ const make = Effect.gen(function*() {
 
   // Never what this pmjq could not follow (jobs left by a newer pmjq's
   // spawners), nor what ran on another host (its pids mean nothing here; a
-  // fresh heartbeat there stopped the start, see Heartbeat): its jobs are a
+  // fresh heartbeat there stopped the start, see features/Beating.ts): its jobs are a
   // dead node's.
   const before = Option.filter(yield* Ref.get(running.inherited), (hb) => hb.host === settings.host)
   if (Option.isSome(before) && before.value.protocol > SPAWNER_PROTOCOL && spawnersOf(before.value).some(stillRuns)) {

@@ -6,7 +6,7 @@
  * changed options, take effect without a job noticing.
  */
 import { Deferred, Effect, Layer, Ref } from "effect"
-import { Finished } from "./Config.js"
+import { DaemonDone } from "./Config.js"
 import { Running } from "./Running.js"
 import { Stopping } from "./Stopping.js"
 
@@ -17,7 +17,7 @@ const hangUp = Effect.async<void>((resume) => {
 })
 
 const make = Effect.gen(function*() {
-  const finished = yield* Finished
+  const finished = yield* DaemonDone
   const stopping = yield* Stopping
   const { restarting } = yield* Running
   yield* hangUp.pipe(

@@ -5,7 +5,7 @@
  *
  * - stop (the default): they get --grace to finish, then are interrupted,
  *   which stops their process groups and archives them as interrupted; at
- *   once when the node is cut off from the spool (Heartbeat), as the node
+ *   once when the node is cut off from the spool (features/Beating.ts), as the node
  *   that takes them over runs them again;
  * - leave (--on-stop leave, or a SIGHUP restart): they are left to the
  *   spawners, told at start (or at the SIGHUP) to keep them whenever pmjq
@@ -15,8 +15,8 @@ import { Context, Deferred, Duration, Effect, Layer, Option, Ref } from "effect"
 import { ProcessRunner } from "../job/Runner.js"
 import { heartbeatAside, heartbeatFile } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
-import { DaemonConfig, Finished } from "./Config.js"
-import { heartbeatNow } from "./Heartbeat.js"
+import { DaemonConfig, DaemonDone } from "./Config.js"
+import { heartbeatNow } from "./Beating.js"
 import { Jobs } from "./Jobs.js"
 import { Running } from "./Running.js"
 
@@ -26,7 +26,7 @@ const make = Effect.gen(function*() {
   const running = yield* Running
   const runner = yield* ProcessRunner
   const nodes = yield* Nodes
-  const finished = yield* Finished
+  const finished = yield* DaemonDone
   /** From now on, whenever pmjq goes, its jobs stay. */
   const keepJobs = runner.keepJobs({
     heartbeatFile: heartbeatFile(settings.spool, settings.node),
@@ -39,7 +39,7 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const count = yield* jobs.count
       if (count === 0) return
-      // Cut off from the spool: its jobs were killed, whatever --on-stop says (Heartbeat).
+      // Cut off from the spool: its jobs were killed, whatever --on-stop says (features/Beating.ts).
       const why = yield* Deferred.poll(finished)
       if (Option.isSome(why) && (yield* why.value) === "cut-off") return
       if (settings.onStop === "leave" || (yield* Ref.get(running.restarting))) {

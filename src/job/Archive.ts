@@ -31,7 +31,7 @@ import { iso, type JobRecord, recordText } from "../record.js"
 import { archiveAside, asideOf, doneMarkOf, entryFiles, entryName, isArchiveAside, isCutRecord, stamp } from "../spool/layout.js"
 import { type Calls, replaceFile, Syscalls } from "../syscalls.js"
 
-export interface Finished {
+export interface FinishedJob {
   /** The claimed script; null when only an interrupted attempt's output is archived. */
   readonly script: string | null
   /** Captured output files, when output was captured. */
@@ -60,7 +60,7 @@ export class Archive extends Context.Tag("pmjq/Archive")<
      * Writes the record beside the claim: from here on the outcome is known, and
      * recovery finishes the archival instead of running the job again.
      */
-    readonly settle: (job: Finished) => Effect.Effect<void, ArchiveFailed>
+    readonly settle: (job: FinishedJob) => Effect.Effect<void, ArchiveFailed>
     /**
      * Moves a finished job into DIR as STAMP_NAME (STAMP from its end time);
      * returns the entry's path. Idempotent: after a crash half way, running it
@@ -68,9 +68,9 @@ export class Archive extends Context.Tag("pmjq/Archive")<
      * written), running it again, with any DIR, only clears the running folder
      * and returns where the entry is.
      */
-    readonly store: (dir: string, job: Finished) => Effect.Effect<string, ArchiveFailed | ClaimLost>
+    readonly store: (dir: string, job: FinishedJob) => Effect.Effect<string, ArchiveFailed | ClaimLost>
     /** No archive for this job: delete the script, its record and any captured output. */
-    readonly discard: (job: Finished) => Effect.Effect<void, ArchiveFailed>
+    readonly discard: (job: FinishedJob) => Effect.Effect<void, ArchiveFailed>
     /**
      * Removes from DIR what a crash left half placed: asides unchanged for an
      * hour (layout.ts archiveAside); returns how many. A missing DIR has none;
@@ -252,24 +252,24 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
   // The job's ended note (spool/ended.ts) is written before it leaves the
   // running folder: a job named NAME is always running or noted.
   // A cut run's record (recovery's) is no end: its job goes back to the queue.
-  const leave = (job: Finished) => async () => {
+  const leave = (job: FinishedJob) => async () => {
     if (noteEnded !== null && !isCutRecord(job.recordFile)) await noteEnded(job.record)
     await leaveRunningFolder(job)()
   }
 
   // Written aside, on disk, and renamed in: the record file is whole or
   // absent, after a crash or a power cut alike.
-  const writeRecord = (job: Finished) =>
+  const writeRecord = (job: FinishedJob) =>
     replaceFile(calls, job.recordFile, asideOf(job.recordFile), recordText(job.record), { ...recordKeeping(job.owner), durable: true })
 
-  const settle = (job: Finished) => Effect.tryPromise({ try: () => writeRecord(job), catch: fail(job.recordFile) })
+  const settle = (job: FinishedJob) => Effect.tryPromise({ try: () => writeRecord(job), catch: fail(job.recordFile) })
 
   // An entry is up to four names, and a job called "x.out" ending in the same
   // millisecond as a job called "x" owns STAMP_x.out. So every name is placed
   // exclusively, and on a clash with someone else's file the names placed so
   // far are undone and the next counter is tried. The record comes last, so a
   // reader that sees STAMP_NAME.json sees a whole entry.
-  const place = async (dir: string, entry: string, job: Finished, beforeRecord: () => Promise<void>): Promise<boolean> => {
+  const place = async (dir: string, entry: string, job: FinishedJob, beforeRecord: () => Promise<void>): Promise<boolean> => {
     const files = entryFiles(path.join(dir, entry))
     const placed: Array<string> = []
     const parts: Array<readonly [string, string]> = []
@@ -291,7 +291,7 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
   }
 
   // The mark goes last: while any of the job's files is left, it is there.
-  const leaveRunningFolder = (job: Finished) => async () => {
+  const leaveRunningFolder = (job: FinishedJob) => async () => {
     for (const file of [job.script, job.stdout, job.stderr, job.recordFile, doneMarkOf(job.recordFile)]) {
       if (file !== null) await removeIfPresent(calls, file)
     }
@@ -301,9 +301,9 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
 
   // The script can be gone: the job deleted itself (its entry has no script),
   // or its whole folder was taken over by another node (which answers for it).
-  const whatIsLeft = (job: Finished) =>
+  const whatIsLeft = (job: FinishedJob) =>
     Effect.tryPromise({
-      try: async (): Promise<Finished | null> => {
+      try: async (): Promise<FinishedJob | null> => {
         if (job.script === null || (await exists(job.script))) return job
         return (await exists(path.dirname(job.script))) ? { ...job, script: null } : null
       },
@@ -312,7 +312,7 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
 
   // The entry, placed under the first free name from its end time; the mark
   // "placing" only before a copied record's link (see placeRecord).
-  const placeEntry = (dir: string, job: Finished, fresh: boolean) => {
+  const placeEntry = (dir: string, job: FinishedJob, fresh: boolean) => {
     const host = os.hostname()
     return Effect.gen(function*() {
       const clock = yield* Effect.clock
@@ -349,7 +349,7 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
   // Any later try, or a job this process did not end: an earlier archival may
   // have been cut short (its mark says how far it got), the job may have
   // removed its own script, its folder may have been taken over.
-  const storeAgain = (dir: string, given: Finished) =>
+  const storeAgain = (dir: string, given: FinishedJob) =>
     Effect.gen(function*() {
       const earlier = yield* Effect.tryPromise({ try: () => readMark(calls, given.recordFile), catch: fail(given.recordFile) })
       if (earlier?.state === "placed") {
@@ -367,7 +367,7 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
       return yield* placeEntry(dir, job, false).pipe(Effect.catchTag("SourceGone", (e) => Effect.die(e)))
     })
 
-  const store = (dir: string, given: Finished) =>
+  const store = (dir: string, given: FinishedJob) =>
     Effect.suspend(() => {
       // The name becomes a path: it must stay one name inside DIR.
       if (!isJobName(given.record.name)) return new ArchiveFailed({ path: dir, reason: `not a job name: ${JSON.stringify(given.record.name)}` })
@@ -381,7 +381,7 @@ const makeLive = (calls: Calls, noteEnded: ((record: JobRecord) => Promise<void>
 
   // With only an error dir, a successful job's output was captured in case it
   // failed; it passes through to pmjq's own output instead of vanishing.
-  const discard = (job: Finished) =>
+  const discard = (job: FinishedJob) =>
     Effect.tryPromise({
       try: async () => {
         // Archived already by a node that had an archive dir: not replayed twice.

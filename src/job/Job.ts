@@ -17,7 +17,7 @@ import { refusal, type RefusalPolicy } from "./refusal.js"
 import { dependencyNames, judgeDependencies, READY, type Verdict } from "./dependencies.js"
 import { describeProblem } from "./directives.js"
 import { type Account, Users } from "./Users.js"
-import { Archive, destinationOf, type Finished } from "./Archive.js"
+import { Archive, destinationOf, type FinishedJob } from "./Archive.js"
 import { ProcessRunner, type RunningProcess } from "./Runner.js"
 
 export interface JobSettings {
@@ -339,7 +339,7 @@ const archiveJob = (claim: Claim, settings: JobSettings, job: Inspected, files: 
     yield* events.finished(record)
     // A job that never started has no output: the spawner removed its empty files.
     const output = result.pid === null ? null : files
-    const finished: Finished = {
+    const finished: FinishedJob = {
       script: claim.path,
       stdout: output?.stdout ?? null,
       stderr: output?.stderr ?? null,

@@ -13,7 +13,7 @@
  * spool's mount died, the network is cut) is cut off: other nodes take its
  * jobs over once its last heartbeat is a lease old, and run them again. It
  * kills its jobs at once, so that no job runs twice at the same time, ends
- * (Finished: "cut-off"), and exits for its service manager to start it again
+ * (DaemonDone: "cut-off"), and exits for its service manager to start it again
  * (EX_TEMPFAIL).
  */
 import { Clock, Deferred, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
@@ -25,7 +25,7 @@ import { ProcessRunner } from "../job/Runner.js"
 import { spawnersOf } from "../decode.js"
 import { type ProcessId, stillRuns, thisProcess } from "../proc.js"
 import { Nodes } from "../spool/Nodes.js"
-import { DaemonConfig, Finished } from "./Config.js"
+import { DaemonConfig, DaemonDone } from "./Config.js"
 import { Running } from "./Running.js"
 
 const known = (spawner: ProcessId): spawner is { readonly pid: number; readonly startTicks: number } => spawner.startTicks !== null
@@ -95,7 +95,7 @@ const make = Effect.gen(function*() {
       yield* nodes.leave
     }).pipe(Effect.catchAll((e) => Effect.logWarning("could not clean up").pipe(Effect.annotateLogs({ reason: e.message }))))
   )
-  const finished = yield* Finished
+  const finished = yield* DaemonDone
   // When the last beat that was written began: the time other nodes date this node by.
   const written = yield* Ref.make(yield* Clock.currentTimeMillis)
   const beatEvery = Duration.toMillis(settings.lease) / 4
@@ -121,4 +121,4 @@ const make = Effect.gen(function*() {
   yield* watch.pipe(Effect.repeat(Schedule.spaced(Duration.millis(beatEvery / 2))), Effect.forkScoped)
 })
 
-export const Heartbeat = Layer.scopedDiscard(make)
+export const Beating = Layer.scopedDiscard(make)
