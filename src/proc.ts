@@ -105,3 +105,39 @@ export const signalGroupOf = (leader: ProcessId, signal: NodeJS.Signals): boolea
   signalGroup(leader.pid, signal)
   return true
 }
+
+// A process's argv and environment can be megabytes: only the start is read.
+const PROC_READ_MAX = 64 * 1024
+
+/** The start of a NUL-separated /proc file of PID's (cmdline, environ); null when it cannot be read (gone, or another user's environ). */
+export const procList = (pid: number, file: "cmdline" | "environ"): ReadonlyArray<string> | null => {
+  let fd: number | null = null
+  try {
+    fd = fs.openSync(`/proc/${pid}/${file}`, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    const buffer = Buffer.alloc(PROC_READ_MAX)
+    const read = fs.readSync(fd, buffer, 0, PROC_READ_MAX, 0)
+    return buffer.subarray(0, read).toString("utf8").split("\0")
+  } catch {
+    return null
+  } finally {
+    if (fd !== null) fs.closeSync(fd)
+  }
+}
+
+/** The uid a process runs as (the owner of its /proc folder); null when gone. */
+export const uidOf = (pid: number): number | null => {
+  try {
+    return fs.statSync(`/proc/${pid}`).uid
+  } catch {
+    return null
+  }
+}
+
+/** The pids of the processes on this host; none when there is no /proc to ask. */
+export const processes = (): Array<number> => {
+  try {
+    return fs.readdirSync("/proc").filter((n) => /^\d+$/.test(n)).map(Number)
+  } catch {
+    return []
+  }
+}

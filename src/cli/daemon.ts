@@ -351,10 +351,11 @@ const startAgain = (node: string) =>
 // (spool/succession.ts); else HOST-PID.
 const succeeding = (options: Parsed) => (settings: DaemonSettings) =>
   Option.isNone(options.nodeId)
-    ? Effect.succeed({ ...settings, node: successorId(settings.spool, settings.host) ?? settings.node })
-    : mayTakeOver(settings.spool, settings.host, settings.node)
-    ? Effect.succeed(settings)
-    : Effect.fail(new UsageError({ reason: `another pmjq has just taken over node ${settings.node}: two processes must not share a --node-id` }))
+    ? Effect.promise(() => successorId(threadedCalls, settings.spool, settings.host)).pipe(Effect.map((node) => ({ ...settings, node: node ?? settings.node })))
+    : Effect.promise(() => mayTakeOver(threadedCalls, settings.spool, settings.host, settings.node)).pipe(
+      Effect.filterOrFail((may) => may, () => new UsageError({ reason: `another pmjq has just taken over node ${settings.node}: two processes must not share a --node-id` })),
+      Effect.as(settings)
+    )
 
 /** --drain's last line, on stderr whatever it is: `drain: 41 jobs in 12.3 s: 40 succeeded, 1 failed (see DIR)`. */
 export const drainSummary = (drained: Drained, settings: Pick<DaemonSettings, "archiveDir" | "errorDir" | "spool">) => {

@@ -11,14 +11,15 @@
  * fails when it exists), a name no later succession reuses.
  */
 import { Either } from "effect"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { decodeHeartbeat, writerOf } from "../decode.js"
-import { readRegular, writeNew } from "../files.js"
 import { stillRuns } from "../proc.js"
+import type { Calls } from "../syscalls.js"
 import { isHidden, nodesDir } from "./layout.js"
 
 const defaultId = (host: string) => new RegExp(`^${host.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}-\\d+$`)
+
+const removed = (calls: Calls, file: string) => calls.unlink(file).catch(() => undefined)
 
 /**
  * Takes the succession of the process PREDECESSOR as node NODE: true for one
@@ -26,28 +27,28 @@ const defaultId = (host: string) => new RegExp(`^${host.replace(/[.*+?^${}()|[\]
  * predecessor fails when another took it). The marks of earlier successions
  * of NODE go.
  */
-const takeSuccession = (dir: string, node: string, predecessor: number) => {
+const takeSuccession = async (calls: Calls, dir: string, node: string, predecessor: number) => {
   const lock = path.join(dir, `.${node}.successor-of-${predecessor}`)
   // Not named like an aside (.tmp): those in this folder are heartbeats'.
   const mine = path.join(dir, `.${node}.successor-${process.pid}.new`)
   try {
-    writeNew(mine, `${process.pid}\n`, 0o644, null)
-    fs.linkSync(mine, lock)
+    await calls.writeNew(mine, `${process.pid}\n`, 0o644, null)
+    await calls.link(mine, lock)
   } catch {
     return false
   } finally {
-    fs.rmSync(mine, { force: true })
+    await removed(calls, mine)
   }
-  for (const old of fs.readdirSync(dir)) {
-    if (old.startsWith(`.${node}.successor-of-`) && path.join(dir, old) !== lock) fs.rmSync(path.join(dir, old), { force: true })
+  for (const old of await calls.readdir(dir)) {
+    if (old.startsWith(`.${node}.successor-of-`) && path.join(dir, old) !== lock) await removed(calls, path.join(dir, old))
   }
   return true
 }
 
 /** NODE's heartbeat, when pmjq's own and it says it left; null otherwise. */
-const leftHeartbeat = (dir: string, node: string, owner: number) => {
+const leftHeartbeat = async (calls: Calls, dir: string, node: string, owner: number) => {
   try {
-    const text = readRegular(path.join(dir, node), owner)
+    const text = await calls.readText(path.join(dir, node), owner)
     const hb = text === null ? null : Either.getOrNull(decodeHeartbeat(text))
     return hb !== null && hb.left === true ? hb : null
   } catch {
@@ -56,14 +57,10 @@ const leftHeartbeat = (dir: string, node: string, owner: number) => {
 }
 
 /** The nodes folder when it is pmjq's own (this uid's, not writable by others); null otherwise. */
-const ownNodesDir = (spool: string) => {
+const ownNodesDir = async (calls: Calls, spool: string) => {
   const dir = nodesDir(spool)
-  try {
-    const stat = fs.lstatSync(dir)
-    return stat.isDirectory() && stat.uid === (process.getuid?.() ?? 0) && (stat.mode & 0o022) === 0 ? dir : null
-  } catch {
-    return null
-  }
+  const stat = await calls.lstat(dir).catch(() => null)
+  return stat !== null && stat.isDirectory() && stat.uid === (process.getuid?.() ?? 0) && (stat.mode & 0o022) === 0 ? dir : null
 }
 
 /**
@@ -71,24 +68,28 @@ const ownNodesDir = (spool: string) => {
  * heartbeat says it left and its process on HOST is gone, this process must
  * be its only successor. False when another process has just taken it.
  */
-export const mayTakeOver = (spool: string, host: string, node: string): boolean => {
-  const dir = ownNodesDir(spool)
+export const mayTakeOver = async (calls: Calls, spool: string, host: string, node: string): Promise<boolean> => {
+  const dir = await ownNodesDir(calls, spool)
   if (dir === null) return true
-  const hb = leftHeartbeat(dir, node, process.getuid?.() ?? 0)
+  const hb = await leftHeartbeat(calls, dir, node, process.getuid?.() ?? 0)
   if (hb === null || hb.host !== host || stillRuns(writerOf(hb))) return true
-  return takeSuccession(dir, node, hb.pid)
+  return takeSuccession(calls, dir, node, hb.pid)
 }
 
 /** The id of the run before on HOST that left its jobs running, taken for this process; null when there is none. */
-export const successorId = (spool: string, host: string): string | null => {
+export const successorId = async (calls: Calls, spool: string, host: string): Promise<string | null> => {
   // Only pmjq's own: a folder and heartbeats of this uid (nodes and their
   // spawners write them as pmjq), never a user's planted ones.
-  const dir = ownNodesDir(spool)
+  const dir = await ownNodesDir(calls, spool)
   if (dir === null) return null
   const owner = process.getuid?.() ?? 0
-  const left = fs.readdirSync(dir).filter((n) => !isHidden(n) && defaultId(host).test(n)).flatMap((node) => {
-    const hb = leftHeartbeat(dir, node, owner)
-    return hb !== null && hb.host === host && !stillRuns(writerOf(hb)) ? [{ node, pid: hb.pid, beatAt: hb.beatAt }] : []
-  }).sort((a, b) => b.beatAt.localeCompare(a.beatAt))
-  return left.find(({ node, pid }) => takeSuccession(dir, node, pid))?.node ?? null
+  const left: Array<{ readonly node: string; readonly pid: number; readonly beatAt: string }> = []
+  for (const node of (await calls.readdir(dir)).filter((n) => !isHidden(n) && defaultId(host).test(n))) {
+    const hb = await leftHeartbeat(calls, dir, node, owner)
+    if (hb !== null && hb.host === host && !stillRuns(writerOf(hb))) left.push({ node, pid: hb.pid, beatAt: hb.beatAt })
+  }
+  for (const { node, pid } of left.sort((a, b) => b.beatAt.localeCompare(a.beatAt))) {
+    if (await takeSuccession(calls, dir, node, pid)) return node
+  }
+  return null
 }

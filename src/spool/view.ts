@@ -8,7 +8,6 @@
  * that follows no symlink (Calls.head).
  */
 import { Effect, Either, Option } from "effect"
-import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { decodeCancelRequest, decodeHeartbeat, decodeRecord, type PauseNote } from "../decode.js"
@@ -18,7 +17,7 @@ import { dependencyNames, type Verdict } from "../job/dependencies.js"
 import { describeProblem, HEAD_MAX, PLAIN, type Read } from "../job/directives.js"
 import { refusal } from "../job/refusal.js"
 import { Users } from "../job/Users.js"
-import { isSameProcess, parentOf, type ProcessId } from "../proc.js"
+import { isSameProcess, parentOf, procList, processes, type ProcessId, uidOf } from "../proc.js"
 import { iso, type JobRecord } from "../record.js"
 import {
   besideName, claimedName, entryOfRecord, heartbeatFile, heldJob, isAside, isCancelRequest, isHidden, isJob, nodesDir, pausedDir, pausedFile,
@@ -491,33 +490,6 @@ const refusedBy = (facts: FileFacts | undefined, pmjq: number | null, nodes: Rea
   return why.every((w) => w !== null) ? `${why[0]!}; rejected when claimed, never run, unless the file changes` : null
 }
 
-// A process's argv and environment can be megabytes: only the start is read.
-const PROC_READ_MAX = 64 * 1024
-
-/** The start of a NUL-separated /proc file of PID's (cmdline, environ); null when it cannot be read (gone, or another user's environ). */
-const procList = (pid: number, file: "cmdline" | "environ"): ReadonlyArray<string> | null => {
-  let fd: number | null = null
-  try {
-    fd = fs.openSync(`/proc/${pid}/${file}`, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-    const buffer = Buffer.alloc(PROC_READ_MAX)
-    const read = fs.readSync(fd, buffer, 0, PROC_READ_MAX, 0)
-    return buffer.subarray(0, read).toString("utf8").split("\0")
-  } catch {
-    return null
-  } finally {
-    if (fd !== null) fs.closeSync(fd)
-  }
-}
-
-/** The uid a process runs as (the owner of its /proc folder); null when gone. */
-const uidOf = (pid: number): number | null => {
-  try {
-    return fs.statSync(`/proc/${pid}`).uid
-  } catch {
-    return null
-  }
-}
-
 /**
  * On this host, the processes the spawners SPAWNERS started: a job's process
  * is its spawner's child. Only a live spawner of pmjq's is believed as a
@@ -527,13 +499,7 @@ const uidOf = (pid: number): number | null => {
 const spawnedBy = (spawners: ReadonlyArray<ProcessId>): Array<number> => {
   const parents = new Set(spawners.filter((s) => s.startTicks !== null && isSameProcess(s.pid, s.startTicks)).map((s) => s.pid))
   if (parents.size === 0) return []
-  let pids: Array<number>
-  try {
-    pids = fs.readdirSync("/proc").filter((n) => /^\d+$/.test(n)).map(Number)
-  } catch {
-    return []
-  }
-  return pids.filter((pid) => {
+  return processes().filter((pid) => {
     const parent = parentOf(pid)
     return parent !== null && parents.has(parent)
   })
