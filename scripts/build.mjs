@@ -27,8 +27,8 @@ await build({
   splitting: true,
   chunkNames: "chunks/[name]-[hash]"
 })
-// The spawner stays a separate, dependency-free process: see src/job/spawner.ts.
-await build({ ...common, entryPoints: ["src/job/spawner.ts"], outfile: "dist/spawner.js" })
+// The spawner stays a separate, dependency-free process: see src/spawner/spawner.ts.
+await build({ ...common, entryPoints: ["src/spawner/spawner.ts"], outfile: "dist/spawner.js" })
 
 // Shell completions, captured from the built CLI itself (`--completions`), so
 // that they always know what this build's pmjq knows. dist/completions/ has

@@ -17,7 +17,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import { Effect, Layer } from "effect"
 import { createRequire } from "node:module"
-import { restoreEnvironment } from "./allocator.js"
+import { restoreEnvironment } from "./process/allocator.js"
 import { exitCode, run } from "./cli/Cli.js"
 
 restoreEnvironment()

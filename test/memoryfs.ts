@@ -1,5 +1,5 @@
 /**
- * An in-memory filesystem behind pmjq's Syscalls seam (src/syscalls.ts), for
+ * An in-memory filesystem behind pmjq's Syscalls seam (src/filesystem/syscalls.ts), for
  * unit tests of the spool, nodes, archival and recovery with TestClock: no
  * disk, no sleeps. It keeps what pmjq relies on of POSIX: inodes shared by
  * hard links (nlink), rename(2) that replaces a file and fails as the kernel
@@ -10,8 +10,8 @@
  */
 import * as path from "node:path"
 import { Readable } from "node:stream"
-import { MAX_READ, Untrusted } from "../src/files.js"
-import type { Calls, Entry, Stat } from "../src/syscalls.js"
+import { MAX_READ, Untrusted } from "../src/filesystem/files.js"
+import type { Calls, Entry, Stat } from "../src/filesystem/syscalls.js"
 
 type Kind = "dir" | "file" | "symlink" | "fifo"
 

@@ -17,14 +17,14 @@ import { Console, Effect } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { isJobName } from "../decode.js"
-import { UsageError } from "../errors.js"
-import { createNew, readRegular } from "../files.js"
+import { isJobName } from "../record/decode.js"
+import { UsageError } from "../errors/errors.js"
+import { createNew, readRegular } from "../filesystem/files.js"
 import { parseDirectives, withoutHold } from "../job/directives.js"
 import { heldName, NAME_MAX } from "../spool/layout.js"
 import { lstatOrNull } from "../spool/places.js"
 import { requireSpool } from "../spool/Spool.js"
-import { visible } from "../text.js"
+import { visible } from "../log/text.js"
 
 /** What became of one name, and the status it gives: 0 done; 1 nothing to do; 66 no such job; 73 a name taken; 77 not yours. */
 interface Result {

@@ -1,7 +1,7 @@
 /** Option parsers shared by pmjq's commands. */
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Duration, Effect, Either } from "effect"
-import { durationInRange, parseDuration, type ZeroDuration } from "../duration.js"
+import { durationInRange, parseDuration, type ZeroDuration } from "./duration.js"
 
 const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
 

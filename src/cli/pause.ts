@@ -9,12 +9,12 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
 import * as os from "node:os"
 import * as path from "node:path"
-import { describe, errnoCode, InputMissing, NotPermitted, UsageError } from "../errors.js"
-import { UntrustedDirectory } from "../dirs.js"
+import { describe, errnoCode, InputMissing, NotPermitted, UsageError } from "../errors/errors.js"
+import { UntrustedDirectory } from "../filesystem/dirs.js"
 import { removePause, writePause } from "../spool/pauses.js"
 import { requireSpool } from "../spool/Spool.js"
-import { threadedCalls } from "../syscalls.js"
-import { visible } from "../text.js"
+import { threadedCalls } from "../filesystem/syscalls.js"
+import { visible } from "../log/text.js"
 
 const nodeOption = Options.text("node").pipe(
   Options.withPseudoName("ID"),

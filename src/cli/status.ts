@@ -6,11 +6,11 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, type Duration, Effect, Schedule } from "effect"
 import * as path from "node:path"
 import { Users } from "../job/Users.js"
-import { escapeJson } from "../log.js"
-import { visible } from "../text.js"
+import { escapeJson } from "../log/log.js"
+import { visible } from "../log/text.js"
 import { requireSpool } from "../spool/Spool.js"
 import { describePaused, type SpoolView, viewSpool } from "../spool/view.js"
-import { Syscalls } from "../syscalls.js"
+import { Syscalls } from "../filesystem/syscalls.js"
 
 const ago = (ms: number) =>
   ms < 1000 ? `${ms} ms` : ms < 120_000 ? `${Math.round(ms / 1000)} s` : ms < 7_200_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 3_600_000)} h`

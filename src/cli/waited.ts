@@ -6,8 +6,8 @@
  * commands can never disagree about the same record.
  */
 import * as os from "node:os"
-import type { JobRecord } from "../record.js"
-import { visible } from "../text.js"
+import type { JobRecord } from "../record/record.js"
+import { visible } from "../log/text.js"
 
 const SIGNALS: Readonly<Record<string, number>> = os.constants.signals
 

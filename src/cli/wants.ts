@@ -7,14 +7,14 @@
 import { Options } from "@effect/cli"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
-import { isJobName } from "../decode.js"
-import { InputMissing, NotPermitted, UsageError } from "../errors.js"
+import { isJobName } from "../record/decode.js"
+import { InputMissing, NotPermitted, UsageError } from "../errors/errors.js"
 import type { Directives } from "../job/directives.js"
 import { MAX_DEPENDENCIES, PRIORITY_MAX, PRIORITY_MIN } from "../job/directives.js"
 import { dependencyFacts } from "../spool/dependencyFacts.js"
 import { stateDir } from "../spool/layout.js"
-import { threadedCalls } from "../syscalls.js"
-import { visible } from "../text.js"
+import { threadedCalls } from "../filesystem/syscalls.js"
+import { visible } from "../log/text.js"
 
 const names = (long: string, description: string) =>
   Options.text(long).pipe(Options.withPseudoName("NAME"), Options.withDescription(description), Options.repeated)

@@ -17,13 +17,13 @@
  * (EX_TEMPFAIL).
  */
 import { Clock, Deferred, Duration, Effect, HashMap, Layer, Option, Ref, Schedule } from "effect"
-import { NodeElsewhere } from "../errors.js"
+import { NodeElsewhere } from "../errors/errors.js"
 import { Gate } from "../gate/Gate.js"
 import { LoadAverage } from "../gate/LoadAverage.js"
-import { SPAWNER_PROTOCOL } from "../job/protocol.js"
+import { SPAWNER_PROTOCOL } from "../spawner/protocol.js"
 import { ProcessRunner } from "../job/Runner.js"
-import { spawnersOf } from "../decode.js"
-import { type ProcessId, stillRuns, thisProcess } from "../proc.js"
+import { spawnersOf } from "../record/decode.js"
+import { type ProcessId, stillRuns, thisProcess } from "../process/proc.js"
 import { Nodes } from "../spool/Nodes.js"
 import { DaemonConfig, DaemonDone } from "./Config.js"
 import { Running } from "./Running.js"

@@ -1,9 +1,9 @@
 /** The daemon's settings, as one service each feature reads what it needs from. */
 import { Context, type Deferred, type Duration, type Option } from "effect"
-import type { FinishHookSettings } from "../finishHooks.js"
-import type { HookSettings } from "../hooks.js"
+import type { FinishHookSettings } from "../hooks/finishHooks.js"
+import type { HookSettings } from "../hooks/hooks.js"
 import type { JobSettings } from "../job/Job.js"
-import type { RecoverySettings } from "../recovery.js"
+import type { RecoverySettings } from "../recovery/recovery.js"
 import type { MetricsSettings, TraceSettings } from "../telemetry/settings.js"
 
 export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings, FinishHookSettings {

@@ -1,11 +1,11 @@
 /**
- * --on-finish (finishHooks.ts): told each job's end by Jobs (the jobs this
+ * --on-finish (hooks/finishHooks.ts): told each job's end by Jobs (the jobs this
  * node ran) and RecoveryRounds (those it settled for a dead node, or adopted).
  * Built before Jobs, so that it closes after them: the jobs a stop interrupts
  * are archived, and their hooks queued, before the hooks' own close.
  */
 import { Context, Deferred, Effect, Layer, Option } from "effect"
-import { type FinishHooksService, makeFinishHooks } from "../finishHooks.js"
+import { type FinishHooksService, makeFinishHooks } from "../hooks/finishHooks.js"
 import { DaemonConfig, DaemonDone } from "./Config.js"
 
 const make = Effect.gen(function*() {

@@ -1,7 +1,7 @@
 /** The idle and limit commands (hooks.ts), fed what the daemon looks like each second. */
 import { Effect, Layer, Ref } from "effect"
 import { Gate } from "../gate/Gate.js"
-import { type Observed, watchHooks } from "../hooks.js"
+import { type Observed, watchHooks } from "../hooks/hooks.js"
 import { DaemonConfig } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Running } from "./Running.js"

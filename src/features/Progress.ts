@@ -1,6 +1,6 @@
-/** --drain on a terminal: a live progress line (progress.ts). */
+/** --drain on a terminal: a live progress line (log/progress.ts). */
 import { Effect, Layer, Ref } from "effect"
-import { showProgress } from "../progress.js"
+import { showProgress } from "../log/progress.js"
 import { DaemonConfig } from "./Config.js"
 import { JobQueue } from "./JobQueue.js"
 import { Running } from "./Running.js"

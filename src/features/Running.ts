@@ -17,8 +17,8 @@ export interface HeldJob {
   readonly waiting: Ref.Ref<Option.Option<Fiber.RuntimeFiber<unknown, unknown>>>
 }
 import { Context, type Deferred, Effect, type Fiber, HashMap, Layer, Option, Ref } from "effect"
-import type { Heartbeat } from "../decode.js"
-import type { ProcessId } from "../proc.js"
+import type { Heartbeat } from "../record/decode.js"
+import type { ProcessId } from "../process/proc.js"
 import type { Claim } from "../spool/Spool.js"
 
 export class Running extends Context.Tag("pmjq/Running")<Running, {

@@ -11,9 +11,9 @@
  */
 import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as fs from "node:fs"
-import { isSameProcess, signalGroupOf, stillRuns } from "../proc.js"
-import { type Ending, iso, type JobRecord, judge, type ProcessExit, startedRecord } from "../record.js"
-import type { Adoptable } from "../recovery.js"
+import { isSameProcess, signalGroupOf, stillRuns } from "../process/proc.js"
+import { type Ending, iso, type JobRecord, judge, type ProcessExit, startedRecord } from "../record/record.js"
+import type { Adoptable } from "../recovery/recovery.js"
 import type { LeftoverNames } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
 import { Archive } from "./Archive.js"

@@ -21,11 +21,11 @@
  * pmjq's) is still read, if it is pmjq's.
  */
 import { Either } from "effect"
-import { decodeDoneMark, type DoneMark } from "../decode.js"
-import { errnoCode } from "../errors.js"
-import { PRIVATE, Untrusted } from "../files.js"
+import { decodeDoneMark, type DoneMark } from "../record/decode.js"
+import { errnoCode } from "../errors/errors.js"
+import { PRIVATE, Untrusted } from "../filesystem/files.js"
 import { asideOf, doneMarkOf } from "../spool/layout.js"
-import { type Calls, readLinkedText, replaceLinkedText } from "../syscalls.js"
+import { type Calls, readLinkedText, replaceLinkedText } from "../filesystem/syscalls.js"
 
 export type ArchivalMark = DoneMark
 

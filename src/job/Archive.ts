@@ -21,15 +21,15 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
-import { logLines } from "../text.js"
-import { isJobName } from "../decode.js"
-import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors.js"
-import { ensureArchiveDir, listOrEmpty, trustedArchiveDir } from "../dirs.js"
+import { logLines } from "../log/text.js"
+import { isJobName } from "../record/decode.js"
+import { ArchiveFailed, ClaimLost, describe, errnoCode } from "../errors/errors.js"
+import { ensureArchiveDir, listOrEmpty, trustedArchiveDir } from "../filesystem/dirs.js"
 import { type ArchivalMark, readMark, writeMark } from "./ArchivalMark.js"
-import { type Ownership, recordKeeping } from "../files.js"
-import { iso, type JobRecord, recordText } from "../record.js"
+import { type Ownership, recordKeeping } from "../filesystem/files.js"
+import { iso, type JobRecord, recordText } from "../record/record.js"
 import { archiveAside, asideOf, doneMarkOf, entryFiles, entryName, isArchiveAside, isCutRecord, stamp } from "../spool/layout.js"
-import { type Calls, replaceFile, Syscalls } from "../syscalls.js"
+import { type Calls, replaceFile, Syscalls } from "../filesystem/syscalls.js"
 
 export interface FinishedJob {
   /** The claimed script; null when only an interrupted attempt's output is archived. */
@@ -145,7 +145,7 @@ const linkIn = async (calls: Calls, from: string, to: string): Promise<Placed | 
 /**
  * Hard link where we can (link(2) never follows a symlink: a rejected symlink
  * is placed as itself). Across filesystems, a copy that creates no privilege:
- * a regular file is copied without set-id bits, for its owner (files.ts); a
+ * a regular file is copied without set-id bits, for its owner (filesystem/files.ts); a
  * symlink is made again; a FIFO, socket or device is never opened (pmjq must
  * not block on it) and is left out: its record says what it was. Never
  * replaces `to`. "placed" when `to` is now `from`: placed now, or by an earlier
@@ -242,7 +242,7 @@ const removeIfStale = async (calls: Calls, file: string, now: number) => {
   return true
 }
 
-// Error output joins pmjq's log: marked and escaped line by line (text.ts).
+// Error output joins pmjq's log: marked and escaped line by line (log/text.ts).
 const replay = (calls: Calls, file: string, sink: NodeJS.WritableStream, through: Transform | null) =>
   (through === null ? pipeline(calls.readStream(file), sink, { end: false }) : pipeline(calls.readStream(file), through, sink, { end: false }))
     .catch((e: unknown) => (errnoCode(e) === "ENOENT" ? undefined : Promise.reject(e)))

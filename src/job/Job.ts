@@ -8,9 +8,9 @@
  * --on-stop leave, left running under its spawner for the next pmjq to adopt.
  */
 import { Cause, Clock, Deferred, Duration, Effect, type Fiber, Option, Ref, Schedule, type Scope } from "effect"
-import type { ArchiveFailed, ClaimLost } from "../errors.js"
-import type { ProcessId } from "../proc.js"
-import { type Ending, iso, judge, type JobRecord, type ProcessExit, type RecordBase, startedRecord, unstartedRecord } from "../record.js"
+import type { ArchiveFailed, ClaimLost } from "../errors/errors.js"
+import type { ProcessId } from "../process/proc.js"
+import { type Ending, iso, judge, type JobRecord, type ProcessExit, type RecordBase, startedRecord, unstartedRecord } from "../record/record.js"
 import { besideClaim } from "../spool/layout.js"
 import { type Claim, Spool } from "../spool/Spool.js"
 import { refusal, type RefusalPolicy } from "./refusal.js"

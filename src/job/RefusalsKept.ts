@@ -14,10 +14,10 @@
  */
 import { Context, Deferred, Effect, Either, Layer, Option } from "effect"
 import * as path from "node:path"
-import { decodeRecord } from "../decode.js"
-import { errnoCode } from "../errors.js"
+import { decodeRecord } from "../record/decode.js"
+import { errnoCode } from "../errors/errors.js"
 import { entryFiles, entryOfRecord } from "../spool/layout.js"
-import { Syscalls } from "../syscalls.js"
+import { Syscalls } from "../filesystem/syscalls.js"
 import { destinationOf } from "./Archive.js"
 
 /** Entries kept per owner. */

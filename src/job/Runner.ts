@@ -12,10 +12,10 @@
 import { Context, Deferred, Duration, Effect, FiberId, Layer, Option, Schedule, Scope } from "effect"
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { JobBusy, SpawnFailed } from "../errors.js"
-import { identify, type ProcessId, signalGroupOf } from "../proc.js"
-import type { ProcessExit, RecordBase } from "../record.js"
-import type { KeepRequest, SpawnReport, SpawnRequest } from "./protocol.js"
+import { JobBusy, SpawnFailed } from "../errors/errors.js"
+import { identify, type ProcessId, signalGroupOf } from "../process/proc.js"
+import type { ProcessExit, RecordBase } from "../record/record.js"
+import type { KeepRequest, SpawnReport, SpawnRequest } from "../spawner/protocol.js"
 import type { Account } from "./Users.js"
 
 /**

@@ -8,7 +8,7 @@
  * last job named NAME to end (its ended note); else not known yet (waited for,
  * as a job dropped later may take the name).
  */
-import type { EndedNote } from "../decode.js"
+import type { EndedNote } from "../record/decode.js"
 import type { Directives } from "./directives.js"
 
 export type Presence = "queued" | "held" | "running"

@@ -14,7 +14,7 @@
  * understand refuses the job, naming its line: never a silent default.
  */
 import { Either } from "effect"
-import { isJobName } from "../decode.js"
+import { isJobName } from "../record/decode.js"
 
 export interface Directives {
   /** Runs only once each of these ended `succeeded`. */

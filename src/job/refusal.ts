@@ -3,7 +3,7 @@
  * claimed: after the rename it sits in a folder only pmjq can write, so what
  * was checked is what runs (no check-then-run race with the file's owner).
  */
-import type { FileFacts } from "../files.js"
+import type { FileFacts } from "../filesystem/files.js"
 
 export interface RefusalPolicy {
   /** pmjq runs as root. */

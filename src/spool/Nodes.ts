@@ -16,11 +16,11 @@
  */
 import { Context, Effect, Either, Layer, Option } from "effect"
 import * as path from "node:path"
-import { decodeHeartbeat, decodeRecord, type Heartbeat } from "../decode.js"
-import { listOrEmpty, ownDirsBelow, UntrustedDirectory } from "../dirs.js"
-import { describe, errnoCode, SpoolIOError } from "../errors.js"
-import type { JobRecord } from "../record.js"
-import { Syscalls } from "../syscalls.js"
+import { decodeHeartbeat, decodeRecord, type Heartbeat } from "../record/decode.js"
+import { listOrEmpty, ownDirsBelow, UntrustedDirectory } from "../filesystem/dirs.js"
+import { describe, errnoCode, SpoolIOError } from "../errors/errors.js"
+import type { JobRecord } from "../record/record.js"
+import { Syscalls } from "../filesystem/syscalls.js"
 import {
   type FolderEntry,
   adoptedName,

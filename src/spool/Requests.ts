@@ -15,9 +15,9 @@
  */
 import { Context, Effect, Either, Layer, Ref } from "effect"
 import * as path from "node:path"
-import { decodeCancelRequest } from "../decode.js"
-import { describe, errnoCode } from "../errors.js"
-import { type Calls, type Entry, Syscalls } from "../syscalls.js"
+import { decodeCancelRequest } from "../record/decode.js"
+import { describe, errnoCode } from "../errors/errors.js"
+import { type Calls, type Entry, Syscalls } from "../filesystem/syscalls.js"
 import { makeUnchanged } from "./unchanged.js"
 import { besideName, claimedName, isCancelRequest, isHidden, runningRoot } from "./layout.js"
 

@@ -13,8 +13,8 @@
 import * as path from "node:path"
 import { type DependencyFacts, dependencyNames, judgeDependencies, loopsAmong, type Presence, type Verdict } from "../job/dependencies.js"
 import type { Directives } from "../job/directives.js"
-import type { EndedNote } from "../decode.js"
-import type { Calls } from "../syscalls.js"
+import type { EndedNote } from "../record/decode.js"
+import type { Calls } from "../filesystem/syscalls.js"
 import { readEnded } from "./ended.js"
 import { claimedName, heldName, isAdopted, isHidden, runningRoot } from "./layout.js"
 

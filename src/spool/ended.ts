@@ -11,11 +11,11 @@
 import { Duration, Either } from "effect"
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
-import { decodeEndedNote, type EndedNote } from "../decode.js"
-import { listOrEmpty, ownDirsBelow } from "../dirs.js"
-import { errnoCode } from "../errors.js"
-import type { JobRecord } from "../record.js"
-import { type Calls, readLinkedText, replaceLinkedText } from "../syscalls.js"
+import { decodeEndedNote, type EndedNote } from "../record/decode.js"
+import { listOrEmpty, ownDirsBelow } from "../filesystem/dirs.js"
+import { errnoCode } from "../errors/errors.js"
+import type { JobRecord } from "../record/record.js"
+import { type Calls, readLinkedText, replaceLinkedText } from "../filesystem/syscalls.js"
 import { asideOf, endedAside, endedFile, endedParts, isAside, isHidden, stateParts } from "./layout.js"
 
 export type { EndedNote }

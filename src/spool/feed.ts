@@ -16,7 +16,7 @@
  * on another machine (no notification reaches this one), within a minute.
  */
 import { Chunk, Duration, Effect, Mailbox, Option, Queue, Schedule } from "effect"
-import type { SpoolIOError } from "../errors.js"
+import type { SpoolIOError } from "../errors/errors.js"
 import { isCancelRequest } from "./layout.js"
 import { dependencyNames } from "../job/dependencies.js"
 import { LOOKUPS } from "./dependencyFacts.js"

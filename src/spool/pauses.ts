@@ -6,9 +6,9 @@
  * Paused nodes claim nothing new; what runs goes on.
  */
 import { Either } from "effect"
-import { decodePauseNote, type PauseNote } from "../decode.js"
-import { UntrustedDirectory } from "../dirs.js"
-import type { Calls } from "../syscalls.js"
+import { decodePauseNote, type PauseNote } from "../record/decode.js"
+import { UntrustedDirectory } from "../filesystem/dirs.js"
+import type { Calls } from "../filesystem/syscalls.js"
 import { pausedDir, pausedFile, stateDir } from "./layout.js"
 
 export interface Pause extends PauseNote {

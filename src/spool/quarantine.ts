@@ -7,10 +7,10 @@
 import { Effect, Either } from "effect"
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
-import { ownDirsBelow } from "../dirs.js"
-import { describe, errnoCode, spoolIO } from "../errors.js"
-import { Untrusted } from "../files.js"
-import type { Calls } from "../syscalls.js"
+import { ownDirsBelow } from "../filesystem/dirs.js"
+import { describe, errnoCode, spoolIO } from "../errors/errors.js"
+import { Untrusted } from "../filesystem/files.js"
+import type { Calls } from "../filesystem/syscalls.js"
 import { QUARANTINE, quarantineDir, quarantineName, stateDir, stateParts } from "./layout.js"
 
 /** Moves FILE (in the spool's .pmjq, so on its filesystem) aside; returns where it went. */

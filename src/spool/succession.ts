@@ -12,9 +12,9 @@
  */
 import { Either } from "effect"
 import * as path from "node:path"
-import { decodeHeartbeat, writerOf } from "../decode.js"
-import { stillRuns } from "../proc.js"
-import type { Calls } from "../syscalls.js"
+import { decodeHeartbeat, writerOf } from "../record/decode.js"
+import { stillRuns } from "../process/proc.js"
+import type { Calls } from "../filesystem/syscalls.js"
 import { isHidden, nodesDir } from "./layout.js"
 
 const defaultId = (host: string) => new RegExp(`^${host.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}-\\d+$`)

@@ -10,7 +10,7 @@
  * believed. A listing is made anyway once a minute: on a network filesystem
  * the attributes may be cached, and the clocks are another machine's.
  */
-import type { Calls } from "../syscalls.js"
+import type { Calls } from "../filesystem/syscalls.js"
 
 /** The longest a folder goes without a listing. */
 const LIST_EVERY_MS = 60_000

@@ -12,9 +12,9 @@ import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporte
 import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
-import { verifyFileFolder } from "../dirs.js"
-import { CannotServeMetrics, describe } from "../errors.js"
-import { threadedCalls } from "../syscalls.js"
+import { verifyFileFolder } from "../filesystem/dirs.js"
+import { CannotServeMetrics, describe } from "../errors/errors.js"
+import { threadedCalls } from "../filesystem/syscalls.js"
 import { serveMetrics } from "./metricsServer.js"
 import type { MetricsSettings } from "./settings.js"
 

@@ -7,7 +7,7 @@
  * ~5 % of a drain's throughput).
  */
 import { Clock, Effect, Exit, Metric, Option, Ref } from "effect"
-import type { JobRecord } from "../record.js"
+import type { JobRecord } from "../record/record.js"
 import { claimTried, dispatchLatency, jobEnded } from "./metrics.js"
 import { type MetricsSettings, metricsWanted, type TraceSettings } from "./settings.js"
 

@@ -7,7 +7,7 @@
  * checks each against what a real drain exports.
  */
 import { Effect, Metric, MetricBoundaries } from "effect"
-import { type Outcome, OUTCOMES } from "../record.js"
+import { type Outcome, OUTCOMES } from "../record/record.js"
 
 // 10 ms to ~3 h, four buckets per decade and a half: jobs are seconds to hours.
 const durations = MetricBoundaries.exponential({ start: 0.01, factor: 3, count: 14 })

@@ -13,7 +13,7 @@
  */
 import { Effect, FiberSet } from "effect"
 import * as http from "node:http"
-import { CannotServeMetrics, describe } from "../errors.js"
+import { CannotServeMetrics, describe } from "../errors/errors.js"
 import type { ListenAddress } from "./settings.js"
 
 const MAX_CONNECTIONS = 16

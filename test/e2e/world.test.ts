@@ -9,7 +9,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import type { SpawnReport, SpawnRequest } from "../../src/job/protocol.js"
+import type { SpawnReport, SpawnRequest } from "../../src/spawner/protocol.js"
 import { BIN, records, run, runsHere, tempDir, waitFor, workspace } from "./harness.js"
 import { addUsers, asUser, gidOf, rootMissing, sharedSpool, submitAs, uidOf } from "./users.js"
 

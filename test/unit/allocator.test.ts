@@ -1,6 +1,6 @@
-/** pmjq's malloc setting is its own: the environment its jobs get is the one it was started with (src/allocator.ts). */
+/** pmjq's malloc setting is its own: the environment its jobs get is the one it was started with (src/process/allocator.ts). */
 import { describe, expect, it } from "vitest"
-import { asStartedByShebang, restoreEnvironment } from "../../src/allocator.js"
+import { asStartedByShebang, restoreEnvironment } from "../../src/process/allocator.js"
 
 describe("allocator", () => {
   it("puts back the caller's MALLOC_ARENA_MAX, or none, after the #! line set its own", () => {

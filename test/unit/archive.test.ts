@@ -4,9 +4,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Archive, reserveEntry } from "../../src/job/Archive.js"
-import { type Calls, Syscalls } from "../../src/syscalls.js"
-import { judge, type JobRecord } from "../../src/record.js"
-import { parseDuration } from "../../src/duration.js"
+import { type Calls, Syscalls } from "../../src/filesystem/syscalls.js"
+import { judge, type JobRecord } from "../../src/record/record.js"
+import { parseDuration } from "../../src/cli/duration.js"
 import { Duration, Either, Layer } from "effect"
 
 const record = (name: string): JobRecord => ({

@@ -4,7 +4,7 @@ import { judgeDependencies, loopsAmong } from "../../src/job/dependencies.js"
 import {
   directiveLines, type Directives, HEAD_MAX, LINE_MAX, NO_DIRECTIVES, parseDirectives, readDirectives, withDirectives, withoutHold
 } from "../../src/job/directives.js"
-import type { EndedNote } from "../../src/decode.js"
+import type { EndedNote } from "../../src/record/decode.js"
 import { makePending } from "../../src/spool/Pending.js"
 
 const parsed = (text: string) => Either.getOrThrow(parseDirectives(text))

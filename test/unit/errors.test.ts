@@ -1,6 +1,6 @@
-/** Errors said in one line, with the kernel's name even where libuv has none (src/errors.ts). */
+/** Errors said in one line, with the kernel's name even where libuv has none (src/errors/errors.ts). */
 import { describe as suite, expect, it } from "vitest"
-import { describe, errnoCode } from "../../src/errors.js"
+import { describe, errnoCode } from "../../src/errors/errors.js"
 
 const systemError = (message: string, code: string) => Object.assign(new Error(message), { code })
 

@@ -2,8 +2,8 @@
 import { Effect } from "effect"
 import { describe, expect, it, vi } from "vitest"
 import { render } from "../../src/cli/status.js"
-import { escapedName, visible } from "../../src/text.js"
-import { type LogFormat, logLayer } from "../../src/log.js"
+import { escapedName, visible } from "../../src/log/text.js"
+import { type LogFormat, logLayer } from "../../src/log/log.js"
 import type { SpoolView } from "../../src/spool/view.js"
 
 /** An OSC that retitles the terminal, and a C1 CSI (one byte, 0x9b) that recolours it. */

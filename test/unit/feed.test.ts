@@ -9,7 +9,7 @@ import { makeFeed } from "../../src/spool/feed.js"
 import { makeUnchanged } from "../../src/spool/unchanged.js"
 import { makePending } from "../../src/spool/Pending.js"
 import { SpoolLive } from "../../src/spool/Spool.js"
-import { type Calls, Syscalls } from "../../src/syscalls.js"
+import { type Calls, Syscalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs } from "../memoryfs.js"
 
 const SPOOL = "/spool"

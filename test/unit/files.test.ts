@@ -1,14 +1,14 @@
-/** Creating, reading and copying files in places users can reach (src/files.ts, src/dirs.ts, src/decode.ts). */
+/** Creating, reading and copying files in places users can reach (src/filesystem/files.ts, src/filesystem/dirs.ts, src/record/decode.ts). */
 import { Either } from "effect"
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { decodeHeartbeat, decodeRecord, isJobName } from "../../src/decode.js"
-import { mkdirs, ownDirProblem, parentProblem } from "../../src/dirs.js"
-import { threadedCalls } from "../../src/syscalls.js"
-import * as files from "../../src/files.js"
+import { decodeHeartbeat, decodeRecord, isJobName } from "../../src/record/decode.js"
+import { mkdirs, ownDirProblem, parentProblem } from "../../src/filesystem/dirs.js"
+import { threadedCalls } from "../../src/filesystem/syscalls.js"
+import * as files from "../../src/filesystem/files.js"
 
 let dir = ""
 let umask = 0

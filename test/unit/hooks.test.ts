@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { type Episode, noEpisode, step } from "../../src/hooks.js"
+import { type Episode, noEpisode, step } from "../../src/hooks/hooks.js"
 
 /** Feeds one observation a second; returns the seconds at which the command fired. */
 const firings = (states: ReadonlyArray<boolean>, afterMs: number) => {

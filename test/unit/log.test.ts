@@ -7,8 +7,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { CHUNK, followJob, openOutput, type OutputFile, type Sighting, type Watch } from "../../src/cli/log.js"
 import { endOf } from "../../src/cli/waited.js"
-import { OutputLost } from "../../src/errors.js"
-import type { JobRecord } from "../../src/record.js"
+import { OutputLost } from "../../src/errors/errors.js"
+import type { JobRecord } from "../../src/record/record.js"
 
 /** A file as a descriptor sees it: its bytes, whatever name it has now (or none). */
 interface FakeFile {

@@ -37,6 +37,10 @@ describe("the README's map of src/", () => {
     expect([...named(map())].filter((m) => !there.has(m) && !m.startsWith("test/") && !m.startsWith("scripts/")).sort()).toEqual([])
   })
 
+  it("src/ itself holds only the entry point and the composition root; the rest is in the folder of its part", () => {
+    expect(fs.readdirSync(src).filter((f) => f.endsWith(".ts")).sort()).toEqual(["bin.ts", "daemon.ts"])
+  })
+
   it("every folder of src/ has its part in the map", () => {
     const text = map()
     const folders = fs.readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name)

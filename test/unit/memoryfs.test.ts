@@ -8,8 +8,8 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Untrusted } from "../../src/files.js"
-import { type Calls, directCalls } from "../../src/syscalls.js"
+import { Untrusted } from "../../src/filesystem/files.js"
+import { type Calls, directCalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs } from "../memoryfs.js"
 
 interface World {

@@ -1,6 +1,6 @@
 import * as cp from "node:child_process"
 import { describe, expect, it } from "vitest"
-import { identify, signalGroupOf, startTicks, stillRuns, thisProcess } from "../../src/proc.js"
+import { identify, signalGroupOf, startTicks, stillRuns, thisProcess } from "../../src/process/proc.js"
 
 const exited = (child: cp.ChildProcess) =>
   new Promise<NodeJS.Signals | null>((resolve) => child.once("exit", (_code, signal) => resolve(signal)))

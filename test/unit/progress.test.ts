@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { progressLine } from "../../src/progress.js"
+import { progressLine } from "../../src/log/progress.js"
 
 describe("drain progress", () => {
   it("says done/total, running, rate and time left", () => {

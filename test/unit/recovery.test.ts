@@ -5,12 +5,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Archive } from "../../src/job/Archive.js"
-import { deathOf, makeRecovery, stillRunning } from "../../src/recovery.js"
-import { type ProcessId, startTicks, stillRuns } from "../../src/proc.js"
+import { deathOf, makeRecovery, stillRunning } from "../../src/recovery/recovery.js"
+import { type ProcessId, startTicks, stillRuns } from "../../src/process/proc.js"
 import type { LeftoverNames } from "../../src/spool/layout.js"
 import { type Heartbeat, Nodes, NodesLive, type NodeView } from "../../src/spool/Nodes.js"
 import { SpoolLive } from "../../src/spool/Spool.js"
-import { type Calls, Syscalls } from "../../src/syscalls.js"
+import { type Calls, Syscalls } from "../../src/filesystem/syscalls.js"
 
 const NOW = Date.parse("2026-11-29T12:00:00.000Z")
 const LEASE = 60_000

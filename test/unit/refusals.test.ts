@@ -6,8 +6,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Logger, Option } from "effect"
 import { KEEP, RefusalsKept, RefusalsKeptLive } from "../../src/job/RefusalsKept.js"
-import { type JobRecord, recordText } from "../../src/record.js"
-import { Syscalls } from "../../src/syscalls.js"
+import { type JobRecord, recordText } from "../../src/record/record.js"
+import { Syscalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs, type MemoryFs } from "../memoryfs.js"
 
 const ERRORS = "/errors"

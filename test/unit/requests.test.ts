@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, HashMap, Layer, Logger } from "effect"
-import type { Calls } from "../../src/syscalls.js"
+import type { Calls } from "../../src/filesystem/syscalls.js"
 import { Requests, RequestsLive } from "../../src/spool/Requests.js"
-import { Syscalls } from "../../src/syscalls.js"
+import { Syscalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs, type MemoryFs } from "../memoryfs.js"
 
 const SPOOL = "/spool"

@@ -6,8 +6,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Readable } from "node:stream"
 import { Spool, SpoolLive } from "../../src/spool/Spool.js"
-import { Syscalls } from "../../src/syscalls.js"
-import { logLines } from "../../src/text.js"
+import { Syscalls } from "../../src/filesystem/syscalls.js"
+import { logLines } from "../../src/log/text.js"
 
 const spoolAt = (dir: string) => Spool.pipe(Effect.provide(SpoolLive({ spool: dir, node: "n1" }).pipe(Layer.provide(Syscalls.Direct))))
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { jobText, shellQuote, uniqueName, waitStatus } from "../../src/cli/submit.js"
 import { isOwnRecord } from "../../src/spool/view.js"
-import type { JobRecord } from "../../src/record.js"
+import type { JobRecord } from "../../src/record/record.js"
 
 describe("submit", () => {
   it("quotes words for /bin/sh exactly", () => {

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { groupCommit, Syscalls } from "../../src/syscalls.js"
+import { groupCommit, Syscalls } from "../../src/filesystem/syscalls.js"
 
 const chosen = (dirs: ReadonlyArray<string>) => Effect.provide(Syscalls, Syscalls.forDirectories(dirs))
 const direct = Effect.provide(Syscalls, Syscalls.Direct)

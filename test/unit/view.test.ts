@@ -7,7 +7,7 @@ import * as path from "node:path"
 import { besideClaim, endedFile, heartbeatFile, heldName, pausedFile, runningDir, stateDir } from "../../src/spool/layout.js"
 import { render, watchEvery } from "../../src/cli/status.js"
 import { type NodeLimits, viewSpool, type Waiting, whyWaiting } from "../../src/spool/view.js"
-import { type Calls, Syscalls } from "../../src/syscalls.js"
+import { type Calls, Syscalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs } from "../memoryfs.js"
 
 describe("viewSpool", () => {

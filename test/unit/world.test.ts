@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { PRIVATE, recordKeeping, SHARED_WITH_GROUP } from "../../src/files.js"
+import { PRIVATE, recordKeeping, SHARED_WITH_GROUP } from "../../src/filesystem/files.js"
 import {
   fdinfoFlags,
   jobCommand,
@@ -9,7 +9,7 @@ import {
   O_CLOEXEC,
   OWNER_PATH,
   strayDescriptors
-} from "../../src/job/world.js"
+} from "../../src/spawner/world.js"
 
 const alice: JobUser = { uid: 1001, gid: 1002, name: "alice", home: "/home/alice", shell: "/bin/bash" }
 const pmjqEnv = {

@@ -9,7 +9,7 @@
  */
 import * as path from "node:path"
 import { Data } from "effect"
-import { describe, errnoCode } from "./errors.js"
+import { describe, errnoCode } from "../errors/errors.js"
 import { type Calls, type Stat, threadedCalls } from "./syscalls.js"
 
 /** pmjq's own folders and the archive: readable by all (users find their entries), written by pmjq only. */

@@ -5,7 +5,7 @@
  * does not decode is set aside (quarantine), never trusted and never fatal.
  */
 import { Either, ParseResult, Schema } from "effect"
-import type { ProcessId } from "./proc.js"
+import type { ProcessId } from "../process/proc.js"
 import { type JobRecord, OUTCOMES } from "./record.js"
 
 /**
@@ -111,7 +111,7 @@ const HeartbeatSchema = Schema.Struct({
    * jobs run on under them, and the next pmjq with this node id adopts them.
    */
   left: Schema.optional(Schema.Boolean),
-  /** What its spawners speak (job/protocol.ts: SPAWNER_PROTOCOL); 1 before pmjq said. */
+  /** What its spawners speak (spawner/protocol.ts: SPAWNER_PROTOCOL); 1 before pmjq said. */
   protocol: Schema.optionalWith(Count, { default: () => 1 }),
   /**
    * What holds its queue back, for `pmjq status` to say why a job waits:

@@ -16,9 +16,9 @@
 import { Duration, Effect, FiberSet, Option, Queue, Ref, type Scope, Stream, SubscriptionRef } from "effect"
 import * as fsp from "node:fs/promises"
 import { HookRunner, hookSucceeded } from "./hooks.js"
-import type { JobRecord } from "./record.js"
-import { entryFiles } from "./spool/layout.js"
-import { hookFailed, hookFired, hooksDroppedBy } from "./telemetry/metrics.js"
+import type { JobRecord } from "../record/record.js"
+import { entryFiles } from "../spool/layout.js"
+import { hookFailed, hookFired, hooksDroppedBy } from "../telemetry/metrics.js"
 
 export interface FinishHookSettings {
   readonly spool: string

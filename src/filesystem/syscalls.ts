@@ -20,7 +20,7 @@ import type { Readable } from "node:stream"
 import { promisify } from "node:util"
 import * as path from "node:path"
 import * as files from "./files.js"
-import { escapedName } from "./text.js"
+import { escapedName } from "../log/text.js"
 import type { Ownership, Stat } from "./files.js"
 
 // What pmjq reads of an lstat or stat (files.ts), for the callers of these calls.

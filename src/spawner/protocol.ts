@@ -7,8 +7,8 @@
  *   out: { id, pid, startTicks } | { id, error: { code, message } }
  *        | { id, exitCode, signal, startedAt, endedAt, recorded }
  */
-import type { ProcessId } from "../proc.js"
-import type { RecordBase } from "../record.js"
+import type { ProcessId } from "../process/proc.js"
+import type { RecordBase } from "../record/record.js"
 import type { JobUser } from "./world.js"
 
 /**

@@ -31,10 +31,10 @@
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import type { Readable, Transform, Writable } from "node:stream"
-import { createNew, type Ownership, PRIVATE, readRegular, recordKeeping, replaceWhole, writeNew } from "../files.js"
-import { isZombie, startTicks, stillRuns } from "../proc.js"
-import { logLines } from "../text.js"
-import { recordText, startedRecord } from "../record.js"
+import { createNew, type Ownership, PRIVATE, readRegular, recordKeeping, replaceWhole, writeNew } from "../filesystem/files.js"
+import { isZombie, startTicks, stillRuns } from "../process/proc.js"
+import { logLines } from "../log/text.js"
+import { recordText, startedRecord } from "../record/record.js"
 import type { KeepRequest, SpawnerMessage, SpawnReport, SpawnRequest } from "./protocol.js"
 import { fdinfoFlags, jobCommand, jobDirectory, jobEnvironment, type JobUser, strayDescriptors } from "./world.js"
 
@@ -88,7 +88,7 @@ closeStrayDescriptors()
 
 // Every job starts with umask 022, whatever pmjq's (a daemon started by hand
 // from a shell with umask 000 would make every job's files world-writable).
-// The files this helper makes have explicit modes (files.ts), so this affects
+// The files this helper makes have explicit modes (filesystem/files.ts), so this affects
 // only the jobs.
 process.umask(0o022)
 

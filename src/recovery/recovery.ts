@@ -22,14 +22,14 @@
  * its archival but before it was done, its hook may run twice.
  */
 import { Clock, Duration, Effect, Metric, Option } from "effect"
-import { Archive, destinationOf, type FinishedJob } from "./job/Archive.js"
-import { spawnersOf, writerOf } from "./decode.js"
-import { isSameProcess, type ProcessId, stillRuns } from "./proc.js"
-import { iso, type JobRecord, unstartedRecord } from "./record.js"
-import { deadOf, type LeftoverNames } from "./spool/layout.js"
-import { type Heartbeat, type Leftover, Nodes, type NodeView } from "./spool/Nodes.js"
-import { Spool } from "./spool/Spool.js"
-import { nodes as nodesSeen } from "./telemetry/metrics.js"
+import { Archive, destinationOf, type FinishedJob } from "../job/Archive.js"
+import { spawnersOf, writerOf } from "../record/decode.js"
+import { isSameProcess, type ProcessId, stillRuns } from "../process/proc.js"
+import { iso, type JobRecord, unstartedRecord } from "../record/record.js"
+import { deadOf, type LeftoverNames } from "../spool/layout.js"
+import { type Heartbeat, type Leftover, Nodes, type NodeView } from "../spool/Nodes.js"
+import { Spool } from "../spool/Spool.js"
+import { nodes as nodesSeen } from "../telemetry/metrics.js"
 
 export type Orphans = "requeue" | "fail"
 

@@ -9,13 +9,13 @@
  * Each fires once per episode: again only after the state has ended and come
  * back. A sampler on a Schedule looks at the daemon every second; a command
  * runs in its own fiber, so a slow or failing one never holds up dispatch.
- * The HookRunner here also runs --on-finish's commands (finishHooks.ts).
+ * The HookRunner here also runs --on-finish's commands (hooks/finishHooks.ts).
  */
 import { Clock, Context, Deferred, Duration, Effect, FiberId, Layer, Option, Schedule } from "effect"
 import * as cp from "node:child_process"
 import * as readline from "node:readline"
-import { identify, type ProcessId, signalGroupOf } from "./proc.js"
-import { hookFailed, hookFired } from "./telemetry/metrics.js"
+import { identify, type ProcessId, signalGroupOf } from "../process/proc.js"
+import { hookFailed, hookFired } from "../telemetry/metrics.js"
 
 export type Limit = "load" | "max-jobs"
 
