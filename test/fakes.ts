@@ -2,7 +2,7 @@
  * In-memory stand-ins for the services the daemon talks through, so the
  * pipeline can be tested with TestClock: no files, no processes, no sleeps.
  */
-import { PLAIN } from "../src/job/directives.js"
+import { PLAIN } from "../src/directives/directives.js"
 import type { Pause } from "../src/spool/pauses.js"
 import { Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Ref } from "effect"
 import { LoadAverage } from "../src/gate/LoadAverage.js"
@@ -15,7 +15,7 @@ import { stamp } from "../src/spool/layout.js"
 import type { DaemonSettings } from "../src/daemon.js"
 import { ArchiveFailed, JobBusy, SpawnFailed, SpoolIOError } from "../src/errors/errors.js"
 import { HookRunner } from "../src/hooks/hooks.js"
-import { Users } from "../src/job/Users.js"
+import { Users } from "../src/owners/Users.js"
 import { type Heartbeat, Nodes } from "../src/spool/Nodes.js"
 import { type CancelRequest, Requests } from "../src/spool/Requests.js"
 import { Spool } from "../src/spool/Spool.js"

@@ -5,7 +5,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, type Duration, Effect, Schedule } from "effect"
 import * as path from "node:path"
-import { Users } from "../job/Users.js"
+import { Users } from "../owners/Users.js"
 import { escapeJson } from "../log/log.js"
 import { visible } from "../log/text.js"
 import { requireSpool } from "../spool/Spool.js"

@@ -1,7 +1,7 @@
 /**
  * What `pmjq submit` lets a job ask for: --after, --after-any, --priority and
  * --hold, checked here and written into the job as `#PMJQ` lines
- * (job/directives.ts), so that a submitted job and a dropped one are the same
+ * (directives/directives.ts), so that a submitted job and a dropped one are the same
  * thing on disk.
  */
 import { Options } from "@effect/cli"
@@ -9,8 +9,8 @@ import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import { isJobName } from "../record/decode.js"
 import { InputMissing, NotPermitted, UsageError } from "../errors/errors.js"
-import type { Directives } from "../job/directives.js"
-import { MAX_DEPENDENCIES, PRIORITY_MAX, PRIORITY_MIN } from "../job/directives.js"
+import type { Directives } from "../directives/directives.js"
+import { MAX_DEPENDENCIES, PRIORITY_MAX, PRIORITY_MIN } from "../directives/directives.js"
 import { dependencyFacts } from "../spool/dependencyFacts.js"
 import { stateDir } from "../spool/layout.js"
 import { threadedCalls } from "../filesystem/syscalls.js"

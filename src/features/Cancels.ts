@@ -16,7 +16,7 @@
  */
 import { Context, Deferred, Effect, Fiber, HashMap, Layer, Option, Ref } from "effect"
 import * as path from "node:path"
-import { Users } from "../job/Users.js"
+import { Users } from "../owners/Users.js"
 import { type CancelRequest, type Holder, Requests } from "../spool/Requests.js"
 import { Spool } from "../spool/Spool.js"
 import { DaemonConfig } from "./Config.js"

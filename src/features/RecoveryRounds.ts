@@ -5,13 +5,13 @@
  * previous run left running (--on-stop leave) is adopted before dispatch
  * starts: watched (job/Adopted.ts) and counted like a job of this run.
  */
-import { PLAIN } from "../job/directives.js"
+import { PLAIN } from "../directives/directives.js"
 import { Effect, Fiber, HashMap, Layer, Option, Ref, Schedule } from "effect"
 import { spawnersOf } from "../record/decode.js"
 import { CannotAdopt } from "../errors/errors.js"
-import { watchAdopted } from "../job/Adopted.js"
+import { type Adoptable, watchAdopted } from "../job/Adopted.js"
 import { SPAWNER_PROTOCOL } from "../spawner/protocol.js"
-import { type Adoptable, makeRecovery } from "../recovery/recovery.js"
+import { makeRecovery } from "../recovery/recovery.js"
 import { type ProcessId, stillRuns } from "../process/proc.js"
 import { claimedName } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"

@@ -8,7 +8,7 @@
 import { Effect, HashMap, Layer, Metric, Option, Ref, Schedule } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { Gate } from "../gate/Gate.js"
-import { Users } from "../job/Users.js"
+import { Users } from "../owners/Users.js"
 import * as M from "../telemetry/metrics.js"
 import { metricsWanted } from "../telemetry/settings.js"
 import { DaemonConfig } from "./Config.js"

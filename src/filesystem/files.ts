@@ -37,7 +37,7 @@ export interface Ownership {
 
 /**
  * What a file is, as lstat saw it (a symlink is not followed): what pmjq
- * checks before it runs a claimed file (job/refusal.ts).
+ * checks before it runs a claimed file (owners/refusal.ts).
  */
 export interface FileFacts {
   readonly isFile: boolean

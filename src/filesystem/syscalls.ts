@@ -76,7 +76,7 @@ export interface Calls {
   /**
    * FILE as a descriptor sees it (no symlink followed, no FIFO waited on):
    * what it is, and its first MAX bytes when it is a regular file `wanted`
-   * says to read (a job's directives, job/directives.ts).
+   * says to read (a job's directives, directives/directives.ts).
    */
   readonly head: (file: string, max: number, wanted: (stat: Stat) => boolean) => Promise<files.Head>
   /** A file's bytes as a stream (captured output passed through to pmjq's own). */

@@ -11,9 +11,8 @@
  */
 import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as fs from "node:fs"
-import { isSameProcess, signalGroupOf, stillRuns } from "../process/proc.js"
+import { isSameProcess, type ProcessId, signalGroupOf, stillRuns } from "../process/proc.js"
 import { type Ending, iso, type JobRecord, judge, type ProcessExit, startedRecord } from "../record/record.js"
-import type { Adoptable } from "../recovery/recovery.js"
 import type { LeftoverNames } from "../spool/layout.js"
 import { Nodes } from "../spool/Nodes.js"
 import { Archive } from "./Archive.js"
@@ -27,6 +26,16 @@ export interface AdoptedSettings {
 
 // Linux's USER_HZ: /proc counts process start times in these.
 const TICKS_PER_SECOND = 100
+
+
+/** A job a leaving pmjq left running under its spawners, for this one to adopt (recovery/recovery.ts: stillRunning). */
+export interface Adoptable {
+  readonly names: LeftoverNames
+  /** Its process; null when the heartbeat did not list it with its start time. */
+  readonly process: { readonly pid: number; readonly startTicks: number } | null
+  /** The spawners it was left to: while one lives, its record may still come. */
+  readonly helpers: ReadonlyArray<ProcessId>
+}
 
 /** When the process that started at TICKS started, in ms since the epoch (btime from /proc/stat). */
 const startedAtMs = (ticks: number): number | null => {

@@ -16,7 +16,7 @@ import { JobBusy, SpawnFailed } from "../errors/errors.js"
 import { identify, type ProcessId, signalGroupOf } from "../process/proc.js"
 import type { ProcessExit, RecordBase } from "../record/record.js"
 import type { KeepRequest, SpawnReport, SpawnRequest } from "../spawner/protocol.js"
-import type { Account } from "./Users.js"
+import type { Account } from "../owners/Users.js"
 
 /**
  * A new file (never one that exists), or "inherit": pmjq's own stdout/stderr,

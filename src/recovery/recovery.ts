@@ -22,6 +22,7 @@
  * its archival but before it was done, its hook may run twice.
  */
 import { Clock, Duration, Effect, Metric, Option } from "effect"
+import type { Adoptable } from "../job/Adopted.js"
 import { Archive, destinationOf, type FinishedJob } from "../job/Archive.js"
 import { spawnersOf, writerOf } from "../record/decode.js"
 import { isSameProcess, type ProcessId, stillRuns } from "../process/proc.js"
@@ -67,15 +68,6 @@ export const deathOf = (
   return age > leaseMs ? `its last heartbeat is ${Math.round(age / 1000)} s old (lease ${leaseMs / 1000} s)` : null
 }
 
-
-/** A job a leaving pmjq left running under its spawners, for this one to adopt. */
-export interface Adoptable {
-  readonly names: LeftoverNames
-  /** Its process; null when the heartbeat did not list it with its start time. */
-  readonly process: { readonly pid: number; readonly startTicks: number } | null
-  /** The spawners it was left to: while one lives, its record may still come. */
-  readonly helpers: ReadonlyArray<ProcessId>
-}
 
 /**
  * Whether the job NAMES is one the leaving pmjq of heartbeat HB left running:

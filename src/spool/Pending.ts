@@ -3,7 +3,7 @@
  * kept per owner.
  *
  * One binary heap per owner (the file's uid), each ordered by priority (its
- * `#PMJQ --priority`, job/directives.ts), then the time a file became ready
+ * `#PMJQ --priority`, directives/directives.ts), then the time a file became ready
  * (its ctime: the rename into the spool or the chmod +x that made it
  * runnable), then by arrival. Offer is O(log n); taking the next job looks
  * at the top of each owner's heap only, O(owners + log n), so dispatch costs
@@ -19,7 +19,7 @@
  * like a job, and delays only that owner.
  */
 import { Effect } from "effect"
-import type { Read } from "../job/directives.js"
+import type { Read } from "../directives/directives.js"
 
 export interface Candidate {
   readonly name: string
@@ -33,7 +33,7 @@ export interface Candidate {
   readonly uid: number
   /** -20..20 (directives.ts), higher first; 0 when the file says none. */
   readonly priority?: number
-  /** What its head said (job/directives.ts), when it was read: hints for ordering and waiting, decided again once claimed. */
+  /** What its head said (directives/directives.ts), when it was read: hints for ordering and waiting, decided again once claimed. */
   readonly read?: Read
   /** Why it is to end dependency-failed without waiting (its dependencies loop), when so. */
   readonly loop?: string

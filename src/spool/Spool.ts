@@ -25,9 +25,9 @@ import { makeTrustedReader } from "./quarantine.js"
 import { type Calls, type Stat, Syscalls, threadedCalls } from "../filesystem/syscalls.js"
 import { makeUnchanged } from "./unchanged.js"
 import type { Candidate } from "./Pending.js"
-import { HEAD_MAX, mayRaise, PLAIN, type Read, readDirectives } from "../job/directives.js"
+import { HEAD_MAX, mayRaise, PLAIN, type Read, readDirectives } from "../directives/directives.js"
 import type { Head } from "../filesystem/files.js"
-import type { DependencyFacts, Verdict } from "../job/dependencies.js"
+import type { DependencyFacts, Verdict } from "../directives/dependencies.js"
 import { type Dependent, dependencyFacts, judgeDependents } from "./dependencyFacts.js"
 import { ENDED_KEPT, pruneEnded } from "./ended.js"
 import { type Pause, readPause } from "./pauses.js"
@@ -48,7 +48,7 @@ export interface Claim {
    * delete its own file (-1: not known).
    */
   readonly owner: number
-  /** Its directives, read through the claim's own descriptor (job/directives.ts): what decides whether it runs now. */
+  /** Its directives, read through the claim's own descriptor (directives/directives.ts): what decides whether it runs now. */
   readonly read: Read
   /** The dependency loop the queue found it in, if any (spool/feed.ts): it ends unrun. */
   readonly loop?: string
@@ -69,7 +69,7 @@ const worthReading = (name: string) => (s: Stat) => s.isFile() && isJob(name, s)
 
 /**
  * The candidate NAME is, as its descriptor saw it (Calls.head): its owner, when
- * it became ready, and what its directives ask (job/directives.ts). Hints for
+ * it became ready, and what its directives ask (directives/directives.ts). Hints for
  * ordering and waiting only: what runs is decided on the claimed file.
  */
 export const candidateOf = (name: string, s: Stat, head: Head): Candidate => {

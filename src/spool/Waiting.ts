@@ -1,13 +1,13 @@
 /**
  * The jobs this node saw that may not start yet: held (`#PMJQ --hold`), or
- * waiting for their dependencies (job/dependencies.ts). They take no slot and
+ * waiting for their dependencies (directives/dependencies.ts). They take no slot and
  * no process, and are not in the pending queue: each review (a rescan, a job
  * of this node ending) judges them again, and those free to go (or doomed:
  * a dependency failed, a loop) are handed to the queue. Held by a file moved
  * aside (`pmjq hold`), a job is not even listed: it is no job until released.
  */
-import type { Directives } from "../job/directives.js"
-import { dependencyNames, type Verdict } from "../job/dependencies.js"
+import type { Directives } from "../directives/directives.js"
+import { dependencyNames, type Verdict } from "../directives/dependencies.js"
 import type { Candidate } from "./Pending.js"
 
 export interface WaitingJob {

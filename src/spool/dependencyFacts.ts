@@ -1,5 +1,5 @@
 /**
- * The facts a job's dependencies are judged on (job/dependencies.ts), looked
+ * The facts a job's dependencies are judged on (directives/dependencies.ts), looked
  * up in the spool for each name, among the jobs of the dependent's own owner
  * only (names are public: no other user's file, held file, claim or note of
  * that name may stand in for it): queued (an lstat), held
@@ -11,8 +11,8 @@
  * LOOKUPS a review: thousands of jobs waiting on one build cost one lookup.
  */
 import * as path from "node:path"
-import { type DependencyFacts, dependencyNames, judgeDependencies, loopsAmong, type Presence, type Verdict } from "../job/dependencies.js"
-import type { Directives } from "../job/directives.js"
+import { type DependencyFacts, dependencyNames, judgeDependencies, loopsAmong, type Presence, type Verdict } from "../directives/dependencies.js"
+import type { Directives } from "../directives/directives.js"
 import type { EndedNote } from "../record/decode.js"
 import type { Calls } from "../filesystem/syscalls.js"
 import { readEnded } from "./ended.js"

@@ -18,7 +18,7 @@
 import { Chunk, Duration, Effect, Mailbox, Option, Queue, Schedule } from "effect"
 import type { SpoolIOError } from "../errors/errors.js"
 import { isCancelRequest } from "./layout.js"
-import { dependencyNames } from "../job/dependencies.js"
+import { dependencyNames } from "../directives/dependencies.js"
 import { LOOKUPS } from "./dependencyFacts.js"
 import type { Candidate, Pending } from "./Pending.js"
 import { makeWaiting, type WaitingJob } from "./Waiting.js"

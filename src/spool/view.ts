@@ -13,10 +13,10 @@ import * as path from "node:path"
 import { decodeCancelRequest, decodeHeartbeat, decodeRecord, type PauseNote } from "../record/decode.js"
 import { ownDirProblem } from "../filesystem/dirs.js"
 import { factsOf, type FileFacts } from "../filesystem/files.js"
-import { dependencyNames, type Verdict } from "../job/dependencies.js"
-import { describeProblem, HEAD_MAX, PLAIN, type Read } from "../job/directives.js"
-import { refusal } from "../job/refusal.js"
-import { Users } from "../job/Users.js"
+import { dependencyNames, type Verdict } from "../directives/dependencies.js"
+import { describeProblem, HEAD_MAX, PLAIN, type Read } from "../directives/directives.js"
+import { refusal } from "../owners/refusal.js"
+import { Users } from "../owners/Users.js"
 import { isSameProcess, parentOf, procList, processes, type ProcessId, uidOf } from "../process/proc.js"
 import { iso, type JobRecord } from "../record/record.js"
 import {
@@ -67,7 +67,7 @@ export interface SpoolView {
     /** The same in words, with the numbers: `slots: -j 1 on n1, 1 running`. */
     readonly detail: string
     /**
-     * What its #PMJQ lines say (job/directives.ts): held (by `pmjq hold`, its
+     * What its #PMJQ lines say (directives/directives.ts): held (by `pmjq hold`, its
      * file then `.pmjq-held-NAME`, or by its own `--hold`), the jobs it runs
      * after, its priority (0 unless it says; a raise its owner may not give
      * counts 0). Null when they cannot be read: another user's file this
@@ -226,7 +226,7 @@ export const whyWaiting = (
   })
 }
 
-// ---- what a job's #PMJQ lines say (job/directives.ts), and why it waits with them ----
+// ---- what a job's #PMJQ lines say (directives/directives.ts), and why it waits with them ----
 
 /** A queued file as status reads it. */
 export interface Queued {
@@ -269,7 +269,7 @@ const priorityOf = (q: Queued) => q.read?.directives.priority ?? 0
 /**
  * Why each of QUEUED (oldest first) waits. A held job, and one whose
  * dependencies are not met yet (VERDICTS: what the dependencies of the jobs
- * with some say, job/dependencies.ts), is in no node's queue: it is said so.
+ * with some say, directives/dependencies.ts), is in no node's queue: it is said so.
  * The others are walked as the dispatchers take them (whyWaiting), highest
  * priority first, then oldest. REFUSAL: why every node would refuse a file
  * (a #PMJQ line pmjq does not understand is refused too); a job whose

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
-import { judgeDependencies, loopsAmong } from "../../src/job/dependencies.js"
+import { judgeDependencies, loopsAmong } from "../../src/directives/dependencies.js"
 import {
   directiveLines, type Directives, HEAD_MAX, LINE_MAX, NO_DIRECTIVES, parseDirectives, readDirectives, withDirectives, withoutHold
-} from "../../src/job/directives.js"
+} from "../../src/directives/directives.js"
 import type { EndedNote } from "../../src/record/decode.js"
 import { makePending } from "../../src/spool/Pending.js"
 

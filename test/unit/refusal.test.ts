@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { FileFacts } from "../../src/filesystem/files.js"
-import { refusal, type RefusalPolicy } from "../../src/job/refusal.js"
+import { refusal, type RefusalPolicy } from "../../src/owners/refusal.js"
 
 const file = (over: Partial<FileFacts> = {}): FileFacts => ({ isFile: true, isSymlink: false, mode: 0o100755, uid: 1000, gid: 1000, nlink: 1, ino: 1, ...over })
 const policy = (over: Partial<RefusalPolicy> = {}): RefusalPolicy => ({ asRoot: false, runAsOwner: false, allowUsers: null, allowGroups: null, ...over })

@@ -9,7 +9,7 @@ import { Deferred, Effect, Either, Fiber, Layer, Logger, Option, Ref, TestClock 
 import { Archive } from "../../src/job/Archive.js"
 import { runJob } from "../../src/job/Job.js"
 import { ProcessRunner } from "../../src/job/Runner.js"
-import { Users } from "../../src/job/Users.js"
+import { Users } from "../../src/owners/Users.js"
 import type { JobRecord } from "../../src/record/record.js"
 import { makeRecovery, type Orphans } from "../../src/recovery/recovery.js"
 import { stamp } from "../../src/spool/layout.js"

@@ -1,5 +1,5 @@
 /**
- * The account lookups of --run-as-owner (job/Users.ts), with getent stood in
+ * The account lookups of --run-as-owner (owners/Users.ts), with getent stood in
  * for by a script first on PATH: "no such user" is an answer, kept a minute;
  * a getent that fails otherwise (a fork refused, a signal) is asked again and
  * never kept, since "no account" refuses a job for good.
@@ -9,7 +9,7 @@ import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { makeUsers, Users } from "../../src/job/Users.js"
+import { makeUsers, Users } from "../../src/owners/Users.js"
 
 /** A getent that fails FAILS times with STATUS, then exits with LAST, printing LINE; counts its runs. */
 const fakeGetent = (fails: number, status: number, last: number, line: string, command = "getent", said = "") => {

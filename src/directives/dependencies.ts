@@ -1,5 +1,5 @@
 /**
- * Whether a job's dependencies (`--after`, `--after-any`: job/directives.ts)
+ * Whether a job's dependencies (`--after`, `--after-any`: directives/directives.ts)
  * let it run, from facts gathered in the spool (spool/dependencyFacts.ts).
  * Pure: the same facts give the same verdict on every node.
  *
