@@ -171,48 +171,55 @@ type Spawned =
 const interrupted = <A>(value: A) => (cause: Cause.Cause<never>) =>
   Cause.isInterruptedOnly(cause) ? Effect.succeed(value) : Effect.failCause(cause)
 
-/**
- * Runs the job's process to its end. Called uninterruptibly; `restore` makes
- * the spawn and the wait interruptible, and a stop there is an ending too.
- */
-const end = (
-  claim: Claim,
-  settings: JobSettings,
-  job: Inspected,
-  files: ReturnType<typeof outputFiles> | null,
-  events: JobEvents,
-  restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-): Effect.Effect<Ended | "released" | "left", never, ProcessRunner | Spool | Scope.Scope> =>
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+/** An ending, with the time it came (and when its process started, if it did). */
+const endedNow = (ending: Ending, pid: number | null = null, startedAt?: number) =>
+  Effect.map(Clock.currentTimeMillis, (now): Ended => ({ ending, pid, startedAt: startedAt ?? now, endedAt: now }))
+
+/** Back to the queue, never started, unless a new job took its name meanwhile. */
+const handBack = (claim: Claim, why: string, said: string) =>
   Effect.gen(function*() {
-    const runner = yield* ProcessRunner
     const spool = yield* Spool
-    const ended = (ending: Ending, pid: number | null = null, startedAt?: number) =>
-      Effect.map(Clock.currentTimeMillis, (now): Ended => ({ ending, pid, startedAt: startedAt ?? now, endedAt: now }))
+    if (yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))) {
+      yield* Effect.logInfo(said).pipe(Effect.annotateLogs({ reason: why }))
+      return "released" as const
+    }
+    return yield* endedNow({ _tag: "NotStarted", reason: `${why}, and a new job took its name in the spool` })
+  })
+
+/** How a job ends before any process: refused, cancelled while claimed, a dependency failed, or back to wait; none when it is to start. */
+const beforeStart = (claim: Claim, job: Inspected, events: JobEvents) =>
+  Effect.gen(function*(): Effect.fn.Return<Option.Option<Ended | "released">, never, Spool> {
     if (job.refused !== null) {
       yield* events.processEnded
       yield* Effect.logWarning("rejected").pipe(Effect.annotateLogs({ reason: job.refused }))
-      return yield* ended({ _tag: "Rejected", reason: job.refused })
+      return Option.some(yield* endedNow({ _tag: "Rejected", reason: job.refused }))
     }
     // A cancel is seen before the job's dependencies: a waiting job cancelled is cancelled, not put back.
     const early = yield* Deferred.poll(events.cancel)
     if (Option.isSome(early)) {
       yield* events.processEnded
-      return yield* ended({ _tag: "Cancelled", by: yield* early.value, exit: null })
+      return Option.some(yield* endedNow({ _tag: "Cancelled", by: yield* early.value, exit: null }))
     }
     if (job.verdict._tag === "Failed") {
       yield* events.processEnded
       yield* Effect.logWarning("dependency failed").pipe(Effect.annotateLogs({ reason: job.verdict.reason }))
-      return yield* ended({ _tag: "DependencyFailed", reason: job.verdict.reason })
+      return Option.some(yield* endedNow({ _tag: "DependencyFailed", reason: job.verdict.reason }))
     }
     if (job.verdict._tag === "Waiting") {
       // Not to run yet: back to the queue, where it waits without a claim.
       yield* events.processEnded
-      if (yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))) {
-        yield* Effect.logInfo("waiting").pipe(Effect.annotateLogs({ reason: job.verdict.reason }))
-        return "released" as const
-      }
-      return yield* ended({ _tag: "NotStarted", reason: `${job.verdict.reason}, and a new job took its name in the spool` })
+      return Option.some(yield* handBack(claim, job.verdict.reason, "waiting"))
     }
+    return Option.none()
+  })
+
+/** The claim made durable, then the job's process started through a spawner: started, handed back, or unstartable. */
+const start = (claim: Claim, settings: JobSettings, job: Inspected, files: ReturnType<typeof outputFiles> | null, restore: Restore) =>
+  Effect.gen(function*(): Effect.fn.Return<Spawned, never, ProcessRunner | Spool | Scope.Scope> {
+    const runner = yield* ProcessRunner
+    const spool = yield* Spool
     // A stop while the spawner forks and execs: the process may be running by
     // the time the interruption is seen. Noted as soon as the spawn returns
     // (before any point where the stop can cut in), so that it is stopped and
@@ -237,7 +244,8 @@ const end = (
     // The claim is on disk before the job starts: after a power cut, a job
     // that ran is found claimed (recovery records it), never queued again.
     const uncommitted = yield* spool.commit(claim).pipe(Effect.as(null), Effect.catchAll((e) => Effect.succeed(e.reason)))
-    const spawned: Spawned = uncommitted !== null ? { _tag: "Back", why: `its claim could not be synced to disk (${uncommitted})` } : yield* restore(spawn).pipe(
+    if (uncommitted !== null) return { _tag: "Back", why: `its claim could not be synced to disk (${uncommitted})` }
+    return yield* restore(spawn).pipe(
       Effect.map((proc): Spawned => ({ _tag: "Started", proc })),
       Effect.catchTags({
         JobBusy: () => Effect.succeed<Spawned>({ _tag: "Back", why: "still open for writing (ETXTBSY)" }),
@@ -251,23 +259,11 @@ const end = (
         }))
       )
     )
-    if (spawned._tag === "Unstartable") {
-      yield* events.processEnded
-      return yield* ended({ _tag: "NotStarted", reason: spawned.reason })
-    }
-    if (spawned._tag === "Back") {
-      // Never started: back to the queue, unless a new job took its name.
-      yield* events.processEnded
-      if (yield* spool.release(claim).pipe(Effect.orElseSucceed(() => false))) {
-        yield* Effect.logInfo("released").pipe(Effect.annotateLogs({ reason: spawned.why }))
-        return "released" as const
-      }
-      return yield* ended({ _tag: "NotStarted", reason: `${spawned.why}, and a new job took its name in the spool` })
-    }
-    const proc = spawned.proc
-    const startedAt = yield* Clock.currentTimeMillis
-    yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
-    yield* events.started({ pid: proc.pid, startTicks: proc.startTicks })
+  })
+
+/** The wait for PROC's end: its exit, --timeout, a cancel, or a stop. */
+const waitFor = (proc: RunningProcess, settings: JobSettings, events: JobEvents, restore: Restore) =>
+  Effect.gen(function*(): Effect.fn.Return<Waited> {
     const exited: Effect.Effect<Waited> = Option.match(settings.timeout, {
       onNone: () => Effect.map(proc.exit, Option.some),
       onSome: (limit) => Effect.timeoutOption(proc.exit, limit)
@@ -292,26 +288,67 @@ const end = (
         )
       )
     yield* Ref.set(events.waiting, Option.none())
-    let ending: Ending
-    if (waited._tag === "Exited") {
-      ending = { _tag: "Exited", exit: waited.exit, interrupted: false, timedOut: null }
-    } else if (waited._tag === "Cancelled") {
-      yield* Effect.logInfo("cancelled; stopping its process group").pipe(Effect.annotateLogs({ by: waited.by }))
-      ending = { _tag: "Cancelled", by: waited.by, exit: yield* proc.terminate(settings.grace) }
-    } else if (waited._tag === "Stopped" && (yield* runner.leaving)) {
-      // --on-stop leave: it runs on under its spawner, which writes its record;
-      // the next pmjq with this node id adopts and archives it.
-      yield* Effect.logInfo("left running").pipe(Effect.annotateLogs({ pid: proc.pid }))
-      return "left" as const
-    } else if (waited._tag === "Stopped") {
-      ending = { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true, timedOut: null }
-    } else {
-      const limit = Duration.format(Option.getOrThrow(settings.timeout))
-      yield* Effect.logWarning("timed out; stopping its process group").pipe(Effect.annotateLogs({ timeout: limit }))
-      ending = { _tag: "Exited", exit: yield* proc.terminate(settings.grace), interrupted: false, timedOut: limit }
+    return waited
+  })
+
+/** What the wait's end makes of the job: its process stopped where pmjq judged so; "left" to its spawner on --on-stop leave. */
+const endingOf = (waited: Waited, proc: RunningProcess, settings: JobSettings) =>
+  Effect.gen(function*(): Effect.fn.Return<Ending | "left", never, ProcessRunner> {
+    switch (waited._tag) {
+      case "Exited":
+        return { _tag: "Exited", exit: waited.exit, interrupted: false, timedOut: null }
+      case "Cancelled":
+        yield* Effect.logInfo("cancelled; stopping its process group").pipe(Effect.annotateLogs({ by: waited.by }))
+        return { _tag: "Cancelled", by: waited.by, exit: yield* proc.terminate(settings.grace) }
+      case "Stopped": {
+        if (yield* (yield* ProcessRunner).leaving) {
+          // --on-stop leave: it runs on under its spawner, which writes its record;
+          // the next pmjq with this node id adopts and archives it.
+          yield* Effect.logInfo("left running").pipe(Effect.annotateLogs({ pid: proc.pid }))
+          return "left"
+        }
+        return { _tag: "Exited", exit: yield* proc.terminate(settings.killAfter), interrupted: true, timedOut: null }
+      }
+      case "TimedOut": {
+        const limit = Duration.format(Option.getOrThrow(settings.timeout))
+        yield* Effect.logWarning("timed out; stopping its process group").pipe(Effect.annotateLogs({ timeout: limit }))
+        return { _tag: "Exited", exit: yield* proc.terminate(settings.grace), interrupted: false, timedOut: limit }
+      }
     }
+  })
+
+/**
+ * Runs the job's process to its end. Called uninterruptibly; `restore` makes
+ * the spawn and the wait interruptible, and a stop there is an ending too.
+ */
+const end = (
+  claim: Claim,
+  settings: JobSettings,
+  job: Inspected,
+  files: ReturnType<typeof outputFiles> | null,
+  events: JobEvents,
+  restore: Restore
+): Effect.Effect<Ended | "released" | "left", never, ProcessRunner | Spool | Scope.Scope> =>
+  Effect.gen(function*() {
+    const early = yield* beforeStart(claim, job, events)
+    if (Option.isSome(early)) return early.value
+    const spawned = yield* start(claim, settings, job, files, restore)
+    if (spawned._tag === "Unstartable") {
+      yield* events.processEnded
+      return yield* endedNow({ _tag: "NotStarted", reason: spawned.reason })
+    }
+    if (spawned._tag === "Back") {
+      yield* events.processEnded
+      return yield* handBack(claim, spawned.why, "released")
+    }
+    const proc = spawned.proc
+    const startedAt = yield* Clock.currentTimeMillis
+    yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: proc.pid }))
+    yield* events.started({ pid: proc.pid, startTicks: proc.startTicks })
+    const ending = yield* endingOf(yield* waitFor(proc, settings, events, restore), proc, settings)
+    if (ending === "left") return ending
     yield* events.processEnded
-    return yield* ended(ending, proc.pid, startedAt)
+    return yield* endedNow(ending, proc.pid, startedAt)
   })
 
 /** Writes a job's end down (unless its spawner did) and archives it; retries go to `keep`. */
