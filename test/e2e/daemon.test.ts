@@ -3,6 +3,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { BIN, entries, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { identify, stillRuns } from "../../src/process/proc.js"
 
 const setup = workspace
 
@@ -341,12 +342,13 @@ describe("pmjq's spawners", () => {
     await waitFor("job started", () => daemon.output().stderr.includes("INFO started job=short"))
     const spawners = spawnersOf(daemon.child.pid!)
     expect(spawners).toHaveLength(2)
+    const known = spawners.map(identify)
     // What a terminal does on Ctrl-C: SIGINT to pmjq and its spawners alike.
     for (const spawner of spawners) process.kill(spawner, "SIGINT")
     daemon.child.kill("SIGINT")
     expect((await daemon.exited).code).toBe(0)
     expect(lines(t.ledger)).toEqual(["done"])
     expect(records(t.archive)).toMatchObject([{ name: "short", outcome: "succeeded" }])
-    await waitFor("spawners gone with pmjq", () => spawners.every((s) => !isAlive(s)))
+    await waitFor("spawners gone with pmjq", () => known.every((s) => !stillRuns(s)))
   })
 })

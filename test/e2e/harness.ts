@@ -5,6 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach } from "vitest"
 import { has, waitFor, waitWhileProgressing } from "./waiting.js"
+import { type ProcessId, stillRuns } from "../../src/process/proc.js"
 
 export { has, waitFor, waitWhileProgressing }
 
@@ -107,6 +108,21 @@ export const records = (dir: string) =>
   entries(dir)
     .filter((n) => n.endsWith(".json"))
     .map((n) => ({ entry: n.slice(0, -".json".length), ...JSON.parse(fs.readFileSync(path.join(dir, n), "utf8")) }))
+
+/**
+ * Signals the process (or, with GROUP, the process group) of PROC only while
+ * its pid is still that process's: pids wrap around within a run of the suite
+ * (pid_max 32768 here), and a stale one may by then be another test's job.
+ */
+export const signalIfSame = (proc: ProcessId, signal: NodeJS.Signals, group = false) => {
+  if (!stillRuns(proc)) return false
+  try {
+    process.kill(group ? -proc.pid : proc.pid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
 
 export const isAlive = (pid: number) => {
   try {

@@ -69,7 +69,8 @@ describe("pmjq log", () => {
     const daemon = start(["--node-id", "l2", "--grace", "1s", "-o", t.archive, "-e", t.errors, t.spool], t.root)
     try {
       await waitFor("log -f to print the start", () => following.output().stdout === "started\n")
-      expect((await run(["cancel", t.spool, "later"], t.root)).code).toBe(0)
+      const cancelled = await run(["cancel", t.spool, "later"], t.root)
+      expect(cancelled.code, `${cancelled.stderr}\n${daemon.output().stderr.split("\n").filter((l) => /later|cancel/.test(l)).join("\n")}`).toBe(0)
       expect((await following.exited).code).toBe(143)
       expect(following.output().stdout).toBe("started\n")
       expect(following.output().stderr).toMatch(/\npmjq: later was cancelled by \S+; its process group was stopped \(SIGTERM\)\n$/)

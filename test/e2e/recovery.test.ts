@@ -7,7 +7,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { entries, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { stillRuns } from "../../src/process/proc.js"
 
 const setup = workspace
 
@@ -247,7 +248,8 @@ describe("many nodes on one spool", () => {
     expect((await daemon.exited).code).toBe(0)
     expect(fs.existsSync(file)).toBe(false)
     expect(fs.existsSync(path.join(t.spool, ".pmjq", "running", "n1"))).toBe(false)
-    for (const pid of first.helpers) await waitFor("spawner gone", () => !isAlive(pid))
+    // By identity (pid and start time): a pid freed may be another process's by now.
+    for (const spawner of first.spawners as Array<{ pid: number; startTicks: number }>) await waitFor("spawner gone", () => !stillRuns(spawner))
   })
 })
 

@@ -3,7 +3,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { entries, exitOf, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { identify, stillRuns } from "../../src/process/proc.js"
+import { entries, exitOf, isAlive, lines, records, run, signalIfSame, start, submit, waitFor, workspace } from "./harness.js"
 
 
 const flagged = (ledger: string, name: string, flag: string, end: string) =>
@@ -168,20 +169,23 @@ describe("--on-stop leave", () => {
     await waitFor("its pid known", () => /INFO started job=long/.test(first.output().stderr))
     first.child.kill("SIGTERM")
     expect(await exitOf(first)).toBe(0)
-    const left = JSON.parse(fs.readFileSync(path.join(t.spool, ".pmjq/nodes/o1"), "utf8")) as { helpers: Array<number> }
-    for (const helper of left.helpers) process.kill(helper, "SIGKILL")
+    // Only the spawners still there: one with no job left at once, and its
+    // pid may be another test's process by now.
+    const left = JSON.parse(fs.readFileSync(path.join(t.spool, ".pmjq/nodes/o1"), "utf8")) as { spawners: Array<{ pid: number; startTicks: number }> }
+    for (const spawner of left.spawners) signalIfSame(spawner, "SIGKILL")
     const jobPid = Number(lines(t.ledger)[0])
     expect(isAlive(jobPid)).toBe(true)
+    const job = identify(jobPid)
     const second = start(["--node-id", "o1", "-o", t.archive, "-e", t.errors, t.spool], t.root)
     try {
       await waitFor("recorded", () => records(t.errors).length === 1)
       expect(records(t.errors)).toMatchObject([{ name: "long", outcome: "interrupted", reason: "its spawner died while pmjq was away" }])
-      await waitFor("the job stopped", () => !isAlive(jobPid))
+      await waitFor("the job stopped", () => !stillRuns(job))
       expect(lines(t.ledger)).toHaveLength(1)
       expect(entries(t.spool).filter((n) => !n.startsWith("."))).toEqual([])
     } finally {
       second.child.kill("SIGTERM")
-      if (isAlive(jobPid)) process.kill(-jobPid, "SIGKILL")
+      signalIfSame(job, "SIGKILL", true)
     }
     expect(await exitOf(second)).toBe(0)
   })
@@ -217,7 +221,7 @@ describe("SIGHUP", () => {
     const heartbeat = () => {
       const dir = path.join(t.spool, ".pmjq/nodes")
       const [node] = entries(dir).filter((n) => !n.startsWith("."))
-      return node === undefined ? null : JSON.parse(fs.readFileSync(path.join(dir, node), "utf8")) as { pid: number; node: string }
+      return node === undefined ? null : JSON.parse(fs.readFileSync(path.join(dir, node), "utf8")) as { pid: number; startTicks?: number; node: string }
     }
     try {
       await waitFor("watching", () => /watching/.test(daemon.output().stderr))
@@ -240,7 +244,7 @@ describe("SIGHUP", () => {
       expect(heartbeat()!.node).toBe(`${JSON.parse(JSON.stringify(records(t.archive)[0])).node}`)
     } finally {
       const hb = heartbeat()
-      if (hb !== null && hb.pid !== daemon.child.pid) process.kill(hb.pid, "SIGTERM")
+      if (hb !== null && hb.pid !== daemon.child.pid && hb.startTicks !== undefined) signalIfSame({ pid: hb.pid, startTicks: hb.startTicks }, "SIGTERM")
     }
   })
 })
