@@ -80,7 +80,7 @@ export const ServicesLive = (settings: DaemonSettings) =>
     Gate.layer({ cpuLimit: settings.cpuLimit, sampleEvery: "1 second" }),
     HookRunner.Live,
     Users.Live,
-    ProcessRunner.Live,
+    ProcessRunner.layer(settings),
     Archive.layer(settings),
     RefusalsKeptLive(settings)
   ).pipe(

@@ -216,6 +216,8 @@ export const fakeRunner = Effect.gen(function*() {
         // for is started, and its caller told, whatever happens meanwhile.
       }).pipe(Effect.uninterruptible),
     helpers: Effect.succeed([]),
+    unlisted: Effect.never,
+    listed: () => Effect.void,
     keepJobs: () => Effect.void,
     leave: Effect.zipRight(Effect.sync(() => void left.splice(0, left.length, true)), Ref.get(live)),
     leaving: Effect.sync(() => left.length > 0),
@@ -373,6 +375,7 @@ export const daemonSettings = (overrides: Partial<DaemonSettings> = {}): DaemonS
   onFinish: Option.none(),
   onFinishTimeout: "60 seconds",
   lease: "60 seconds",
+  spawnerIdle: "1 minute",
   orphans: "requeue",
   maxAttempts: 3,
   ...overrides

@@ -47,8 +47,7 @@ const DAEMON_PAGE: HelpPage = {
     SUBMIT_USAGE,
     STATUS_USAGE,
     CANCEL_USAGE,
-    RETRY_USAGE,
-    LOG_USAGE,
+    `${RETRY_USAGE}  ${LOG_USAGE}`,
     "pmjq hold | release JOB-SPOOL NAME...  pmjq pause | resume JOB-SPOOL",
     "pmjq --version | --completions bash|zsh|fish"
   ],
@@ -57,7 +56,7 @@ const DAEMON_PAGE: HelpPage = {
     ["The queue", ["--archive-dir", "--error-dir", "--max-jobs", "--drain", "--timeout", "--poll", "--grace", "--log-format", "--log-level"]],
     ["The gate and hooks", ["--cpu-limit", "--limit-cmd", "--limit-after", "--idle-cmd", "--idle-after", "--on-finish", "--on-finish-timeout"]],
     ["Users and security", ["--run-as-owner", "--allow-users", "--allow-groups", "--keep-env", "--job-nproc", "--max-jobs-per-user"]],
-    ["Cluster (many nodes on one spool)", ["--node-id", "--lease", "--orphans", "--max-attempts", "--on-stop"]],
+    ["Cluster (many nodes on one spool)", ["--node-id", "--lease", "--orphans", "--max-attempts", "--on-stop", "--spawner-idle"]],
     ["Telemetry (traces: OTEL_EXPORTER_OTLP_ENDPOINT)", ["--metrics-listen", "--metrics-file"]]
   ],
   footer: [

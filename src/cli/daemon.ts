@@ -124,6 +124,7 @@ export const daemonOptions = {
     Options.optional
   ),
   lease: duration("lease", "60s", "a node silent this long is dead (60s)"),
+  spawnerIdle: duration("spawner-idle", "1m", "let a helper with no job go after this (1m)"),
   orphans: Options.choice("orphans", ["requeue", "fail"]).pipe(
     Options.withDefault("requeue" as const),
     Options.withDescription("a dead node's jobs: run them again, or fail")
@@ -257,6 +258,7 @@ const settingsFrom = (options: Parsed) =>
       onStop: options.onStop,
       progress: options.drain && process.stderr.isTTY === true,
       lease: options.lease,
+      spawnerIdle: options.spawnerIdle,
       orphans: options.orphans,
       maxAttempts: options.maxAttempts,
       policy: {

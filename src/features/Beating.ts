@@ -1,7 +1,8 @@
 /**
  * The heartbeat says this node is alive, and where its archive is: written at
  * once, then every lease/4 (a lease spans four beats, so one late write does
- * not get a live node taken over). Its finalizer is the node's last act: the
+ * not get a live node taken over), and whenever a spawner starts: its first
+ * job waits for a beat that lists it. Its finalizer is the node's last act: the
  * heartbeat and the running folder go once every job has ended and been
  * archived (layers close in reverse order, and this one is built first); with
  * jobs left to the spawners (--on-stop leave), both stay, the spawners beating.
@@ -99,11 +100,18 @@ const make = Effect.gen(function*() {
   // When the last beat that was written began: the time other nodes date this node by.
   const written = yield* Ref.make(yield* Clock.currentTimeMillis)
   const beatEvery = Duration.toMillis(settings.lease) / 4
+  // One beat at a time: the periodic ones and those for a new spawner.
+  const oneAtATime = yield* Effect.makeSemaphore(1)
   const beat = Effect.gen(function*() {
     const at = yield* Clock.currentTimeMillis
-    yield* Effect.flatMap(heartbeatNow, nodes.beat)
+    const heartbeat = yield* heartbeatNow
+    yield* nodes.beat(heartbeat)
     yield* Ref.set(written, at)
-  }).pipe(Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message }))))
+    yield* runner.listed(heartbeat.helpers)
+  }).pipe(
+    oneAtATime.withPermits(1),
+    Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message })))
+  )
   // Watched apart from the beats, which on a dead mount may hang (an NFS hard
   // mount) as well as fail. The jobs are killed first, at once: the stop that
   // follows may hang on the dead mount too.
@@ -118,6 +126,8 @@ const make = Effect.gen(function*() {
   })
   yield* beat
   yield* beat.pipe(Effect.repeat(Schedule.spaced(Duration.millis(beatEvery))), Effect.forkScoped)
+  // A spawner just started gets its first job once a beat lists it (Runner.ts: unlisted).
+  yield* runner.unlisted.pipe(Effect.zipRight(beat), Effect.forever, Effect.forkScoped)
   yield* watch.pipe(Effect.repeat(Schedule.spaced(Duration.millis(beatEvery / 2))), Effect.forkScoped)
 })
 

@@ -3,10 +3,11 @@ import { Context, type Deferred, type Duration, type Option } from "effect"
 import type { FinishHookSettings } from "../hooks/finishHooks.js"
 import type { HookSettings } from "../hooks/hooks.js"
 import type { JobSettings } from "../job/Job.js"
+import type { RunnerSettings } from "../job/Runner.js"
 import type { RecoverySettings } from "../recovery/recovery.js"
 import type { MetricsSettings, TraceSettings } from "../telemetry/settings.js"
 
-export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings, FinishHookSettings {
+export interface DaemonSettings extends JobSettings, RecoverySettings, HookSettings, FinishHookSettings, RunnerSettings {
   /** At most this many jobs at once; 0 means no cap. */
   readonly maxJobs: number
   /** At most this many jobs of one user while another user's job waits (--max-jobs-per-user). */

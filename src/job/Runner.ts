@@ -9,7 +9,7 @@
  * the process that calls it; pmjq keeps control of each job's process group.
  * The two speak protocol.ts; neither imports the other.
  */
-import { Context, Deferred, Duration, Effect, FiberId, Layer, Option, Schedule, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Schedule, Scope } from "effect"
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, SpawnFailed } from "../errors/errors.js"
@@ -70,6 +70,16 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
      */
     readonly helpers: Effect.Effect<ReadonlyArray<ProcessId>>
     /**
+     * Waits until a spawner starts that no heartbeat lists yet. Spawners start
+     * with the first job after a quiet spell (pmjq idle runs none), and a job
+     * goes to a new one only once a heartbeat lists it (`listed`): a pmjq
+     * killed meanwhile would otherwise look dead to the other nodes on this
+     * host while its job still ran, and the job would run twice.
+     */
+    readonly unlisted: Effect.Effect<void>
+    /** A heartbeat naming these helpers' pids is on disk: jobs may go to them. */
+    readonly listed: (pids: ReadonlyArray<number>) => Effect.Effect<void>
+    /**
      * --on-stop leave: from now on, whenever pmjq goes (a stop, a crash), the
      * spawners see its jobs to their end, write their records, and keep the
      * node's heartbeat fresh meanwhile (protocol.ts: KeepRequest).
@@ -91,7 +101,16 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
     readonly killAll: Effect.Effect<number>
   }
 >() {
-  static readonly Live = Layer.scoped(ProcessRunner, Effect.suspend(() => makeSpawnerRunner))
+  static readonly layer = (settings: RunnerSettings) => Layer.scoped(ProcessRunner, Effect.suspend(() => makeSpawnerRunner(settings)))
+}
+
+export interface RunnerSettings {
+  /**
+   * A spawner with no job for this long is let go (--spawner-idle); the next
+   * job starts one again. Each is a Node process of ~43 MiB that costs
+   * ~50 ms of a core to start: idle pmjq holds none.
+   */
+  readonly spawnerIdle: Duration.DurationInput
 }
 
 /** Default wait between SIGTERM and SIGKILL when a scope closes on a live process. */
@@ -141,6 +160,16 @@ const track = (job: ProcessId, exited: Deferred.Deferred<ProcessExit>): RunningP
   return { pid: job.pid, startTicks: job.startTicks, exit, terminate }
 }
 
+/** A running spawner, as pmjq knows it. */
+interface Helper {
+  /** Its pid and start time, read while it is pmjq's unreaped child. */
+  readonly id: ProcessId
+  /** Open once a heartbeat lists it (or it is gone: whoever waited looks again). */
+  readonly listed: Effect.Latch
+  /** Whether a job was given to it, or ended under it, since the last look for idle ones. */
+  used: boolean
+}
+
 interface InFlight {
   readonly path: string
   /** The spawner that forks it: only that one's death concerns this job. */
@@ -151,7 +180,7 @@ interface InFlight {
   process: ProcessId | null
 }
 
-const makeSpawnerRunner = Effect.gen(function*() {
+const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
   const inFlight = new Map<number, InFlight>()
   const killed = new Set<number>()
   // killAll sees only the pids already reported: a job forked just before the
@@ -165,13 +194,16 @@ const makeSpawnerRunner = Effect.gen(function*() {
   let keeping: Handover | null = null
   let nextId = 0
   const spawners: Array<cp.ChildProcess | null> = Array.from({ length: SPAWNERS }, () => null)
-  // Each spawner's start time, read while it is pmjq's unreaped child.
-  const spawnerIds = new WeakMap<cp.ChildProcess, ProcessId>()
+  const known = new WeakMap<cp.ChildProcess, Helper>()
+  // Told to the heartbeat (Beating), which lists a new spawner at once.
+  const started = yield* Queue.sliding<void>(1)
   // Jobs are dealt to the spawners in turn.
 
   const onReport = (report: SpawnReport) => {
     const job = inFlight.get(report.id)
     if (job === undefined) return
+    const helper = known.get(job.owner)
+    if (helper !== undefined) helper.used = true
     if ("pid" in report) {
       job.process = { pid: report.pid, startTicks: report.startTicks }
       if (cutOff) kill(job.process)
@@ -199,6 +231,7 @@ const makeSpawnerRunner = Effect.gen(function*() {
   // groups are killed and they end as interrupted, with the reason on record.
   const onLost = (slot: number, child: cp.ChildProcess) => () => {
     if (spawners[slot] === child) spawners[slot] = null
+    known.get(child)?.listed.unsafeOpen()
     // Left to the spawners on purpose: they answer for those jobs now.
     if (left) return
     for (const [id, job] of inFlight) {
@@ -225,22 +258,58 @@ const makeSpawnerRunner = Effect.gen(function*() {
     // that spawner is done. (A listener must stay: an unheard 'error' throws.)
     child.on("error", onLost(slot, child))
     spawners[slot] = child
-    if (child.pid !== undefined) spawnerIds.set(child, identify(child.pid))
+    if (child.pid !== undefined) {
+      known.set(child, { id: identify(child.pid), listed: Effect.unsafeMakeLatch(false), used: true })
+      started.unsafeOffer(undefined)
+    }
     tellKeep()
     return child
   }
+
+  // The spawner for the next job: once a heartbeat lists it. The wait can be
+  // interrupted (a stop, a node cut off from the spool whose beats fail).
+  const readySpawner = (slot: number) =>
+    Effect.suspend(() => {
+      const owner = ensureSpawner(slot)
+      const helper = known.get(owner)
+      return helper === undefined ? Effect.succeed(owner) : Effect.as(Effect.interruptible(helper.listed.await), owner)
+    })
+
+  const listed = (pids: ReadonlyArray<number>) =>
+    Effect.sync(() => {
+      for (const spawner of spawners) {
+        const helper = spawner === null ? undefined : known.get(spawner)
+        if (helper !== undefined && pids.includes(helper.id.pid)) helper.listed.unsafeOpen()
+      }
+    })
+
+  // A spawner given no job for a whole --spawner-idle is let go: it exits
+  // once disconnected, having nothing to run. Not while jobs are left to the
+  // spawners (--on-stop leave): those spawners answer for them.
+  const letIdleGo = Effect.sync(() => {
+    if (left) return
+    spawners.forEach((spawner, slot) => {
+      const helper = spawner === null ? undefined : known.get(spawner)
+      if (spawner === null || helper === undefined) return
+      const busy = [...inFlight.values()].some((job) => job.owner === spawner)
+      if (busy || helper.used) {
+        helper.used = busy
+        return
+      }
+      spawners[slot] = null
+      if (spawner.connected) spawner.disconnect()
+    })
+  })
+  yield* letIdleGo.pipe(Effect.repeat(Schedule.spaced(settings.spawnerIdle)), Effect.forkScoped)
 
   // Each spawner knows every other (only the first that runs beats): told
   // again whenever one is started.
   function tellKeep() {
     if (keeping === null) return
     const live = spawners.filter((s): s is cp.ChildProcess => s !== null && s.connected && s.pid !== undefined)
-    const message: KeepRequest = { keep: { ...keeping, spawners: live.flatMap((s) => Option.toArray(Option.fromNullable(spawnerIds.get(s)))) } }
+    const message: KeepRequest = { keep: { ...keeping, spawners: live.flatMap((s) => Option.toArray(Option.fromNullable(known.get(s)?.id))) } }
     for (const spawner of live) spawner.send(message)
   }
-
-  // Started now, while pmjq is small and idle; restarted on demand if it dies.
-  spawners.forEach((_, slot) => ensureSpawner(slot))
   // A spawner left jobs to keep (--on-stop leave, SIGHUP) lives until they
   // end: not waited for (the restart in place left the old pmjq running beside
   // the new one until then). Otherwise pmjq waits for the spawners to exit,
@@ -254,30 +323,40 @@ const makeSpawnerRunner = Effect.gen(function*() {
     )
   )
 
+  // The request to OWNER; resumed by its report (onReport) or its death (onLost).
+  const ask = (id: number, owner: cp.ChildProcess, spec: ProcessSpec) =>
+    Effect.async<RunningProcess, JobBusy | SpawnFailed>((resume) => {
+      // The jobs were left while this one waited for its spawner's listing: it stays queued.
+      if (left) return resume(Effect.interrupt)
+      if (!owner.connected) return resume(Effect.fail(new SpawnFailed({ path: spec.path, code: "ESPAWNER", reason: "pmjq's spawner process died" })))
+      const helper = known.get(owner)
+      if (helper !== undefined) helper.used = true
+      inFlight.set(id, { path: spec.path, owner, exited: Deferred.unsafeMake(FiberId.none), started: resume, process: null })
+      const request: SpawnRequest = {
+        id,
+        path: spec.path,
+        cwd: spec.cwd,
+        env: spec.env,
+        keepEnv: spec.keepEnv,
+        nproc: spec.nproc,
+        stdout: spec.stdout === "inherit" ? null : spec.stdout.file,
+        stderr: spec.stderr === "inherit" ? null : spec.stderr.file,
+        record: spec.record,
+        user: spec.user
+      }
+      owner.send(request)
+    })
+
   const spawn = (spec: ProcessSpec) =>
     Effect.acquireRelease(
-      Effect.async<RunningProcess, JobBusy | SpawnFailed>((resume) => {
+      Effect.suspend(() => {
         const id = nextId++
-        const owner = ensureSpawner(id % SPAWNERS)
-        inFlight.set(id, { path: spec.path, owner, exited: Deferred.unsafeMake(FiberId.none), started: resume, process: null })
-        const request: SpawnRequest = {
-          id,
-          path: spec.path,
-          cwd: spec.cwd,
-          env: spec.env,
-          keepEnv: spec.keepEnv,
-          nproc: spec.nproc,
-          stdout: spec.stdout === "inherit" ? null : spec.stdout.file,
-          stderr: spec.stderr === "inherit" ? null : spec.stderr.file,
-          record: spec.record,
-          user: spec.user
-        }
-        owner.send(request)
+        return Effect.flatMap(readySpawner(id % SPAWNERS), (owner) => ask(id, owner, spec))
       }),
       (process) => Effect.suspend(() => (left ? Effect.void : process.terminate(RELEASE_KILL_AFTER)))
     )
 
-  const helpers = Effect.sync(() => spawners.flatMap((s) => Option.toArray(Option.fromNullable(s === null ? undefined : spawnerIds.get(s)))))
+  const helpers = Effect.sync(() => spawners.flatMap((s) => Option.toArray(Option.fromNullable(s === null ? undefined : known.get(s)?.id))))
 
   // Spawns already asked for are let through first: a job whose fiber gives
   // up waiting (and hands its file back to the spool) must not start anyway
@@ -306,5 +385,5 @@ const makeSpawnerRunner = Effect.gen(function*() {
     return running.length
   })
 
-  return ProcessRunner.of({ spawn, helpers, keepJobs, leave, leaving: Effect.sync(() => left), killAll })
+  return ProcessRunner.of({ spawn, helpers, unlisted: Queue.take(started), listed, keepJobs, leave, leaving: Effect.sync(() => left), killAll })
 })

@@ -309,9 +309,9 @@ describe("pmjq's spawners", () => {
     try {
       job("orphaned", "sleep 300")
       await waitFor("first job running", () => fs.existsSync(path.join(t.root, "orphaned.pids")))
-      expect(spawnersOf(daemon.child.pid!)).toHaveLength(2)
       job("sibling", `while [ ! -e "${t.root}/go" ]; do sleep 0.05; done\necho sibling >> "${t.ledger}"`)
       await waitFor("second job running", () => fs.existsSync(path.join(t.root, "sibling.pids")))
+      expect(spawnersOf(daemon.child.pid!)).toHaveLength(2)
       const [orphan, spawner] = pids("orphaned")
       // Jobs are dealt to the spawners in turn.
       expect(pids("sibling")[1]).not.toBe(spawner)
@@ -340,8 +340,9 @@ describe("pmjq's spawners", () => {
     const daemon = start(["-o", t.archive, t.spool], t.root)
     submit(t.spool, "short", `sleep 1\necho done >> "${t.ledger}"`)
     await waitFor("job started", () => daemon.output().stderr.includes("INFO started job=short"))
+    // One job: one spawner started (the other starts with the next job).
     const spawners = spawnersOf(daemon.child.pid!)
-    expect(spawners).toHaveLength(2)
+    expect(spawners).toHaveLength(1)
     const known = spawners.map(identify)
     // What a terminal does on Ctrl-C: SIGINT to pmjq and its spawners alike.
     for (const spawner of spawners) process.kill(spawner, "SIGINT")
@@ -350,5 +351,31 @@ describe("pmjq's spawners", () => {
     expect(lines(t.ledger)).toEqual(["done"])
     expect(records(t.archive)).toMatchObject([{ name: "short", outcome: "succeeded" }])
     await waitFor("spawners gone with pmjq", () => known.every((s) => !stillRuns(s)))
+  })
+
+  it("start with the first job, only once a heartbeat lists them; go after --spawner-idle with no job; start again with the next", async () => {
+    const t = setup("spawner-idle")
+    const heartbeat = path.join(t.spool, ".pmjq/nodes/s1")
+    const helpers = () => (JSON.parse(fs.readFileSync(heartbeat, "utf8")) as { helpers: Array<number> }).helpers
+    const daemon = start(["--node-id", "s1", "--spawner-idle", "1s", "-o", t.archive, t.spool], t.root)
+    try {
+      await waitFor("watching", () => /INFO watching/.test(daemon.output().stderr))
+      // Idle: pmjq alone.
+      expect(spawnersOf(daemon.child.pid!)).toEqual([])
+      expect(helpers()).toEqual([])
+      // Each job says whether the heartbeat listed its parent, its spawner, when it started.
+      const listedJob = (name: string) =>
+        submit(t.spool, name, `grep -Eq '"helpers":\\[([0-9]+,)*'"$PPID"'[],]' "${heartbeat}" && echo "${name} listed" >> "${t.ledger}"`)
+      listedJob("first")
+      await waitFor("first job archived", () => records(t.archive).length === 1)
+      await waitFor("its spawner gone", () => spawnersOf(daemon.child.pid!).length === 0)
+      listedJob("second")
+      await waitFor("second job archived", () => records(t.archive).length === 2)
+      expect(records(t.archive).map((r) => r.outcome)).toEqual(["succeeded", "succeeded"])
+      expect(lines(t.ledger)).toEqual(["first listed", "second listed"])
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
   })
 })

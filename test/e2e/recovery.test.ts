@@ -241,15 +241,20 @@ describe("many nodes on one spool", () => {
     await waitFor("heartbeat", () => fs.existsSync(file))
     const first = JSON.parse(fs.readFileSync(file, "utf8"))
     expect(first).toMatchObject({ node: "n1", host: os.hostname(), pid: daemon.child.pid, archiveDir: t.archive, errorDir: t.errors, leaseMs: 4000 })
-    expect(first.helpers).toHaveLength(2)
+    // No job yet: no spawner runs.
+    expect(first.helpers).toEqual([])
     // Every lease/4: a later beat comes within a second.
     await waitFor("next beat", () => JSON.parse(fs.readFileSync(file, "utf8")).beatAt !== first.beatAt)
+    submit(t.spool, "one", "true")
+    await waitFor("its record", () => records(t.archive).length === 1)
+    const busy = JSON.parse(fs.readFileSync(file, "utf8"))
+    expect(busy.helpers).toHaveLength(1)
     daemon.child.kill("SIGTERM")
     expect((await daemon.exited).code).toBe(0)
     expect(fs.existsSync(file)).toBe(false)
     expect(fs.existsSync(path.join(t.spool, ".pmjq", "running", "n1"))).toBe(false)
     // By identity (pid and start time): a pid freed may be another process's by now.
-    for (const spawner of first.spawners as Array<{ pid: number; startTicks: number }>) await waitFor("spawner gone", () => !stillRuns(spawner))
+    for (const spawner of busy.spawners as Array<{ pid: number; startTicks: number }>) await waitFor("spawner gone", () => !stillRuns(spawner))
   })
 })
 
