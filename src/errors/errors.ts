@@ -130,6 +130,19 @@ export class JobBusy extends Data.TaggedError("JobBusy")<{
   }
 }
 
+/**
+ * No spawner could take the job (its fork failed, or it died or was let go
+ * before the job was sent to it): the job was not started, so the run is
+ * retried, then handed back to the queue, never recorded as a failure.
+ */
+export class NoSpawner extends Data.TaggedError("NoSpawner")<{
+  readonly reason: string
+}> {
+  override get message() {
+    return `no spawner to start it: ${this.reason}`
+  }
+}
+
 /** The job could not be started at all (missing interpreter, no shebang, EACCES...). */
 export class SpawnFailed extends Data.TaggedError("SpawnFailed")<{
   readonly path: string

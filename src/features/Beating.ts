@@ -107,7 +107,7 @@ const make = Effect.gen(function*() {
     const heartbeat = yield* heartbeatNow
     yield* nodes.beat(heartbeat)
     yield* Ref.set(written, at)
-    yield* runner.listed(heartbeat.helpers)
+    yield* runner.listed(heartbeat.spawners ?? heartbeat.helpers.map((pid) => ({ pid, startTicks: null })))
   }).pipe(
     oneAtATime.withPermits(1),
     Effect.catchAll((e) => Effect.logWarning("heartbeat not written").pipe(Effect.annotateLogs({ reason: e.message })))

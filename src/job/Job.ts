@@ -227,6 +227,7 @@ const start = (claim: Claim, settings: JobSettings, job: Inspected, files: Retur
     const startedProc = yield* Ref.make(Option.none<RunningProcess>())
     // ETXTBSY: a writer still holds the file open. It is not ready: wait and
     // retry, backing off to once a second, and after `busyFor` hand it back.
+    // The same when no spawner could take it (Runner.ts: NoSpawner).
     const spawn = runner.spawn({
       path: claim.path,
       cwd: settings.workdir,
@@ -238,7 +239,7 @@ const start = (claim: Claim, settings: JobSettings, job: Inspected, files: Retur
       record: { file: besideClaim(claim.path, ".json"), base: job.base },
       user: job.owner
     }).pipe(Effect.tap((proc) => Ref.set(startedProc, Option.some(proc))), Effect.uninterruptible, Effect.retry({
-      while: (e) => e._tag === "JobBusy",
+      while: (e) => e._tag === "JobBusy" || e._tag === "NoSpawner",
       schedule: Schedule.exponential("10 millis").pipe(Schedule.union(Schedule.spaced("1 second")), Schedule.upTo(settings.busyFor))
     }))
     // The claim is on disk before the job starts: after a power cut, a job
@@ -249,6 +250,7 @@ const start = (claim: Claim, settings: JobSettings, job: Inspected, files: Retur
       Effect.map((proc): Spawned => ({ _tag: "Started", proc })),
       Effect.catchTags({
         JobBusy: () => Effect.succeed<Spawned>({ _tag: "Back", why: "still open for writing (ETXTBSY)" }),
+        NoSpawner: (e) => Effect.succeed<Spawned>({ _tag: "Back", why: e.reason }),
         SpawnFailed: (e) => Effect.succeed<Spawned>({ _tag: "Unstartable", reason: e.message })
       }),
       Effect.catchAllCause((cause) =>

@@ -12,10 +12,10 @@
 import { Context, Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Schedule, Scope } from "effect"
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { JobBusy, SpawnFailed } from "../errors/errors.js"
+import { JobBusy, NoSpawner, SpawnFailed } from "../errors/errors.js"
 import { identify, type ProcessId, signalGroupOf } from "../process/proc.js"
 import type { ProcessExit, RecordBase } from "../record/record.js"
-import type { KeepRequest, SpawnReport, SpawnRequest } from "../spawner/protocol.js"
+import type { KeepRequest, RetireRequest, SpawnReport, SpawnRequest } from "../spawner/protocol.js"
 import type { Account } from "../owners/Users.js"
 
 /**
@@ -61,9 +61,9 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
     /**
      * Starts the process. Closing the scope while it still runs terminates its
      * group, so no child outlives the fiber that started it. When it fails
-     * (JobBusy, SpawnFailed), no output file made for it is left behind.
+     * (JobBusy, NoSpawner, SpawnFailed), no output file made for it is left behind.
      */
-    readonly spawn: (spec: ProcessSpec) => Effect.Effect<RunningProcess, JobBusy | SpawnFailed, Scope.Scope>
+    readonly spawn: (spec: ProcessSpec) => Effect.Effect<RunningProcess, JobBusy | NoSpawner | SpawnFailed, Scope.Scope>
     /**
      * The helper processes that jobs depend on (the spawners): after a crash,
      * jobs may run until these are gone too.
@@ -78,7 +78,7 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
      */
     readonly unlisted: Effect.Effect<void>
     /** A heartbeat naming these helpers' pids is on disk: jobs may go to them. */
-    readonly listed: (pids: ReadonlyArray<number>) => Effect.Effect<void>
+    readonly listed: (spawners: ReadonlyArray<ProcessId>) => Effect.Effect<void>
     /**
      * --on-stop leave: from now on, whenever pmjq goes (a stop, a crash), the
      * spawners see its jobs to their end, write their records, and keep the
@@ -168,6 +168,8 @@ interface Helper {
   readonly listed: Effect.Latch
   /** Whether a job was given to it, or ended under it, since the last look for idle ones. */
   used: boolean
+  /** Jobs waiting for its listing: it is not let go meanwhile. */
+  waiting: number
 }
 
 interface InFlight {
@@ -176,7 +178,7 @@ interface InFlight {
   readonly owner: cp.ChildProcess
   readonly exited: Deferred.Deferred<ProcessExit>
   /** Until the spawner says the process started (or could not). */
-  started: ((result: Effect.Effect<RunningProcess, JobBusy | SpawnFailed>) => void) | null
+  started: ((result: Effect.Effect<RunningProcess, JobBusy | NoSpawner | SpawnFailed>) => void) | null
   process: ProcessId | null
 }
 
@@ -247,58 +249,78 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
     }
   }
 
-  const ensureSpawner = (slot: number) => {
+  // The spawner of SLOT, forked when there is none; null when the fork failed.
+  const ensureSpawner = (slot: number): cp.ChildProcess | null => {
     const spawner = spawners[slot]
     if (spawner !== null && spawner !== undefined && spawner.connected) return spawner
-    const child = cp.fork(SPAWNER, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [], serialization: "json" })
+    let child: cp.ChildProcess
+    try {
+      child = cp.fork(SPAWNER, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [], serialization: "json" })
+    } catch {
+      return null // Thrown, not emitted: ENOMEM, or no file descriptor left for its pipes.
+    }
     child.on("message", onReport)
     // Messages already sent arrive before 'disconnect'.
     child.once("disconnect", onLost(slot, child))
     // 'error' covers a failed fork and a send on a closed channel; either way
     // that spawner is done. (A listener must stay: an unheard 'error' throws.)
     child.on("error", onLost(slot, child))
+    if (child.pid === undefined) return null
     spawners[slot] = child
-    if (child.pid !== undefined) {
-      known.set(child, { id: identify(child.pid), listed: Effect.unsafeMakeLatch(false), used: true })
-      started.unsafeOffer(undefined)
-    }
+    known.set(child, { id: identify(child.pid), listed: Effect.unsafeMakeLatch(false), used: true, waiting: 0 })
+    started.unsafeOffer(undefined)
     tellKeep()
     return child
   }
 
-  // The spawner for the next job: once a heartbeat lists it. The wait can be
-  // interrupted (a stop, a node cut off from the spool whose beats fail).
+  const noSpawner = (reason: string) => new NoSpawner({ reason })
+
+  // The spawner for the next job, once a heartbeat lists it. The wait can be
+  // interrupted (a stop; a node cut off from the spool, whose beats fail).
   const readySpawner = (slot: number) =>
     Effect.suspend(() => {
+      // The jobs were left (a stop): this one stays queued, and no spawner starts.
+      if (left) return Effect.interrupt
       const owner = ensureSpawner(slot)
-      const helper = known.get(owner)
-      return helper === undefined ? Effect.succeed(owner) : Effect.as(Effect.interruptible(helper.listed.await), owner)
+      const helper = owner === null ? undefined : known.get(owner)
+      if (owner === null || helper === undefined) return Effect.fail(noSpawner("pmjq's spawner process could not be started"))
+      helper.waiting++
+      return helper.listed.await.pipe(Effect.interruptible, Effect.ensuring(Effect.sync(() => helper.waiting--)), Effect.as(owner))
     })
 
-  const listed = (pids: ReadonlyArray<number>) =>
+  // Opens the spawners a heartbeat on disk lists: by pid and start time, as
+  // every process pmjq writes down (a pid may have been another's then); by
+  // pid alone only when the heartbeat lists one so (its readers do the same).
+  const listed = (ids: ReadonlyArray<ProcessId>) =>
     Effect.sync(() => {
       for (const spawner of spawners) {
         const helper = spawner === null ? undefined : known.get(spawner)
-        if (helper !== undefined && pids.includes(helper.id.pid)) helper.listed.unsafeOpen()
+        if (helper !== undefined && ids.some((id) => id.pid === helper.id.pid && (id.startTicks === null || id.startTicks === helper.id.startTicks))) helper.listed.unsafeOpen()
       }
     })
 
-  // A spawner given no job for a whole --spawner-idle is let go: it exits
-  // once disconnected, having nothing to run. Not while jobs are left to the
+  // A spawner given no job for a whole --spawner-idle, with none waiting for
+  // it, is let go: told to retire (it exits once the output of its jobs'
+  // children is all copied), then disconnected. Not while jobs are left to the
   // spawners (--on-stop leave): those spawners answer for them.
-  const letIdleGo = Effect.sync(() => {
-    if (left) return
-    spawners.forEach((spawner, slot) => {
+  const letIdleGo = Effect.suspend(() => {
+    if (left) return Effect.void
+    const gone = spawners.flatMap((spawner, slot) => {
       const helper = spawner === null ? undefined : known.get(spawner)
-      if (spawner === null || helper === undefined) return
-      const busy = [...inFlight.values()].some((job) => job.owner === spawner)
+      if (spawner === null || helper === undefined) return []
+      const busy = helper.waiting > 0 || [...inFlight.values()].some((job) => job.owner === spawner)
       if (busy || helper.used) {
         helper.used = busy
-        return
+        return []
       }
       spawners[slot] = null
-      if (spawner.connected) spawner.disconnect()
+      if (!spawner.connected) return []
+      const retire: RetireRequest = { retire: true }
+      spawner.send(retire)
+      spawner.disconnect()
+      return [helper.id.pid]
     })
+    return Effect.forEach(gone, (pid) => Effect.logDebug("spawner let go: no job for --spawner-idle").pipe(Effect.annotateLogs({ pid })), { discard: true })
   })
   yield* letIdleGo.pipe(Effect.repeat(Schedule.spaced(settings.spawnerIdle)), Effect.forkScoped)
 
@@ -324,11 +346,14 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
   )
 
   // The request to OWNER; resumed by its report (onReport) or its death (onLost).
-  const ask = (id: number, owner: cp.ChildProcess, spec: ProcessSpec) =>
-    Effect.async<RunningProcess, JobBusy | SpawnFailed>((resume) => {
-      // The jobs were left while this one waited for its spawner's listing: it stays queued.
+  // Whatever happened while it waited (the spawner died, or was let go, or
+  // the jobs were left), a job goes only to its slot's spawner as it is now;
+  // otherwise it fails with NoSpawner and the caller tries again (Job.ts:
+  // start), so a job that was never sent is never lost.
+  const ask = (id: number, slot: number, owner: cp.ChildProcess, spec: ProcessSpec) =>
+    Effect.async<RunningProcess, JobBusy | NoSpawner | SpawnFailed>((resume) => {
       if (left) return resume(Effect.interrupt)
-      if (!owner.connected) return resume(Effect.fail(new SpawnFailed({ path: spec.path, code: "ESPAWNER", reason: "pmjq's spawner process died" })))
+      if (spawners[slot] !== owner || !owner.connected) return resume(Effect.fail(noSpawner("pmjq's spawner process ended before the job was sent to it")))
       const helper = known.get(owner)
       if (helper !== undefined) helper.used = true
       inFlight.set(id, { path: spec.path, owner, exited: Deferred.unsafeMake(FiberId.none), started: resume, process: null })
@@ -351,7 +376,8 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
     Effect.acquireRelease(
       Effect.suspend(() => {
         const id = nextId++
-        return Effect.flatMap(readySpawner(id % SPAWNERS), (owner) => ask(id, owner, spec))
+        const slot = id % SPAWNERS
+        return Effect.flatMap(readySpawner(slot), (owner) => ask(id, slot, owner, spec))
       }),
       (process) => Effect.suspend(() => (left ? Effect.void : process.terminate(RELEASE_KILL_AFTER)))
     )

@@ -58,7 +58,16 @@ export interface KeepRequest {
   }
 }
 
-export type SpawnerMessage = SpawnRequest | KeepRequest
+/**
+ * pmjq lets an idle spawner go (--spawner-idle): no job of its runs, and none
+ * will be sent. It exits once its jobs' output is all copied (a job's
+ * background child may still write through it), then pmjq disconnects.
+ */
+export interface RetireRequest {
+  readonly retire: true
+}
+
+export type SpawnerMessage = SpawnRequest | KeepRequest | RetireRequest
 
 export type SpawnReport =
   /** Started; with its start time (proc.ts: startTicks), read while it is the spawner's unreaped child. */

@@ -173,7 +173,10 @@ const isDirectory = (dir: string) => {
 const relay = (from: Readable | null, to: Writable, through: Transform | null = null) => {
   if (from === null) return
   relaying.add(from)
-  from.once("close", () => relaying.delete(from))
+  from.once("close", () => {
+    relaying.delete(from)
+    if (retired()) process.exit(0)
+  })
   if (!to.writable) return void from.resume()
   if (through === null) from.pipe(to, { end: false })
   else from.pipe(through).pipe(to, { end: false })
@@ -278,6 +281,8 @@ const spawn = (request: SpawnRequest) => {
 
 /** Set when pmjq runs with --on-stop leave: its jobs outlive it here. */
 let keeping: KeepRequest["keep"] | null = null
+/** Let go by pmjq (RetireRequest): nothing of ours runs, and nothing more will. */
+let retiring = false
 
 // The heartbeat as pmjq last wrote it, kept fresh: other nodes (another host
 // goes by its age) must not take running jobs for orphans. Only one spawner
@@ -314,7 +319,8 @@ const beat = (keep: KeepRequest["keep"]) => {
 }
 
 process.on("message", (message: SpawnerMessage) => {
-  if ("keep" in message) keeping = message.keep
+  if ("retire" in message) retiring = true
+  else if ("keep" in message) keeping = message.keep
   else spawn(message)
 })
 // Ctrl-C reaches the whole terminal group and systemd signals the whole unit;
@@ -344,12 +350,17 @@ const signalGroups = (signal: NodeJS.Signals) => {
 // a job's background child may hold its pipe open for ever.
 const FLUSH_FOR = 1000
 let gone = false
+/** Let go, and the last output copied: done. */
+const retired = () => gone && retiring && running.size === 0 && relaying.size === 0
 function parentGone() {
   if (gone) return
   gone = true
   const idle = () => running.size === 0 && relaying.size === 0
   if (idle()) process.exit(0)
   if (keeping !== null) return leftBehind(keeping, idle)
+  // What a job's background child still writes is copied to its end: the
+  // last relay to close ends this helper (relay, above).
+  if (retiring && running.size === 0) return
   if (running.size > 0) {
     // Exits already waiting in the event loop are handled (and recorded) first.
     setImmediate(() => signalGroups("SIGTERM"))

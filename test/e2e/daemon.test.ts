@@ -2,8 +2,10 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { BIN, entries, isAlive, lines, records, run, start, submit, waitFor, workspace } from "./harness.js"
+import { BIN, entries, isAlive, lines, records, run, start, submit, waitFor, watched, workspace } from "./harness.js"
 import { identify, stillRuns } from "../../src/process/proc.js"
+
+const SLOW_HEARTBEAT = path.resolve(import.meta.dirname, "fixtures/slow-heartbeat.cjs")
 
 const setup = workspace
 
@@ -353,26 +355,57 @@ describe("pmjq's spawners", () => {
     await waitFor("spawners gone with pmjq", () => known.every((s) => !stillRuns(s)))
   })
 
-  it("start with the first job, only once a heartbeat lists them; go after --spawner-idle with no job; start again with the next", async () => {
+  it("a spawner let go while a job's background child still writes copies that output to its end", async () => {
+    const t = setup("spawner-retire")
+    // No -o: output goes to pmjq's own, through the spawner.
+    const daemon = start(["--spawner-idle", "1s", "--log-level", "debug", t.spool], t.root)
+    try {
+      // The child writes 2 s after its spawner was let go: past the second a
+      // spawner whose pmjq is gone gives its jobs' output (spawner.ts: FLUSH_FOR).
+      submit(t.spool, "quick", `( while [ ! -e "${t.root}/go" ]; do sleep 0.1; done; sleep 2; echo "late line" ) &\necho "early line"`)
+      await waitFor("the job ended", () => /INFO finished job=quick/.test(daemon.output().stderr))
+      // Let go after 1 to 2 s of no job.
+      await waitFor("its spawner let go", () => /DEBUG spawner let go/.test(daemon.output().stderr))
+      fs.writeFileSync(path.join(t.root, "go"), "")
+      await waitFor("the late line", () => daemon.output().stdout.includes("late line"))
+      expect(daemon.output().stdout.split("\n").filter((l) => l.includes("line"))).toEqual(["early line", "late line"])
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("start with the first job, only once a heartbeat lists them (slow to write here); go after --spawner-idle with no job; start again with the next", async () => {
     const t = setup("spawner-idle")
     const heartbeat = path.join(t.spool, ".pmjq/nodes/s1")
     const helpers = () => (JSON.parse(fs.readFileSync(heartbeat, "utf8")) as { helpers: Array<number> }).helpers
-    const daemon = start(["--node-id", "s1", "--spawner-idle", "1s", "-o", t.archive, t.spool], t.root)
+    // Each heartbeat is renamed into place 2 s late, the calls made as on a
+    // cluster volume: a job sent to its new spawner without waiting for the
+    // beat that lists it finds itself unlisted; and --spawner-idle 1s passes
+    // twice while it waits (a spawner let go then lost its job before).
+    const daemon = watched(cp.spawn(process.execPath, [BIN, "--node-id", "s1", "--spawner-idle", "1s", "-o", t.archive, t.spool], {
+      cwd: t.root,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NODE_OPTIONS: `--require ${SLOW_HEARTBEAT}`, PMJQ_TEST_BEAT_DELAY_MS: "2000" }
+    }))
     try {
       await waitFor("watching", () => /INFO watching/.test(daemon.output().stderr))
+      await waitFor("the first heartbeat", () => fs.existsSync(heartbeat))
       // Idle: pmjq alone.
       expect(spawnersOf(daemon.child.pid!)).toEqual([])
       expect(helpers()).toEqual([])
       // Each job says whether the heartbeat listed its parent, its spawner, when it started.
-      const listedJob = (name: string) =>
+      const listedJob = async (name: string, done: number) => {
         submit(t.spool, name, `grep -Eq '"helpers":\\[([0-9]+,)*'"$PPID"'[],]' "${heartbeat}" && echo "${name} listed" >> "${t.ledger}"`)
-      listedJob("first")
-      await waitFor("first job archived", () => records(t.archive).length === 1)
-      await waitFor("its spawner gone", () => spawnersOf(daemon.child.pid!).length === 0)
-      listedJob("second")
-      await waitFor("second job archived", () => records(t.archive).length === 2)
-      expect(records(t.archive).map((r) => r.outcome)).toEqual(["succeeded", "succeeded"])
-      expect(lines(t.ledger)).toEqual(["first listed", "second listed"])
+        await waitFor(`${name} archived`, () => records(t.archive).length === done)
+        await waitFor("its spawner gone", () => spawnersOf(daemon.child.pid!).length === 0)
+      }
+      // Jobs are dealt to the two spawners in turn: the third goes to the first one's place again.
+      await listedJob("first", 1)
+      await listedJob("second", 2)
+      await listedJob("third", 3)
+      expect(records(t.archive).map((r) => r.outcome)).toEqual(["succeeded", "succeeded", "succeeded"])
+      expect(lines(t.ledger)).toEqual(["first listed", "second listed", "third listed"])
     } finally {
       daemon.child.kill("SIGTERM")
     }
