@@ -217,6 +217,7 @@ export const fakeRunner = Effect.gen(function*() {
       }).pipe(Effect.uninterruptible),
     helpers: Effect.succeed([]),
     unlisted: Effect.never,
+    prepare: Effect.void,
     listed: () => Effect.void,
     keepJobs: () => Effect.void,
     leave: Effect.zipRight(Effect.sync(() => void left.splice(0, left.length, true)), Ref.get(live)),

@@ -6,6 +6,7 @@
  */
 import { Clock, Deferred, Effect, HashMap, Layer, Option, Ref } from "effect"
 import { Gate } from "../gate/Gate.js"
+import { ProcessRunner } from "../job/Runner.js"
 import type { Accepts } from "../spool/Pending.js"
 import { Spool } from "../spool/Spool.js"
 import { Cancels } from "./Cancels.js"
@@ -40,6 +41,7 @@ const make = Effect.gen(function*() {
   const running = yield* Running
   const cancels = yield* Cancels
   const pauses = yield* Pauses
+  const runner = yield* ProcessRunner
   const { freeSlot, takeSlot } = jobs
 
   const accepts = Option.match(settings.maxJobsPerUser, {
@@ -89,6 +91,8 @@ const make = Effect.gen(function*() {
       yield* pauses.whenResumed
       // While pmjq's own folders are not its own (see Spool.checkState), nothing is claimed.
       yield* spool.whenTrusted
+      // A job is about to be claimed: its spawner, if not running, starts beside the claim.
+      yield* runner.prepare
       // Closed before the look, so an end or an offer after it opens the wait below.
       yield* wake.close
       const candidate = yield* next

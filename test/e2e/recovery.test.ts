@@ -248,7 +248,7 @@ describe("many nodes on one spool", () => {
     submit(t.spool, "one", "true")
     await waitFor("its record", () => records(t.archive).length === 1)
     const busy = JSON.parse(fs.readFileSync(file, "utf8"))
-    expect(busy.helpers).toHaveLength(1)
+    expect(busy.helpers).toHaveLength(2)
     daemon.child.kill("SIGTERM")
     expect((await daemon.exited).code).toBe(0)
     expect(fs.existsSync(file)).toBe(false)
