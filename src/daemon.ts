@@ -47,13 +47,13 @@ import { Gate } from "./gate/Gate.js"
 import { LoadAverage } from "./gate/LoadAverage.js"
 import { HookRunner } from "./hooks/hooks.js"
 import { Archive } from "./job/Archive.js"
-import { RefusalsKeptLive } from "./job/RefusalsKept.js"
+import { RefusalsKept } from "./job/RefusalsKept.js"
 import { ProcessRunner } from "./job/Runner.js"
 import { Users } from "./owners/Users.js"
 import { Pauses } from "./features/Pauses.js"
-import { NodesLive } from "./spool/Nodes.js"
-import { RequestsLive } from "./spool/Requests.js"
-import { SpoolLive } from "./spool/Spool.js"
+import { Nodes } from "./spool/Nodes.js"
+import { Requests } from "./spool/Requests.js"
+import { Spool } from "./spool/Spool.js"
 import { Syscalls } from "./filesystem/syscalls.js"
 
 export type { DaemonSettings } from "./features/Config.js"
@@ -74,18 +74,18 @@ export const DaemonLive = (settings: DaemonSettings) => {
 /** The services the features run on, every filesystem call through one seam chosen for where the directories live. */
 export const ServicesLive = (settings: DaemonSettings) =>
   Layer.mergeAll(
-    SpoolLive(settings),
-    NodesLive(settings),
-    RequestsLive(settings),
+    Spool.layer(settings),
+    Nodes.layer(settings),
+    Requests.layer(settings),
     Gate.layer({ cpuLimit: settings.cpuLimit, sampleEvery: "1 second" }),
-    HookRunner.Live,
-    Users.Live,
+    HookRunner.layer,
+    Users.layer,
     ProcessRunner.layer(settings),
     Archive.layer(settings),
-    RefusalsKeptLive(settings)
+    RefusalsKept.layer(settings)
   ).pipe(
     // The gate samples the load source the metrics read too: one, provided once.
-    Layer.provideMerge(LoadAverage.Live),
+    Layer.provideMerge(LoadAverage.layer),
     Layer.provide(Syscalls.forDirectories([settings.spool, ...Option.toArray(settings.archiveDir), ...Option.toArray(settings.errorDir)]))
   )
 

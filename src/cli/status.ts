@@ -113,5 +113,5 @@ export const statusCommand = Command.make(
       // the last, with no escapes in it (a log of the queue, or `| head`).
       const frame = !json && process.stdout.isTTY === true ? "redraw" : "stream"
       yield* watchEvery(show(dir, json, frame), "1 second")
-    }).pipe(Effect.provide(Users.Live))
+    }).pipe(Effect.provide(Users.layer))
 ).pipe(Command.withDescription("Show the queue: what waits and why, what runs where, the nodes, what ended. Reads only."))

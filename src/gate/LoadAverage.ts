@@ -13,7 +13,7 @@ export class LoadAverage extends Context.Tag("pmjq/LoadAverage")<
     readonly oneMinute: Effect.Effect<number>
   }
 >() {
-  static readonly Live = Layer.succeed(LoadAverage, {
+  static readonly layer = Layer.succeed(LoadAverage, {
     oneMinute: Effect.sync(() => os.loadavg()[0] ?? 0)
   })
 }

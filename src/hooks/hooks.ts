@@ -151,7 +151,7 @@ export class HookRunner extends Context.Tag("pmjq/HookRunner")<
   HookRunner,
   { readonly run: (hook: string, command: string, env: Readonly<Record<string, string>>) => Effect.Effect<HookEnd> }
 >() {
-  static readonly Live = Layer.succeed(HookRunner, { run: runHook(HOOK_KILL_AFTER) })
+  static readonly layer = Layer.succeed(HookRunner, { run: runHook(HOOK_KILL_AFTER) })
 }
 
 /** Looks at the daemon every second, and runs the commands when due. Runs forever. */

@@ -80,7 +80,7 @@ export class Archive extends Context.Tag("pmjq/Archive")<
   }
 >() {
   /** Without ended notes: an archive of jobs no other job depends on (tests of archival alone). */
-  static readonly Live = Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls, null)))
+  static readonly withoutNotes = Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls, null)))
   /** The daemon's: every job's end is also noted in SPOOL for its dependents (spool/ended.ts). */
   static readonly layer = ({ spool }: { readonly spool: string }) =>
     Layer.effect(Archive, Effect.map(Syscalls, (calls) => makeLive(calls, makeEndedNotes(calls, spool))))

@@ -28,7 +28,9 @@ export class RefusalsKept extends Context.Tag("pmjq/RefusalsKept")<RefusalsKept,
   readonly placed: (uid: number, entry: string) => Effect.Effect<void>
   /** Done once the entries from before this start have been found (and the bound applied to them). */
   readonly scanned: Effect.Effect<void>
-}>() {}
+}>() {
+  static readonly layer = (settings: Dirs) => Layer.scoped(RefusalsKept, make(settings))
+}
 
 type Dirs = Parameters<typeof destinationOf>[1]
 
@@ -122,4 +124,3 @@ const make = (settings: Dirs) => Effect.gen(function*() {
   return RefusalsKept.of({ placed, scanned: Deferred.await(scanned) })
 })
 
-export const RefusalsKeptLive = (settings: Dirs) => Layer.scoped(RefusalsKept, make(settings))

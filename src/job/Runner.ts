@@ -9,13 +9,13 @@
  * the process that calls it; pmjq keeps control of each job's process group.
  * The two speak protocol.ts; neither imports the other.
  */
-import { Context, Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Schedule, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, FiberId, Layer, Option, Queue, Runtime, Schedule, Scope } from "effect"
 import * as cp from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { JobBusy, NoSpawner, SpawnFailed } from "../errors/errors.js"
 import { identify, type ProcessId, signalGroupOf } from "../process/proc.js"
 import type { ProcessExit, RecordBase } from "../record/record.js"
-import type { KeepRequest, RetireRequest, SpawnReport, SpawnRequest } from "../spawner/protocol.js"
+import type { KeepRequest, Ready, RetireRequest, SpawnReport, SpawnRequest } from "../spawner/protocol.js"
 import type { Account } from "../owners/Users.js"
 
 /**
@@ -171,10 +171,14 @@ interface Helper {
   readonly id: ProcessId
   /** Open once a heartbeat lists it (or it is gone: whoever waited looks again). */
   readonly listed: Effect.Latch
+  /** Open once it said it is ready (protocol.ts: Ready), or it is gone. */
+  readonly ready: Effect.Latch
   /** Whether a job was given to it, or ended under it, since the last look for idle ones. */
   used: boolean
   /** Jobs waiting for its listing: it is not let go meanwhile. */
   waiting: number
+  /** It said it is ready: it started. One that ends before it did (not let go) failed to start. */
+  served: boolean
 }
 
 interface InFlight {
@@ -188,6 +192,8 @@ interface InFlight {
 }
 
 const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
+  // For the logs of Node's callbacks (a spawner that failed to start).
+  const runtime = yield* Effect.runtime<never>()
   const inFlight = new Map<number, InFlight>()
   const killed = new Set<number>()
   // killAll sees only the pids already reported: a job forked just before the
@@ -237,8 +243,14 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
   // children can no longer reach us. No job may run on unobserved, so their
   // groups are killed and they end as interrupted, with the reason on record.
   const onLost = (slot: number, child: cp.ChildProcess) => () => {
-    if (spawners[slot] === child) spawners[slot] = null
-    known.get(child)?.listed.unsafeOpen()
+    const helper = known.get(child)
+    // Once ('error' and 'disconnect' may both come), and not for one let go.
+    if (spawners[slot] === child) {
+      spawners[slot] = null
+      if (helper !== undefined && !helper.served) failedStart(slot, `pmjq's spawner process ${helper.id.pid} ended before it took a job`)
+    }
+    helper?.listed.unsafeOpen()
+    helper?.ready.unsafeOpen()
     // Left to the spawners on purpose: they answer for those jobs now.
     if (left) return
     for (const [id, job] of inFlight) {
@@ -254,25 +266,53 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
     }
   }
 
-  // The spawner of SLOT, forked when there is none; null when the fork failed.
+  // Spawners that failed to start in a row (the fork failed, or one ended
+  // before it took a job): the next fork waits 100 ms, doubling to 30 s, and
+  // each failure is logged, so a spawner that cannot start (a broken install,
+  // no memory, no pids left) costs a fork every 30 s, never one per job and
+  // retry. Jobs meanwhile are retried, then handed back (Job.ts: start).
+  const failures = Array.from({ length: SPAWNERS }, () => 0)
+  const lastFailedAt = Array.from({ length: SPAWNERS }, () => 0)
+  const failedStart = (slot: number, reason: string) => {
+    failures[slot]! += 1
+    lastFailedAt[slot] = Date.now()
+    Runtime.runFork(runtime)(Effect.logError("pmjq's spawner could not be started; jobs wait").pipe(Effect.annotateLogs({ reason, inARow: failures[slot] })))
+  }
+  const backingOff = (slot: number) =>
+    failures[slot]! > 0 && Date.now() - lastFailedAt[slot]! < Math.min(100 * 2 ** (failures[slot]! - 1), 30_000)
+
+  // The spawner of SLOT, forked when there is none; null when there is none to be had.
   const ensureSpawner = (slot: number): cp.ChildProcess | null => {
     const spawner = spawners[slot]
     if (spawner !== null && spawner !== undefined && spawner.connected) return spawner
+    if (backingOff(slot)) return null
     let child: cp.ChildProcess
     try {
       child = cp.fork(SPAWNER, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [], serialization: "json" })
-    } catch {
-      return null // Thrown, not emitted: ENOMEM, or no file descriptor left for its pipes.
+    } catch (e) {
+      // Thrown, not emitted: ENOMEM, or no file descriptor left for its pipes.
+      failedStart(slot, e instanceof Error ? e.message : String(e))
+      return null
     }
-    child.on("message", onReport)
+    child.on("message", (message: SpawnReport | Ready) => {
+      if (!("ready" in message)) return onReport(message)
+      const helper = known.get(child)
+      if (helper === undefined) return
+      helper.served = true
+      failures[slot] = 0
+      helper.ready.unsafeOpen()
+    })
     // Messages already sent arrive before 'disconnect'.
     child.once("disconnect", onLost(slot, child))
     // 'error' covers a failed fork and a send on a closed channel; either way
     // that spawner is done. (A listener must stay: an unheard 'error' throws.)
     child.on("error", onLost(slot, child))
-    if (child.pid === undefined) return null
+    if (child.pid === undefined) {
+      failedStart(slot, "fork failed")
+      return null
+    }
     spawners[slot] = child
-    known.set(child, { id: identify(child.pid), listed: Effect.unsafeMakeLatch(false), used: true, waiting: 0 })
+    known.set(child, { id: identify(child.pid), listed: Effect.unsafeMakeLatch(false), ready: Effect.unsafeMakeLatch(false), used: true, waiting: 0, served: false })
     started.unsafeOffer(undefined)
     tellKeep()
     return child
@@ -280,7 +320,7 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
 
   const noSpawner = (reason: string) => new NoSpawner({ reason })
 
-  // The spawner for the next job, once a heartbeat lists it. The wait can be
+  // The spawner for the next job, once it is ready and a heartbeat lists it. The wait can be
   // interrupted (a stop; a node cut off from the spool, whose beats fail).
   const readySpawner = (slot: number) =>
     Effect.suspend(() => {
@@ -290,7 +330,11 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
       const helper = owner === null ? undefined : known.get(owner)
       if (owner === null || helper === undefined) return Effect.fail(noSpawner("pmjq's spawner process could not be started"))
       helper.waiting++
-      return helper.listed.await.pipe(Effect.interruptible, Effect.ensuring(Effect.sync(() => helper.waiting--)), Effect.as(owner))
+      return Effect.zipRight(helper.ready.await, helper.listed.await).pipe(
+        Effect.interruptible,
+        Effect.ensuring(Effect.sync(() => helper.waiting--)),
+        Effect.as(owner)
+      )
     })
 
   // Opens the spawners a heartbeat on disk lists: by pid and start time, as
@@ -323,6 +367,8 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
       const retire: RetireRequest = { retire: true }
       spawner.send(retire)
       spawner.disconnect()
+      // It may copy a job's late output a while (spawner.ts: retire); pmjq does not wait for it.
+      spawner.unref()
       return [helper.id.pid]
     })
     return Effect.forEach(gone, (pid) => Effect.logDebug("spawner let go: no job for --spawner-idle").pipe(Effect.annotateLogs({ pid })), { discard: true })

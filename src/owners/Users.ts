@@ -23,7 +23,7 @@ export class Users extends Context.Tag("pmjq/Users")<
     readonly groups: (uid: number) => Effect.Effect<ReadonlyArray<number>>
   }
 >() {
-  static readonly Live = Layer.sync(Users, () => makeUsers(Date.now))
+  static readonly layer = Layer.sync(Users, () => makeUsers(Date.now))
 }
 
 /** The Users service on getent(1) and id(1); NOW tells how long an answer has been kept. */

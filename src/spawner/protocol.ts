@@ -61,13 +61,24 @@ export interface KeepRequest {
 /**
  * pmjq lets an idle spawner go (--spawner-idle): no job of its runs, and none
  * will be sent. It exits once its jobs' output is all copied (a job's
- * background child may still write through it), then pmjq disconnects.
+ * background child may still write through it, for a while: spawner.ts:
+ * retire), and pmjq disconnects at once.
  */
 export interface RetireRequest {
   readonly retire: true
 }
 
 export type SpawnerMessage = SpawnRequest | KeepRequest | RetireRequest
+
+/**
+ * The spawner's first message, once it is loaded and listening: pmjq sends it
+ * no job before. A spawner that ends before it said so read no request, so
+ * the job meant for it was not started (one that ends later may have started
+ * it, and its job is recorded as interrupted or not started, never run again).
+ */
+export interface Ready {
+  readonly ready: true
+}
 
 export type SpawnReport =
   /** Started; with its start time (proc.ts: startTicks), read while it is the spawner's unreaped child. */

@@ -35,7 +35,7 @@ import { createNew, type Ownership, PRIVATE, readRegular, recordKeeping, replace
 import { isZombie, startTicks, stillRuns } from "../process/proc.js"
 import { logLines } from "../log/text.js"
 import { recordText, startedRecord } from "../record/record.js"
-import type { KeepRequest, SpawnerMessage, SpawnReport, SpawnRequest } from "./protocol.js"
+import type { KeepRequest, Ready, SpawnerMessage, SpawnReport, SpawnRequest } from "./protocol.js"
 import { fdinfoFlags, jobCommand, jobDirectory, jobEnvironment, type JobUser, strayDescriptors } from "./world.js"
 
 /** Node's IPC channel has an fd at run time; its type does not say so. */
@@ -173,6 +173,9 @@ const isDirectory = (dir: string) => {
 const relay = (from: Readable | null, to: Writable, through: Transform | null = null) => {
   if (from === null) return
   relaying.add(from)
+  from.on("data", () => {
+    lastOutputAt = Date.now()
+  })
   from.once("close", () => {
     relaying.delete(from)
     if (retired()) process.exit(0)
@@ -283,6 +286,8 @@ const spawn = (request: SpawnRequest) => {
 let keeping: KeepRequest["keep"] | null = null
 /** Let go by pmjq (RetireRequest): nothing of ours runs, and nothing more will. */
 let retiring = false
+/** When a job's output last came through (retire: how long it has been quiet). */
+let lastOutputAt = 0
 
 // The heartbeat as pmjq last wrote it, kept fresh: other nodes (another host
 // goes by its age) must not take running jobs for orphans. Only one spawner
@@ -323,6 +328,8 @@ process.on("message", (message: SpawnerMessage) => {
   else if ("keep" in message) keeping = message.keep
   else spawn(message)
 })
+const ready: Ready = { ready: true }
+if (process.connected) process.send?.(ready)
 // Ctrl-C reaches the whole terminal group and systemd signals the whole unit;
 // pmjq decides when jobs stop, so the spawner outlives those signals and ends
 // only when pmjq disconnects. Jobs start with default signal handling again.
@@ -357,10 +364,8 @@ function parentGone() {
   gone = true
   const idle = () => running.size === 0 && relaying.size === 0
   if (idle()) process.exit(0)
+  if (retiring && running.size === 0) return retire()
   if (keeping !== null) return leftBehind(keeping, idle)
-  // What a job's background child still writes is copied to its end: the
-  // last relay to close ends this helper (relay, above).
-  if (retiring && running.size === 0) return
   if (running.size > 0) {
     // Exits already waiting in the event loop are handled (and recorded) first.
     setImmediate(() => signalGroups("SIGTERM"))
@@ -375,6 +380,20 @@ function parentGone() {
     if (idle() || Date.now() - lastJobAt > FLUSH_FOR) process.exit(0)
   }, 50)
   poll.unref()
+}
+// Let go by pmjq while idle: what jobs' background children still write is
+// copied as long as it keeps coming (a quiet spell of RETIRED_QUIET_FOR ends
+// it) and pmjq runs (once pmjq is gone, FLUSH_FOR as above); the last relay to
+// close ends this helper at once (relay). Never for ever: a child that holds
+// its output open and says nothing must not keep a ~43 MiB helper, or pmjq's
+// own output, open with it.
+const RETIRED_QUIET_FOR = 10_000
+function retire() {
+  const pmjq = process.ppid
+  lastOutputAt = Date.now()
+  setInterval(() => {
+    if (Date.now() - lastOutputAt > (process.ppid === pmjq ? RETIRED_QUIET_FOR : FLUSH_FOR)) process.exit(0)
+  }, 200)
 }
 // pmjq left its jobs to us (--on-stop leave): they run to their end, each
 // record written as it ends; then this helper exits (output still being

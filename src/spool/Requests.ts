@@ -46,7 +46,9 @@ export class Requests extends Context.Tag("pmjq/Requests")<Requests, {
   readonly done: (request: CancelRequest) => Effect.Effect<void>
   /** The claims of a job NAME in the nodes' running folders, as listed now: which node, under which name (its copies are NAME.~N~). */
   readonly holders: Effect.Effect<(name: string) => ReadonlyArray<Holder>>
-}>() {}
+}>() {
+  static readonly layer = ({ spool }: { readonly spool: string }) => Layer.effect(Requests, make(spool))
+}
 
 const readRequest = async (calls: Calls, file: string): Promise<Either.Either<CancelRequest, string>> => {
   const stat = await calls.lstat(file)
@@ -130,4 +132,3 @@ const make = (spool: string) =>
     return { cancels, done: (request: CancelRequest) => Effect.asVoid(remove(request.file)), holders }
   })
 
-export const RequestsLive = ({ spool }: { readonly spool: string }) => Layer.effect(Requests, make(spool))

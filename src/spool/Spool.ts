@@ -190,7 +190,9 @@ export class Spool extends Context.Tag("pmjq/Spool")<
      */
     readonly watch: (changed: (name: string) => void) => Effect.Effect<never, SpoolIOError>
   }
->() {}
+>() {
+  static readonly layer = (settings: SpoolSettings) => Layer.effect(Spool, make(settings))
+}
 
 /** A folder pmjq would use that others could change under it: refused, naming it (EX_NOPERM). */
 export const refuseUntrusted = (e: UntrustedDirectory) =>
@@ -570,4 +572,3 @@ const make = Effect.fn("Spool.make")(function*({ spool, node }: SpoolSettings) {
   })
 })
 
-export const SpoolLive = (settings: SpoolSettings) => Layer.effect(Spool, make(settings))

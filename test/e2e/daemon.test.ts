@@ -2,7 +2,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { BIN, entries, isAlive, lines, records, run, start, submit, waitFor, watched, workspace } from "./harness.js"
+import { BIN, entries, isAlive, lines, publicBin, records, run, signalIfSame, start, submit, waitFor, watched, workspace } from "./harness.js"
 import { identify, stillRuns } from "../../src/process/proc.js"
 
 const SLOW_HEARTBEAT = path.resolve(import.meta.dirname, "fixtures/slow-heartbeat.cjs")
@@ -355,10 +355,10 @@ describe("pmjq's spawners", () => {
     await waitFor("spawners gone with pmjq", () => known.every((s) => !stillRuns(s)))
   })
 
-  it("a spawner let go while a job's background child still writes copies that output to its end", async () => {
-    const t = setup("spawner-retire")
+  it.each([["stop"], ["leave"]])("a spawner let go while a job's background child still writes copies that output to its end (--on-stop %s)", async (onStop) => {
+    const t = setup(`spawner-retire-${onStop}`)
     // No -o: output goes to pmjq's own, through the spawner.
-    const daemon = start(["--spawner-idle", "1s", "--log-level", "debug", t.spool], t.root)
+    const daemon = start(["--spawner-idle", "1s", "--on-stop", onStop, "--log-level", "debug", t.spool], t.root)
     try {
       // The child writes 2 s after its spawner was let go: past the second a
       // spawner whose pmjq is gone gives its jobs' output (spawner.ts: FLUSH_FOR).
@@ -369,6 +369,47 @@ describe("pmjq's spawners", () => {
       fs.writeFileSync(path.join(t.root, "go"), "")
       await waitFor("the late line", () => daemon.output().stdout.includes("late line"))
       expect(daemon.output().stdout.split("\n").filter((l) => l.includes("line"))).toEqual(["early line", "late line"])
+    } finally {
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("a spawner let go goes after a quiet spell, though a job's background child holds its output open", async () => {
+    const t = setup("spawner-quiet")
+    const daemon = start(["--spawner-idle", "1s", "--log-level", "debug", t.spool], t.root)
+    const child = path.join(t.root, "child.pid")
+    try {
+      submit(t.spool, "holder", `sleep 600 &\necho $! > "${child}"`)
+      await waitFor("the job ended", () => /INFO finished job=holder/.test(daemon.output().stderr) && fs.existsSync(child))
+      await waitFor("the spawners let go", () => daemon.output().stderr.split("DEBUG spawner let go").length - 1 === 2)
+      // 10 s without a byte from the child (spawner.ts: RETIRED_QUIET_FOR), then gone.
+      await waitFor("the spawners gone", () => spawnersOf(daemon.child.pid!).length === 0)
+      expect(isAlive(Number(fs.readFileSync(child, "utf8")))).toBe(true)
+    } finally {
+      const pid = Number(fs.existsSync(child) ? fs.readFileSync(child, "utf8") : NaN)
+      if (Number.isInteger(pid)) signalIfSame(identify(pid), "SIGKILL")
+      daemon.child.kill("SIGTERM")
+    }
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it("one that cannot start is logged and tried again later, its job neither failed nor lost; once it can, the job runs", async () => {
+    const t = setup("spawner-broken")
+    const bin = publicBin()
+    const spawner = path.join(path.dirname(bin), "spawner.js")
+    const good = fs.readFileSync(spawner)
+    fs.writeFileSync(spawner, "process.exit(3)\n")
+    const daemon = watched(cp.spawn(process.execPath, [bin, "-o", t.archive, "-e", t.errors, t.spool], { cwd: t.root, stdio: ["ignore", "pipe", "pipe"] }))
+    try {
+      submit(t.spool, "patient", `echo ran >> "${t.ledger}"`)
+      await waitFor("two failed starts in a row", () => /ERROR pmjq's spawner could not be started; jobs wait .*inARow=2/.test(daemon.output().stderr))
+      expect(records(t.archive)).toEqual([])
+      expect(records(t.errors)).toEqual([])
+      fs.writeFileSync(spawner, good)
+      await waitFor("the job archived", () => records(t.archive).length === 1)
+      expect(records(t.archive)).toMatchObject([{ name: "patient", outcome: "succeeded" }])
+      expect(lines(t.ledger)).toEqual(["ran"])
     } finally {
       daemon.child.kill("SIGTERM")
     }

@@ -9,7 +9,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import type { SpawnReport, SpawnRequest } from "../../src/spawner/protocol.js"
+import type { Ready, SpawnReport, SpawnRequest } from "../../src/spawner/protocol.js"
 import { BIN, records, run, runsHere, tempDir, waitFor, workspace } from "./harness.js"
 import { addUsers, asUser, gidOf, rootMissing, sharedSpool, submitAs, uidOf } from "./users.js"
 
@@ -284,7 +284,10 @@ describe("--keep-env and --job-nproc on the command line", () => {
 const spawner = () => {
   const child = cp.fork(SPAWNER, [], { stdio: ["ignore", "pipe", "pipe", "ipc"], execArgv: [], serialization: "json" })
   const reports: Array<SpawnReport> = []
-  child.on("message", (report: SpawnReport) => reports.push(report))
+  // Its first message says it is ready (protocol.ts: Ready); the reports follow.
+  child.on("message", (message: SpawnReport | Ready) => {
+    if (!("ready" in message)) reports.push(message)
+  })
   const request = (over: Partial<SpawnRequest> & Pick<SpawnRequest, "id" | "path">): SpawnRequest => ({
     cwd: "/",
     env: {},
@@ -366,7 +369,9 @@ describe("the spawner's own files", () => {
     let stdout = ""
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()))
     const reports: Array<SpawnReport> = []
-    child.on("message", (report: SpawnReport) => reports.push(report))
+    child.on("message", (message: SpawnReport | Ready) => {
+      if (!("ready" in message)) reports.push(message)
+    })
     try {
       child.send({ id: 1, path: job, cwd: dir, env: {}, keepEnv: [], nproc: null, stdout: null, stderr: null, record: null, user: null } satisfies SpawnRequest)
       await waitFor("the job's output", () => stdout.includes("done\n"))

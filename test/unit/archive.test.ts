@@ -42,7 +42,7 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
   it.effect("a job named x.out ending with a job named x: both whole, neither overwritten", () =>
     Effect.gen(function*() {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
-      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.withoutNotes.pipe(Layer.provide(calls))))
       const stamp = "20260101T000000.000Z"
       const folder = (label: string, files: Record<string, string>) => {
         const run = path.join(root, `run-${label}`)
@@ -66,7 +66,7 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
   it.effect("storing again after a crash half way completes the same entry, with no second one", () =>
     Effect.gen(function*() {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
-      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.withoutNotes.pipe(Layer.provide(calls))))
       const run = path.join(root, "run")
       fs.mkdirSync(run)
       fs.writeFileSync(path.join(run, "job"), "#!/bin/sh\n", { mode: 0o755 })
@@ -87,7 +87,7 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
   it.effect("an interrupted attempt's output is archived without a script", () =>
     Effect.gen(function*() {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
-      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.withoutNotes.pipe(Layer.provide(calls))))
       fs.writeFileSync(path.join(root, ".job.err"), "half")
       const stored = yield* archive.store(root, { script: null, stdout: null, stderr: path.join(root, ".job.err"), recordFile: path.join(root, ".job.json"), record: record("job"), owner: null })
       expect(fs.existsSync(stored)).toBe(false)
@@ -99,7 +99,7 @@ describe.each([["direct", Syscalls.Direct], ["threaded", Syscalls.Threaded]] as 
   it.effect("two same-named jobs ending in the same millisecond keep both entries", () =>
     Effect.gen(function*() {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "pmjq-archive-"))
-      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(calls))))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.withoutNotes.pipe(Layer.provide(calls))))
       const stored: Array<string> = []
       for (const body of ["first", "second"]) {
         const run = path.join(root, `run-${body}`)
@@ -176,7 +176,7 @@ describe("an archival cut short once the entry was whole", () => {
           return Promise.reject(Object.assign(new Error(`EIO: i/o error, unlink '${file}'`), { code: "EIO" }))
         }
       }
-      const archive = yield* Archive.pipe(Effect.provide(Archive.Live.pipe(Layer.provide(Layer.succeed(Syscalls, calls)))))
+      const archive = yield* Archive.pipe(Effect.provide(Archive.withoutNotes.pipe(Layer.provide(Layer.succeed(Syscalls, calls)))))
       yield* archive.settle(job)
       const cut = yield* Effect.flip(archive.store(first, job))
       expect(cut._tag).toBe("ArchiveFailed")

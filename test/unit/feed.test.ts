@@ -8,7 +8,7 @@ import { Effect, Layer, Logger } from "effect"
 import { makeFeed } from "../../src/spool/feed.js"
 import { makeUnchanged } from "../../src/spool/unchanged.js"
 import { makePending } from "../../src/spool/Pending.js"
-import { SpoolLive } from "../../src/spool/Spool.js"
+import { Spool } from "../../src/spool/Spool.js"
 import { type Calls, Syscalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs } from "../memoryfs.js"
 
@@ -33,7 +33,7 @@ describe("the feed's rescans", () => {
       const pending = yield* makePending()
       // --poll 1s: one sixtieth of them a rescan.
       const feed = yield* makeFeed(pending, Effect.void, "1 second").pipe(
-        Effect.provide(SpoolLive({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, calls))))
+        Effect.provide(Spool.layer({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, calls))))
       )
       yield* feed.scan
       expect(yield* pending.size).toBe(1)
@@ -61,7 +61,7 @@ describe("the feed's rescans", () => {
       const { calls, m } = yield* setup
       const pending = yield* makePending()
       const feed = yield* makeFeed(pending, Effect.void, "1 second").pipe(
-        Effect.provide(SpoolLive({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, calls))))
+        Effect.provide(Spool.layer({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, calls))))
       )
       yield* feed.scan
       m.chmod(`${SPOOL}/data3`, 0o755)
@@ -84,7 +84,7 @@ describe("a file without an execute bit", () => {
       })
       const pending = yield* makePending()
       const feed = yield* makeFeed(pending, Effect.void, "1 second").pipe(
-        Effect.provide(SpoolLive({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, calls))))
+        Effect.provide(Spool.layer({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, calls))))
       )
       const logged = Logger.replace(Logger.defaultLogger, logger)
       yield* Effect.gen(function*() {

@@ -11,8 +11,8 @@ import { Archive } from "../../src/job/Archive.js"
 import { isAlive } from "../../src/process/proc.js"
 import type { JobRecord } from "../../src/record/record.js"
 import { makeRecovery } from "../../src/recovery/recovery.js"
-import { NodesLive } from "../../src/spool/Nodes.js"
-import { SpoolLive } from "../../src/spool/Spool.js"
+import { Nodes } from "../../src/spool/Nodes.js"
+import { Spool } from "../../src/spool/Spool.js"
 import { Syscalls } from "../../src/filesystem/syscalls.js"
 import { hooksDropped, hooksFailed, hooksFired } from "../../src/telemetry/metrics.js"
 
@@ -338,7 +338,7 @@ describe("ends recovery settles for a dead node", () => {
         },
         (r, entry) => Effect.sync(() => void told.push([r.name, r.outcome, entry === null ? null : path.basename(entry)]))
       ).pipe(
-        Effect.provide(Layer.mergeAll(NodesLive({ spool, node: "n1" }), SpoolLive({ spool, node: "n1" }), Archive.Live).pipe(Layer.provide(Syscalls.Direct)))
+        Effect.provide(Layer.mergeAll(Nodes.layer({ spool, node: "n1" }), Spool.layer({ spool, node: "n1" }), Archive.withoutNotes).pipe(Layer.provide(Syscalls.Direct)))
       )
       yield* recovery.round
       expect([...told].sort()).toEqual([

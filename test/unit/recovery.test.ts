@@ -8,8 +8,8 @@ import { Archive } from "../../src/job/Archive.js"
 import { deathOf, makeRecovery, stillRunning } from "../../src/recovery/recovery.js"
 import { type ProcessId, startTicks, stillRuns } from "../../src/process/proc.js"
 import type { LeftoverNames } from "../../src/spool/layout.js"
-import { type Heartbeat, Nodes, NodesLive, type NodeView } from "../../src/spool/Nodes.js"
-import { SpoolLive } from "../../src/spool/Spool.js"
+import { type Heartbeat, Nodes, type NodeView } from "../../src/spool/Nodes.js"
+import { Spool } from "../../src/spool/Spool.js"
 import { type Calls, Syscalls } from "../../src/filesystem/syscalls.js"
 
 const NOW = Date.parse("2026-11-29T12:00:00.000Z")
@@ -96,7 +96,7 @@ const recoveryIn = (spool: string, archive: string, calls: Layer.Layer<Syscalls>
     errorDir: Option.none(),
     rejectedDir: path.join(spool, ".pmjq", "rejected")
   }).pipe(
-    Effect.provide(Layer.mergeAll(NodesLive({ spool, node: "n1" }), SpoolLive({ spool, node: "n1" }), Archive.Live).pipe(Layer.provide(calls)))
+    Effect.provide(Layer.mergeAll(Nodes.layer({ spool, node: "n1" }), Spool.layer({ spool, node: "n1" }), Archive.withoutNotes).pipe(Layer.provide(calls)))
   )
 
 const workspace = () => {
@@ -206,7 +206,7 @@ describe("removing a settled folder", () => {
       fs.mkdirSync(folder, { recursive: true, mode: 0o755 })
       fs.writeFileSync(path.join(folder, "backup.tmp"), "#!/bin/sh\n", { mode: 0o755 })
       fs.writeFileSync(path.join(folder, ".backup.tmp.json.tmp"), "{")
-      const nodes = yield* Nodes.pipe(Effect.provide(NodesLive({ spool: t.spool, node: "n1" }).pipe(Layer.provide(Syscalls.Direct))))
+      const nodes = yield* Nodes.pipe(Effect.provide(Nodes.layer({ spool: t.spool, node: "n1" }).pipe(Layer.provide(Syscalls.Direct))))
       expect(yield* nodes.removeFolder(folder)).toBe(false)
       expect(fs.readdirSync(folder)).toEqual(["backup.tmp"])
       fs.unlinkSync(path.join(folder, "backup.tmp"))

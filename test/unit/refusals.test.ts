@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Logger, Option } from "effect"
-import { KEEP, RefusalsKept, RefusalsKeptLive } from "../../src/job/RefusalsKept.js"
+import { KEEP, RefusalsKept } from "../../src/job/RefusalsKept.js"
 import { type JobRecord, recordText } from "../../src/record/record.js"
 import { Syscalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs, type MemoryFs } from "../memoryfs.js"
@@ -29,7 +29,7 @@ const entry = (m: MemoryFs, base: string, uid: number, outcome: JobRecord["outco
 
 const withKept = <A>(m: MemoryFs, use: (kept: RefusalsKept["Type"]) => Effect.Effect<A>) =>
   Effect.flatMap(RefusalsKept, use).pipe(
-    Effect.provide(RefusalsKeptLive({ archiveDir: Option.none(), errorDir: Option.some(ERRORS), rejectedDir: "/spool/.pmjq/rejected" }).pipe(
+    Effect.provide(RefusalsKept.layer({ archiveDir: Option.none(), errorDir: Option.some(ERRORS), rejectedDir: "/spool/.pmjq/rejected" }).pipe(
       Layer.provide(Layer.succeed(Syscalls, m.calls))
     )),
     Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none)),

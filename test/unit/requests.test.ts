@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, HashMap, Layer, Logger } from "effect"
 import type { Calls } from "../../src/filesystem/syscalls.js"
-import { Requests, RequestsLive } from "../../src/spool/Requests.js"
+import { Requests } from "../../src/spool/Requests.js"
 import { Syscalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs, type MemoryFs } from "../memoryfs.js"
 
@@ -15,7 +15,7 @@ const ALICE = { uid: 1001, gid: 1001 }
 const quiet = Logger.replace(Logger.defaultLogger, Logger.none)
 
 const withRequests = <A>(m: MemoryFs, use: (requests: Requests["Type"]) => Effect.Effect<A>, calls: Calls = m.calls, logger = quiet) =>
-  Effect.flatMap(Requests, use).pipe(Effect.provide(RequestsLive({ spool: SPOOL }).pipe(Layer.provide(Layer.succeed(Syscalls, calls)))), Effect.provide(logger))
+  Effect.flatMap(Requests, use).pipe(Effect.provide(Requests.layer({ spool: SPOOL }).pipe(Layer.provide(Layer.succeed(Syscalls, calls)))), Effect.provide(logger))
 
 const spool = () => {
   const m = makeMemoryFs({ uid: 0, gid: 0 })

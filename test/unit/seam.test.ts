@@ -13,8 +13,8 @@ import { Users } from "../../src/owners/Users.js"
 import type { JobRecord } from "../../src/record/record.js"
 import { makeRecovery, type Orphans } from "../../src/recovery/recovery.js"
 import { stamp } from "../../src/spool/layout.js"
-import { Nodes, NodesLive } from "../../src/spool/Nodes.js"
-import { Spool, SpoolLive } from "../../src/spool/Spool.js"
+import { Nodes } from "../../src/spool/Nodes.js"
+import { Spool } from "../../src/spool/Spool.js"
 import { Syscalls } from "../../src/filesystem/syscalls.js"
 import { fakeRunner, fakeUsers, jobSettings } from "../fakes.js"
 import { makeMemoryFs, type MemoryFs } from "../memoryfs.js"
@@ -40,7 +40,7 @@ const world = Effect.gen(function*() {
 })
 
 const services = (m: MemoryFs, node: string) =>
-  Layer.mergeAll(NodesLive({ spool: SPOOL, node }), SpoolLive({ spool: SPOOL, node }), Archive.Live).pipe(
+  Layer.mergeAll(Nodes.layer({ spool: SPOOL, node }), Spool.layer({ spool: SPOOL, node }), Archive.withoutNotes).pipe(
     Layer.provide(Layer.succeed(Syscalls, m.calls))
   )
 

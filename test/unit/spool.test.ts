@@ -5,11 +5,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Readable } from "node:stream"
-import { Spool, SpoolLive } from "../../src/spool/Spool.js"
+import { Spool } from "../../src/spool/Spool.js"
 import { Syscalls } from "../../src/filesystem/syscalls.js"
 import { logLines } from "../../src/log/text.js"
 
-const spoolAt = (dir: string) => Spool.pipe(Effect.provide(SpoolLive({ spool: dir, node: "n1" }).pipe(Layer.provide(Syscalls.Direct))))
+const spoolAt = (dir: string) => Spool.pipe(Effect.provide(Spool.layer({ spool: dir, node: "n1" }).pipe(Layer.provide(Syscalls.Direct))))
 
 describe("Spool.claim", () => {
   it.effect("a folder swapped in for a queued file is never kept: it goes back under its name", () =>

@@ -15,7 +15,7 @@ import { makeEndedNotes, pruneEnded } from "../../src/spool/ended.js"
 import { makeFeed, READ_AT_ONCE } from "../../src/spool/feed.js"
 import { makePending, type Pending } from "../../src/spool/Pending.js"
 import { readPause, removePause, writePause } from "../../src/spool/pauses.js"
-import { Spool, SpoolLive } from "../../src/spool/Spool.js"
+import { Spool } from "../../src/spool/Spool.js"
 import { Syscalls } from "../../src/filesystem/syscalls.js"
 import { makeMemoryFs } from "../memoryfs.js"
 
@@ -46,7 +46,7 @@ describe("jobs that may not start yet", () => {
       m.write(`${SPOOL}/loop-a`, "#!/bin/sh\n#PMJQ --after=loop-b\n", 0o755)
       m.write(`${SPOOL}/loop-b`, "#!/bin/sh\n#PMJQ --after=loop-a\n", 0o755)
       m.write(`${SPOOL}/bad`, "#!/bin/sh\n#PMJQ --after=\n", 0o755)
-      const services = SpoolLive({ spool: SPOOL, node: "n1" }).pipe(Layer.provideMerge(Layer.succeed(Syscalls, m.calls)))
+      const services = Spool.layer({ spool: SPOOL, node: "n1" }).pipe(Layer.provideMerge(Layer.succeed(Syscalls, m.calls)))
       const pending = yield* makePending()
       const feed = yield* makeFeed(pending, Effect.void, "1 second").pipe(Effect.provide(services))
       yield* feed.scan
@@ -75,7 +75,7 @@ describe("jobs that may not start yet", () => {
       m.mkdirs(SPOOL, 0o1777)
       m.write(`${SPOOL}/q`, "#!/bin/sh\n", 0o755)
       m.write(`${SPOOL}/.pmjq-held-h`, "#!/bin/sh\n", 0o755)
-      const spool = yield* Spool.pipe(Effect.provide(SpoolLive({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, m.calls)))))
+      const spool = yield* Spool.pipe(Effect.provide(Spool.layer({ spool: SPOOL, node: "n1" }).pipe(Layer.provide(Layer.succeed(Syscalls, m.calls)))))
       m.write(`${SPOOL}/r`, "#!/bin/sh\n", 0o755)
       expect(Option.isSome(yield* spool.claim("r"))).toBe(true)
       const notes = makeEndedNotes(m.calls, SPOOL)
@@ -179,7 +179,7 @@ describe("a backlog too large to read at once", () => {
       for (let i = 0; i < many; i++) m.write(`${SPOOL}/j${i}`, "#!/bin/sh\n", 0o755)
       m.write(`${SPOOL}/urgent`, "#!/bin/sh\n#PMJQ --priority=10\n", 0o755)
       m.write(`${SPOOL}/held`, "#!/bin/sh\n#PMJQ --hold\n", 0o755)
-      const services = SpoolLive({ spool: SPOOL, node: "n1" }).pipe(Layer.provideMerge(Layer.succeed(Syscalls, m.calls)))
+      const services = Spool.layer({ spool: SPOOL, node: "n1" }).pipe(Layer.provideMerge(Layer.succeed(Syscalls, m.calls)))
       const pending = yield* makePending()
       const feed = yield* makeFeed(pending, Effect.void, "1 second").pipe(Effect.provide(services))
       yield* feed.scan
