@@ -71,8 +71,8 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
     readonly helpers: Effect.Effect<ReadonlyArray<ProcessId>>
     /**
      * Waits until a spawner starts that no heartbeat lists yet. Spawners start
-     * with the first job after a quiet spell (pmjq idle runs none), and a job
-     * goes to a new one only once a heartbeat lists it (`listed`): a pmjq
+     * when a job is about to be claimed (`prepare`; pmjq idle runs none), and a
+     * job goes to a new one only once a heartbeat lists it (`listed`): a pmjq
      * killed meanwhile would otherwise look dead to the other nodes on this
      * host while its job still ran, and the job would run twice.
      */
@@ -112,8 +112,8 @@ export class ProcessRunner extends Context.Tag("pmjq/ProcessRunner")<
 export interface RunnerSettings {
   /**
    * A spawner with no job for this long is let go (--spawner-idle); the next
-   * job starts one again. Each is a Node process of ~43 MiB that costs
-   * ~50 ms of a core to start: idle pmjq holds none.
+   * job starts one again. Each is a Node process of ~43 MiB that takes
+   * ~150 ms to start: idle pmjq holds none.
    */
   readonly spawnerIdle: Duration.DurationInput
 }
@@ -175,7 +175,7 @@ interface Helper {
   readonly ready: Effect.Latch
   /** Whether a job was given to it, or ended under it, since the last look for idle ones. */
   used: boolean
-  /** Jobs waiting for its listing: it is not let go meanwhile. */
+  /** Jobs waiting for it to be ready and listed: it is not let go meanwhile. */
   waiting: number
   /** It said it is ready: it started. One that ends before it did (not let go) failed to start. */
   served: boolean
@@ -318,8 +318,6 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
     return child
   }
 
-  const noSpawner = (reason: string) => new NoSpawner({ reason })
-
   // The spawner for the next job, once it is ready and a heartbeat lists it. The wait can be
   // interrupted (a stop; a node cut off from the spool, whose beats fail).
   const readySpawner = (slot: number) =>
@@ -328,7 +326,7 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
       if (left) return Effect.interrupt
       const owner = ensureSpawner(slot)
       const helper = owner === null ? undefined : known.get(owner)
-      if (owner === null || helper === undefined) return Effect.fail(noSpawner("pmjq's spawner process could not be started"))
+      if (owner === null || helper === undefined) return Effect.fail(new NoSpawner({ reason: "pmjq's spawner process could not be started" }))
       helper.waiting++
       return Effect.zipRight(helper.ready.await, helper.listed.await).pipe(
         Effect.interruptible,
@@ -404,7 +402,7 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
   const ask = (id: number, slot: number, owner: cp.ChildProcess, spec: ProcessSpec) =>
     Effect.async<RunningProcess, JobBusy | NoSpawner | SpawnFailed>((resume) => {
       if (left) return resume(Effect.interrupt)
-      if (spawners[slot] !== owner || !owner.connected) return resume(Effect.fail(noSpawner("pmjq's spawner process ended before the job was sent to it")))
+      if (spawners[slot] !== owner || !owner.connected) return resume(Effect.fail(new NoSpawner({ reason: "pmjq's spawner process ended before the job was sent to it" })))
       const helper = known.get(owner)
       if (helper !== undefined) helper.used = true
       inFlight.set(id, { path: spec.path, owner, exited: Deferred.unsafeMake(FiberId.none), started: resume, process: null })
