@@ -387,7 +387,10 @@ const makeSpawnerRunner = (settings: RunnerSettings) => Effect.gen(function*() {
   // having relayed the last of the jobs' output to pmjq's own.
   yield* Effect.addFinalizer(() =>
     Effect.sync(() =>
-      spawners.forEach((s) => {
+      spawners.forEach((s, slot) => {
+        // Out of its slot first: one disconnected before it said it was ready
+        // (a short --drain) did not fail to start (onLost).
+        spawners[slot] = null
         if (s?.connected) s.disconnect()
         if (left) s?.unref()
       })
